@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` (service + demo data on SQLite) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app service.wsgi
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install run test test-sqlite test-postgresql bench openapi lint migrate seed clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+migrate: install
+	$(FLASK) migrate
+
+seed: migrate
+	$(FLASK) seed-demo
+
+run: seed
+	$(BIN)/gunicorn --config gunicorn.conf.py service.wsgi:app
+
+test: install
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest
+
+test-sqlite: install
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest
+
+test-postgresql: install
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+openapi: install
+	DATABASE_URL=sqlite:// $(FLASK) openapi write --format=json openapi/openapi.json
+
+lint: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt ruff==0.14.6
+	$(BIN)/ruff check service tests migrations $(wildcard bench)
+
+clean:
+	rm -rf $(VENV) instance *.egg-info
