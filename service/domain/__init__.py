@@ -1,0 +1,1 @@
+"""Business rules of the clinic: no Flask, no marshmallow, no HTTP in here."""

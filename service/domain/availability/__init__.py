@@ -1,0 +1,1 @@
+"""Provider availability: working windows and bookable slots."""

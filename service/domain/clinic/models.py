@@ -1,0 +1,82 @@
+"""Clinic sites (and the virtual telehealth location) and the services they offer."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, enum_column
+from service.domain.errors import Conflict, register_constraint
+from service.domain.providers.licensing import Modality
+from service.domain.records import Record
+
+
+class LocationKind(enum.StrEnum):
+    CLINIC = "clinic"
+    VIRTUAL = "virtual"
+
+
+class Location(Record, Base):
+    __tablename__ = "locations"
+    __table_args__ = (CheckConstraint("chairs >= 0 AND chairs <= 100", name="chairs"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[LocationKind] = mapped_column(enum_column(LocationKind, "location_kind"))
+    timezone: Mapped[str] = mapped_column(String(64))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(2))
+    postal_code: Mapped[str | None] = mapped_column(String(10))
+    chairs: Mapped[int] = mapped_column(default=0)
+    rems_certified: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True, index=True)
+
+
+DEFAULT_REMINDER_PLAN: dict[str, Any] = {
+    "confirmation": True,
+    "hours_before": [72, 24, 2],
+    "next_day_check_in": False,
+}
+
+
+class ServiceType(Record, Base):
+    __tablename__ = "service_types"
+    __table_args__ = (
+        CheckConstraint("duration_minutes > 0 AND duration_minutes <= 720",
+                        name="duration"),
+        CheckConstraint(
+            "recovery_minutes >= 0 AND buffer_before_minutes >= 0 AND buffer_after_minutes >= 0"
+            " AND min_notice_minutes >= 0 AND horizon_days > 0 AND slot_interval_minutes > 0"
+            " AND late_cancel_hours >= 0",
+            name="non_negative",
+        ),
+    )
+
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    modality: Mapped[Modality] = mapped_column(enum_column(Modality, "modality"))
+    duration_minutes: Mapped[int]
+    recovery_minutes: Mapped[int] = mapped_column(default=0)
+    buffer_before_minutes: Mapped[int] = mapped_column(default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(default=0)
+    min_notice_minutes: Mapped[int] = mapped_column(default=0)
+    horizon_days: Mapped[int] = mapped_column(default=90)
+    slot_interval_minutes: Mapped[int] = mapped_column(default=15)
+    late_cancel_hours: Mapped[int] = mapped_column(default=24)
+    needs_chair: Mapped[bool] = mapped_column(default=False)
+    needs_clearance: Mapped[bool] = mapped_column(default=False)
+    requires_rems: Mapped[bool] = mapped_column(default=False)
+    reminder_plan: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=lambda: dict(DEFAULT_REMINDER_PLAN)
+    )
+    active: Mapped[bool] = mapped_column(default=True, index=True)
+
+
+register_constraint(
+    "uq_service_types_code",
+    lambda: Conflict("A service type with this code already exists.", code="duplicate_code"),
+)

@@ -1,0 +1,9 @@
+"""Every models module, imported once so the metadata (Alembic, tests) is complete."""
+
+from service.db import Base
+from service.domain.access.models import ApiKey
+from service.domain.clinic.models import Location, ServiceType
+from service.domain.patients.models import Patient
+from service.domain.providers.models import License, Provider
+
+__all__ = ["ApiKey", "Base", "License", "Location", "Patient", "Provider", "ServiceType"]
