@@ -1,0 +1,80 @@
+"""Flask commands: ``flask migrate``, ``flask seed-demo``, ``flask keys ...``, ``flask serve-prep``.
+
+(``flask openapi write`` comes from flask-smorest.)
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from service import migrate
+from service.domain.access import services as keys
+from service.domain.access.actor import Role
+from service.extensions import unit_of_work
+
+keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
+
+
+@keys_cli.command("create")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--label", required=True, help="Who or what uses the key.")
+@click.option("--provider-id", type=click.UUID, default=None)
+@click.option("--patient-id", type=click.UUID, default=None)
+def create_key(role: str, label: str, provider_id: uuid.UUID | None,
+               patient_id: uuid.UUID | None) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    issued = keys.issue_key(unit_of_work(), role=role, label=label, provider_id=provider_id,
+                            patient_id=patient_id)
+    click.echo(issued.key)
+    click.echo(f"(stored as a hash; id {issued.record.public_id}; it will not be shown again)",
+               err=True)
+
+
+@keys_cli.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+def list_keys(include_revoked: bool) -> None:
+    """List keys (prefix, role, label, binding, state); never the secrets."""
+    for record in keys.list_keys(unit_of_work(read_only=True), include_revoked=include_revoked):
+        bound = record.provider_id or record.patient_id or "-"
+        state = "revoked" if record.revoked_at else "active"
+        click.echo(f"{record.prefix}\t{record.role.value}\t{state}\t{bound}\t{record.label}")
+
+
+@keys_cli.command("revoke")
+@click.argument("public_id")
+def revoke(public_id: str) -> None:
+    """Revoke a key by its public id (the third part of ck_<role>_<id>_...)."""
+    record = keys.revoke_key(unit_of_work(), public_id=public_id)
+    click.echo(f"revoked {record.prefix}")
+
+
+@click.command("migrate")
+def migrate_command() -> None:
+    """Upgrade the database schema to the newest migration."""
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    click.echo("database at head")
+
+
+@click.command("seed-demo")
+@click.option("--quiet", is_flag=True, help="Do not print the demo keys.")
+def seed_demo_command(quiet: bool) -> None:
+    """Load the fictional demo clinic into an empty database and print the demo keys."""
+    from service.demo import DEMO_KEYS, seed_demo
+
+    seeded = seed_demo(unit_of_work)
+    if not seeded:
+        click.echo("The database already has data; demo data not loaded.")
+    if not quiet:
+        click.echo("Demo API keys (local demo database only; never use them elsewhere):")
+        for role, key in DEMO_KEYS.items():
+            click.echo(f"  {role:<12} {key}")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(migrate_command)
+    app.cli.add_command(seed_demo_command)

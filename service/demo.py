@@ -1,0 +1,127 @@
+"""The fictional demo clinic that ``make run`` loads into an empty database.
+
+Every name, number and key here is made up. The demo keys are documented in the README and
+work only against a database this module seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from service.domain.access import services as keys
+from service.domain.access.actor import Role
+from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.patients.models import Patient
+from service.domain.providers.licensing import Modality
+from service.domain.providers.models import (
+    Credential,
+    License,
+    LicenseKind,
+    LicenseStatus,
+    Provider,
+)
+from service.uow import UnitOfWork
+
+DEMO_KEYS: dict[str, str] = {
+    role.value: f"ck_{role.value}_demo{role.value[:4]}0000_LOCAL-DEMO-KEY-{role.value.upper()}"
+    for role in Role
+}
+
+
+def _provider(name: str, credential: Credential, npi: str, *, rems: bool,
+              prescriber: bool = True) -> Provider:
+    return Provider(name=name, credential=credential, npi=npi, timezone="America/Phoenix",
+                    is_prescriber=prescriber, is_rems_prescriber=rems, active=True)
+
+
+def _license(jurisdiction: str, kind: LicenseKind, board: str, number: str, issued: date,
+             expires: date) -> License:
+    return License(jurisdiction=jurisdiction, kind=kind, board=board, number=number,
+                   issued_on=issued, expires_on=expires, status=LicenseStatus.ACTIVE)
+
+
+def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = None) -> bool:
+    """Load the demo clinic if the database is empty; returns whether it did."""
+    today = today or date.today()
+    uow = unit_of_work()
+    with uow:
+        if uow.session.scalar(select(Provider.id).limit(1)) is not None:
+            return False
+        session = uow.session
+
+        whitfield = _provider("Dr. Elena Whitfield", Credential.MD, "1482017351", rems=True)
+        whitfield.licenses.append(_license(
+            "US-AZ", LicenseKind.LICENSE, "Arizona Medical Board", "MD-70412",
+            today - timedelta(days=900), today + timedelta(days=700)))
+        lee = _provider("Marcus Lee, PA-C", Credential.PA, "1659032217", rems=False)
+        lee.licenses.append(_license(
+            "US-AZ", LicenseKind.LICENSE, "Arizona Regulatory Board of Physician Assistants",
+            "PA-18233", today - timedelta(days=400), today + timedelta(days=500)))
+        natarajan = _provider("Priya Natarajan, NP", Credential.NP, "1204788537", rems=True)
+        natarajan.licenses.append(_license(
+            "US-AZ", LicenseKind.LICENSE, "Arizona State Board of Nursing", "RN-NP-55190",
+            today - timedelta(days=700), today + timedelta(days=40)))
+        ortiz = _provider("Dr. Samuel Ortiz", Credential.MD, "1930426618", rems=False)
+        ortiz.licenses.append(_license(
+            "US-CA", LicenseKind.LICENSE, "Medical Board of California", "A-190442",
+            today - timedelta(days=1200), today + timedelta(days=600)))
+        ortiz.licenses.append(_license(
+            "US-AZ", LicenseKind.TELEHEALTH_REGISTRATION, "Arizona Medical Board",
+            "TH-36-3606-0042", today - timedelta(days=200), today + timedelta(days=530)))
+        session.add_all([whitfield, lee, natarajan, ortiz])
+
+        session.add_all([
+            Location(name="Phoenix - Camelback", kind=LocationKind.CLINIC,
+                     timezone="America/Phoenix", address_line1="2400 E Camelback Rd",
+                     address_line2="Suite 310", city="Phoenix", state="AZ",
+                     postal_code="85016", chairs=4, rems_certified=True),
+            Location(name="Telehealth (video)", kind=LocationKind.VIRTUAL,
+                     timezone="America/Phoenix", chairs=0),
+        ])
+        plan = {"confirmation": True, "hours_before": [72, 24, 2], "next_day_check_in": False}
+        treatment_plan = {**plan, "next_day_check_in": True}
+        session.add_all([
+            ServiceType(code="consultation", name="Telehealth consultation",
+                        modality=Modality.TELEHEALTH, duration_minutes=60,
+                        buffer_after_minutes=10, min_notice_minutes=120, horizon_days=60,
+                        slot_interval_minutes=30, late_cancel_hours=24, reminder_plan=plan),
+            ServiceType(code="iv-infusion", name="IV infusion", modality=Modality.IN_PERSON,
+                        duration_minutes=45, recovery_minutes=60, buffer_before_minutes=15,
+                        buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
+                        slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
+                        needs_clearance=True, reminder_plan=treatment_plan),
+            ServiceType(code="esketamine", name="Esketamine (Spravato) session",
+                        modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
+                        buffer_before_minutes=15, buffer_after_minutes=0,
+                        min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
+                        late_cancel_hours=48, needs_chair=True, needs_clearance=True,
+                        requires_rems=True, reminder_plan=treatment_plan),
+            ServiceType(code="follow-up", name="Follow-up check-in",
+                        modality=Modality.TELEHEALTH, duration_minutes=20,
+                        buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
+                        slot_interval_minutes=20, late_cancel_hours=12, reminder_plan=plan),
+        ])
+        rivera = Patient(first_name="Jordan", last_name="Rivera", birth_date=date(1986, 3, 14),
+                         email="jordan.rivera@example.com", phone="+16025550111",
+                         timezone="America/Phoenix", home_state="AZ", sms_consent=True,
+                         email_consent=True)
+        begay = Patient(first_name="Ava", last_name="Begay", birth_date=date(1979, 11, 2),
+                        email="ava.begay@example.org", phone="+19285550122",
+                        timezone="America/Denver", home_state="AZ", sms_consent=True,
+                        email_consent=False)
+        nguyen = Patient(first_name="Chris", last_name="Nguyen", birth_date=date(1991, 7, 23),
+                         email="chris.nguyen@example.net", phone="+14805550133",
+                         timezone="America/Phoenix", home_state="AZ", sms_consent=False,
+                         email_consent=True, rems_enrolled=True, cleared_for_treatment=True)
+        session.add_all([rivera, begay, nguyen])
+        uow.commit()
+        provider_id, patient_id = whitfield.id, rivera.id
+
+    for role, key in DEMO_KEYS.items():
+        keys.issue_key(unit_of_work(), role=role, label=f"demo {role} (local only)", key=key,
+                       provider_id=provider_id if role == Role.PROVIDER else None,
+                       patient_id=patient_id if role == Role.PATIENT else None)
+    return True

@@ -1,0 +1,200 @@
+"""Every error leaves as ``application/problem+json`` (RFC 9457) with a stable ``code``.
+
+This module is the one place that maps domain errors and HTTP exceptions to responses, and
+the one table of error codes (``CODES``), which ``GET /problems/<code>`` also serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from flask import Flask, Response, g, json, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from service.domain import errors as domain
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_CATEGORY: dict[type[domain.DomainError], int] = {
+    domain.Unauthenticated: 401,
+    domain.Forbidden: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.InvalidState: 409,
+    domain.Gone: 410,
+    domain.PreconditionFailed: 412,
+    domain.InvalidInput: 422,
+}
+
+# code -> (status, meaning). Codes are stable: clients branch on them; never rename one.
+CODES: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "The request could not be understood."),
+    "malformed_json": (400, "The body is not valid JSON."),
+    "unauthenticated": (401, "No API key was given (Authorization: Bearer <key>)."),
+    "invalid_api_key": (401, "The API key is unknown or malformed."),
+    "revoked_api_key": (401, "The API key was revoked."),
+    "forbidden": (403, "The caller's role may not do this."),
+    "field_not_editable": (403, "The caller may not change some of the given fields."),
+    "not_found": (404, "No such resource."),
+    "provider_not_found": (404, "No such provider (or not visible to the caller)."),
+    "license_not_found": (404, "No such license for this provider."),
+    "location_not_found": (404, "No such location."),
+    "service_type_not_found": (404, "No such service type."),
+    "patient_not_found": (404, "No such patient (or not visible to the caller)."),
+    "api_key_not_found": (404, "No such API key."),
+    "method_not_allowed": (405, "The method is not allowed on this resource."),
+    "not_acceptable": (406, "The requested media type cannot be served."),
+    "conflict": (409, "The request conflicts with the current state."),
+    "integrity_conflict": (409, "The change conflicts with existing data."),
+    "duplicate_npi": (409, "A provider with this NPI already exists."),
+    "duplicate_license": (409, "The board already has a license with this number."),
+    "duplicate_code": (409, "A service type with this code already exists."),
+    "precondition_failed": (412, "If-Match does not match the current version (ETag)."),
+    "unsupported_media_type": (415, "The body must be application/json."),
+    "validation_failed": (422, "Some fields are invalid; see errors."),
+    "invalid_timezone": (422, "Not an IANA time zone name (for example America/Phoenix)."),
+    "invalid_npi": (422, "Not a valid NPI (10 digits with a valid check digit)."),
+    "invalid_phone": (422, "Not an E.164 phone number (for example +16025550123)."),
+    "invalid_date_range": (422, "The end of a range comes before its start."),
+    "invalid_input": (422, "The input breaks a rule; see detail."),
+    "address_required": (422, "A clinic location needs a full address."),
+    "virtual_location_chairs": (422, "A virtual location has no treatment chairs."),
+    "telehealth_chair": (422, "A telehealth service cannot need a chair."),
+    "rems_in_person": (422, "A REMS service is given in person, in a chair."),
+    "rems_monitoring_too_short": (422, "Esketamine needs at least 120 minutes of monitoring."),
+    "rems_requires_prescriber": (422, "A REMS prescriber must also be a prescriber."),
+    "key_binding": (422, "Provider and patient keys are bound to exactly one record."),
+    "key_format": (422, "The key does not have the form ck_<role>_<id>_<secret>."),
+    "precondition_required": (428, "This update needs an If-Match header with the ETag."),
+    "rate_limited": (429, "Too many requests; retry later."),
+    "internal_error": (500, "An unexpected error; it was logged with the request id."),
+    "service_unavailable": (503, "A dependency (the database) is not available."),
+}
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    412: "precondition_failed", 415: "unsupported_media_type", 422: "validation_failed",
+    428: "precondition_required", 429: "rate_limited", 503: "service_unavailable",
+}
+
+
+class CodedMessage(str):
+    """A validation message that carries its machine code (see ``field_errors``)."""
+
+    code: str
+
+    def __new__(cls, message: str, code: str) -> CodedMessage:
+        instance = super().__new__(cls, message)
+        instance.code = code
+        return instance
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None,
+            headers: dict[str, str] | None = None, **extras: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.path if request else None
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extras)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def field_errors(messages: Any, location: str | None = None, path: tuple[str, ...] = ()
+                 ) -> list[dict[str, Any]]:
+    """Flatten webargs/marshmallow messages into [{location, field, message, code}]."""
+    flat: list[dict[str, Any]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if location is None:
+                flat.extend(field_errors(value, str(key), ()))
+            else:
+                flat.extend(field_errors(value, location, (*path, str(key))))
+    elif isinstance(messages, list | tuple):
+        for item in messages:
+            if isinstance(item, dict | list):
+                flat.extend(field_errors(item, location, path))
+            else:
+                flat.append({
+                    "location": location or "body",
+                    "field": ".".join(path) or None,
+                    "message": str(item),
+                    "code": getattr(item, "code", "invalid"),
+                })
+    else:
+        flat.append({"location": location or "body", "field": ".".join(path) or None,
+                     "message": str(messages), "code": getattr(messages, "code", "invalid")})
+    return flat
+
+
+def _validation_problem(exc: HTTPException) -> Response:
+    data = getattr(exc, "data", {}) or {}
+    messages = data.get("messages") or data.get("errors") or {}
+    errors = field_errors(messages)
+    if exc.code == 400:
+        return problem(400, "malformed_json", "Malformed request body",
+                       "The request body is not valid JSON.", errors=errors)
+    specific = {e["code"] for e in errors} - {"invalid"}
+    code = specific.pop() if len(specific) == 1 and all(
+        e["code"] != "invalid" for e in errors) else "validation_failed"
+    return problem(422, code, "Invalid request", "Some fields are invalid; see errors.",
+                   errors=errors, headers=data.get("headers"))
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status >= 500:
+        if isinstance(exc, InternalServerError) and exc.original_exception is not None:
+            return handle_unexpected(exc.original_exception)
+        return problem(status, _HTTP_CODES.get(status, "internal_error"), exc.name)
+    data = getattr(exc, "data", None) or {}
+    if status in (400, 422) and ("messages" in data or "errors" in data):
+        return _validation_problem(exc)
+    headers = dict(data.get("headers") or {})
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    detail = data.get("message") or exc.description
+    return problem(status, _HTTP_CODES.get(status, "bad_request"), exc.name, detail,
+                   headers=headers)
+
+
+def handle_domain_error(exc: domain.DomainError) -> Response:
+    status = next((s for cls, s in STATUS_BY_CATEGORY.items() if isinstance(exc, cls)), 400)
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
+    return problem(status, exc.code, exc.title, exc.detail, headers=headers,
+                   **_json_safe(exc.extras))
+
+
+def _json_safe(extras: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(extras, default=str))
+
+
+def handle_unexpected(exc: BaseException) -> Response:
+    # Log the type, the frames and the request id, never the message: exception messages
+    # (a database error quoting a row, say) may carry patient data.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s on %s %s (request %s)\n%s", type(exc).__name__, request.method,
+              request.url_rule, getattr(g, "request_id", "-"), frames)
+    return problem(500, "internal_error", "Internal Server Error",
+                   "An unexpected error occurred; it was logged with the request id.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(domain.DomainError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,110 @@
+"""flask-smorest building blocks shared by every resource area, and the per-request
+access to the database."""
+
+from __future__ import annotations
+
+import http
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import marshmallow as ma
+from flask import current_app, g
+from flask_smorest import Api as BaseApi
+from flask_smorest import Blueprint as BaseBlueprint
+
+from service import errors
+from service.db import Database
+from service.domain.access.actor import Actor
+from service.uow import UnitOfWork
+
+
+class ProblemFieldErrorSchema(ma.Schema):
+    location = ma.fields.String(metadata={"example": "json"})
+    field = ma.fields.String(allow_none=True, metadata={"example": "timezone"})
+    message = ma.fields.String(metadata={"example": "Unknown IANA time zone."})
+    code = ma.fields.String(metadata={"example": "invalid_timezone"})
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+
+    type = ma.fields.String(metadata={"example": "/problems/validation_failed"})
+    title = ma.fields.String(metadata={"example": "Invalid request"})
+    status = ma.fields.Integer(metadata={"example": 422})
+    code = ma.fields.String(metadata={"example": "validation_failed"})
+    detail = ma.fields.String()
+    instance = ma.fields.String(metadata={"example": "/api/v1/providers"})
+    request_id = ma.fields.String()
+    errors = ma.fields.List(ma.fields.Nested(ProblemFieldErrorSchema))
+
+
+class Api(BaseApi):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error):  # type: ignore[no-untyped-def,override]
+        return errors.handle_http_exception(error)
+
+    def _register_responses(self) -> None:
+        """Document every error response as ``application/problem+json``."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["content"] = {
+                    errors.PROBLEM_JSON: {"schema": self.ERROR_SCHEMA}
+                }
+            self.spec.components.response(status.name, response, lazy=True)
+        self.spec.components.response(
+            "DEFAULT_ERROR",
+            {"description": "Default error response",
+             "content": {errors.PROBLEM_JSON: {"schema": self.ERROR_SCHEMA}}},
+            lazy=True,
+        )
+
+
+class Blueprint(BaseBlueprint):
+    """The blueprint class every resource area uses."""
+
+
+class Schema(ma.Schema):
+    """Base for every schema: unknown fields are an error, field order kept."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+
+class RecordSchema(Schema):
+    """The fields every stored record shows: id, timestamps, version (its ETag)."""
+
+    id = ma.fields.UUID(dump_only=True)
+    created_at = ma.fields.AwareDateTime(dump_only=True)
+    updated_at = ma.fields.AwareDateTime(dump_only=True)
+    version = ma.fields.Integer(dump_only=True)
+
+
+class PartialUpdate:
+    """Mixin for PATCH schemas: every field optional, nothing defaulted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+
+def database() -> Database:
+    return current_app.extensions["clinic.database"]
+
+
+def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+    db = database()
+    sessions = db.read_sessions if read_only else db.write_sessions
+    return UnitOfWork(sessions, dialect=db.dialect)
+
+
+def current_actor() -> Actor:
+    return g.actor
+
+
+def clinic_today() -> date:
+    """Today's date at the clinic (its zone decides when a license has expired)."""
+    return datetime.now(ZoneInfo(current_app.config["SETTINGS"].clinic_timezone)).date()

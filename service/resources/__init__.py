@@ -1,0 +1,19 @@
+"""The HTTP resource areas, registered in this order."""
+
+from __future__ import annotations
+
+from service.auth import BEARER_SCHEME
+from service.extensions import Api
+from service.resources.clinic.routes import locations_blp, service_types_blp
+from service.resources.health import blp as health_blp
+from service.resources.patients.routes import blp as patients_blp
+from service.resources.providers.routes import blp as providers_blp
+
+MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp)
+
+
+def register_blueprints(api: Api) -> None:
+    api.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
+    for blueprint in MODULES:
+        api.register_blueprint(blueprint)
+    api.register_blueprint(health_blp)

@@ -1,0 +1,89 @@
+"""Marshmallow fields for the clinic's value types; each refusal carries a stable code."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+
+from service.domain.providers.npi import is_valid_npi
+from service.domain.time import is_valid_zone
+from service.errors import CodedMessage
+
+
+def _fail(message: str, code: str) -> ma.ValidationError:
+    return ma.ValidationError(CodedMessage(message, code))
+
+
+class TimeZone(ma.fields.String):
+    """An IANA time zone name such as ``America/Phoenix``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).setdefault("example", "America/Phoenix")
+        super().__init__(validate=ma.validate.Length(max=64), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        name = super()._deserialize(value, attr, data, **kwargs)
+        if not is_valid_zone(name):
+            raise _fail(f"'{name[:64]}' is not an IANA time zone name.", "invalid_timezone")
+        return name
+
+
+class Npi(ma.fields.String):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update(
+            example="1234567893", description="10-digit NPI with a valid check digit")
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        npi = super()._deserialize(value, attr, data, **kwargs)
+        if not is_valid_npi(npi):
+            raise _fail("Not a valid NPI (10 digits, Luhn check digit).", "invalid_npi")
+        return npi
+
+
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+class Phone(ma.fields.String):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).update(example="+16025550123")
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        phone = super()._deserialize(value, attr, data, **kwargs)
+        if not _E164.match(phone):
+            raise _fail("Not an E.164 phone number (for example +16025550123).",
+                        "invalid_phone")
+        return phone
+
+
+class Instant(ma.fields.AwareDateTime):
+    """An RFC 3339 time with an offset; naive times are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).setdefault("example", "2026-12-01T10:00:00-07:00")
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and not re.search(r"(Z|[+-]\d{2}:?\d{2})$", value.strip()):
+            raise _fail("Give the time with an offset, e.g. 2026-12-01T10:00:00-07:00.",
+                        "naive_datetime")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def text(max_length: int, **kwargs: Any) -> ma.fields.String:
+    """A required-length-bounded string (every string has a length)."""
+    return ma.fields.String(validate=ma.validate.Length(min=1, max=max_length), **kwargs)
+
+
+def optional_text(max_length: int, **kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(validate=ma.validate.Length(max=max_length), allow_none=True,
+                            **kwargs)
+
+
+STATE = ma.validate.Regexp(r"^[A-Z]{2}$", error="A two-letter US state code, e.g. AZ.")
+JURISDICTION = ma.validate.Regexp(r"^US-[A-Z]{2}$",
+                                  error="A jurisdiction like US-AZ (ISO 3166-2).")

@@ -1,0 +1,43 @@
+"""Probes for load balancers and orchestrators (no authentication, no data)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from werkzeug.exceptions import ServiceUnavailable
+
+from service.extensions import Blueprint, Schema, database
+from service.migrate import pending_migrations
+
+blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
+
+
+class HealthSchema(Schema):
+    status = ma.fields.String(metadata={"example": "ok"})
+    database = ma.fields.String(metadata={"example": "ok"})
+    migrations = ma.fields.String(metadata={"example": "at head"})
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.doc(security=[])
+    def get(self):
+        """The process is alive"""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+    @blp.doc(security=[])
+    def get(self):
+        """The database answers and its schema is at the newest migration"""
+        try:
+            pending = pending_migrations(database().writer)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            raise ServiceUnavailable("The database is not reachable.") from exc
+        if pending:
+            raise ServiceUnavailable("The database schema is not at the newest migration.")
+        return {"status": "ok", "database": "ok", "migrations": "at head"}

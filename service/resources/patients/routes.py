@@ -1,0 +1,30 @@
+"""Patients: ``/api/v1/patients``. Patients see only themselves; providers their patients."""
+
+from __future__ import annotations
+
+from service.auth import ALL_ROLES, STAFF
+from service.domain.access.actor import Role
+from service.domain.patients import services
+from service.extensions import Blueprint
+from service.resources.common import Catalog, register_catalog
+from service.resources.patients.schemas import (
+    PatientQueryArgsSchema,
+    PatientSchema,
+    PatientUpdateSchema,
+)
+
+blp = Blueprint("patients", __name__, url_prefix="/api/v1",
+                description="Patients: contact, zone, consent, REMS enrollment, clearance. "
+                            "A patient key sees only its patient; a provider key only the "
+                            "patients it has visits with; others get 404.")
+
+register_catalog(
+    blp,
+    Catalog(noun="patient", plural="patients", id_name="patient_id",
+            list=services.list_patients, get=services.get_patient,
+            create=services.create_patient, update=services.update_patient,
+            deactivate=services.deactivate_patient),
+    schema=PatientSchema, update_schema=PatientUpdateSchema,
+    query_schema=PatientQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
+    updaters=(*STAFF, Role.PATIENT),
+)

@@ -1,0 +1,112 @@
+"""Providers and their licenses: ``/api/v1/providers``, ``/api/v1/licenses/expiring``."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask.views import MethodView
+
+from service.auth import ALL_ROLES, STAFF, requires
+from service.domain.providers import services
+from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
+from service.resources.common import (
+    ETAG_HEADER,
+    IF_MATCH,
+    LOCATION_HEADER,
+    Catalog,
+    etag,
+    expected_version,
+    page_of,
+    register_catalog,
+)
+from service.resources.providers.schemas import (
+    ExpiringQueryArgsSchema,
+    LicenseSchema,
+    LicenseUpdateSchema,
+    ProviderQueryArgsSchema,
+    ProviderSchema,
+    ProviderUpdateSchema,
+)
+
+blp = Blueprint("providers", __name__, url_prefix="/api/v1",
+                description="Clinicians and their Arizona licenses or telehealth registrations.")
+
+
+register_catalog(
+    blp,
+    Catalog(noun="provider", plural="providers", id_name="provider_id",
+            list=services.list_providers, get=services.get_provider,
+            create=services.create_provider, update=services.update_provider,
+            deactivate=services.deactivate_provider),
+    schema=ProviderSchema, update_schema=ProviderUpdateSchema,
+    query_schema=ProviderQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
+)
+
+
+@blp.route("/providers/<uuid:provider_id>/licenses")
+class Licenses(MethodView):
+    @blp.response(200, LicenseSchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.paginate()
+    @requires(*ALL_ROLES)
+    def get(self, provider_id: uuid.UUID, pagination_parameters):
+        """List a provider's licenses and registrations"""
+        page = services.list_licenses(
+            unit_of_work(read_only=True), current_actor(), provider_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+    @blp.arguments(LicenseSchema)
+    @blp.response(201, LicenseSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @requires(*STAFF)
+    def post(self, data, provider_id: uuid.UUID):
+        """Record a license or a 36-3606 telehealth registration"""
+        record = services.add_license(unit_of_work(), current_actor(), provider_id, **data)
+        return record, 201, {
+            **etag(record),
+            "Location": f"/api/v1/providers/{provider_id}/licenses/{record.id}",
+        }
+
+
+@blp.route("/providers/<uuid:provider_id>/licenses/<uuid:license_id>")
+class LicenseById(MethodView):
+    @blp.response(200, LicenseSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*ALL_ROLES)
+    def get(self, provider_id: uuid.UUID, license_id: uuid.UUID):
+        """Get one license"""
+        record = services.get_license(unit_of_work(read_only=True), current_actor(),
+                                      provider_id, license_id)
+        return record, etag(record)
+
+    @blp.arguments(LicenseUpdateSchema)
+    @blp.response(200, LicenseSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(412, response="PRECONDITION_FAILED")
+    @blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    @blp.doc(parameters=[IF_MATCH])
+    @requires(*STAFF)
+    def patch(self, changes, provider_id: uuid.UUID, license_id: uuid.UUID):
+        """Update a license: renewal dates, status (suspended, revoked, ...); send If-Match"""
+        record = services.update_license(unit_of_work(), current_actor(), provider_id,
+                                         license_id, expected_version=expected_version(),
+                                         changes=changes)
+        return record, etag(record)
+
+
+@blp.route("/licenses/expiring")
+class ExpiringLicenses(MethodView):
+    @blp.arguments(ExpiringQueryArgsSchema, location="query")
+    @blp.response(200, LicenseSchema(many=True))
+    @blp.paginate()
+    @requires(*STAFF)
+    def get(self, args, pagination_parameters):
+        """Active licenses expiring within `within_days` days (default 60)"""
+        page = services.expiring_licenses(
+            unit_of_work(read_only=True), current_actor(), today=clinic_today(),
+            within_days=args["within_days"], page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)

@@ -1,0 +1,106 @@
+"""The platform around the resources: OpenAPI, Swagger UI offline, probes, errors, CORS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openapi_spec_validator import validate
+
+from service import create_app
+from service.errors import CODES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_openapi_document_in_repo_matches_the_code(client):
+    served = client.get("/openapi.json").get_json()
+    stored = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    assert served == stored, "openapi/openapi.json drifted: run `make openapi`"
+
+
+def test_openapi_document_is_valid(client):
+    validate(client.get("/openapi.json").get_json())
+
+
+def test_every_api_operation_documents_auth_errors(client):
+    spec = client.get("/openapi.json").get_json()
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+            assert operation.get("summary"), (method, path)
+
+
+def test_swagger_ui_is_served_locally(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/docs/assets/swagger-ui-bundle.js" in html
+    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        response = client.get(f"/docs/assets/{asset}")
+        assert response.status_code == 200 and len(response.data) > 1000, asset
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["migrations"] == "at head"
+
+
+def test_readyz_is_503_when_schema_is_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    app = create_app()
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "service_unavailable"
+
+
+def test_problem_types_are_documented(client):
+    for code, (status, _) in CODES.items():
+        body = client.get(f"/problems/{code}").get_json()
+        assert body["status"] == status
+    assert client.get("/problems/nonsense").status_code == 404
+
+
+def test_internal_error_body_hides_details(app, api):
+    view = app.view_functions["providers.providers_collection"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret patient detail")
+
+    app.view_functions["providers.providers_collection"] = broken
+    try:
+        response = api.get("/api/v1/providers")
+    finally:
+        app.view_functions["providers.providers_collection"] = view
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["code"] == "internal_error"
+    assert "secret" not in response.get_data(as_text=True)
+    assert body["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_cors_allows_only_configured_origins(monkeypatch, database_url):
+    monkeypatch.setenv("CORS_ORIGINS", "https://book.example.com")
+    app = create_app({"DATABASE_URL": database_url})
+    client = app.test_client()
+    allowed = client.options("/api/v1/providers", headers={
+        "Origin": "https://book.example.com", "Access-Control-Request-Method": "GET"})
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "https://book.example.com"
+    other = client.options("/api/v1/providers", headers={
+        "Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    app.extensions["clinic.database"].dispose()
+
+
+def test_no_cors_by_default(client):
+    response = client.options("/api/v1/providers", headers={
+        "Origin": "https://book.example.com", "Access-Control-Request-Method": "GET"})
+    assert "Access-Control-Allow-Origin" not in response.headers
