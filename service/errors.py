@@ -69,6 +69,32 @@ CODES: dict[str, tuple[int, str]] = {
     "rems_requires_prescriber": (422, "A REMS prescriber must also be a prescriber."),
     "key_binding": (422, "Provider and patient keys are bound to exactly one record."),
     "key_format": (422, "The key does not have the form ck_<role>_<id>_<secret>."),
+    # Availability
+    "invalid_time_range": (422, "The end of a time range must come after its start."),
+    "overlapping_hours": (422, "Two working-hour rules of a provider overlap on the same day."),
+    "time_off_not_found": (404, "No such time off for this provider."),
+    # Idempotency (IETF draft-ietf-httpapi-idempotency-key-header)
+    "invalid_idempotency_key": (400, "Idempotency-Key must be 1 to 255 printable characters."),
+    "idempotency_key_reused": (422, "This Idempotency-Key was used with a different request."),
+    "idempotency_key_in_progress": (409, "A request with this Idempotency-Key is still running."),
+    # Slots and bookings
+    "booking_not_found": (404, "No such booking (or not visible to the caller)."),
+    "range_too_long": (422, "The requested time range is longer than allowed."),
+    "slot_unavailable": (409, "The time is taken; alternatives lists the next free slots."),
+    "outside_working_hours": (409, "The provider does not work then, at that location."),
+    "outside_booking_window": (422, "Too soon (minimum notice) or too far ahead (horizon)."),
+    "misaligned_start": (422, "Start times follow the service type's slot interval."),
+    "provider_not_licensed": (409, "No active Arizona license (or, for telehealth, 36-3606 "
+                                   "registration) covers that date."),
+    "patient_location_required": (422, "Telehealth needs the patient's attested location state."),
+    "patient_location_not_covered": (409, "The provider is not licensed where the patient is."),
+    "clearance_required": (409, "Treatment needs a patient cleared by a consultation."),
+    "rems_requirements_not_met": (409, "Esketamine needs a REMS-certified site, an enrolled "
+                                       "patient and a REMS prescriber."),
+    "ride_home_required": (422, "A treatment booking records that a ride home is confirmed."),
+    "location_mismatch": (422, "The location does not offer this kind of visit."),
+    "not_bookable": (409, "The provider, patient, location or service type is inactive."),
+    "invalid_transition": (409, "The booking's status does not allow this action."),
     "precondition_required": (428, "This update needs an If-Match header with the ETag."),
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),

@@ -2,8 +2,13 @@
 
 from service.db import Base
 from service.domain.access.models import ApiKey
+from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.bookings.models import Booking, IdempotencyRecord
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 
-__all__ = ["ApiKey", "Base", "License", "Location", "Patient", "Provider", "ServiceType"]
+__all__ = [
+    "ApiKey", "Base", "Booking", "DateOverride", "IdempotencyRecord", "License", "Location",
+    "Patient", "Provider", "ServiceType", "TimeOff", "WeeklyHours",
+]

@@ -1,0 +1,106 @@
+"""Bookings: one appointment, with the blocks of time it holds.
+
+A booking holds three blocks, each half-open [start, end):
+- the provider block: the visit plus the service type's buffers before and after;
+- the patient block: the visit plus recovery or monitoring;
+- the chair block (treatments): the visit plus recovery, on one concrete chair.
+
+On PostgreSQL, exclusion constraints (btree_gist, created by the migration) forbid two
+non-cancelled bookings with overlapping blocks for the same provider, patient or chair; on
+SQLite every write transaction is BEGIN IMMEDIATE, so the Python check is race-free.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, UTCDateTime, enum_column
+from service.domain.records import Record
+
+
+class BookingStatus(enum.StrEnum):
+    """FHIR Appointment statuses used by the clinic."""
+
+    PENDING = "pending"
+    BOOKED = "booked"
+    CHECKED_IN = "checked-in"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    NOSHOW = "noshow"
+
+
+# The constraints the database enforces on PostgreSQL (see the migration); their names map
+# to the domain error a violation means (service/domain/bookings/services.py).
+PROVIDER_OVERLAP = "ex_bookings_provider_overlap"
+PATIENT_OVERLAP = "ex_bookings_patient_overlap"
+CHAIR_OVERLAP = "ex_bookings_chair_overlap"
+
+
+class Booking(Record, Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint("starts_at < ends_at", name="visit_order"),
+        CheckConstraint("provider_starts_at <= starts_at AND ends_at <= provider_ends_at",
+                        name="provider_block"),
+        CheckConstraint("ends_at <= hold_ends_at", name="hold_block"),
+        CheckConstraint("status <> 'cancelled' OR cancel_reason IS NOT NULL",
+                        name="cancel_reason"),
+        Index("ix_bookings_provider_starts", "provider_id", "starts_at"),
+        Index("ix_bookings_patient_starts", "patient_id", "starts_at"),
+        Index("ix_bookings_location_starts", "location_id", "starts_at"),
+        Index("ix_bookings_updated_at", "updated_at"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("providers.id"))
+    service_type_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("service_types.id"))
+    location_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("locations.id"))
+    status: Mapped[BookingStatus] = mapped_column(
+        enum_column(BookingStatus, "booking_status"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    provider_starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    provider_ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # End of the patient's and the chair's block (visit + recovery or monitoring).
+    hold_ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    chair_number: Mapped[int | None]
+    patient_state: Mapped[str | None] = mapped_column(String(2))
+    ride_home_confirmed: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(String(500))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    late_cancellation: Mapped[bool] = mapped_column(default=False)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    series_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    created_by_key_id: Mapped[uuid.UUID | None]
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a POST made with an Idempotency-Key, kept 24 hours.
+
+    Keys are scoped to the API key that sent them; the unique key makes the first writer
+    win when the same key arrives twice at once.
+    """
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        Index("uq_idempotency_records_scope_key", "api_key_id", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    completed: Mapped[bool] = mapped_column(default=False)
+    response_status: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_headers: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
