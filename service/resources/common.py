@@ -16,6 +16,7 @@ from service.domain.access.actor import Role
 from service.domain.errors import PreconditionFailed
 from service.domain.records import Page, Record
 from service.extensions import Blueprint, current_actor, unit_of_work
+from service.resources.idempotency import idempotent
 
 IF_MATCH = {
     "in": "header",
@@ -93,6 +94,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
                                 page_size=pagination_parameters.page_size, **args)
             return page_of(page, pagination_parameters)
 
+        @idempotent
         @blp.arguments(schema)
         @blp.response(201, schema, headers={**ETAG_HEADER, **LOCATION_HEADER})
         @blp.alt_response(409, response="CONFLICT")
@@ -124,6 +126,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
             return record, etag(record)
 
     class Deactivation(MethodView):
+        @idempotent
         @blp.response(200, schema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @requires(*writers)

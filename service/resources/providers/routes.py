@@ -19,6 +19,7 @@ from service.resources.common import (
     page_of,
     register_catalog,
 )
+from service.resources.idempotency import idempotent
 from service.resources.providers.schemas import (
     ExpiringQueryArgsSchema,
     LicenseSchema,
@@ -56,6 +57,7 @@ class Licenses(MethodView):
             page=pagination_parameters.page, page_size=pagination_parameters.page_size)
         return page_of(page, pagination_parameters)
 
+    @idempotent
     @blp.arguments(LicenseSchema)
     @blp.response(201, LicenseSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @blp.alt_response(404, response="NOT_FOUND")

@@ -1,0 +1,147 @@
+"""Idempotency keys (IETF draft-ietf-httpapi-idempotency-key-header): the storage rules.
+
+A POST sent with an ``Idempotency-Key`` first claims the key with a not-completed record
+(``begin``); the first answer is then stored (``finish``) and every later request with the
+same key and the same request gets that answer again instead of running twice. Keys are
+scoped to the API key that sent them and kept 24 hours.
+
+The unique index on (api_key_id, idempotency_key) decides who claimed a key first when the
+same key arrives twice at once: the loser's INSERT fails inside a savepoint (so the
+transaction stays usable on PostgreSQL, where a failed statement aborts it), and the loser
+then reads the winner's row, locked, to decide what to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.domain.bookings.models import IdempotencyRecord
+from service.domain.errors import Conflict, InvalidInput
+from service.uow import UnitOfWork
+
+RETENTION = timedelta(hours=24)
+"""How long a key (and the answer stored with it) is kept."""
+
+LEASE = timedelta(seconds=60)
+"""How long a not-completed record blocks its key. A record older than this belongs to a
+request whose process died; the next request with the key takes it over."""
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored first answer to a request, to send again."""
+
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path: str,
+          request_hash: str, now: datetime) -> Replay | None:
+    """Claim ``key`` for this request (None: go ahead), or answer with the stored Replay.
+
+    Raises ``idempotency_key_reused`` when the key was used with another request and
+    ``idempotency_key_in_progress`` while the first request with the key is still running.
+    """
+    with uow:
+        session = uow.session
+        for _ in range(_ATTEMPTS):
+            try:
+                with session.begin_nested():
+                    session.add(IdempotencyRecord(
+                        api_key_id=api_key_id, idempotency_key=key, method=method, path=path,
+                        request_hash=request_hash, completed=False, created_at=now,
+                        expires_at=now + RETENTION))
+                uow.commit()
+                return None
+            except IntegrityError:
+                pass  # the key exists: the savepoint was rolled back, the transaction lives
+            existing = session.scalars(
+                select(IdempotencyRecord)
+                .where(IdempotencyRecord.api_key_id == api_key_id,
+                       IdempotencyRecord.idempotency_key == key)
+                .with_for_update()
+            ).one_or_none()
+            if existing is None:
+                continue  # deleted in between (abandoned or purged): claim it again
+            replay = _decide(existing, method=method, path=path, request_hash=request_hash,
+                             now=now)
+            uow.commit()
+            return replay
+    raise Conflict("A request with this Idempotency-Key is still running; retry later.",
+                   code="idempotency_key_in_progress")
+
+
+def _decide(existing: IdempotencyRecord, *, method: str, path: str, request_hash: str,
+            now: datetime) -> Replay | None:
+    """What the row found for the key means for this request (the row is locked)."""
+    if existing.expires_at < now:
+        # Forgotten: the key starts over for this request (the row is reused in place, so
+        # a concurrent request waiting on its lock sees the new claim).
+        _claim(existing, method=method, path=path, request_hash=request_hash, now=now)
+        existing.expires_at = now + RETENTION
+        return None
+    if (existing.request_hash, existing.method, existing.path) != (request_hash, method, path):
+        raise InvalidInput("This Idempotency-Key was already used with a different request.",
+                           code="idempotency_key_reused")
+    if not existing.completed:
+        if existing.created_at > now - LEASE:
+            raise Conflict("A request with this Idempotency-Key is still running; "
+                           "retry later.", code="idempotency_key_in_progress")
+        # The first request's process died before it answered: take the key over.
+        _claim(existing, method=method, path=path, request_hash=request_hash, now=now)
+        return None
+    return Replay(status=existing.response_status or 200, body=existing.response_body or "",
+                  headers=json.loads(existing.response_headers or "{}"))
+
+
+def _claim(record: IdempotencyRecord, *, method: str, path: str, request_hash: str,
+           now: datetime) -> None:
+    record.method, record.path, record.request_hash = method, path, request_hash
+    record.completed = False
+    record.response_status = record.response_body = record.response_headers = None
+    record.created_at = now
+
+
+def finish(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, status: int, body: str,
+           headers: dict[str, str]) -> None:
+    """Store the first answer to the request holding ``key`` and mark it completed."""
+    with uow:
+        uow.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.api_key_id == api_key_id,
+                   IdempotencyRecord.idempotency_key == key,
+                   IdempotencyRecord.completed.is_(False))
+            .values(completed=True, response_status=status, response_body=body,
+                    response_headers=json.dumps(headers))
+        )
+        uow.commit()
+
+
+def abandon(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str) -> None:
+    """Forget the in-progress claim on ``key`` (the request failed; the client may retry)."""
+    with uow:
+        uow.session.execute(
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.api_key_id == api_key_id,
+                   IdempotencyRecord.idempotency_key == key,
+                   IdempotencyRecord.completed.is_(False))
+        )
+        uow.commit()
+
+
+def purge_expired(uow: UnitOfWork, *, now: datetime) -> int:
+    """Delete the records past their 24 hours; returns how many were deleted."""
+    with uow:
+        result = uow.session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+        uow.commit()
+        return result.rowcount or 0

@@ -1,0 +1,153 @@
+"""``Idempotency-Key`` on POST (IETF draft-ietf-httpapi-idempotency-key-header).
+
+Put ``@idempotent`` on a POST view method as its OUTERMOST decorator, above
+``@blp.arguments``::
+
+    @idempotent
+    @blp.arguments(BookingCreateSchema)
+    @blp.response(201, BookingSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    @requires(*STAFF)
+    def post(self, data): ...
+
+Above the argument parsing, a repeated request is answered from the stored response before
+its body is parsed again, and a key reused with another body is refused as such rather
+than as a validation error. The answer to store is taken from the final response (after
+the error handlers turned any exception into problem+json), so a 4xx is stored and replayed
+like a 2xx, and a 5xx gives the key up so the client may retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from copy import deepcopy
+from typing import Any, TypeVar
+
+from flask import Response, after_this_request, g, request
+
+from service.db import utcnow
+from service.domain.bookings import idempotency
+from service.domain.errors import DomainError
+from service.extensions import unit_of_work
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": HEADER,
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Optional. A unique value (a UUID, say) that makes retrying this POST "
+                   "safe: the first answer (2xx or 4xx) is kept 24 hours for your API key "
+                   "and returned again, with `Idempotent-Replayed: true`, to a repeat of "
+                   "the same request. The same key with a different request: 422 "
+                   "idempotency_key_reused; while the first request runs: 409 "
+                   "idempotency_key_in_progress. 1 to 255 printable ASCII characters; a "
+                   "quoted structured-field string is accepted too.",
+}
+
+# The response headers stored with the answer and sent again on a replay.
+KEPT_HEADERS = ("Content-Type", "Location", "ETag")
+
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
+_SF_ESCAPE = re.compile(r'\\(["\\])')
+
+
+def idempotent(view: F) -> F:
+    """Make the decorated POST view honour an optional ``Idempotency-Key`` header."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get(HEADER)
+        if header is None:
+            return view(*args, **kwargs)
+        key = _parse_key(header)
+        key_id = getattr(getattr(g, "actor", None), "key_id", None)
+        if key_id is None:  # keys are scoped to an API key: nothing to scope this one to
+            return view(*args, **kwargs)
+        replay = idempotency.begin(
+            unit_of_work(), api_key_id=key_id, key=key, method=request.method,
+            path=request.path, request_hash=request_hash(), now=utcnow())
+        if replay is not None:
+            return _replayed(replay)
+
+        @after_this_request
+        def _store(response: Response) -> Response:
+            _record(response, api_key_id=key_id, key=key)
+            return response
+
+        return view(*args, **kwargs)
+
+    _document(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_key(header: str) -> str:
+    key = header
+    if len(key) >= 2 and key[0] == key[-1] == '"':  # the draft's sf-string form: "abc"
+        key = _SF_ESCAPE.sub(r"\1", key[1:-1])
+    if not _PRINTABLE_ASCII.fullmatch(key):
+        raise DomainError(f"{HEADER} must be 1 to 255 printable ASCII characters.",
+                          code="invalid_idempotency_key", title="Invalid Idempotency-Key")
+    return key
+
+
+def request_hash() -> str:
+    """SHA-256 of the current request's method, path (with its query) and raw body bytes."""
+    digest = hashlib.sha256()
+    digest.update(request.method.encode("ascii"))
+    digest.update(b"\n")
+    digest.update(request.full_path.encode("utf-8"))
+    digest.update(b"\n")
+    digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def _replayed(replay: idempotency.Replay) -> Response:
+    response = Response(replay.body, status=replay.status)
+    for name, value in replay.headers.items():
+        response.headers[name] = value
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _record(response: Response, *, api_key_id: Any, key: str) -> None:
+    try:
+        if response.status_code >= 500:
+            idempotency.abandon(unit_of_work(), api_key_id=api_key_id, key=key)
+        else:
+            headers = {name: response.headers[name] for name in KEPT_HEADERS
+                       if name in response.headers}
+            idempotency.finish(unit_of_work(), api_key_id=api_key_id, key=key,
+                               status=response.status_code,
+                               body=response.get_data(as_text=True), headers=headers)
+    except Exception as exc:  # noqa: BLE001 - the answer itself must still reach the client
+        # The client gets its answer; the claim stays in progress until its lease ends.
+        log.error("could not store the answer for an Idempotency-Key (%s) on %s %s",
+                  type(exc).__name__, request.method, request.url_rule)
+
+
+def _document(wrapper: Callable[..., Any]) -> None:
+    """Add the header and its 400/409/422 answers to the operation's OpenAPI doc."""
+    apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
+    manual = apidoc.get("manual_doc", {})
+    # flask-smorest's manual doc (@blp.doc) replaces the parameters of @blp.arguments
+    # wholesale, so join whichever list will survive.
+    target = manual if "parameters" in manual else apidoc.setdefault("arguments", {})
+    parameters = target.setdefault("parameters", [])
+    if not any(isinstance(p, dict) and p.get("name") == HEADER for p in parameters):
+        parameters.append(dict(IDEMPOTENCY_KEY))
+    responses = apidoc.setdefault("response", {}).setdefault("responses", {})
+    responses.setdefault(400, ["BAD_REQUEST"])
+    responses.setdefault(409, ["CONFLICT"])
+    responses.setdefault(422, ["UNPROCESSABLE_ENTITY"])
+    wrapper._apidoc = apidoc  # type: ignore[attr-defined]
