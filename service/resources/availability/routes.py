@@ -1,0 +1,98 @@
+"""Provider availability: ``/api/v1/providers/<id>/availability`` and ``.../time-off``."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask.views import MethodView
+
+from service.auth import ALL_ROLES, STAFF, requires
+from service.domain.access.actor import Role
+from service.domain.availability import services
+from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
+from service.resources.availability.schemas import (
+    AvailabilitySchema,
+    TimeOffQueryArgsSchema,
+    TimeOffSchema,
+)
+from service.resources.common import LOCATION_HEADER, page_of
+from service.resources.idempotency import idempotent
+
+blp = Blueprint("availability", __name__, url_prefix="/api/v1",
+                description="When providers work: weekly hours per location (local wall-clock "
+                            "times in the location's zone), date overrides and time off. A "
+                            "provider key manages only its own schedule; others get 404.")
+
+SCHEDULERS = (*STAFF, Role.PROVIDER)
+TIME_OFF_READERS = (*STAFF, Role.PROVIDER, Role.INTEGRATION)
+
+
+@blp.route("/providers/<uuid:provider_id>/availability")
+class Availability(MethodView):
+    @blp.response(200, AvailabilitySchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*ALL_ROLES)
+    def get(self, provider_id: uuid.UUID):
+        """Get a provider's weekly hours and its date overrides from today on"""
+        return services.get_availability(unit_of_work(read_only=True), current_actor(),
+                                         provider_id, today=clinic_today())
+
+    @blp.arguments(AvailabilitySchema)
+    @blp.response(200, AvailabilitySchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*SCHEDULERS)
+    def put(self, schedule, provider_id: uuid.UUID):
+        """Replace a provider's whole schedule: all weekly hours and all overrides from today
+
+        Everything not in the body is removed (past overrides are kept as history). Two
+        windows of the provider on the same weekday, or the same date, may not overlap,
+        even at different locations (422 `overlapping_hours`).
+        """
+        return services.replace_availability(
+            unit_of_work(), current_actor(), provider_id, weekly=schedule["weekly"],
+            overrides=schedule["overrides"], today=clinic_today())
+
+
+@blp.route("/providers/<uuid:provider_id>/time-off")
+class TimeOffs(MethodView):
+    @blp.arguments(TimeOffQueryArgsSchema, location="query")
+    @blp.response(200, TimeOffSchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.paginate()
+    @requires(*TIME_OFF_READERS)
+    def get(self, args, provider_id: uuid.UUID, pagination_parameters):
+        """List a provider's time off, earliest first"""
+        page = services.list_time_off(
+            unit_of_work(read_only=True), current_actor(), provider_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size,
+            ends_after=args.get("ends_after"))
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @blp.arguments(TimeOffSchema)
+    @blp.response(201, TimeOffSchema, headers=LOCATION_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*SCHEDULERS)
+    def post(self, data, provider_id: uuid.UUID):
+        """Block time off for a provider (vacation, training; at most 366 days)"""
+        record = services.add_time_off(unit_of_work(), current_actor(), provider_id, **data)
+        return record, 201, {
+            "Location": f"/api/v1/providers/{provider_id}/time-off/{record.id}"}
+
+
+@blp.route("/providers/<uuid:provider_id>/time-off/<uuid:time_off_id>")
+class TimeOffById(MethodView):
+    @blp.response(200, TimeOffSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*TIME_OFF_READERS)
+    def get(self, provider_id: uuid.UUID, time_off_id: uuid.UUID):
+        """Get one time off"""
+        return services.get_time_off(unit_of_work(read_only=True), current_actor(),
+                                     provider_id, time_off_id)
+
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*SCHEDULERS)
+    def delete(self, provider_id: uuid.UUID, time_off_id: uuid.UUID):
+        """Remove a time off"""
+        services.remove_time_off(unit_of_work(), current_actor(), provider_id, time_off_id)
