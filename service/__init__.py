@@ -73,7 +73,8 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
 
     if settings.cors_origins:
         CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}},
-             expose_headers=["ETag", "Location", "X-Pagination", "X-Request-Id"],
+             expose_headers=["ETag", "Location", "X-Pagination", "X-Request-Id",
+                            "Idempotent-Replayed"],
              allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match",
                             "Idempotency-Key"])
 

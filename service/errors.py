@@ -70,6 +70,7 @@ CODES: dict[str, tuple[int, str]] = {
     "key_binding": (422, "Provider and patient keys are bound to exactly one record."),
     "key_format": (422, "The key does not have the form ck_<role>_<id>_<secret>."),
     # Availability
+    "naive_datetime": (422, "A time needs an offset (RFC 3339), e.g. 2026-12-01T10:00:00-07:00."),
     "invalid_time_range": (422, "The end of a time range must come after its start."),
     "overlapping_hours": (422, "Two working-hour rules of a provider overlap on the same day."),
     "time_off_not_found": (404, "No such time off for this provider."),
@@ -206,8 +207,13 @@ def handle_domain_error(exc: domain.DomainError) -> Response:
                    **_json_safe(exc.extras))
 
 
+RESERVED = frozenset({"type", "title", "status", "code", "detail", "instance", "request_id"})
+
+
 def _json_safe(extras: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(extras, default=str))
+    """Extension members of a problem, never overriding the standard ones."""
+    kept = {k: v for k, v in extras.items() if k not in RESERVED}
+    return json.loads(json.dumps(kept, default=str))
 
 
 def handle_unexpected(exc: BaseException) -> Response:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from service.auth import BEARER_SCHEME
 from service.extensions import Api
+from service.resources.availability.routes import blp as availability_blp
+from service.resources.bookings.routes import blp as bookings_blp
 from service.resources.clinic.routes import locations_blp, service_types_blp
 from service.resources.health import blp as health_blp
 from service.resources.patients.routes import blp as patients_blp
 from service.resources.providers.routes import blp as providers_blp
+from service.resources.slots.routes import blp as slots_blp
 
-MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp)
+MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availability_blp,
+           slots_blp, bookings_blp)
 
 
 def register_blueprints(api: Api) -> None:

@@ -13,7 +13,7 @@ from service.domain.time import is_valid_zone
 from service.errors import CodedMessage
 
 
-def _fail(message: str, code: str) -> ma.ValidationError:
+def coded_error(message: str, code: str) -> ma.ValidationError:
     return ma.ValidationError(CodedMessage(message, code))
 
 
@@ -27,7 +27,7 @@ class TimeZone(ma.fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         name = super()._deserialize(value, attr, data, **kwargs)
         if not is_valid_zone(name):
-            raise _fail(f"'{name[:64]}' is not an IANA time zone name.", "invalid_timezone")
+            raise coded_error(f"'{name[:64]}' is not an IANA time zone name.", "invalid_timezone")
         return name
 
 
@@ -40,7 +40,7 @@ class Npi(ma.fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         npi = super()._deserialize(value, attr, data, **kwargs)
         if not is_valid_npi(npi):
-            raise _fail("Not a valid NPI (10 digits, Luhn check digit).", "invalid_npi")
+            raise coded_error("Not a valid NPI (10 digits, Luhn check digit).", "invalid_npi")
         return npi
 
 
@@ -55,7 +55,7 @@ class Phone(ma.fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         phone = super()._deserialize(value, attr, data, **kwargs)
         if not _E164.match(phone):
-            raise _fail("Not an E.164 phone number (for example +16025550123).",
+            raise coded_error("Not an E.164 phone number (for example +16025550123).",
                         "invalid_phone")
         return phone
 
@@ -69,7 +69,7 @@ class Instant(ma.fields.AwareDateTime):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         if isinstance(value, str) and not re.search(r"(Z|[+-]\d{2}:?\d{2})$", value.strip()):
-            raise _fail("Give the time with an offset, e.g. 2026-12-01T10:00:00-07:00.",
+            raise coded_error("Give the time with an offset, e.g. 2026-12-01T10:00:00-07:00.",
                         "naive_datetime")
         return super()._deserialize(value, attr, data, **kwargs)
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, select
 
-from service.domain.patients.models import Patient
+from service.domain.bookings.models import Booking
 
 
 def patients_of_provider(provider_id: uuid.UUID | None) -> Select:
-    """Ids of the patients the provider has (or had) a visit with.
-
-    Until bookings exist a provider is in care of nobody; the bookings area replaces this
-    query with the real relation.
-    """
-    return select(Patient.id).where(false())
+    """Ids of the patients who have (or had) a booking with the provider, in any status."""
+    return select(Booking.patient_id).where(Booking.provider_id == provider_id)

@@ -1,0 +1,316 @@
+"""Slot search: which start times can be booked for a service type.
+
+Loads, in a handful of queries, everything a decision needs (working hours, overrides, time
+off, licenses, existing bookings including pending ones, chairs), then hands plain interval
+lists to the pure engine in ``slots.py``. Booking uses the very same ``Schedule`` to re-check
+a chosen start, so a slot offered here is exactly a start the booking accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+
+from service.domain.access.actor import Actor, Role
+from service.domain.availability import slots as engine
+from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.errors import InvalidInput, NotFound
+from service.domain.patients.services import find_patient
+from service.domain.providers.licensing import Credential, Modality, covered_days
+from service.domain.providers.models import Provider
+from service.domain.time import in_zone, local_to_utc
+from service.uow import UnitOfWork
+
+MAX_RANGE = timedelta(days=62)
+MAX_BUFFER = timedelta(hours=12)
+HOLDING = (BookingStatus.PENDING, BookingStatus.BOOKED, BookingStatus.CHECKED_IN,
+           BookingStatus.FULFILLED, BookingStatus.NOSHOW)
+
+
+def rules_of(service_type: ServiceType) -> engine.SlotRules:
+    return engine.SlotRules(
+        duration=timedelta(minutes=service_type.duration_minutes),
+        buffer_before=timedelta(minutes=service_type.buffer_before_minutes),
+        buffer_after=timedelta(minutes=service_type.buffer_after_minutes),
+        recovery=timedelta(minutes=service_type.recovery_minutes),
+        step=timedelta(minutes=service_type.slot_interval_minutes),
+        needs_chair=service_type.needs_chair,
+    )
+
+
+def booking_window(service_type: ServiceType, now: datetime) -> tuple[datetime, datetime]:
+    """Earliest and latest bookable start: minimum notice and horizon."""
+    return (now + timedelta(minutes=service_type.min_notice_minutes),
+            now + timedelta(days=service_type.horizon_days))
+
+
+def location_offers(location: Location, service_type: ServiceType) -> bool:
+    """Can this location host this service at all (kind, chairs, REMS certification)?"""
+    if not location.active:
+        return False
+    if service_type.modality == Modality.TELEHEALTH:
+        return location.kind == LocationKind.VIRTUAL
+    if location.kind != LocationKind.CLINIC:
+        return False
+    if service_type.needs_chair and location.chairs < 1:
+        return False
+    return not (service_type.requires_rems and not location.rems_certified)
+
+
+def provider_offers(provider: Provider, service_type: ServiceType) -> bool:
+    if not provider.active:
+        return False
+    return not (service_type.requires_rems and not provider.is_rems_prescriber)
+
+
+@dataclass
+class Schedule:
+    """Everything the engine needs for some providers at some locations over a range."""
+
+    service_type: ServiceType
+    locations: dict[uuid.UUID, Location]
+    providers: dict[uuid.UUID, Provider]
+    start: datetime
+    end: datetime
+    patient_state: str | None = None
+    weekly: dict[tuple[uuid.UUID, uuid.UUID], list[engine.WeeklyHours]] = field(
+        default_factory=lambda: defaultdict(list))
+    overrides: dict[tuple[uuid.UUID, uuid.UUID], dict[date, list[tuple[time, time]]]] = field(
+        default_factory=lambda: defaultdict(dict))
+    time_off: dict[uuid.UUID, list[engine.Interval]] = field(
+        default_factory=lambda: defaultdict(list))
+    credentials: dict[uuid.UUID, list[Credential]] = field(
+        default_factory=lambda: defaultdict(list))
+    provider_busy: dict[uuid.UUID, list[engine.Interval]] = field(
+        default_factory=lambda: defaultdict(list))
+    patient_busy: list[engine.Interval] = field(default_factory=list)
+    chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> engine.SlotRules:
+        return rules_of(self.service_type)
+
+    def local_days(self, location: Location) -> tuple[date, date]:
+        first = in_zone(self.start, location.timezone).date() - timedelta(days=1)
+        last = in_zone(self.end, location.timezone).date() + timedelta(days=1)
+        return first, last
+
+    def windows(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> list[engine.Interval]:
+        """Working windows at the location, less time off, within licensed days."""
+        location = self.locations[location_id]
+        weekly = self.weekly.get((provider_id, location_id), [])
+        overrides = self.overrides.get((provider_id, location_id), {})
+        if not weekly and not overrides:
+            return []
+        first, last = self.local_days(location)
+        working = engine.working_windows(
+            weekly,
+            [engine.DateOverride(day=day, hours=tuple(hours)) for day, hours in overrides.items()],
+            self.time_off.get(provider_id, []), location.timezone, first, last)
+        licensed = [
+            engine.Interval(local_to_utc(d1, time(0), location.timezone),
+                            local_to_utc(d2 + timedelta(days=1), time(0), location.timezone))
+            for d1, d2 in covered_days(self.credentials.get(provider_id, []), first=first,
+                                       last=last, modality=self.service_type.modality,
+                                       patient_state=self.patient_state)
+        ]
+        return engine.intersect(working, licensed)
+
+    def licensed_on(self, provider_id: uuid.UUID, location: Location, start: datetime) -> bool:
+        day = in_zone(start, location.timezone).date()
+        return bool(covered_days(self.credentials.get(provider_id, []), first=day, last=day,
+                                 modality=self.service_type.modality,
+                                 patient_state=self.patient_state))
+
+    def chairs(self, location_id: uuid.UUID) -> list[list[engine.Interval]] | None:
+        return self.chairs_busy.get(location_id) if self.service_type.needs_chair else None
+
+    def find(self, provider_id: uuid.UUID, location_id: uuid.UUID, *, earliest: datetime,
+             latest: datetime) -> list[datetime]:
+        return engine.find_slots(
+            windows=self.windows(provider_id, location_id), rules=self.rules,
+            provider_busy=self.provider_busy.get(provider_id, []),
+            patient_busy=self.patient_busy, chairs_busy=self.chairs(location_id),
+            earliest=earliest, latest=latest)
+
+
+def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
+                  locations: Sequence[Location], start: datetime, end: datetime,
+                  patient_id: uuid.UUID | None = None, patient_state: str | None = None,
+                  exclude_booking_id: uuid.UUID | None = None) -> Schedule:
+    """Load a Schedule with one query per kind of fact."""
+    schedule = Schedule(service_type=service_type, locations={loc.id: loc for loc in locations},
+                        providers={p.id: p for p in providers}, start=start, end=end,
+                        patient_state=patient_state)
+    provider_ids = list(schedule.providers)
+    location_ids = list(schedule.locations)
+    if not provider_ids or not location_ids:
+        return schedule
+    lo, hi = start - MAX_BUFFER - timedelta(days=1), end + MAX_BUFFER + timedelta(days=1)
+
+    for rule in session.scalars(select(WeeklyHours).where(
+            WeeklyHours.provider_id.in_(provider_ids), WeeklyHours.location_id.in_(location_ids))):
+        schedule.weekly[(rule.provider_id, rule.location_id)].append(
+            engine.WeeklyHours(weekday=rule.weekday, start=rule.start_time, end=rule.end_time))
+    first_day, last_day = (start - timedelta(days=2)).date(), (end + timedelta(days=2)).date()
+    for row in session.scalars(select(DateOverride).where(
+            DateOverride.provider_id.in_(provider_ids),
+            DateOverride.location_id.in_(location_ids),
+            DateOverride.day >= first_day, DateOverride.day <= last_day)):
+        hours = schedule.overrides[(row.provider_id, row.location_id)].setdefault(row.day, [])
+        if row.start_time is not None and row.end_time is not None:
+            hours.append((row.start_time, row.end_time))
+    for row in session.scalars(select(TimeOff).where(
+            TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo, TimeOff.starts_at < hi)):
+        schedule.time_off[row.provider_id].append(engine.Interval(row.starts_at, row.ends_at))
+    for provider in providers:
+        schedule.credentials[provider.id] = [
+            Credential(jurisdiction=c.jurisdiction, kind=c.kind.value, status=c.status.value,
+                       issued_on=c.issued_on, expires_on=c.expires_on)
+            for c in provider.licenses
+        ]
+
+    holding = Booking.status.in_(HOLDING)
+    not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
+    rows = session.execute(select(
+        Booking.provider_id, Booking.provider_starts_at, Booking.provider_ends_at,
+    ).where(holding, not_excluded, Booking.provider_id.in_(provider_ids),
+            Booking.provider_ends_at > lo, Booking.provider_starts_at < hi))
+    for provider_id, block_start, block_end in rows:
+        schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
+    if patient_id is not None:
+        rows = session.execute(select(Booking.starts_at, Booking.hold_ends_at).where(
+            holding, not_excluded, Booking.patient_id == patient_id,
+            Booking.hold_ends_at > lo, Booking.starts_at < hi))
+        schedule.patient_busy = [engine.Interval(s, e) for s, e in rows]
+    if service_type.needs_chair:
+        for location in locations:
+            schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
+        rows = session.execute(select(
+            Booking.location_id, Booking.chair_number, Booking.starts_at, Booking.hold_ends_at,
+        ).where(holding, not_excluded, Booking.location_id.in_(location_ids),
+                Booking.chair_number.is_not(None),
+                Booking.hold_ends_at > lo, Booking.starts_at < hi))
+        for location_id, chair, block_start, block_end in rows:
+            chairs = schedule.chairs_busy[location_id]
+            if 1 <= chair <= len(chairs):
+                chairs[chair - 1].append(engine.Interval(block_start, block_end))
+    return schedule
+
+
+# The search use case ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferedSlot:
+    start: datetime
+    end: datetime
+    provider_id: uuid.UUID
+    location_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class SlotSearch:
+    service_type: ServiceType
+    slots: list[OfferedSlot]
+    truncated: bool
+    timezone: str = "UTC"  # the zone the answer is shown in
+
+
+def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
+               provider_ids: Iterable[uuid.UUID] | None = None,
+               location_id: uuid.UUID | None = None
+               ) -> tuple[list[Provider], list[Location]]:
+    """The providers and locations that could offer this service type."""
+    query = select(Location).where(Location.active.is_(True))
+    if location_id is not None:
+        query = query.where(Location.id == location_id)
+    locations = [loc for loc in session.scalars(query) if location_offers(loc, service_type)]
+    query = select(Provider).where(Provider.active.is_(True))
+    if provider_ids:
+        query = query.where(Provider.id.in_(list(provider_ids)))
+    providers = [p for p in session.scalars(query) if provider_offers(p, service_type)]
+    return providers, locations
+
+
+def search(session, *, service_type: ServiceType, start: datetime, end: datetime, now: datetime,  # type: ignore[no-untyped-def]
+           provider_ids: Sequence[uuid.UUID] | None = None,
+           location_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
+           patient_state: str | None = None, limit: int = 200) -> SlotSearch:
+    """Free starts in [start, end), every rule applied, earliest first."""
+    if end <= start:
+        raise InvalidInput("The end of the range must come after its start.",
+                           code="invalid_time_range")
+    if end - start > MAX_RANGE:
+        raise InvalidInput(f"Search at most {MAX_RANGE.days} days at a time.",
+                           code="range_too_long", max_days=MAX_RANGE.days)
+    if not service_type.active:
+        raise NotFound("No active service type with this id.", code="service_type_not_found")
+    providers, locations = candidates(session, service_type, provider_ids=provider_ids,
+                                      location_id=location_id)
+    schedule = load_schedule(session, service_type=service_type, providers=providers,
+                             locations=locations, start=start, end=end, patient_id=patient_id,
+                             patient_state=patient_state)
+    earliest, latest = booking_window(service_type, now)
+    earliest = max(earliest, start)
+    latest = min(latest, end - timedelta(microseconds=1))
+    duration = timedelta(minutes=service_type.duration_minutes)
+    found: list[OfferedSlot] = []
+    for location in locations:
+        for provider in providers:
+            for slot_start in schedule.find(provider.id, location.id, earliest=earliest,
+                                            latest=latest):
+                found.append(OfferedSlot(start=slot_start, end=slot_start + duration,
+                                         provider_id=provider.id, location_id=location.id))
+    found.sort(key=lambda s: (s.start, str(s.provider_id)))
+    return SlotSearch(service_type=service_type, slots=found[:limit],
+                      truncated=len(found) > limit)
+
+
+def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
+                    start: date | datetime, end: date | datetime, now: datetime,
+                    default_zone: str, zone_name: str | None = None,
+                    provider_ids: Sequence[uuid.UUID] | None = None,
+                    location_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
+                    patient_state: str | None = None, limit: int = 200) -> SlotSearch:
+    """The slot search use case.
+
+    Dates (rather than times) are whole local days in the answer's zone: ``zone_name``, else
+    the location's zone, else the clinic's. A patient searches for themselves: their own
+    bookings count as busy, and their home state is the default telehealth location.
+    """
+    if actor.role is Role.PATIENT:
+        patient_id = actor.patient_id
+    with uow:
+        service_type = uow.session.get(ServiceType, service_type_id)
+        if service_type is None:
+            raise NotFound("No service type with this id.", code="service_type_not_found")
+        if zone_name is None and location_id is not None:
+            location = uow.session.get(Location, location_id)
+            if location is None:
+                raise NotFound("No location with this id.", code="location_not_found")
+            zone_name = location.timezone
+        zone_name = zone_name or default_zone
+        if patient_id is not None:
+            patient = find_patient(uow, actor, patient_id)
+            patient_state = patient_state or patient.home_state
+        found = search(uow.session, service_type=service_type,
+                       start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
+                       now=now, provider_ids=provider_ids, location_id=location_id,
+                       patient_id=patient_id, patient_state=patient_state, limit=limit)
+        return dataclasses.replace(found, timezone=zone_name)
+
+
+def _instant(value: date | datetime, zone_name: str, *, end: bool = False) -> datetime:
+    """A date is a whole local day: its start, or (for the end of a range) the next midnight."""
+    if isinstance(value, datetime):
+        return value
+    return local_to_utc(value + timedelta(days=1) if end else value, time(0), zone_name)

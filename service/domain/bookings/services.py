@@ -1,0 +1,378 @@
+"""Booking use cases: create, reschedule, the FHIR status transitions, and reads.
+
+Every rule the slot search applies is re-checked here, at booking time, inside the write
+transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: exclusion constraints catch the race the
+check cannot see). A taken slot answers ``slot_unavailable`` with the next free slots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from service.domain.access.actor import Actor, Role
+from service.domain.availability import search
+from service.domain.availability import slots as engine
+from service.domain.bookings.models import (
+    CHAIR_OVERLAP,
+    PATIENT_OVERLAP,
+    PROVIDER_OVERLAP,
+    Booking,
+    BookingStatus,
+)
+from service.domain.clinic.models import Location, ServiceType
+from service.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PreconditionFailed,
+    register_constraint,
+)
+from service.domain.patients.models import Patient
+from service.domain.patients.services import find_patient
+from service.domain.providers.licensing import ARIZONA, Modality, state_jurisdiction
+from service.domain.providers.models import Provider
+from service.domain.records import Page, paginate
+from service.uow import UnitOfWork
+
+ALTERNATIVES = 3
+ALTERNATIVES_SEARCH_DAYS = 14
+
+
+class SlotUnavailable(Conflict):
+    code = "slot_unavailable"
+    title = "The slot is no longer available"
+
+
+for _name, _what in ((PROVIDER_OVERLAP, "The provider is already booked then."),
+                     (PATIENT_OVERLAP, "The patient already has a visit then."),
+                     (CHAIR_OVERLAP, "No treatment chair is free then.")):
+    register_constraint(_name, lambda what=_what: SlotUnavailable(what))
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    patient_id: uuid.UUID
+    provider_id: uuid.UUID
+    service_type_id: uuid.UUID
+    location_id: uuid.UUID
+    start: datetime
+    patient_state: str | None = None
+    ride_home_confirmed: bool = False
+    hold: bool = False  # True: "pending" until confirmed
+    note: str | None = None
+
+
+# Visibility ------------------------------------------------------------------------------
+
+
+def visible_bookings(actor: Actor, query):  # type: ignore[no-untyped-def]
+    if actor.role is Role.PATIENT:
+        return query.where(Booking.patient_id == actor.patient_id)
+    if actor.role is Role.PROVIDER:
+        return query.where(Booking.provider_id == actor.provider_id)
+    return query
+
+
+def _booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, lock: bool = False
+             ) -> Booking:
+    query = visible_bookings(actor, select(Booking)).where(Booking.id == booking_id)
+    if lock:
+        query = query.with_for_update()
+    booking = uow.session.scalar(query)
+    if booking is None:
+        raise NotFound("No booking with this id.", code="booking_not_found")
+    return booking
+
+
+# Rules checked at booking time -----------------------------------------------------------
+
+
+@dataclass
+class _Parties:
+    patient: Patient
+    provider: Provider
+    service_type: ServiceType
+    location: Location
+
+
+def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
+    session = uow.session
+    patient = find_patient(uow, actor, request.patient_id)
+    if actor.role is Role.PROVIDER and request.provider_id != actor.provider_id:
+        raise NotFound("No provider with this id.", code="provider_not_found")
+    provider = session.get(Provider, request.provider_id)
+    if provider is None:
+        raise NotFound("No provider with this id.", code="provider_not_found")
+    service_type = session.get(ServiceType, request.service_type_id)
+    if service_type is None:
+        raise NotFound("No service type with this id.", code="service_type_not_found")
+    location = session.get(Location, request.location_id)
+    if location is None:
+        raise NotFound("No location with this id.", code="location_not_found")
+    inactive = [name for name, record in (("patient", patient), ("provider", provider),
+                                          ("service_type", service_type),
+                                          ("location", location)) if not record.active]
+    if inactive:
+        raise Conflict("Inactive records cannot be booked.", code="not_bookable",
+                       inactive=inactive)
+    if not search.location_offers(location, service_type):
+        raise InvalidInput("This location does not offer this kind of visit.",
+                           code="location_mismatch")
+    return _Parties(patient, provider, service_type, location)
+
+
+def is_treatment(service_type: ServiceType) -> bool:
+    return service_type.modality == Modality.IN_PERSON and service_type.needs_clearance
+
+
+def _check_clinical_gates(parties: _Parties, request: BookingRequest) -> None:
+    service_type, patient = parties.service_type, parties.patient
+    if service_type.requires_rems:
+        missing = [name for name, ok in (
+            ("rems_certified_location", parties.location.rems_certified),
+            ("rems_enrolled_patient", patient.rems_enrolled),
+            ("rems_prescriber", parties.provider.is_rems_prescriber),
+            ("monitoring_120_minutes", service_type.recovery_minutes >= 120),
+        ) if not ok]
+        if missing:
+            raise Conflict("Esketamine needs a REMS-certified site, a REMS-enrolled patient, a "
+                           "REMS prescriber and at least 120 minutes of monitoring.",
+                           code="rems_requirements_not_met", missing=missing)
+    if service_type.needs_clearance and not patient.cleared_for_treatment:
+        raise Conflict("The patient needs a cleared consultation before treatment.",
+                       code="clearance_required")
+    if is_treatment(service_type) and not request.ride_home_confirmed:
+        raise InvalidInput("Confirm that the patient has a ride home after treatment.",
+                           code="ride_home_required")
+
+
+def _patient_state(parties: _Parties, request: BookingRequest) -> str:
+    if parties.service_type.modality == Modality.IN_PERSON:
+        return "AZ"
+    if not request.patient_state:
+        raise InvalidInput("For telehealth, attest the state the patient will be in.",
+                           code="patient_location_required")
+    return request.patient_state.upper()
+
+
+def _check_start(uow: UnitOfWork, parties: _Parties, start: datetime, patient_state: str,
+                 now: datetime, exclude: uuid.UUID | None = None) -> int | None:
+    """Check every slot rule for this start; returns the chair number to use (or None)."""
+    service_type = parties.service_type
+    earliest, latest = search.booking_window(service_type, now)
+    if not earliest <= start <= latest:
+        raise InvalidInput("The start is too soon (minimum notice) or too far ahead "
+                           "(booking horizon).", code="outside_booking_window",
+                           earliest=earliest.isoformat(), latest=latest.isoformat())
+    schedule = search.load_schedule(
+        uow.session, service_type=service_type, providers=[parties.provider],
+        locations=[parties.location], start=start - timedelta(days=1),
+        end=start + timedelta(days=1), patient_id=parties.patient.id,
+        patient_state=patient_state, exclude_booking_id=exclude)
+    provider_id, location = parties.provider.id, parties.location
+    if not schedule.licensed_on(provider_id, location, start):
+        at_home = dataclasses.replace(schedule, patient_state=None)
+        if state_jurisdiction(patient_state) != ARIZONA and at_home.licensed_on(
+                provider_id, location, start):
+            raise Conflict("The provider is not licensed in the state the patient will be in.",
+                           code="patient_location_not_covered")
+        raise Conflict("No active Arizona license or telehealth registration of the provider "
+                       "covers that date.", code="provider_not_licensed")
+    rules = schedule.rules
+    visit = engine.visit_block(start, rules)
+    window = next((w for w in schedule.windows(provider_id, location.id) if w.contains(visit)),
+                  None)
+    if window is None:
+        raise Conflict("The provider does not work then at this location.",
+                       code="outside_working_hours")
+    if (start - window.start) % rules.step:
+        raise InvalidInput(f"Starts follow a {service_type.slot_interval_minutes}-minute grid "
+                           f"from {window.start.isoformat()}.", code="misaligned_start")
+    if schedule.find(provider_id, location.id, earliest=start, latest=start) != [start]:
+        raise SlotUnavailable("The provider, the patient or every chair is taken then.")
+    chairs = schedule.chairs(location.id)
+    if chairs is None:
+        return None
+    chair = engine.first_free_chair(start, rules, chairs)
+    return None if chair is None else chair + 1
+
+
+def _place(booking: Booking, service_type: ServiceType, start: datetime,
+           chair: int | None) -> None:
+    rules = search.rules_of(service_type)
+    block = engine.provider_block(start, rules)
+    booking.starts_at = start
+    booking.ends_at = start + rules.duration
+    booking.provider_starts_at = block.start
+    booking.provider_ends_at = block.end
+    booking.hold_ends_at = engine.chair_block(start, rules).end
+    booking.chair_number = chair
+
+
+def alternatives(uow: UnitOfWork, *, service_type_id: uuid.UUID, provider_id: uuid.UUID,
+                 location_id: uuid.UUID, patient_id: uuid.UUID, patient_state: str | None,
+                 after: datetime, now: datetime) -> list[dict[str, Any]]:
+    """The next free slots for the same service type: the same provider first."""
+    with uow:
+        service_type = uow.session.get(ServiceType, service_type_id)
+        if service_type is None:
+            return []
+        end = after + timedelta(days=ALTERNATIVES_SEARCH_DAYS)
+        found = search.search(uow.session, service_type=service_type, start=after, end=end,
+                              now=now, provider_ids=[provider_id], location_id=location_id,
+                              patient_id=patient_id, patient_state=patient_state,
+                              limit=ALTERNATIVES).slots
+        if len(found) < ALTERNATIVES:
+            others = search.search(uow.session, service_type=service_type, start=after,
+                                   end=end, now=now, patient_id=patient_id,
+                                   patient_state=patient_state, limit=ALTERNATIVES * 4).slots
+            found += [s for s in others if s not in found][:ALTERNATIVES - len(found)]
+        return [{"start": s.start.isoformat(), "end": s.end.isoformat(),
+                 "provider_id": str(s.provider_id), "location_id": str(s.location_id)}
+                for s in found]
+
+
+# Use cases -------------------------------------------------------------------------------
+
+
+def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
+                   now: datetime) -> Booking:
+    patient_state: str | None = request.patient_state
+    try:
+        with uow:
+            parties = _parties(uow, actor, request)
+            _check_clinical_gates(parties, request)
+            patient_state = _patient_state(parties, request)
+            chair = _check_start(uow, parties, request.start, patient_state, now)
+            booking = Booking(
+                patient_id=parties.patient.id, provider_id=parties.provider.id,
+                service_type_id=parties.service_type.id, location_id=parties.location.id,
+                status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
+                patient_state=patient_state, ride_home_confirmed=request.ride_home_confirmed,
+                note=request.note, created_by_key_id=actor.key_id)
+            _place(booking, parties.service_type, request.start, chair)
+            uow.session.add(booking)
+            uow.commit()
+            return booking
+    except SlotUnavailable as taken:
+        taken.extras["alternatives"] = alternatives(
+            uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
+            location_id=request.location_id, patient_id=request.patient_id,
+            patient_state=patient_state, after=request.start, now=now)
+        raise
+
+
+def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
+                       start: datetime, expected_version: int, now: datetime,
+                       patient_state: str | None = None) -> Booking:
+    request: BookingRequest | None = None
+    try:
+        with uow:
+            booking = _booking(uow, actor, booking_id, lock=True)
+            if booking.version != expected_version:
+                raise PreconditionFailed("The booking changed since you read it.",
+                                         current_version=booking.version)
+            if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):
+                raise InvalidState(f"A {booking.status.value} booking cannot be rescheduled.",
+                                   code="invalid_transition", booking_status=booking.status.value)
+            request = BookingRequest(
+                patient_id=booking.patient_id, provider_id=booking.provider_id,
+                service_type_id=booking.service_type_id, location_id=booking.location_id,
+                start=start, patient_state=patient_state or booking.patient_state,
+                ride_home_confirmed=booking.ride_home_confirmed)
+            parties = _parties(uow, actor, request)
+            state = _patient_state(parties, request)
+            chair = _check_start(uow, parties, start, state, now, exclude=booking.id)
+            _place(booking, parties.service_type, start, chair)
+            booking.patient_state = state
+            uow.commit()
+            return booking
+    except SlotUnavailable as taken:
+        if request is not None:
+            taken.extras["alternatives"] = alternatives(
+                uow, service_type_id=request.service_type_id,
+                provider_id=request.provider_id, location_id=request.location_id,
+                patient_id=request.patient_id, patient_state=request.patient_state,
+                after=start, now=now)
+        raise
+
+
+# Transitions: action -> (allowed from, to, roles that may do it besides staff)
+TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus, frozenset[Role]]] = {
+    "confirm": (frozenset({BookingStatus.PENDING}), BookingStatus.BOOKED,
+                frozenset({Role.PATIENT, Role.PROVIDER})),
+    "check_in": (frozenset({BookingStatus.BOOKED}), BookingStatus.CHECKED_IN,
+                 frozenset({Role.PROVIDER})),
+    "complete": (frozenset({BookingStatus.CHECKED_IN}), BookingStatus.FULFILLED,
+                 frozenset({Role.PROVIDER})),
+    "no_show": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}), BookingStatus.NOSHOW,
+                frozenset({Role.PROVIDER})),
+    "cancel": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}),
+               BookingStatus.CANCELLED, frozenset({Role.PATIENT, Role.PROVIDER})),
+}
+
+
+def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
+                       now: datetime, reason: str | None = None) -> Booking:
+    allowed_from, target, roles = TRANSITIONS[action]
+    with uow:
+        booking = _booking(uow, actor, booking_id, lock=True)
+        if not actor.is_clinic_staff and actor.role not in roles:
+            raise Forbidden(f"The {actor.role.value} role may not {action.replace('_', ' ')} "
+                            "a booking.", code="forbidden")
+        if booking.status not in allowed_from:
+            raise InvalidState(
+                f"A {booking.status.value} booking cannot be {target.value.replace('-', ' ')}.",
+                code="invalid_transition", booking_status=booking.status.value,
+                allowed_from=sorted(s.value for s in allowed_from))
+        if action == "no_show" and now < booking.starts_at:
+            raise InvalidState("A visit that has not started cannot be a no-show.",
+                               code="invalid_transition", booking_status=booking.status.value)
+        if action == "cancel":
+            if not reason or not reason.strip():
+                raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
+            service_type = uow.session.get(ServiceType, booking.service_type_id)
+            late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
+            booking.cancel_reason = reason.strip()
+            booking.cancelled_at = now
+            booking.late_cancellation = now >= late_from
+        if action == "check_in":
+            booking.checked_in_at = now
+        booking.status = target
+        uow.commit()
+        return booking
+
+
+def get_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Booking:
+    with uow:
+        return _booking(uow, actor, booking_id)
+
+
+def list_bookings(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
+                  provider_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
+                  status: list[BookingStatus] | None = None, starts_from: datetime | None = None,
+                  starts_before: datetime | None = None,
+                  updated_since: datetime | None = None) -> Page[Booking]:
+    query = visible_bookings(actor, select(Booking)).order_by(Booking.starts_at, Booking.id)
+    if provider_id is not None:
+        query = query.where(Booking.provider_id == provider_id)
+    if patient_id is not None:
+        query = query.where(Booking.patient_id == patient_id)
+    if status:
+        query = query.where(Booking.status.in_(status))
+    if starts_from is not None:
+        query = query.where(Booking.starts_at >= starts_from)
+    if starts_before is not None:
+        query = query.where(Booking.starts_at < starts_before)
+    if updated_since is not None:
+        query = query.where(Booking.updated_at >= updated_since)
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=page_size)

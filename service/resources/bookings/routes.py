@@ -1,0 +1,143 @@
+"""Bookings: ``/api/v1/bookings`` and their FHIR status transitions."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask.views import MethodView
+
+from service.auth import ALL_ROLES, requires
+from service.db import utcnow
+from service.domain.bookings import services
+from service.extensions import Blueprint, current_actor, unit_of_work
+from service.resources.bookings.schemas import (
+    BookingCreateSchema,
+    BookingQueryArgsSchema,
+    BookingSchema,
+    CancelSchema,
+    RescheduleSchema,
+)
+from service.resources.common import (
+    ETAG_HEADER,
+    IF_MATCH,
+    LOCATION_HEADER,
+    etag,
+    expected_version,
+    page_of,
+)
+from service.resources.idempotency import idempotent
+
+blp = Blueprint(
+    "bookings", __name__, url_prefix="/api/v1",
+    description="Appointments. Statuses follow FHIR Appointment: pending, booked, checked-in, "
+                "fulfilled, cancelled, noshow. A taken slot answers 409 `slot_unavailable` "
+                "with `alternatives`. POSTs accept an Idempotency-Key.")
+
+CONFLICT_EXAMPLE = {
+    "type": "/problems/slot_unavailable", "title": "The slot is no longer available",
+    "status": 409, "code": "slot_unavailable",
+    "detail": "The provider, the patient or every chair is taken then.",
+    "alternatives": [{"start": "2026-12-01T17:30:00+00:00", "end": "2026-12-01T18:30:00+00:00",
+                      "provider_id": "5b7f0c1e-0d2a-4c61-9a53-1f0e6c2d9b11",
+                      "location_id": "0c9e4f7a-51f3-4b2e-8c5d-7a1e2f3b4c5d"}],
+}
+
+
+@blp.route("/bookings")
+class Bookings(MethodView):
+    @blp.arguments(BookingQueryArgsSchema, location="query")
+    @blp.response(200, BookingSchema(many=True))
+    @blp.paginate()
+    @requires(*ALL_ROLES)
+    def get(self, args, pagination_parameters):
+        """List bookings (patients and providers see only their own)"""
+        page = services.list_bookings(
+            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size, **args)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @blp.arguments(BookingCreateSchema)
+    @blp.response(201, BookingSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", example=CONFLICT_EXAMPLE)
+    @requires(*ALL_ROLES)
+    def post(self, data):
+        """Book a visit (every slot rule is re-checked)"""
+        booking = services.create_booking(unit_of_work(), current_actor(),
+                                          services.BookingRequest(**data), now=utcnow())
+        return booking, 201, {**etag(booking), "Location": f"/api/v1/bookings/{booking.id}"}
+
+
+@blp.route("/bookings/<uuid:booking_id>")
+class BookingById(MethodView):
+    @blp.response(200, BookingSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*ALL_ROLES)
+    def get(self, booking_id: uuid.UUID):
+        """Get a booking"""
+        booking = services.get_booking(unit_of_work(read_only=True), current_actor(),
+                                       booking_id)
+        return booking, etag(booking)
+
+
+@blp.route("/bookings/<uuid:booking_id>/reschedule")
+class BookingReschedule(MethodView):
+    @idempotent
+    @blp.arguments(RescheduleSchema)
+    @blp.response(200, BookingSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", example=CONFLICT_EXAMPLE)
+    @blp.alt_response(412, response="PRECONDITION_FAILED")
+    @blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    @blp.doc(parameters=[IF_MATCH])
+    @requires(*ALL_ROLES)
+    def post(self, data, booking_id: uuid.UUID):
+        """Move a booking to a new start (send If-Match)"""
+        booking = services.reschedule_booking(
+            unit_of_work(), current_actor(), booking_id, start=data["start"],
+            patient_state=data.get("patient_state"), expected_version=expected_version(),
+            now=utcnow())
+        return booking, etag(booking)
+
+
+@blp.route("/bookings/<uuid:booking_id>/cancel")
+class BookingCancellation(MethodView):
+    @idempotent
+    @blp.arguments(CancelSchema)
+    @blp.response(200, BookingSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @requires(*ALL_ROLES)
+    def post(self, data, booking_id: uuid.UUID):
+        """Cancel a booking (a reason is required; late cancellations are marked)"""
+        booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
+                                              "cancel", now=utcnow(), reason=data["reason"])
+        return booking, etag(booking)
+
+
+def _transition_view(action: str, summary: str) -> type[MethodView]:
+    class Transition(MethodView):
+        @idempotent
+        @blp.response(200, BookingSchema, headers=ETAG_HEADER)
+        @blp.alt_response(404, response="NOT_FOUND")
+        @blp.alt_response(409, response="CONFLICT")
+        @requires(*ALL_ROLES)
+        def post(self, booking_id: uuid.UUID):
+            booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
+                                                  action, now=utcnow())
+            return booking, etag(booking)
+
+    Transition.post.__doc__ = summary
+    Transition.__name__ = f"Booking{action.title().replace('_', '')}"
+    return Transition
+
+
+for _action, _path, _summary in (
+    ("confirm", "confirm", "Confirm a pending booking"),
+    ("check_in", "check-in", "Check the patient in"),
+    ("complete", "complete", "Mark the visit fulfilled"),
+    ("no_show", "no-show", "Mark a no-show (only once the visit has started)"),
+):
+    blp.route(f"/bookings/<uuid:booking_id>/{_path}", endpoint=f"booking_{_action}")(
+        _transition_view(_action, _summary))

@@ -1,0 +1,73 @@
+"""Schemas of bookings."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from service.domain.bookings.models import BookingStatus
+from service.extensions import RecordSchema, Schema
+from service.resources.fields import STATE, Instant
+
+
+class BookingSchema(RecordSchema):
+    patient_id = ma.fields.UUID()
+    provider_id = ma.fields.UUID()
+    service_type_id = ma.fields.UUID()
+    location_id = ma.fields.UUID()
+    status = ma.fields.Enum(BookingStatus, by_value=True, metadata={
+        "description": "FHIR Appointment status"})
+    start = ma.fields.AwareDateTime(attribute="starts_at")
+    end = ma.fields.AwareDateTime(attribute="ends_at", metadata={
+        "description": "End of the visit (recovery or monitoring not included)"})
+    hold_until = ma.fields.AwareDateTime(attribute="hold_ends_at", metadata={
+        "description": "End of recovery or monitoring (the patient and chair are held)"})
+    chair_number = ma.fields.Integer(allow_none=True)
+    patient_state = ma.fields.String(allow_none=True, metadata={
+        "description": "Where the patient attested to be (telehealth)"})
+    ride_home_confirmed = ma.fields.Boolean()
+    note = ma.fields.String(allow_none=True)
+    cancel_reason = ma.fields.String(allow_none=True)
+    cancelled_at = ma.fields.AwareDateTime(allow_none=True)
+    late_cancellation = ma.fields.Boolean()
+    checked_in_at = ma.fields.AwareDateTime(allow_none=True)
+    series_id = ma.fields.UUID(allow_none=True)
+
+
+class BookingCreateSchema(Schema):
+    patient_id = ma.fields.UUID(required=True)
+    provider_id = ma.fields.UUID(required=True)
+    service_type_id = ma.fields.UUID(required=True)
+    location_id = ma.fields.UUID(required=True)
+    start = Instant(required=True, metadata={
+        "description": "A start offered by GET /api/v1/slots; the end is derived"})
+    patient_state = ma.fields.String(validate=STATE, metadata={
+        "example": "AZ", "description": "Telehealth: the state the patient attests to be "
+                                        "in at the visit time (Arizona, or a state where "
+                                        "the provider is licensed)"})
+    ride_home_confirmed = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Treatments: the patient has a ride home"})
+    hold = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Create as `pending` (held until confirmed) instead of `booked`"})
+    note = ma.fields.String(validate=ma.validate.Length(max=500), metadata={
+        "description": "Scheduling note; no clinical detail"})
+
+
+class BookingQueryArgsSchema(ma.Schema):
+    provider_id = ma.fields.UUID()
+    patient_id = ma.fields.UUID()
+    status = ma.fields.List(ma.fields.Enum(BookingStatus, by_value=True),
+                            validate=ma.validate.Length(max=6),
+                            metadata={"description": "Repeatable"})
+    starts_from = Instant(metadata={"description": "Visits starting at or after"})
+    starts_before = Instant(metadata={"description": "Visits starting before"})
+    updated_since = Instant(metadata={"description": "Changed at or after"})
+
+
+class CancelSchema(Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
+                              metadata={"example": "Patient request: schedule conflict"})
+
+
+class RescheduleSchema(Schema):
+    start = Instant(required=True)
+    patient_state = ma.fields.String(validate=STATE)

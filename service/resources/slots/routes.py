@@ -1,0 +1,46 @@
+"""Slot search: ``GET /api/v1/slots`` (computed, never stored)."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+
+from service.auth import ALL_ROLES, requires
+from service.db import utcnow
+from service.domain.availability.search import find_open_slots
+from service.domain.time import in_zone
+from service.extensions import Blueprint, current_actor, unit_of_work
+from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
+
+blp = Blueprint("slots", __name__, url_prefix="/api/v1",
+                description="Bookable start times, with every rule applied: working hours, "
+                            "overrides, time off, bookings (pending too), buffers, recovery, "
+                            "notice, horizon, chairs, licenses, REMS. Never who holds other "
+                            "bookings.")
+
+
+@blp.route("/slots")
+class Slots(MethodView):
+    @blp.arguments(SlotQueryArgsSchema, location="query")
+    @blp.response(200, SlotListSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*ALL_ROLES)
+    def get(self, args):
+        """Search free slots for a service type"""
+        found = find_open_slots(
+            unit_of_work(read_only=True), current_actor(), service_type_id=args["service_type"],
+            start=args["start"], end=args["end"], now=utcnow(),
+            default_zone=current_app.config["SETTINGS"].clinic_timezone,
+            zone_name=args.get("timezone"), provider_ids=args.get("provider_id"),
+            location_id=args.get("location_id"), patient_id=args.get("patient_id"),
+            patient_state=args.get("patient_state"), limit=args["limit"])
+        zone = found.timezone
+        return {
+            "service_type_id": found.service_type.id,
+            "timezone": zone,
+            "truncated": found.truncated,
+            "slots": [{"start": in_zone(s.start, zone).isoformat(),
+                       "end": in_zone(s.end, zone).isoformat(),
+                       "provider_id": s.provider_id, "location_id": s.location_id}
+                      for s in found.slots],
+        }
