@@ -6,13 +6,17 @@ work only against a database this module seeded.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from service.domain.access import services as keys
-from service.domain.access.actor import Role
+from service.domain.access.actor import SYSTEM, Role
+from service.domain.availability.models import WeeklyHours
+from service.domain.bookings.services import BookingRequest, create_booking
 from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
@@ -117,11 +121,55 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = No
                          timezone="America/Phoenix", home_state="AZ", sms_consent=False,
                          email_consent=True, rems_enrolled=True, cleared_for_treatment=True)
         session.add_all([rivera, begay, nguyen])
+        session.flush()
+        clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
+        weekdays, hours = range(5), WeeklyHours
+        session.add_all(
+            [hours(provider_id=whitfield.id, location_id=clinic.id, weekday=d,
+                   start_time=time(8), end_time=time(12)) for d in weekdays]
+            + [hours(provider_id=whitfield.id, location_id=virtual.id, weekday=d,
+                     start_time=time(13), end_time=time(17)) for d in weekdays]
+            + [hours(provider_id=lee.id, location_id=clinic.id, weekday=d,
+                     start_time=time(9), end_time=time(17)) for d in weekdays]
+            + [hours(provider_id=natarajan.id, location_id=clinic.id, weekday=d,
+                     start_time=time(8), end_time=time(16)) for d in (1, 3)]
+            + [hours(provider_id=natarajan.id, location_id=virtual.id, weekday=d,
+                     start_time=time(9), end_time=time(15)) for d in (0, 2, 4)]
+            + [hours(provider_id=ortiz.id, location_id=virtual.id, weekday=d,
+                     start_time=time(10), end_time=time(18)) for d in range(4)])
         uow.commit()
         provider_id, patient_id = whitfield.id, rivera.id
+        ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
+               "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id}
+
+    _demo_bookings(unit_of_work, ids, today)
 
     for role, key in DEMO_KEYS.items():
         keys.issue_key(unit_of_work(), role=role, label=f"demo {role} (local only)", key=key,
                        provider_id=provider_id if role == Role.PROVIDER else None,
                        patient_id=patient_id if role == Role.PATIENT else None)
     return True
+
+
+def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                   today: date) -> None:
+    """Two visits next week, booked through the real use case so they obey every rule."""
+    with unit_of_work() as uow:
+        types = {t.code: t.id for t in uow.session.scalars(select(ServiceType))}
+    monday = today + timedelta(days=7 - today.weekday())
+    if monday - today < timedelta(days=3):
+        monday += timedelta(days=7)
+    phoenix = ZoneInfo("America/Phoenix")
+    visits = [
+        BookingRequest(patient_id=ids["rivera"], provider_id=ids["whitfield"],
+                       service_type_id=types["consultation"], location_id=ids["virtual"],
+                       start=datetime.combine(monday, time(14), tzinfo=phoenix),
+                       patient_state="AZ"),
+        BookingRequest(patient_id=ids["nguyen"], provider_id=ids["lee"],
+                       service_type_id=types["iv-infusion"], location_id=ids["clinic"],
+                       start=datetime.combine(monday + timedelta(days=1), time(10),
+                                              tzinfo=phoenix),
+                       ride_home_confirmed=True),
+    ]
+    for visit in visits:
+        create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
