@@ -3,12 +3,13 @@
 from service.db import Base
 from service.domain.access.models import ApiKey
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.bookings.events import BookingEvent
 from service.domain.bookings.models import Booking, IdempotencyRecord
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 
 __all__ = [
-    "ApiKey", "Base", "Booking", "DateOverride", "IdempotencyRecord", "License", "Location",
-    "Patient", "Provider", "ServiceType", "TimeOff", "WeeklyHours",
+    "ApiKey", "Base", "Booking", "BookingEvent", "DateOverride", "IdempotencyRecord",
+    "License", "Location", "Patient", "Provider", "ServiceType", "TimeOff", "WeeklyHours",
 ]

@@ -267,3 +267,22 @@ def test_idempotent_booking_replays_the_first_answer(clinic, api):
 def test_unknown_field_in_booking_is_422(clinic):
     assert_problem(clinic.book("consultation", clinic.at(14), price=10), 422,
                    "validation_failed")
+
+
+def test_every_change_leaves_a_booking_event(clinic, api, app):
+    from sqlalchemy import select
+
+    from service.domain.bookings.events import BookingEvent
+    from service.extensions import unit_of_work
+
+    booking = clinic.book("consultation", clinic.at(14), hold=True).get_json()
+    base = f"/api/v1/bookings/{booking['id']}"
+    api.post(f"{base}/confirm")
+    api.post(f"{base}/reschedule", json={"start": clinic.at(15).isoformat()},
+             headers={"If-Match": '"v2"'})
+    api.post(f"{base}/cancel", json={"reason": "Patient request"})
+    with app.app_context(), unit_of_work() as uow:
+        kinds = [e.kind.value for e in uow.session.scalars(
+            select(BookingEvent).order_by(BookingEvent.id))]
+    assert kinds == ["booking.created", "booking.confirmed", "booking.rescheduled",
+                     "booking.cancelled"]

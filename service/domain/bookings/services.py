@@ -18,6 +18,8 @@ from sqlalchemy import select
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import search
 from service.domain.availability import slots as engine
+from service.domain.bookings import events
+from service.domain.bookings.events import BookingEventKind
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
     PATIENT_OVERLAP,
@@ -260,6 +262,8 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                 note=request.note, created_by_key_id=actor.key_id)
             _place(booking, parties.service_type, request.start, chair)
             uow.session.add(booking)
+            events.record(uow.session, booking, BookingEventKind.CREATED,
+                          actor_key_id=actor.key_id)
             uow.commit()
             return booking
     except SlotUnavailable as taken:
@@ -293,6 +297,8 @@ def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
             chair = _check_start(uow, parties, start, state, now, exclude=booking.id)
             _place(booking, parties.service_type, start, chair)
             booking.patient_state = state
+            events.record(uow.session, booking, BookingEventKind.RESCHEDULED,
+                          actor_key_id=actor.key_id)
             uow.commit()
             return booking
     except SlotUnavailable as taken:
@@ -317,6 +323,15 @@ TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus, frozenset[
                 frozenset({Role.PROVIDER})),
     "cancel": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}),
                BookingStatus.CANCELLED, frozenset({Role.PATIENT, Role.PROVIDER})),
+}
+
+
+EVENT_OF_ACTION = {
+    "confirm": BookingEventKind.CONFIRMED,
+    "check_in": BookingEventKind.CHECKED_IN,
+    "complete": BookingEventKind.COMPLETED,
+    "no_show": BookingEventKind.NO_SHOW,
+    "cancel": BookingEventKind.CANCELLED,
 }
 
 
@@ -347,6 +362,7 @@ def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, act
         if action == "check_in":
             booking.checked_in_at = now
         booking.status = target
+        events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
         uow.commit()
         return booking
 
