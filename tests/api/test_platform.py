@@ -104,3 +104,19 @@ def test_no_cors_by_default(client):
     response = client.options("/api/v1/providers", headers={
         "Origin": "https://book.example.com", "Access-Control-Request-Method": "GET"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_every_error_code_used_in_the_code_is_in_the_table():
+    """Clients branch on codes: each one raised anywhere must be listed (and documented)."""
+    import re
+
+    used: set[str] = set()
+    for path in (ROOT / "service").rglob("*.py"):
+        if path.name == "demo.py":  # service type codes, not error codes
+            continue
+        text = path.read_text()
+        used |= set(re.findall(r'\bcode="([a-z_]+)"', text))
+        used |= set(re.findall(r'CodedMessage\([^)]*?"([a-z_]+)"\)', text, re.S))
+        used |= set(re.findall(r'coded_error\([^)]*?"([a-z_]+)"\)', text, re.S))
+    missing = sorted(used - set(CODES))
+    assert not missing, f"add to service/errors.py CODES: {missing}"
