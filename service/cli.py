@@ -1,4 +1,4 @@
-"""Flask commands: ``flask migrate``, ``flask seed-demo``, ``flask keys ...``, ``flask serve-prep``.
+"""Flask commands: ``flask migrate``, ``flask seed-demo``, ``flask keys create|list|revoke``.
 
 (``flask openapi write`` comes from flask-smorest.)
 """
@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from service import migrate
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
+from service.domain.errors import DomainError
 from service.extensions import unit_of_work
 
 keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
@@ -27,8 +28,11 @@ keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 def create_key(role: str, label: str, provider_id: uuid.UUID | None,
                patient_id: uuid.UUID | None) -> None:
     """Create a key; it is printed once and stored only as a hash."""
-    issued = keys.issue_key(unit_of_work(), role=role, label=label, provider_id=provider_id,
-                            patient_id=patient_id)
+    try:
+        issued = keys.issue_key(unit_of_work(), role=role, label=label,
+                                provider_id=provider_id, patient_id=patient_id)
+    except DomainError as error:
+        raise click.ClickException(f"{error.code}: {error.detail}") from error
     click.echo(issued.key)
     click.echo(f"(stored as a hash; id {issued.record.public_id}; it will not be shown again)",
                err=True)
@@ -48,7 +52,10 @@ def list_keys(include_revoked: bool) -> None:
 @click.argument("public_id")
 def revoke(public_id: str) -> None:
     """Revoke a key by its public id (the third part of ck_<role>_<id>_...)."""
-    record = keys.revoke_key(unit_of_work(), public_id=public_id)
+    try:
+        record = keys.revoke_key(unit_of_work(), public_id=public_id)
+    except DomainError as error:
+        raise click.ClickException(f"{error.code}: {error.detail}") from error
     click.echo(f"revoked {record.prefix}")
 
 
