@@ -1,5 +1,6 @@
 """gunicorn settings: sync workers (one per core by default), bound from HOST and PORT."""
 
+import gc
 import multiprocessing
 import os
 
@@ -10,3 +11,10 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 accesslog = "-"
 # No query strings in the access log: they may carry names or dates of birth.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
+    """Move the app's long-lived objects out of the garbage collector's way: without this,
+    full collections over them add tens of milliseconds to a request's tail latency."""
+    gc.collect()
+    gc.freeze()

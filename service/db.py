@@ -73,7 +73,9 @@ def make_engine(url: str, *, echo: bool = False, immediate: bool = True) -> Engi
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine, immediate=immediate)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # Sessions in UTC: psycopg then returns datetime.timezone.utc values, nothing to convert.
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args={"options": "-c timezone=UTC"})
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:

@@ -203,3 +203,15 @@ def test_slots_do_not_expose_other_bookings(clinic, api):
     text = str(body)
     assert clinic.patient["id"] not in text and "Robin" not in text
     assert set(body["slots"][0]) == {"start", "end", "provider_id", "location_id"}
+
+
+def test_slots_of_several_providers_are_merged_in_time_order(clinic):
+    other = clinic.add_provider("Dr. Ben Cole", NPIS[1])
+    slots = clinic.slots("consultation")
+    assert {s["provider_id"] for s in slots} == {clinic.doctor["id"], other["id"]}
+    assert starts(slots) == sorted(starts(slots))
+    assert len(slots) == 14
+    limited = clinic.api.get("/api/v1/slots", query_string={
+        "service_type": clinic.services["consultation"]["id"], "start": clinic.day.isoformat(),
+        "end": clinic.day.isoformat(), "limit": 3}).get_json()
+    assert len(limited["slots"]) == 3 and limited["truncated"] is True

@@ -9,6 +9,9 @@ a chosen start, so a slot offered here is exactly a start the booking accepts.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import heapq
+import itertools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -94,7 +97,7 @@ class Schedule:
     patient_busy: list[engine.Interval] = field(default_factory=list)
     chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def rules(self) -> engine.SlotRules:
         return rules_of(self.service_type)
 
@@ -263,16 +266,18 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     earliest = max(earliest, start)
     latest = min(latest, end - timedelta(microseconds=1))
     duration = timedelta(minutes=service_type.duration_minutes)
-    found: list[OfferedSlot] = []
-    for location in locations:
-        for provider in providers:
-            for slot_start in schedule.find(provider.id, location.id, earliest=earliest,
-                                            latest=latest):
-                found.append(OfferedSlot(start=slot_start, end=slot_start + duration,
-                                         provider_id=provider.id, location_id=location.id))
-    found.sort(key=lambda s: (s.start, str(s.provider_id)))
-    return SlotSearch(service_type=service_type, slots=found[:limit],
-                      truncated=len(found) > limit)
+    # Each (location, provider) list comes sorted; merge them and stop after `limit`.
+    per_pair = [
+        [(start_at, provider.id, location.id) for start_at in schedule.find(
+            provider.id, location.id, earliest=earliest, latest=latest)]
+        for location in locations for provider in providers
+    ]
+    merged = heapq.merge(*per_pair)
+    found = [OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
+                         location_id=location_id)
+             for start_at, provider_id, location_id in itertools.islice(merged, limit)]
+    truncated = next(merged, None) is not None
+    return SlotSearch(service_type=service_type, slots=found, truncated=truncated)
 
 
 def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,

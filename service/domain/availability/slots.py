@@ -2,17 +2,23 @@
 
 All instants are timezone-aware UTC. Intervals are half-open ``[start, end)``.
 Set operations (merge, subtract, intersect) are linear sweeps over sorted,
-merged lists; busy checks use ``bisect`` on merged busy lists.
+merged lists.
+
+``find_slots`` turns each busy interval into the open range of starts it
+forbids and reads the free starts off the gaps between those ranges, so its cost
+grows with the number of bookings and of slots found, not with the number of
+candidate starts, and no Interval is built per candidate.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 
-from service.domain.time import local_to_utc, require_aware, to_utc, zone
+from service.domain.time import require_aware, to_utc, zone
 
 __all__ = [
     "Interval",
@@ -40,14 +46,19 @@ class Interval:
     end: datetime
 
     def __post_init__(self) -> None:
-        start = to_utc(require_aware(self.start, "Interval.start"))
-        end = to_utc(require_aware(self.end, "Interval.end"))
+        start, end = self.start, self.end
+        # Fast path: plain datetimes already in UTC (what the database and this module
+        # produce) are stored as they are; anything else is checked and converted.
+        if not (start.__class__ is datetime and end.__class__ is datetime
+                and start.tzinfo is UTC and end.tzinfo is UTC):
+            start = to_utc(require_aware(start, "Interval.start"))
+            end = to_utc(require_aware(end, "Interval.end"))
+            object.__setattr__(self, "start", start)
+            object.__setattr__(self, "end", end)
         if not start < end:
             raise ValueError(
                 f"Interval start {start.isoformat()} must be before end {end.isoformat()}"
             )
-        object.__setattr__(self, "start", start)
-        object.__setattr__(self, "end", end)
 
     @property
     def length(self) -> timedelta:
@@ -104,10 +115,13 @@ class DateOverride:
         object.__setattr__(self, "hours", hours)
 
 
+_BOUNDS = attrgetter("start", "end")  # the dataclass order, compared in C
+
+
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
     """Sort intervals and join those that overlap or touch."""
     merged: list[Interval] = []
-    for current in sorted(intervals):
+    for current in sorted(intervals, key=_BOUNDS):
         if merged and current.start <= merged[-1].end:
             if current.end > merged[-1].end:
                 merged[-1] = Interval(merged[-1].start, current.end)
@@ -120,6 +134,8 @@ def subtract(base: Iterable[Interval], cut: Iterable[Interval]) -> list[Interval
     """Return the parts of ``base`` not covered by ``cut`` (sorted, merged)."""
     base_list = merge(base)
     cut_list = merge(cut)
+    if not cut_list:
+        return base_list
     result: list[Interval] = []
     j = 0
     for piece in base_list:
@@ -136,7 +152,8 @@ def subtract(base: Iterable[Interval], cut: Iterable[Interval]) -> list[Interval
                 break
             k += 1
         if cursor < piece.end:
-            result.append(Interval(cursor, piece.end))
+            # Intervals are immutable: an uncut piece is kept as it is.
+            result.append(piece if cursor == piece.start else Interval(cursor, piece.end))
     return result
 
 
@@ -150,7 +167,12 @@ def intersect(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:
         start = max(left[i].start, right[j].start)
         end = min(left[i].end, right[j].end)
         if start < end:
-            result.append(Interval(start, end))
+            if start == left[i].start and end == left[i].end:
+                result.append(left[i])  # immutable: the common part is this very interval
+            elif start == right[j].start and end == right[j].end:
+                result.append(right[j])
+            else:
+                result.append(Interval(start, end))
         if left[i].end <= right[j].end:
             i += 1
         else:
@@ -174,28 +196,35 @@ def working_windows(
     A span made empty or inverted by a DST gap (e.g. 02:30-03:15 on a
     spring-forward day) is dropped. Time off is subtracted and the result merged.
     """
-    zone(zone_name)  # fail fast on unknown zones, even for an empty week
+    tz = zone(zone_name)  # fail fast on unknown zones, even for an empty week
     if last_day < first_day:
         raise ValueError(f"last_day {last_day} is before first_day {first_day}")
+    # Wall-clock times with fold=0, as ``local_to_utc`` reads them (see its DST rules);
+    # combining them with the zone here does the same conversion without re-checking
+    # times that WeeklyHours and DateOverride have already validated.
     by_weekday: dict[int, list[tuple[time, time]]] = {d: [] for d in range(7)}
     for hours in weekly:
-        by_weekday[hours.weekday].append((hours.start, hours.end))
-    by_day: dict[date, tuple[tuple[time, time], ...]] = {}
+        by_weekday[hours.weekday].append((hours.start.replace(fold=0),
+                                          hours.end.replace(fold=0)))
+    by_day: dict[date, list[tuple[time, time]]] = {}
     for override in overrides:
         if override.day in by_day:
             raise ValueError(f"more than one override for {override.day}")
-        by_day[override.day] = override.hours
+        by_day[override.day] = [(start.replace(fold=0), end.replace(fold=0))
+                                for start, end in override.hours]
 
+    combine = datetime.combine
     spans: list[Interval] = []
     day = first_day
+    one_day = timedelta(days=1)
     while day <= last_day:
         hours_today = by_day[day] if day in by_day else by_weekday[day.weekday()]
         for start, end in hours_today:
-            utc_start = local_to_utc(day, start, zone_name)
-            utc_end = local_to_utc(day, end, zone_name)
+            utc_start = combine(day, start, tz).astimezone(UTC)
+            utc_end = combine(day, end, tz).astimezone(UTC)
             if utc_start < utc_end:
                 spans.append(Interval(utc_start, utc_end))
-        day += timedelta(days=1)
+        day += one_day
     return subtract(spans, time_off)
 
 
@@ -243,25 +272,77 @@ def patient_block(start: datetime, rules: SlotRules) -> Interval:
     return chair_block(start, rules)
 
 
-class _BusyTimes:
-    """Merged busy intervals with O(log n) overlap checks."""
-
-    def __init__(self, busy: Iterable[Interval]) -> None:
-        merged = merge(busy)
-        self._starts = [interval.start for interval in merged]
-        self._ends = [interval.end for interval in merged]
-
-    def is_free(self, block: Interval) -> bool:
-        """Tell whether ``block`` overlaps none of the busy intervals."""
-        # The last busy interval starting before block.end has the latest end
-        # of all such intervals (merged lists are disjoint and sorted).
-        i = bisect_left(self._starts, block.end) - 1
-        return i < 0 or self._ends[i] <= block.start
+Ranges = list[tuple[datetime, datetime]]
+_MIN = datetime.min.replace(tzinfo=UTC)
 
 
-def _ceil_steps(span: timedelta, step: timedelta) -> int:
-    """Smallest k with k * step >= span."""
-    return -((-span) // step)
+def _forbidden(busy: Iterable[Interval], before: timedelta, after: timedelta,
+               low: datetime, high: datetime) -> Ranges:
+    """The starts a block ``[s - before, s + after)`` may not take: one open range
+    ``(b0 - after, b1 + before)`` per busy ``[b0, b1)`` (the block overlaps the busy interval
+    exactly when ``b0 - after < s < b1 + before``), for the busy intervals that can forbid a
+    start in ``[low, high]``. Unsorted, unmerged."""
+    reach_low, reach_high = low - before, high + after
+    return [(i.start - after, i.end + before) for i in busy
+            if i.end > reach_low and i.start < reach_high]
+
+
+def _merged(ranges: Ranges) -> tuple[list[datetime], list[datetime]]:
+    """Sort open ranges and join those that overlap (ranges that only touch stay apart: the
+    instant between them is free). Returns parallel lists of lows and highs."""
+    lows: list[datetime] = []
+    highs: list[datetime] = []
+    for low, high in sorted(ranges):
+        if highs and low < highs[-1]:
+            if high > highs[-1]:
+                highs[-1] = high
+        else:
+            lows.append(low)
+            highs.append(high)
+    return lows, highs
+
+
+def _all_chairs_taken(chairs_busy: Sequence[Sequence[Interval]], held: timedelta) -> Ranges:
+    """The open ranges of starts at which every chair is taken for ``[s, s + held)``."""
+    events: list[tuple[datetime, int]] = []
+    for busy in chairs_busy:
+        lows, highs = _merged([(i.start - held, i.end) for i in busy])
+        if not lows:
+            return []  # a chair that is never taken
+        events += [(low, 1) for low in lows]
+        events += [(high, -1) for high in highs]
+    events.sort()
+    chairs, taken, opened, result = len(chairs_busy), 0, _MIN, []
+    index, count = 0, len(events)
+    while index < count:
+        instant = events[index][0]
+        if taken == chairs:
+            result.append((opened, instant))
+        # The instant itself is free for every chair with a range starting or ending there.
+        while index < count and events[index][0] == instant:
+            taken += events[index][1]
+            index += 1
+        if taken == chairs:
+            opened = instant
+    return result
+
+# The chairs of a location are the same for every provider searched there, and a search
+# calls find_slots once per provider: their combined availability is kept for the last
+# chairs seen. The memo is compared by content (immutable Intervals; tuple comparison tries
+# identity first), so a changed list of chairs is never answered from it. On a match the
+# newest snapshot is kept, so the next calls of the same search compare by identity only.
+_chairs_memo: list[tuple[timedelta, tuple[tuple[Interval, ...], ...], Ranges] | None] = [None]
+
+
+def _chairs_taken(chairs_busy: Sequence[Sequence[Interval]], held: timedelta) -> Ranges:
+    snapshot = tuple(map(tuple, chairs_busy))
+    memo = _chairs_memo[0]
+    if memo is not None and memo[0] == held and memo[1] == snapshot:
+        taken = memo[2]
+    else:
+        taken = _all_chairs_taken(snapshot, held)
+    _chairs_memo[0] = (held, snapshot, taken)
+    return taken
 
 
 def find_slots(
@@ -287,37 +368,51 @@ def find_slots(
     """
     earliest = to_utc(earliest)
     latest = to_utc(latest)
-    if earliest > latest:
+    duration, step = rules.duration, rules.step
+    windows = tuple(windows)
+    if earliest > latest or not windows:
         return []
-    chairs: list[_BusyTimes] = []
-    if rules.needs_chair:
-        if not chairs_busy:
-            return []
-        chairs = [_BusyTimes(busy) for busy in chairs_busy]
-    provider = _BusyTimes(provider_busy)
-    patient = _BusyTimes(patient_busy)
+    if rules.needs_chair and not chairs_busy:
+        return []
+    # Every start considered lies in [low, high]: within the bounds and some window.
+    low = max(earliest, min(w.start for w in windows))
+    high = min(latest, max(w.end for w in windows) - duration)
+    if low > high:
+        return []
+    held = duration + rules.recovery  # the patient's and the chair's block
+    ranges = _forbidden(provider_busy, rules.buffer_before, duration + rules.buffer_after,
+                        low, high)
+    if patient_busy:
+        ranges += _forbidden(patient_busy, timedelta(0), held, low, high)
+    if rules.needs_chair and chairs_busy:  # (no chairs: returned above)
+        ranges += [r for r in _chairs_taken(chairs_busy, held) if r[1] > low and r[0] < high]
+    lows, highs = _merged(ranges)
+    count = len(lows)
 
-    found: set[datetime] = set()
+    found: list[datetime] = []
+    ordered = True  # windows sorted and apart: the starts come out sorted and unique
+    previous_end = _MIN
     for window in windows:
-        last_start = min(window.end - rules.duration, latest)
-        if last_start < window.start or last_start < earliest:
-            continue
-        first_k = _ceil_steps(earliest - window.start, rules.step) if earliest > window.start else 0
-        last_k = (last_start - window.start) // rules.step
-        for k in range(first_k, last_k + 1):
-            start = window.start + k * rules.step
-            if start in found:
+        origin = window.start
+        if origin < previous_end:
+            ordered = False
+        previous_end = max(previous_end, window.end)
+        top = min(window.end - duration, high)  # the last start allowed in this window
+        # The first grid start (origin + k * step) at or after max(origin, low).
+        start = origin if low <= origin else origin - ((origin - low) // step) * step
+        index = bisect_right(highs, start)
+        while start <= top:
+            # Invariant: the ranges before ``index`` end at or before ``start``.
+            while index < count and highs[index] <= start:
+                index += 1
+            if index < count and lows[index] < start:  # inside (low, high): jump past it
+                start -= ((start - highs[index]) // step) * step
                 continue
-            if not provider.is_free(provider_block(start, rules)):
-                continue
-            if not patient.is_free(patient_block(start, rules)):
-                continue
-            if rules.needs_chair:
-                block = chair_block(start, rules)
-                if not any(chair.is_free(block) for chair in chairs):
-                    continue
-            found.add(start)
-    return sorted(found)
+            free_until = top if index == count or lows[index] > top else lows[index]
+            steps = (free_until - start) // step + 1
+            found += [start + k * step for k in range(steps)]
+            start += steps * step
+    return found if ordered else sorted(set(found))
 
 
 def first_free_chair(

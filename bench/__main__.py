@@ -1,0 +1,50 @@
+"""``python -m bench``: the three benchmarks one after the other, then a summary.
+
+Each benchmark's own report is printed as soon as it is done; a failing benchmark is
+reported and the others still run (the exit status is then 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from bench import harness, race, slots, writes
+
+BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
+    ("slots", slots.run),
+    ("race", race.run),
+    ("writes", writes.run),
+]
+
+
+def main() -> int:
+    harness.exit_on_sigterm()
+    started = time.perf_counter()
+    summary: list[str] = []
+    failed = False
+    for name, run in BENCHMARKS:
+        began = time.perf_counter()
+        try:
+            result = run()
+        except Exception:  # noqa: BLE001 - report it, run the others
+            failed = True
+            print(f"== {name}: FAILED ==\n{traceback.format_exc()}", flush=True)
+            summary.append(f"{name:<6} FAILED (see above)")
+            continue
+        print(result.report(), flush=True)
+        print(f"  ({name}: {time.perf_counter() - began:.0f} s)\n", flush=True)
+        summary += result.summarize()
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"== Summary ({time.perf_counter() - started:.0f} s; figures, not assertions; "
+          f"{os.cpu_count()} CPUs, load average now {load}) ==")
+    print("\n".join(f"  {line}" for line in summary))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The floor for ``POST /api/v1/bookings``: a bare Flask + SQLAlchemy endpoint, one INSERT.
+
+``POST /bare`` parses the JSON body, checks the ``Authorization`` header cheaply and inserts
+the body into ``bench_bare(id uuid, payload text)``, a table the app creates on start (under
+an advisory lock, since every gunicorn worker starts the app). Same engine settings as the
+service's PostgreSQL engine. ``gunicorn ... 'bench.bare_app:create_app()'`` with
+``DATABASE_URL`` and ``BENCH_BARE_AUTHORIZATION`` (the header value to accept).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import uuid
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import Column, MetaData, Table, Text, Uuid, create_engine, insert, text
+
+metadata = MetaData()
+bench_bare = Table("bench_bare", metadata, Column("id", Uuid, primary_key=True),
+                   Column("payload", Text, nullable=False))
+CREATE_LOCK = 7_246_813  # any constant: serialises CREATE TABLE IF NOT EXISTS across workers
+
+
+def _postgres_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_app() -> Flask:
+    engine = create_engine(_postgres_url(os.environ["DATABASE_URL"]), pool_pre_ping=True,
+                           pool_size=5, max_overflow=10)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
+        metadata.create_all(connection, checkfirst=True)
+    expected = os.environ.get("BENCH_BARE_AUTHORIZATION", "").encode()
+    app = Flask(__name__, static_folder=None)
+
+    @app.post("/bare")
+    def bare() -> tuple[Response, int]:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return jsonify(status=401, code="unauthenticated"), 401
+        if not isinstance(request.get_json(silent=True), dict):
+            return jsonify(status=400, code="invalid_json"), 400
+        row_id = uuid.uuid4()
+        with engine.begin() as connection:
+            connection.execute(insert(bench_bare).values(
+                id=row_id, payload=request.get_data(as_text=True)))
+        return jsonify(id=str(row_id)), 201
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    return app

@@ -1,0 +1,150 @@
+"""Booking writes on PostgreSQL against a bare Flask + SQLAlchemy INSERT, in the same run.
+
+The service: POST /api/v1/bookings for distinct slots (20 providers x 5 slots a day x
+7 days, one patient each, so nothing conflicts). The floor: bench/bare_app.py, POST /bare
+with the same body, one INSERT into bench_bare. Both run under gunicorn with the same flags
+(2 sync workers) on the same database, and take the same client load (threads, one
+connection per request) in alternating chunks. Target: the service reaches at least half
+the bare rate.
+
+``python -m bench.writes``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import time as wall_clock
+from datetime import timedelta
+
+from sqlalchemy import func, select, text
+
+from bench import harness
+from bench.clinic import EVERY_DAY, Clinic, issue_key, seed_clinic
+from service.db import Database
+from service.domain.bookings.models import Booking
+
+PROVIDERS = 20
+SLOTS_A_DAY = 5  # 08:00, 10:00, 12:00, 14:00, 16:00: consultations never touch each other
+REQUESTS = 600  # per endpoint
+WARM_UP = 20
+CONCURRENCY = 4
+CHUNKS = 4
+TARGET_SHARE = 0.5
+
+
+def video_hours(provider_index: int) -> Iterator[tuple[str, int, wall_clock, wall_clock]]:
+    """On video 08:00-18:00, every day."""
+    for weekday in EVERY_DAY:
+        yield "virtual", weekday, wall_clock(8), wall_clock(18)
+
+
+def booking_bodies(clinic: Clinic, count: int) -> list[bytes]:
+    """``count`` bookings of distinct slots and distinct patients, day by day."""
+    bodies: list[bytes] = []
+    day_index = 0
+    while len(bodies) < count:
+        day = clinic.first_day + timedelta(days=day_index)
+        for slot in range(SLOTS_A_DAY):
+            start = clinic.local_iso(clinic.at(day, 8 * 60 + 120 * slot))
+            for provider_id in clinic.provider_ids:
+                patient_id = clinic.patient_ids[len(bodies)]
+                body, _ = harness.json_body({
+                    "patient_id": str(patient_id), "provider_id": str(provider_id),
+                    "service_type_id": str(clinic.service_types["consultation"].id),
+                    "location_id": str(clinic.virtual_id), "start": start,
+                    "patient_state": "AZ"})
+                bodies.append(body)
+                if len(bodies) == count:
+                    return bodies
+        day_index += 1
+    return bodies
+
+
+@dataclass
+class Result:
+    service: harness.Load
+    bare: harness.Load
+    bookings: int  # rows the service wrote (checked in the database)
+    bare_rows: int
+
+    @property
+    def share(self) -> float:
+        return self.service.rate / self.bare.rate if self.bare.rate else float("nan")
+
+    def report(self) -> str:
+        p = harness.percentile
+        rows = [[name, load.count, harness.statuses_text(load.statuses),
+                 f"{load.rate:.1f}", harness.ms(p(load.latencies, 50)),
+                 harness.ms(p(load.latencies, 99)), written]
+                for name, load, written in (("POST /api/v1/bookings", self.service,
+                                             self.bookings),
+                                            ("bare INSERT (POST /bare)", self.bare,
+                                             self.bare_rows))]
+        lines = [f"== Writes: PostgreSQL, distinct slots ({PROVIDERS} providers x "
+                 f"{SLOTS_A_DAY} a day), gunicorn -w {harness.WORKERS} -k sync, "
+                 f"{CONCURRENCY} client threads, one connection per request, {CHUNKS} "
+                 "alternating chunks ==",
+                 harness.table(["endpoint", "requests", "statuses", "req/s", "p50 ms",
+                                "p99 ms", "rows"], rows),
+                 f"  service rate / bare rate = {self.share:.2f} "
+                 f"(target >= {TARGET_SHARE}: {harness.verdict(self.share >= TARGET_SHARE)})"]
+        for name, load in (("service", self.service), ("bare", self.bare)):
+            lines += [f"  unexpected {name} answer: {failure}" for failure in load.failures]
+        return "\n".join(lines)
+
+    def summarize(self) -> list[str]:
+        p = harness.percentile
+        return [f"writes {self.service.rate:.0f} req/s (p99 "
+                f"{harness.ms(p(self.service.latencies, 99))} ms) vs bare "
+                f"{self.bare.rate:.0f} req/s (p99 {harness.ms(p(self.bare.latencies, 99))} ms)"
+                f" = {self.share:.2f} of the bare rate: target >= {TARGET_SHARE} "
+                f"{harness.verdict(self.share >= TARGET_SHARE)}"]
+
+
+def run() -> Result:
+    with harness.fresh_database("postgresql") as url:
+        database = Database.connect(url)
+        try:
+            clinic = seed_clinic(database, providers=PROVIDERS, patients=REQUESTS + WARM_UP,
+                                 chairs=0, hours=video_hours)
+            authorization = f"Bearer {issue_key(database)}"
+            headers = {"Authorization": authorization, "Content-Type": "application/json"}
+            bodies = booking_bodies(clinic, REQUESTS + WARM_UP)
+            bookings = [harness.Request("POST", "/api/v1/bookings", headers, body)
+                        for body in bodies]
+            bare = [harness.Request("POST", "/bare", headers, body) for body in bodies]
+            with harness.gunicorn("service.wsgi:app", env={"DATABASE_URL": url},
+                                  name="service") as service, \
+                    harness.gunicorn("bench.bare_app:create_app()",
+                                     env={"DATABASE_URL": url,
+                                          "BENCH_BARE_AUTHORIZATION": authorization},
+                                     name="bare") as floor:
+                harness.interleaved([(service.port, bookings[:WARM_UP]),
+                                     (floor.port, bare[:WARM_UP])],
+                                    concurrency=CONCURRENCY, chunks=1, expect=201)
+                service_load, bare_load = harness.interleaved(
+                    [(service.port, bookings[WARM_UP:]), (floor.port, bare[WARM_UP:])],
+                    concurrency=CONCURRENCY, chunks=CHUNKS, expect=201)
+            with database.read_sessions() as session:
+                written = session.scalar(select(func.count()).select_from(Booking)) or 0
+                bare_rows = session.scalar(text("SELECT count(*) FROM bench_bare")) or 0
+        finally:
+            database.dispose()
+    return Result(service=service_load, bare=bare_load, bookings=written - WARM_UP,
+                  bare_rows=bare_rows - WARM_UP)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.writes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    harness.exit_on_sigterm()
+    print(run().report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
