@@ -76,7 +76,8 @@ class Booking(Record, Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     late_cancellation: Mapped[bool] = mapped_column(default=False)
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    series_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    series_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("treatment_series.id", ondelete="SET NULL"), index=True)
     created_by_key_id: Mapped[uuid.UUID | None]
 
 

@@ -51,6 +51,9 @@ ALTERNATIVES_SEARCH_DAYS = 14
 class SlotUnavailable(Conflict):
     code = "slot_unavailable"
     title = "The slot is no longer available"
+    # What the Python check found taken: "provider", "patient", "chair" (empty when the
+    # database's constraint caught it). Not part of the answer: it never names who.
+    blocked_by: tuple[str, ...] = ()
 
 
 for _name, _what in ((PROVIDER_OVERLAP, "The provider is already booked then."),
@@ -199,12 +202,32 @@ def _check_start(uow: UnitOfWork, parties: _Parties, start: datetime, patient_st
         raise InvalidInput(f"Starts follow a {service_type.slot_interval_minutes}-minute grid "
                            f"from {window.start.isoformat()}.", code="misaligned_start")
     if schedule.find(provider_id, location.id, earliest=start, latest=start) != [start]:
-        raise SlotUnavailable("The provider, the patient or every chair is taken then.")
+        taken = SlotUnavailable("The provider, the patient or every chair is taken then.")
+        taken.blocked_by = _blocked_by(schedule, provider_id, location.id, start)
+        raise taken
     chairs = schedule.chairs(location.id)
     if chairs is None:
         return None
     chair = engine.first_free_chair(start, rules, chairs)
     return None if chair is None else chair + 1
+
+
+def _blocked_by(schedule: search.Schedule, provider_id: uuid.UUID, location_id: uuid.UUID,
+                start: datetime) -> tuple[str, ...]:
+    rules = schedule.rules
+
+    def taken(busy: list[engine.Interval], block: engine.Interval) -> bool:
+        return any(block.overlaps(interval) for interval in busy)
+
+    blocked = []
+    if taken(schedule.provider_busy.get(provider_id, []), engine.provider_block(start, rules)):
+        blocked.append("provider")
+    if taken(schedule.patient_busy, engine.patient_block(start, rules)):
+        blocked.append("patient")
+    chairs = schedule.chairs(location_id)
+    if chairs is not None and engine.first_free_chair(start, rules, chairs) is None:
+        blocked.append("chair")
+    return tuple(blocked)
 
 
 def _place(booking: Booking, service_type: ServiceType, start: datetime,
@@ -242,35 +265,71 @@ def alternatives(uow: UnitOfWork, *, service_type_id: uuid.UUID, provider_id: uu
                 for s in found]
 
 
+# Booking inside an open unit of work (shared with treatment series) ----------------------
+
+# The codes of the rules that depend on the start itself (the rest hold for any start).
+START_RULES = frozenset({"slot_unavailable", "outside_working_hours", "misaligned_start",
+                         "outside_booking_window", "provider_not_licensed",
+                         "patient_location_not_covered"})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A booking request whose parties and clinical gates passed; only the start is left."""
+
+    request: BookingRequest
+    parties: _Parties
+    patient_state: str
+
+
+def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> Prepared:
+    """Check everything but the start: who and what is booked, and the clinical gates."""
+    parties = _parties(uow, actor, request)
+    _check_clinical_gates(parties, request)
+    return Prepared(request, parties, _patient_state(parties, request))
+
+
+def check_start(uow: UnitOfWork, prepared: Prepared, start: datetime, *,
+                now: datetime) -> int | None:
+    """Check every slot rule for this start (raises the booking's errors); the chair."""
+    return _check_start(uow, prepared.parties, start, prepared.patient_state, now)
+
+
+def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetime,
+         series_id: uuid.UUID | None = None) -> Booking:
+    """Apply every booking rule and add the booking, inside the caller's open unit of work
+    (flushed, not committed: the caller commits, or its rollback undoes it)."""
+    prepared = prepare(uow, actor, request)
+    chair = check_start(uow, prepared, request.start, now=now)
+    parties = prepared.parties
+    booking = Booking(
+        patient_id=parties.patient.id, provider_id=parties.provider.id,
+        service_type_id=parties.service_type.id, location_id=parties.location.id,
+        status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
+        patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
+        note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
+    _place(booking, parties.service_type, request.start, chair)
+    uow.session.add(booking)
+    events.record(uow.session, booking, BookingEventKind.CREATED, actor_key_id=actor.key_id)
+    return booking
+
+
 # Use cases -------------------------------------------------------------------------------
 
 
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> Booking:
-    patient_state: str | None = request.patient_state
     try:
         with uow:
-            parties = _parties(uow, actor, request)
-            _check_clinical_gates(parties, request)
-            patient_state = _patient_state(parties, request)
-            chair = _check_start(uow, parties, request.start, patient_state, now)
-            booking = Booking(
-                patient_id=parties.patient.id, provider_id=parties.provider.id,
-                service_type_id=parties.service_type.id, location_id=parties.location.id,
-                status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
-                patient_state=patient_state, ride_home_confirmed=request.ride_home_confirmed,
-                note=request.note, created_by_key_id=actor.key_id)
-            _place(booking, parties.service_type, request.start, chair)
-            uow.session.add(booking)
-            events.record(uow.session, booking, BookingEventKind.CREATED,
-                          actor_key_id=actor.key_id)
+            booking = book(uow, actor, request, now=now)
             uow.commit()
             return booking
     except SlotUnavailable as taken:
         taken.extras["alternatives"] = alternatives(
             uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
             location_id=request.location_id, patient_id=request.patient_id,
-            patient_state=patient_state, after=request.start, now=now)
+            patient_state=(request.patient_state or "").upper() or None, after=request.start,
+            now=now)
         raise
 
 
@@ -335,34 +394,46 @@ EVENT_OF_ACTION = {
 }
 
 
+def may_transition(actor: Actor, action: str) -> bool:
+    return actor.is_clinic_staff or actor.role in TRANSITIONS[action][2]
+
+
+def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
+                     now: datetime, reason: str | None = None) -> Booking:
+    """Move a booking the actor may see (locked) to its next status, inside the caller's
+    unit of work; records the event, does not commit."""
+    allowed_from, target, _roles = TRANSITIONS[action]
+    if not may_transition(actor, action):
+        raise Forbidden(f"The {actor.role.value} role may not {action.replace('_', ' ')} "
+                        "a booking.", code="forbidden")
+    if booking.status not in allowed_from:
+        raise InvalidState(
+            f"A {booking.status.value} booking cannot be {target.value.replace('-', ' ')}.",
+            code="invalid_transition", booking_status=booking.status.value,
+            allowed_from=sorted(s.value for s in allowed_from))
+    if action == "no_show" and now < booking.starts_at:
+        raise InvalidState("A visit that has not started cannot be a no-show.",
+                           code="invalid_transition", booking_status=booking.status.value)
+    if action == "cancel":
+        if not reason or not reason.strip():
+            raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
+        service_type = uow.session.get(ServiceType, booking.service_type_id)
+        late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
+        booking.cancel_reason = reason.strip()
+        booking.cancelled_at = now
+        booking.late_cancellation = now >= late_from
+    if action == "check_in":
+        booking.checked_in_at = now
+    booking.status = target
+    events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
+    return booking
+
+
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None) -> Booking:
-    allowed_from, target, roles = TRANSITIONS[action]
     with uow:
         booking = _booking(uow, actor, booking_id, lock=True)
-        if not actor.is_clinic_staff and actor.role not in roles:
-            raise Forbidden(f"The {actor.role.value} role may not {action.replace('_', ' ')} "
-                            "a booking.", code="forbidden")
-        if booking.status not in allowed_from:
-            raise InvalidState(
-                f"A {booking.status.value} booking cannot be {target.value.replace('-', ' ')}.",
-                code="invalid_transition", booking_status=booking.status.value,
-                allowed_from=sorted(s.value for s in allowed_from))
-        if action == "no_show" and now < booking.starts_at:
-            raise InvalidState("A visit that has not started cannot be a no-show.",
-                               code="invalid_transition", booking_status=booking.status.value)
-        if action == "cancel":
-            if not reason or not reason.strip():
-                raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
-            service_type = uow.session.get(ServiceType, booking.service_type_id)
-            late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
-            booking.cancel_reason = reason.strip()
-            booking.cancelled_at = now
-            booking.late_cancellation = now >= late_from
-        if action == "check_in":
-            booking.checked_in_at = now
-        booking.status = target
-        events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
+        apply_transition(uow, actor, booking, action, now=now, reason=reason)
         uow.commit()
         return booking
 

@@ -1,0 +1,1 @@
+"""Treatment series: protocol-driven runs of sessions, booked all-or-nothing."""
