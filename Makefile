@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app service.wsgi
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run test test-sqlite test-postgresql bench openapi lint migrate seed clean
+.PHONY: install run scheduler test test-sqlite test-postgresql bench openapi lint migrate seed clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,14 @@ migrate: install
 seed: migrate
 	$(FLASK) seed-demo
 
+# The API and a reminder dispatcher (log channel by default) side by side; Ctrl-C stops both.
 run: seed
+	@trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
+	$(BIN)/python -m service.scheduler & scheduler=$$!; \
 	$(BIN)/gunicorn --config gunicorn.conf.py service.wsgi:app
+
+scheduler: migrate
+	$(BIN)/python -m service.scheduler
 
 test: install
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest

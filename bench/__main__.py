@@ -13,12 +13,13 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import harness, race, slots, writes
+from bench import harness, race, reminders, slots, writes
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
     ("race", race.run),
     ("writes", writes.run),
+    ("reminders", reminders.run),
 ]
 
 

@@ -7,8 +7,11 @@ service.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
+from typing import Any
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
@@ -32,6 +35,26 @@ class Settings:
     clinic_phone: str = "+16025550100"
     license_warning_days: int = 60
     sql_echo: bool = False
+    # Reminders (the outbox sent by `python -m service.scheduler`)
+    reminder_channel: str = "log"  # log: write to the log; live: SMTP or the SMS gateway
+    reminder_poll_seconds: float = 15.0
+    reminder_lease_seconds: float = 120.0
+    reminder_batch_size: int = 100
+    reminder_max_attempts: int = 5
+    reminder_retry_base_seconds: float = 60.0
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    channel_timeout_seconds: float = 10.0
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_tls: str = "none"  # none, starttls or ssl
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "reminders@localhost"
+    sms_gateway_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = field(default=None, repr=False)
+    sms_from: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -49,4 +72,52 @@ class Settings:
                 env.get("LICENSE_WARNING_DAYS", defaults.license_warning_days)
             ),
             sql_echo=env.get("SQL_ECHO", "") in {"1", "true", "yes"},
+            **_reminder_settings(env, defaults),
         )
+
+
+def _clock(value: str) -> time:
+    hours, _, minutes = value.strip().partition(":")
+    return time(int(hours), int(minutes or 0))
+
+
+def _reminder_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """The reminder outbox's settings (REMINDER_*, QUIET_HOURS_*, SMTP_*, SMS_*)."""
+    channel = env.get("REMINDER_CHANNEL", defaults.reminder_channel).strip().lower()
+    if channel not in {"log", "live"}:
+        raise ValueError("REMINDER_CHANNEL must be log or live")
+    tls = env.get("SMTP_TLS", defaults.smtp_tls).strip().lower()
+    if tls not in {"none", "starttls", "ssl"}:
+        raise ValueError("SMTP_TLS must be none, starttls or ssl")
+    values: dict[str, Any] = {
+        "reminder_channel": channel,
+        "reminder_poll_seconds": float(
+            env.get("REMINDER_POLL_SECONDS", defaults.reminder_poll_seconds)),
+        "reminder_lease_seconds": float(
+            env.get("REMINDER_LEASE_SECONDS", defaults.reminder_lease_seconds)),
+        "reminder_batch_size": int(env.get("REMINDER_BATCH_SIZE", defaults.reminder_batch_size)),
+        "reminder_max_attempts": int(
+            env.get("REMINDER_MAX_ATTEMPTS", defaults.reminder_max_attempts)),
+        "reminder_retry_base_seconds": float(
+            env.get("REMINDER_RETRY_BASE_SECONDS", defaults.reminder_retry_base_seconds)),
+        "quiet_hours_start": _clock(env.get("QUIET_HOURS_START", "21:00")),
+        "quiet_hours_end": _clock(env.get("QUIET_HOURS_END", "08:00")),
+        "channel_timeout_seconds": float(
+            env.get("CHANNEL_TIMEOUT_SECONDS", defaults.channel_timeout_seconds)),
+        "smtp_host": env.get("SMTP_HOST", defaults.smtp_host),
+        "smtp_port": int(env.get("SMTP_PORT", defaults.smtp_port)),
+        "smtp_tls": tls,
+        "smtp_username": env.get("SMTP_USERNAME") or None,
+        "smtp_password": env.get("SMTP_PASSWORD") or None,
+        "smtp_from": env.get("SMTP_FROM", defaults.smtp_from),
+        "sms_gateway_url": env.get("SMS_GATEWAY_URL") or None,
+        "sms_account_sid": env.get("SMS_ACCOUNT_SID") or None,
+        "sms_auth_token": env.get("SMS_AUTH_TOKEN") or None,
+        "sms_from": env.get("SMS_FROM") or None,
+    }
+    for name in ("reminder_poll_seconds", "reminder_lease_seconds", "reminder_batch_size",
+                 "reminder_max_attempts", "reminder_retry_base_seconds",
+                 "channel_timeout_seconds"):
+        if values[name] <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    return values

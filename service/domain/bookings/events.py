@@ -47,4 +47,7 @@ def record(session: Session, booking, kind: BookingEventKind, *,  # type: ignore
     session.flush()
     event = BookingEvent(booking_id=booking.id, kind=kind, actor_key_id=actor_key_id)
     session.add(event)
+    from service.domain.reminders.services import on_booking_event
+
+    on_booking_event(session, booking, kind)  # plan, re-plan or cancel its reminders
     return event

@@ -1,0 +1,207 @@
+"""Reminder use cases: planning in the booking's transaction, reads, retry, SMS replies.
+
+``on_booking_event`` is called by ``service.domain.bookings.events.record`` inside the
+transaction that changes the booking, so the outbox rows commit (or roll back) with it:
+
+- created: the plan's reminders, version 1 (a hold gets its confirmation when confirmed);
+- rescheduled: open rows cancelled ("rescheduled"), the plan again under the next version;
+- confirmed: the confirmation of the current version;
+- checked in: the open "before" reminders cancelled (the check-in message stays);
+- cancelled, no-show: every open row cancelled.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.db import utcnow
+from service.domain.access.actor import Actor
+from service.domain.bookings.events import BookingEventKind
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.bookings.services import get_booking
+from service.domain.clinic.models import ServiceType
+from service.domain.errors import Conflict, NotFound
+from service.domain.patients.models import Patient
+from service.domain.records import Page, paginate
+from service.domain.reminders import planning
+from service.domain.reminders.models import (
+    OPEN_STATUSES,
+    Reminder,
+    ReminderStatus,
+    dedupe_key,
+)
+from service.uow import UnitOfWork
+
+# Planning (inside the booking's transaction) ---------------------------------------------
+
+
+def quiet_hours(settings: Settings | None = None) -> planning.QuietHours:
+    settings = settings or Settings.from_env()
+    return planning.QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
+
+
+def on_booking_event(session: Session, booking: Booking, kind: BookingEventKind, *,
+                     now: datetime | None = None) -> None:
+    """Plan, re-plan or cancel the booking's reminders for this change (no commit)."""
+    now = now or utcnow()
+    if kind is BookingEventKind.CREATED:
+        _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
+              confirmation=booking.status is BookingStatus.BOOKED)
+    elif kind is BookingEventKind.RESCHEDULED:
+        _cancel_open(session, booking.id, "rescheduled")
+        _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
+              confirmation=booking.status is BookingStatus.BOOKED)
+    elif kind is BookingEventKind.CONFIRMED:
+        version = _current_version(session, booking.id) or 1
+        exists = session.scalar(select(Reminder.id).where(
+            Reminder.booking_id == booking.id, Reminder.plan_version == version,
+            Reminder.kind == planning.CONFIRMATION))
+        if exists is None:
+            _plan(session, booking, version=version, now=now, only=[planning.CONFIRMATION])
+    elif kind is BookingEventKind.CHECKED_IN:
+        _cancel_open(session, booking.id, "checked_in",
+                     keep_kinds=(planning.NEXT_DAY_CHECK_IN,))
+    elif kind is BookingEventKind.CANCELLED:
+        _cancel_open(session, booking.id, "booking_cancelled")
+    elif kind is BookingEventKind.NO_SHOW:
+        _cancel_open(session, booking.id, "booking_no_show")
+
+
+def _current_version(session: Session, booking_id: uuid.UUID) -> int:
+    return session.scalar(select(func.max(Reminder.plan_version))
+                          .where(Reminder.booking_id == booking_id)) or 0
+
+
+def _cancel_open(session: Session, booking_id: uuid.UUID, reason: str, *,
+                 keep_kinds: tuple[str, ...] = ()) -> None:
+    statement = (update(Reminder)
+                 .where(Reminder.booking_id == booking_id, Reminder.status.in_(OPEN_STATUSES))
+                 .values(status=ReminderStatus.CANCELLED, reason=reason, lease_until=None,
+                         claim_token=None)
+                 .execution_options(synchronize_session=False))
+    if keep_kinds:
+        statement = statement.where(Reminder.kind.not_in(keep_kinds))
+    session.execute(statement)
+
+
+def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
+          confirmation: bool = True, only: list[str] | None = None) -> None:
+    service_type = session.get(ServiceType, booking.service_type_id)
+    patient = session.get(Patient, booking.patient_id)
+    assert service_type is not None and patient is not None
+    plan = planning.ReminderPlan.from_json(service_type.reminder_plan)
+    if not confirmation:
+        plan = planning.ReminderPlan(False, plan.hours_before, plan.next_day_check_in)
+    for planned in planning.plan_reminders(
+            plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
+            patient_zone=patient.timezone, now=now, quiet=quiet_hours(), kinds=only):
+        session.add(Reminder(
+            booking_id=booking.id, kind=planned.kind, plan_version=version,
+            dedupe_key=dedupe_key(booking.id, planned.kind, version),
+            status=ReminderStatus.SKIPPED if planned.skip_reason else ReminderStatus.PLANNED,
+            reason=planned.skip_reason, due_at=planned.due_at,
+            next_attempt_at=planned.due_at, attempts=0, created_at=now, updated_at=now))
+
+
+# Reads and the retry ---------------------------------------------------------------------
+
+
+def list_booking_reminders(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
+                           page: int, page_size: int) -> Page[Reminder]:
+    """A booking's reminders, for whoever may see the booking (others: booking_not_found)."""
+    booking = get_booking(uow, actor, booking_id)
+    query = (select(Reminder).where(Reminder.booking_id == booking.id)
+             .order_by(Reminder.plan_version, Reminder.due_at, Reminder.kind))
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=page_size)
+
+
+def list_reminders(uow: UnitOfWork, *, page: int, page_size: int,
+                   status: list[ReminderStatus] | None = None,
+                   due_before: datetime | None = None,
+                   booking_id: uuid.UUID | None = None) -> Page[Reminder]:
+    query = select(Reminder).order_by(Reminder.due_at, Reminder.id)
+    if status:
+        query = query.where(Reminder.status.in_(status))
+    if due_before is not None:
+        query = query.where(Reminder.due_at < due_before)
+    if booking_id is not None:
+        query = query.where(Reminder.booking_id == booking_id)
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=page_size)
+
+
+RETRYABLE = (ReminderStatus.FAILED, ReminderStatus.SKIPPED)
+
+
+def retry_reminder(uow: UnitOfWork, reminder_id: uuid.UUID, *, now: datetime) -> Reminder:
+    """Queue a failed or skipped reminder again, at once, with a fresh attempt count.
+
+    The dispatcher re-checks it like any other (a visit that passed is skipped again). Sent
+    reminders are never sent again; cancelled ones belong to a plan that no longer holds.
+    """
+    with uow:
+        reminder = uow.session.scalar(
+            select(Reminder).where(Reminder.id == reminder_id).with_for_update())
+        if reminder is None:
+            raise NotFound("No reminder with this id.", code="reminder_not_found")
+        if reminder.status not in RETRYABLE:
+            raise Conflict(f"A {reminder.status.value} reminder cannot be retried; only "
+                           "failed or skipped ones.", code="reminder_not_retryable",
+                           reminder_status=reminder.status.value)
+        reminder.status = ReminderStatus.PLANNED
+        reminder.attempts = 0
+        reminder.reason = None
+        reminder.next_attempt_at = now
+        reminder.lease_until = None
+        reminder.claim_token = None
+        uow.commit()
+        return reminder
+
+
+# Replies to the SMS gateway --------------------------------------------------------------
+
+OPT_OUT_WORDS = frozenset({"stop", "stopall", "quit", "end", "revoke", "opt out", "optout",
+                           "cancel", "unsubscribe"})
+OPT_IN_WORDS = frozenset({"start", "unstop"})
+
+
+def keyword(body: str) -> str | None:
+    """"opt_out", "opt_in" or None for an SMS body (trimmed, case-insensitive)."""
+    word = re.sub(r"[\s\-_]+", " ", body.strip().lower()).strip(" .!")
+    if word in OPT_OUT_WORDS:
+        return "opt_out"
+    if word in OPT_IN_WORDS:
+        return "opt_in"
+    return None
+
+
+def receive_sms(uow: UnitOfWork, *, sender: str, body: str, now: datetime) -> str:
+    """Apply a STOP-type reply (opt out at once) or START (opt in again) from ``sender``.
+
+    Returns the action taken by keyword ("opt_out", "opt_in" or "none"), the same whether
+    or not a patient has this number, so the answer never tells who is a patient.
+    """
+    action = keyword(body)
+    if action is None:
+        return "none"
+    phone = sender.strip()
+    with uow:
+        patients = uow.session.scalars(
+            select(Patient).where(Patient.phone == phone).with_for_update()).all()
+        for patient in patients:
+            if action == "opt_out" and patient.sms_opted_out_at is None:
+                patient.sms_opted_out_at = now
+            elif action == "opt_in" and patient.sms_opted_out_at is not None:
+                # START reverses an opt-out (a STOP, or consent withdrawn); a number that
+                # never opted out gains no consent by it.
+                patient.sms_opted_out_at = None
+                patient.sms_consent = True
+        uow.commit()
+    return action

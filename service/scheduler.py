@@ -1,0 +1,137 @@
+"""``python -m service.scheduler``: the process that sends the outboxes.
+
+An APScheduler ``BlockingScheduler`` in its own process (never inside the gunicorn workers),
+with ONE interval job per outbox, not one job per reminder: each run claims the due rows of
+its table with a lease (see ``service.domain.reminders.dispatch``), so any number of these
+processes can run side by side without sending anything twice.
+
+- ``reminders``: every ``REMINDER_POLL_SECONDS`` (default 15 s); the first run at start-up,
+  so reminders that fell due while no scheduler ran go out at once.
+- ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
+
+Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
+``coalesce=True`` (runs missed while busy collapse into one) and ``misfire_grace_time=None``
+(APScheduler 3 defaults to 1 s and silently drops a run that starts later than that; the
+work itself is in the database, so a late run only ever sends later, never less).
+
+The reminder templates and the clinic alias pass the content check before anything starts:
+a forbidden word stops the process with exit status 2. SIGTERM (or Ctrl-C) lets the running
+job finish its current send, gives the rest of its batch back, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from service.config import Settings
+from service.db import Database, utcnow
+from service.domain.bookings import idempotency
+from service.domain.reminders import content
+from service.domain.reminders.dispatch import Dispatcher
+from service.uow import UnitOfWork
+
+log = logging.getLogger("service.scheduler")
+
+PURGE_INTERVAL_SECONDS = 3600
+JOB_DEFAULTS: dict[str, Any] = {"max_instances": 1, "coalesce": True,
+                                "misfire_grace_time": None}
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGTERM to leave ``BlockingScheduler.start()``."""
+
+
+def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    """Log a failed run by type and frames only (messages may quote data), keep going."""
+
+    def run() -> None:
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 - the next run tries again
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("job %s failed: %s\n%s", name, type(exc).__name__, frames)
+
+    return run
+
+
+class OutboxScheduler:
+    """The scheduler, its jobs, and what they need (the database, the dispatcher)."""
+
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
+        content.check_templates(clinic_name=settings.clinic_name,
+                                clinic_phone=settings.clinic_phone)
+        import service.models  # noqa: F401 - every mapper, so the metadata is complete
+
+        self.settings = settings
+        self.database = database or Database.connect(settings.database_url)
+        self.dispatcher = Dispatcher(self.database, settings)
+        self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            _guarded("reminders", self.dispatcher.run_once), id="reminders",
+            name="reminder outbox",
+            trigger=IntervalTrigger(seconds=settings.reminder_poll_seconds), next_run_time=now,
+            **JOB_DEFAULTS)
+        self.scheduler.add_job(
+            _guarded("idempotency-purge", self.purge_idempotency_records),
+            id="idempotency-purge", name="expired Idempotency-Key records",
+            trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
+            **JOB_DEFAULTS)
+
+    def purge_idempotency_records(self) -> int:
+        uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
+        purged = idempotency.purge_expired(uow, now=utcnow())
+        if purged:
+            log.info("purged %d expired idempotency records", purged)
+        return purged
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop gracefully."""
+
+        def stop(signum: int, _frame: object) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.dispatcher.request_stop()
+            raise Stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("scheduler started: reminders every %ss (%s channel)",
+                 self.settings.reminder_poll_seconds, self.settings.reminder_channel)
+        try:
+            self.scheduler.start()
+        except Stop as reason:
+            log.info("%s received: stopping after the sends in flight", reason)
+        finally:
+            self.dispatcher.request_stop()
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=True)
+            self.database.dispose()
+            log.info("scheduler stopped")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = Settings.from_env()
+    try:
+        outbox = OutboxScheduler(settings)
+    except content.ContentRefused as refused:
+        log.error("the reminder content check failed, not starting: %s", refused)
+        return 2
+    outbox.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

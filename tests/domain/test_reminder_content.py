@@ -1,0 +1,149 @@
+"""Reminder content (pure): minimum necessary, no drug/diagnosis/treatment word, SMS in 160
+GSM-7 characters with the opt-out text."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.domain.reminders import content
+from service.domain.reminders.content import (
+    OPT_OUT_TEXT,
+    SMS_LIMIT,
+    TEMPLATES,
+    ContentRefused,
+    MessageFacts,
+    check_templates,
+    forbidden_words,
+    render,
+)
+
+CLINIC = {"clinic_name": "Desert Bloom Wellness", "clinic_phone": "+16025550100"}
+KINDS = ["confirmation", "before_72h", "before_24h", "before_2h", "next_day_check_in"]
+
+
+def facts(**overrides) -> MessageFacts:
+    values = {"first_name": "Jordan", "starts_at": datetime(2026, 7, 14, 17, 0, tzinfo=UTC),
+              "zone": "America/Denver", "clinic_name": "Desert Bloom Wellness",
+              "clinic_phone": "+16025550100", "in_person": True, **overrides}
+    return MessageFacts(**values)
+
+
+def test_the_shipped_templates_pass_the_content_check():
+    check_templates(**CLINIC)
+
+
+@pytest.mark.parametrize("word", ["ketamine", "Esketamine", "SPRAVATO", "infusion", "IV",
+                                  "depression", "anxiety", "psychiatric", "PTSD", "suicide",
+                                  "nasal spray", "treatment"])
+def test_a_template_with_a_forbidden_word_fails_the_check(word):
+    bad = dict(TEMPLATES)
+    bad["before"] = dataclasses.replace(
+        TEMPLATES["before"], sms=f"Hi {{first_name}}, your {word} visit is {{when}}. "
+                                 + OPT_OUT_TEXT)
+    with pytest.raises(ContentRefused) as refused:
+        check_templates(bad, **CLINIC)
+    assert any("before.sms" in problem for problem in refused.value.problems)
+
+
+def test_a_forbidden_word_in_the_email_subject_or_the_advice_fails_too():
+    bad = dict(TEMPLATES)
+    bad["confirmation"] = dataclasses.replace(TEMPLATES["confirmation"],
+                                              subject="Your ketamine session")
+    with pytest.raises(ContentRefused):
+        check_templates(bad, **CLINIC)
+    with pytest.raises(ContentRefused):
+        check_templates(preparation={"in_person": ("Bring your depression diary.", "x")},
+                        **CLINIC)
+
+
+def test_a_clinic_alias_naming_the_treatment_fails_the_check():
+    with pytest.raises(ContentRefused) as refused:
+        check_templates(clinic_name="Valley Ketamine Center", clinic_phone="+16025550100")
+    assert refused.value.problems == ["clinic name: ketamine"]
+
+
+def test_an_sms_template_too_long_for_one_segment_fails_the_check():
+    bad = dict(TEMPLATES)
+    bad["confirmation"] = dataclasses.replace(
+        TEMPLATES["confirmation"], sms="Hi {first_name}, " + "x" * 140 + " " + OPT_OUT_TEXT)
+    with pytest.raises(ContentRefused, match="characters"):
+        check_templates(bad, **CLINIC)
+
+
+def test_a_template_without_the_opt_out_text_fails_the_check():
+    bad = dict(TEMPLATES)
+    bad["confirmation"] = dataclasses.replace(TEMPLATES["confirmation"], sms="Hi {first_name}")
+    with pytest.raises(ContentRefused, match="opt-out"):
+        check_templates(bad, **CLINIC)
+
+
+def test_whole_words_only_and_case_insensitive():
+    assert forbidden_words("Ketamine, IV; i.v. and an infusion") == ["ketamine", "iv", "i.v.",
+                                                                     "infusion"]
+    assert forbidden_words("Ivy drives to Riverside with Divya; dosimeter, therapist") == []
+    assert forbidden_words("Mental-Health and self harm") == ["mental health", "self harm"]
+
+
+def test_a_rendered_message_is_checked_again_at_send_time():
+    # A first name can carry a forbidden word too: the message is refused, not sent.
+    with pytest.raises(ContentRefused):
+        render("before_24h", facts(first_name="Ketamine"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_messages_say_only_the_minimum(kind):
+    message = render(kind, facts())
+    for text in (message.subject, message.email, message.sms):
+        assert forbidden_words(text) == []
+    assert "Jordan" in message.sms and "602-555-0100" in message.sms
+    assert message.sms.endswith(OPT_OUT_TEXT) and len(message.sms) <= SMS_LIMIT
+    if kind != "next_day_check_in":
+        # 17:00Z on July 14 is 11:00 MDT for a Navajo Nation patient.
+        assert "11:00 AM MDT" in message.sms and "Jul 14" in message.sms
+
+
+def test_preparation_advice_is_generic():
+    in_person = render("before_24h", facts()).email
+    assert "eat lightly, stay hydrated and arrange a ride home" in in_person
+    video = render("before_24h", facts(in_person=False)).email
+    assert "ride home" not in video
+
+
+def test_the_patients_zone_decides_the_time_shown():
+    january = datetime(2026, 1, 14, 17, 0, tzinfo=UTC)
+    assert "10:00 AM MST" in render("before_2h", facts(starts_at=january)).sms
+    assert "10:00 AM MST" in render("before_2h", facts(starts_at=january,
+                                                       zone="America/Phoenix")).sms
+
+
+names = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "Zs", "Pd"]),
+                min_size=1, max_size=100).filter(lambda s: s.strip() and forbidden_words(s) == [])
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(name=names, kind=st.sampled_from(KINDS), in_person=st.booleans())
+def test_every_sms_fits_one_gsm7_segment_with_the_opt_out_text(name, kind, in_person):
+    try:
+        sms = render(kind, facts(first_name=name, in_person=in_person)).sms
+    except ContentRefused:
+        return  # a name normalized into a forbidden word is refused, never sent
+    assert len(sms) <= SMS_LIMIT
+    assert sms.endswith(OPT_OUT_TEXT)
+    assert all(ch in content.GSM7 for ch in sms)
+
+
+def test_the_scheduler_refuses_to_start_with_a_forbidden_clinic_alias(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service.scheduler"], capture_output=True, text=True,
+        timeout=60, env={"CLINIC_NAME": "Sunrise Infusion Center",
+                         "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                         "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "content check failed" in result.stderr
