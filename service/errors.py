@@ -96,6 +96,24 @@ CODES: dict[str, tuple[int, str]] = {
     "location_mismatch": (422, "The location does not offer this kind of visit."),
     "not_bookable": (409, "The provider, patient, location or service type is inactive."),
     "invalid_transition": (409, "The booking's status does not allow this action."),
+    # Reminders
+    "reminder_not_found": (404, "No such reminder."),
+    "reminder_not_retryable": (409, "Only failed or skipped reminders can be retried."),
+    # Treatment series
+    "series_not_found": (404, "No such treatment series (or not visible to the caller)."),
+    "series_conflict": (409, "A session of the series cannot be booked, so none was; "
+                             "occurrences reports each session."),
+    "series_not_active": (409, "The series is cancelled."),
+    "series_complete": (409, "Every planned session of the series is booked or done."),
+    "no_provider_available": (409, "No active provider offers this service at this location."),
+    "location_required": (422, "Several locations offer this service: name one."),
+    "protocol_or_rrule_required": (422, "Give a protocol or a custom RRULE (one of the two)."),
+    "protocol_not_satisfiable": (422, "The sessions cannot keep the protocol's spacing and "
+                                      "window (first start, preferred weekdays)."),
+    "previous_session_required": (422, "A booster needs a previous treatment session."),
+    "invalid_rrule": (422, "Not a usable RRULE (RFC 5545; DAILY, WEEKLY or MONTHLY)."),
+    "rrule_unbounded": (422, "The RRULE never ends: give COUNT or UNTIL."),
+    "rrule_too_long": (422, "A series holds at most 52 sessions within one year."),
     "precondition_required": (428, "This update needs an If-Match header with the ETag."),
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),

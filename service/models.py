@@ -8,8 +8,12 @@ from service.domain.bookings.models import Booking, IdempotencyRecord
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
+from service.domain.reminders.models import Reminder
+from service.domain.series.models import TreatmentSeries
 
 __all__ = [
     "ApiKey", "Base", "Booking", "BookingEvent", "DateOverride", "IdempotencyRecord",
-    "License", "Location", "Patient", "Provider", "ServiceType", "TimeOff", "WeeklyHours",
+    "License", "Location", "Patient", "Provider", "Reminder", "ServiceType", "TimeOff",
+    "WeeklyHours",
+    "TreatmentSeries",
 ]

@@ -10,10 +10,12 @@ from service.resources.clinic.routes import locations_blp, service_types_blp
 from service.resources.health import blp as health_blp
 from service.resources.patients.routes import blp as patients_blp
 from service.resources.providers.routes import blp as providers_blp
+from service.resources.reminders.routes import blp as reminders_blp
+from service.resources.series.routes import blp as series_blp
 from service.resources.slots.routes import blp as slots_blp
 
 MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availability_blp,
-           slots_blp, bookings_blp)
+           slots_blp, bookings_blp, reminders_blp, series_blp)
 
 
 def register_blueprints(api: Api) -> None:
