@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, select, type_coerce
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import slots as engine
@@ -159,10 +159,21 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         return schedule
     lo, hi = start - MAX_BUFFER - timedelta(days=1), end + MAX_BUFFER + timedelta(days=1)
 
-    for rule in session.scalars(select(WeeklyHours).where(
-            WeeklyHours.provider_id.in_(provider_ids), WeeklyHours.location_id.in_(location_ids))):
-        schedule.weekly[(rule.provider_id, rule.location_id)].append(
-            engine.WeeklyHours(weekday=rule.weekday, start=rule.start_time, end=rule.end_time))
+    # Plain column rows through the session's connection: no ORM identity map for what is
+    # only read here, and (PostgreSQL) instants that already arrive as UTC.
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+
+    def instant(column):  # type: ignore[no-untyped-def]
+        return type_coerce(column, DateTime(timezone=True)) if postgres else column
+
+    for provider_id, location_id, weekday, start_time, end_time in connection.execute(select(
+            WeeklyHours.provider_id, WeeklyHours.location_id, WeeklyHours.weekday,
+            WeeklyHours.start_time, WeeklyHours.end_time).where(
+            WeeklyHours.provider_id.in_(provider_ids),
+            WeeklyHours.location_id.in_(location_ids))).all():
+        schedule.weekly[(provider_id, location_id)].append(
+            engine.WeeklyHours(weekday=weekday, start=start_time, end=end_time))
     first_day, last_day = (start - timedelta(days=2)).date(), (end + timedelta(days=2)).date()
     for row in session.scalars(select(DateOverride).where(
             DateOverride.provider_id.in_(provider_ids),
@@ -183,25 +194,28 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
-    rows = session.execute(select(
-        Booking.provider_id, Booking.provider_starts_at, Booking.provider_ends_at,
+    rows = connection.execute(select(
+        Booking.provider_id, instant(Booking.provider_starts_at),
+        instant(Booking.provider_ends_at),
     ).where(holding, not_excluded, Booking.provider_id.in_(provider_ids),
-            Booking.provider_ends_at > lo, Booking.provider_starts_at < hi))
+            Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)).all()
     for provider_id, block_start, block_end in rows:
         schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
     if patient_id is not None:
-        rows = session.execute(select(Booking.starts_at, Booking.hold_ends_at).where(
+        rows = connection.execute(select(
+            instant(Booking.starts_at), instant(Booking.hold_ends_at)).where(
             holding, not_excluded, Booking.patient_id == patient_id,
-            Booking.hold_ends_at > lo, Booking.starts_at < hi))
+            Booking.hold_ends_at > lo, Booking.starts_at < hi)).all()
         schedule.patient_busy = [engine.Interval(s, e) for s, e in rows]
     if service_type.needs_chair:
         for location in locations:
             schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
-        rows = session.execute(select(
-            Booking.location_id, Booking.chair_number, Booking.starts_at, Booking.hold_ends_at,
+        rows = connection.execute(select(
+            Booking.location_id, Booking.chair_number, instant(Booking.starts_at),
+            instant(Booking.hold_ends_at),
         ).where(holding, not_excluded, Booking.location_id.in_(location_ids),
                 Booking.chair_number.is_not(None),
-                Booking.hold_ends_at > lo, Booking.starts_at < hi))
+                Booking.hold_ends_at > lo, Booking.starts_at < hi)).all()
         for location_id, chair, block_start, block_end in rows:
             chairs = schedule.chairs_busy[location_id]
             if 1 <= chair <= len(chairs):
