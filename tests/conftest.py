@@ -81,7 +81,12 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+            # DELETE on small tables is far cheaper than TRUNCATE (which rewrites files);
+            # the audit trail refuses DELETE by trigger, so it alone is truncated.
+            connection.execute(text("TRUNCATE audit_events"))
+            for table in tables:
+                if table != "audit_events":
+                    connection.execute(text(f"DELETE FROM {table}"))
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
