@@ -15,9 +15,30 @@ from sqlalchemy import select
 
 from service.domain.access import services as keys
 from service.domain.access.actor import SYSTEM, Role
+from service.domain.availability import search
+from service.domain.availability import slots as engine
 from service.domain.availability.models import WeeklyHours
-from service.domain.bookings.services import BookingRequest, create_booking
+from service.domain.bookings.events import BookingEvent, BookingEventKind
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.bookings.services import REMS_FORM_DUE, BookingRequest, create_booking
 from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.consultations import scoring
+from service.domain.consultations import services as consultations
+from service.domain.consultations.models import (
+    Assessment,
+    ClearanceDecision,
+    ClearanceStatus,
+    DecisionSource,
+    Screening,
+    Severity,
+    SideEffect,
+    SideEffectKind,
+    Task,
+    TaskKind,
+    TelehealthVisit,
+    VitalSign,
+)
+from service.domain.consultations.vitals import Phase
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import (
@@ -119,7 +140,7 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = No
         nguyen = Patient(first_name="Chris", last_name="Nguyen", birth_date=date(1991, 7, 23),
                          email="chris.nguyen@example.net", phone="+14805550133",
                          timezone="America/Phoenix", home_state="AZ", sms_consent=False,
-                         email_consent=True, rems_enrolled=True, cleared_for_treatment=True)
+                         email_consent=True, rems_enrolled=True)
         session.add_all([rivera, begay, nguyen])
         session.flush()
         clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
@@ -142,6 +163,7 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = No
         ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
                "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id}
 
+    _demo_history(unit_of_work, ids, today)
     _demo_bookings(unit_of_work, ids, today)
 
     for role, key in DEMO_KEYS.items():
@@ -149,6 +171,105 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = No
                        provider_id=provider_id if role == Role.PROVIDER else None,
                        patient_id=patient_id if role == Role.PATIENT else None)
     return True
+
+
+def _last_weekday(day: date) -> date:
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def _past_visit(service_type: ServiceType, *, patient_id: uuid.UUID, provider_id: uuid.UUID,
+                location_id: uuid.UUID, start: datetime, chair: int | None) -> Booking:
+    """A fulfilled visit, with the blocks the booking rules give it."""
+    rules = search.rules_of(service_type)
+    block = engine.provider_block(start, rules)
+    return Booking(
+        patient_id=patient_id, provider_id=provider_id, service_type_id=service_type.id,
+        location_id=location_id, status=BookingStatus.FULFILLED, starts_at=start,
+        ends_at=start + rules.duration, provider_starts_at=block.start,
+        provider_ends_at=block.end, hold_ends_at=engine.chair_block(start, rules).end,
+        chair_number=chair, patient_state="AZ", checked_in_at=start - timedelta(minutes=10),
+        ride_home_confirmed=service_type.needs_clearance)
+
+
+def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                  today: date) -> None:
+    """Chris Nguyen's history: a consultation three weeks ago that cleared him, and an
+    esketamine session a few days ago with its vital signs, a side effect, PHQ-9 scores and
+    the REMS monitoring form now due.
+
+    The booking rules refuse starts in the past, so this history is written through the
+    models directly, as the use cases would have recorded it at the time: the visits fall in
+    Dr. Whitfield's working hours (video 13-17, clinic 8-12, Monday to Friday) with her
+    Arizona license and REMS certification, the consultation had consent and an Arizona
+    attestation, the screening shows no contraindication, she cleared him, and the session
+    has the REMS readings (before dosing, 40 minutes after, at discharge with the ride home)
+    that completing it requires. No reminders are planned for visits already held.
+    """
+    phoenix = ZoneInfo("America/Phoenix")
+    with unit_of_work() as uow:
+        session = uow.session
+        types = {t.code: t for t in session.scalars(select(ServiceType))}
+        patient, whitfield = ids["nguyen"], ids["whitfield"]
+        consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(14),
+                                     tzinfo=phoenix)
+        dosed = datetime.combine(_last_weekday(today - timedelta(days=3)), time(9),
+                                 tzinfo=phoenix)
+        consultation = _past_visit(types["consultation"], patient_id=patient,
+                                   provider_id=whitfield, location_id=ids["virtual"],
+                                   start=consulted, chair=None)
+        esketamine = _past_visit(types["esketamine"], patient_id=patient,
+                                 provider_id=whitfield, location_id=ids["clinic"],
+                                 start=dosed, chair=1)
+        session.add_all([consultation, esketamine])
+        session.flush()
+        for booking in (consultation, esketamine):
+            session.add_all([
+                BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
+                for kind, at in ((BookingEventKind.CREATED, booking.starts_at
+                                  - timedelta(days=7)),
+                                 (BookingEventKind.CHECKED_IN, booking.checked_in_at),
+                                 (BookingEventKind.COMPLETED, booking.hold_ends_at))])
+        session.add(TelehealthVisit(booking_id=consultation.id,
+                                    consent_at=consulted - timedelta(minutes=30),
+                                    attested_state="AZ",
+                                    attested_at=consultation.checked_in_at))
+        session.add(Screening(booking_id=consultation.id, patient_id=patient,
+                              medical_history="Major depressive disorder, two adequate "
+                                              "antidepressant trials; no cardiovascular or "
+                                              "neurological history."))
+        session.add(ClearanceDecision(
+            patient_id=patient, consultation_id=consultation.id,
+            decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+            reason="No contraindication; treatment-resistant depression.",
+            decided_at=consulted + timedelta(minutes=55), decided_by_provider_id=whitfield))
+        session.get(Patient, patient).cleared_for_treatment = True
+        # (phase, minutes after the dose it was taken, systolic, diastolic, heart rate)
+        for phase, offset, systolic, diastolic, pulse in (
+                (Phase.PRE, -10, 132, 84, 74), (Phase.DURING, 40, 146, 90, 80),
+                (Phase.DURING, 90, 136, 86, 76), (Phase.DISCHARGE, 130, 128, 82, 72)):
+            taken = dosed + timedelta(minutes=offset)
+            session.add(VitalSign(
+                booking_id=esketamine.id, patient_id=patient, phase=phase,
+                minutes_after_dose=offset if phase is Phase.DURING else None,
+                systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
+                taken_at=taken, recorded_at=taken,
+                ride_home_confirmed=phase is Phase.DISCHARGE))
+        session.add(SideEffect(booking_id=esketamine.id, patient_id=patient,
+                               kind=SideEffectKind.DISSOCIATION, severity=Severity.MILD,
+                               noted_at=dosed + timedelta(minutes=20), resolved=True,
+                               resolved_at=dosed + timedelta(minutes=80)))
+        for taken, answers in ((consulted, [2, 2, 2, 2, 1, 2, 2, 2, 0]),
+                               (dosed + timedelta(minutes=130), [1, 2, 1, 2, 1, 1, 1, 1, 0])):
+            result = scoring.score(scoring.Instrument.PHQ9, answers)
+            session.add(Assessment(patient_id=patient, instrument=result.instrument,
+                                   answers=answers, total=result.total, band=result.band,
+                                   urgent=result.urgent, taken_at=taken, recorded_at=taken))
+        session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
+                         patient_id=patient, provider_id=whitfield,
+                         due_at=esketamine.hold_ends_at + REMS_FORM_DUE))
+        uow.commit()
 
 
 def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
@@ -171,5 +292,11 @@ def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
                                               tzinfo=phoenix),
                        ride_home_confirmed=True),
     ]
-    for visit in visits:
-        create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
+    booked = [create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
+              for visit in visits]
+    # Jordan Rivera's intake form, ahead of the consultation: a history of psychosis puts
+    # him in front of a clinician ("needs review") before any treatment can be booked.
+    consultations.record_screening(
+        unit_of_work(), SYSTEM, booked[0].id, answers={"psychosis_history": True},
+        medical_history="Generalized anxiety and depression; one brief psychotic episode "
+                        "in 2015, none since.", now=datetime.now(phoenix))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from service.domain.consultations.models import (
+    ClearanceDecision,
+    ClearanceStatus,
+    DecisionSource,
+)
+from service.domain.patients.models import Patient
+from service.extensions import unit_of_work
 from tests.factories import (
     NPIS,
     Api,
@@ -61,6 +69,33 @@ class Clinic:
     def add_patient(self, **overrides: Any) -> dict[str, Any]:
         return self.api.create("/api/v1/patients", patient_payload(**overrides))
 
+    def add_cleared_patient(self, **overrides: Any) -> dict[str, Any]:
+        """A patient a provider cleared for treatment (see ``clear_for_treatment``)."""
+        return self.clear_for_treatment(self.add_patient(**overrides))
+
+    def clear_for_treatment(self, patient: dict[str, Any],
+                            provider: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record a provider's "cleared" decision, as made at an earlier consultation, and
+        return the patient as read again (its version moved with the read-out).
+
+        Written through the models on purpose: through HTTP, a provider decides only for a
+        patient they have a visit with, and that consultation would add a booking (and its
+        reminders) to the schedule of every test that needs a cleared patient. The HTTP path
+        (consultation, screening, decision) is tested in tests/api/test_consultations.py.
+        """
+        with self.api.app.app_context(), unit_of_work() as uow:
+            record = uow.session.get(Patient, uuid.UUID(patient["id"]))
+            uow.session.add(ClearanceDecision(
+                patient_id=record.id, decision=ClearanceStatus.CLEARED,
+                source=DecisionSource.CLINICIAN, reason="Cleared at an earlier consultation",
+                decided_by_provider_id=uuid.UUID((provider or self.doctor)["id"])))
+            record.cleared_for_treatment = True
+            uow.commit()
+        response = self.api.get(f"/api/v1/patients/{patient['id']}")
+        assert response.status_code == 200, response.get_json()
+        patient.update(response.get_json())
+        return patient
+
     def slots(self, service: str, *, role: str = "staff", **params: Any) -> list[dict]:
         query = {"service_type": self.services[service]["id"],
                  "start": self.day.isoformat(), "end": self.day.isoformat(), **params}
@@ -87,6 +122,17 @@ class Clinic:
             body.setdefault("patient_state", "AZ")
         return self.api.post("/api/v1/bookings", json=body, role=role, headers=headers)
 
+    def check_in(self, booking: dict[str, Any], *, role: str = "staff", state: str = "AZ"):
+        """Check a visit in; a telehealth one with the patient's consent on record first and
+        the location attested again (``state``)."""
+        base = f"/api/v1/bookings/{booking['id']}"
+        if booking["location_id"] != self.virtual["id"]:
+            return self.api.post(f"{base}/check-in", role=role)
+        consent = self.api.post(f"{base}/telehealth/consent", role=role)
+        assert consent.status_code == 200, consent.get_json()
+        return self.api.post(f"{base}/telehealth/check-in", json={"patient_state": state},
+                             role=role)
+
 
 def build_clinic(api: Api) -> Clinic:
     clinic = api.create("/api/v1/locations", clinic_payload(chairs=2))
@@ -109,8 +155,9 @@ def build_clinic(api: Api) -> Clinic:
             "requires_rems": True, "min_notice_minutes": 1440, "horizon_days": 90}),
     }
     patient = api.create("/api/v1/patients", patient_payload(
-        first_name="Robin", cleared_for_treatment=True, rems_enrolled=True))
+        first_name="Robin", rems_enrolled=True))
     scenario = Clinic(api=api, clinic=clinic, virtual=virtual, doctor={}, services=services,
                       patient=patient)
     scenario.doctor = scenario.add_provider("Dr. Ada Stone", NPIS[0])
+    scenario.clear_for_treatment(patient)
     return scenario

@@ -48,8 +48,7 @@ def test_patient_double_booking_is_409(clinic):
 
 def test_chair_is_assigned_and_a_full_clinic_is_409(clinic):
     others = [clinic.add_provider(f"Dr. {n}", NPIS[i + 1]) for i, n in enumerate("BC")]
-    patients = [clinic.patient] + [clinic.add_patient(first_name=f"P{i}",
-                                                      cleared_for_treatment=True)
+    patients = [clinic.patient] + [clinic.add_cleared_patient(first_name=f"P{i}")
                                    for i in range(2)]
     chairs = []
     for provider, patient in zip([clinic.doctor, others[0]], patients[:2]):
@@ -86,7 +85,7 @@ def test_treatment_records_the_ride_home(clinic):
 
 
 def test_esketamine_needs_rems_enrolled_patient(clinic):
-    patient = clinic.add_patient(first_name="NotEnrolled", cleared_for_treatment=True)
+    patient = clinic.add_cleared_patient(first_name="NotEnrolled")
     response = clinic.book("esketamine", clinic.at(9), patient=patient)
     body = assert_problem(response, 409, "rems_requirements_not_met")
     assert body["missing"] == ["rems_enrolled_patient"]
@@ -164,7 +163,8 @@ def test_lifecycle_follows_fhir_statuses(clinic, api):
     assert booking["status"] == "pending"
     base = f"/api/v1/bookings/{booking['id']}"
     assert api.post(f"{base}/confirm").get_json()["status"] == "booked"
-    assert api.post(f"{base}/check-in").get_json()["status"] == "checked-in"
+    # A telehealth visit: consent on record, then the location attested again at check-in.
+    assert clinic.check_in(booking).get_json()["status"] == "checked-in"
     assert api.post(f"{base}/complete").get_json()["status"] == "fulfilled"
     assert_problem(api.post(f"{base}/cancel", json={"reason": "x"}), 409, "invalid_transition")
 

@@ -21,7 +21,8 @@ def test_demo_seed_is_complete_and_idempotent(app, client):
     assert codes == {"consultation", "iv-infusion", "esketamine", "follow-up"}
     patients = client.get("/api/v1/patients", headers=staff).get_json()
     assert "America/Denver" in {p["timezone"] for p in patients}
-    assert len(client.get("/api/v1/bookings", headers=staff).get_json()) == 2
+    statuses = [b["status"] for b in client.get("/api/v1/bookings", headers=staff).get_json()]
+    assert sorted(statuses) == ["booked", "booked", "fulfilled", "fulfilled"]  # 2 held, 2 ahead
     consultation = next(t for t in client.get("/api/v1/service-types", headers=staff).get_json()
                         if t["code"] == "consultation")
     start = date.today() + timedelta(days=3)
@@ -31,3 +32,32 @@ def test_demo_seed_is_complete_and_idempotent(app, client):
     assert slots["slots"]
     patient = {"Authorization": f"Bearer {DEMO_KEYS['patient']}"}
     assert len(client.get("/api/v1/patients", headers=patient).get_json()) == 1
+
+
+def test_demo_has_a_cleared_patient_one_needing_review_and_an_esketamine_session(app, client):
+    with app.app_context():
+        assert seed_demo(unit_of_work) is True
+    staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
+    patients = {p["last_name"]: p for p in
+                client.get("/api/v1/patients", headers=staff).get_json()}
+
+    def standing(name):
+        decisions = client.get(f"/api/v1/patients/{patients[name]['id']}/clearance-decisions",
+                               headers=staff).get_json()
+        return decisions[0]["decision"] if decisions else None
+
+    assert standing("Nguyen") == "cleared" and patients["Nguyen"]["cleared_for_treatment"]
+    assert standing("Rivera") == "needs_review"
+    assert not patients["Rivera"]["cleared_for_treatment"]
+    types = {t["id"]: t["code"] for t in
+             client.get("/api/v1/service-types", headers=staff).get_json()}
+    session = next(b for b in client.get("/api/v1/bookings", headers=staff).get_json()
+                   if types[b["service_type_id"]] == "esketamine")
+    assert session["status"] == "fulfilled"
+    readings = client.get(f"/api/v1/bookings/{session['id']}/vitals", headers=staff).get_json()
+    phases = [r["phase"] for r in readings]
+    assert phases[0] == "pre" and phases[-1] == "discharge" and readings[-1][
+        "ride_home_confirmed"]
+    assert any(r["minutes_after_dose"] == 40 for r in readings)
+    tasks = client.get("/api/v1/tasks", headers=staff).get_json()
+    assert [t["booking_id"] for t in tasks] == [session["id"]]

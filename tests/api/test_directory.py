@@ -285,9 +285,15 @@ def test_patient_updates_own_contact_but_not_clearance(api):
     ok = api.patch(path, json={"phone": "+16025550100"}, headers={"If-Match": '"v1"'},
                    role="me")
     assert ok.status_code == 200
-    refused = api.patch(path, json={"cleared_for_treatment": True},
+    refused = api.patch(path, json={"rems_enrolled": True},
                         headers={"If-Match": '"v2"'}, role="me")
     assert_problem(refused, 403, "field_not_editable")
+    # Clearance is a provider's decision (/patients/{id}/clearance-decisions): the read-out
+    # cannot be written by anyone, staff included.
+    for role in ("me", "staff"):
+        flag = api.patch(path, json={"cleared_for_treatment": True},
+                         headers={"If-Match": '"v2"'}, role=role)
+        assert_problem(flag, 422, "validation_failed")
 
 
 def test_provider_without_visits_sees_no_patient(api):

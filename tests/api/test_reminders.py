@@ -124,7 +124,7 @@ def test_check_in_cancels_the_reminders_before_but_keeps_the_next_day_check_in(c
                                       "next_day_check_in": True}},
               headers={"If-Match": '"v1"'})
     booking = book(clinic)
-    api.post(f"/api/v1/bookings/{booking['id']}/check-in")
+    assert clinic.check_in(booking).status_code == 200
     planned = by_kind(reminders(api, booking))
     assert planned["before_24h"]["reason"] == "checked_in"
     assert planned["next_day_check_in"]["status"] == "planned"

@@ -139,7 +139,7 @@ def test_preview_keeps_preferred_weekdays_and_time(clinic):
 
 def test_preview_flags_a_conflict_with_the_nearest_alternative_that_keeps_spacing(clinic):
     planned = starts_of(preview(clinic, clinic.at(9))["occurrences"])
-    other = clinic.add_patient(first_name="Other", cleared_for_treatment=True)
+    other = clinic.add_cleared_patient(first_name="Other")
     assert clinic.book("iv-infusion", planned[2], patient=other).status_code == 201
     body = preview(clinic, clinic.at(9))
     third = body["occurrences"][2]
@@ -158,7 +158,7 @@ def test_preview_flags_chair_full(clinic):
     planned = starts_of(preview(clinic, clinic.at(9))["occurrences"])
     for i in (1, 2):  # the clinic's two chairs, taken by other providers' patients
         provider = clinic.add_provider(f"Dr. Chair {i}", NPIS[i])
-        patient = clinic.add_patient(first_name=f"Chair{i}", cleared_for_treatment=True)
+        patient = clinic.add_cleared_patient(first_name=f"Chair{i}")
         assert clinic.book("iv-infusion", planned[1], provider=provider,
                            patient=patient).status_code == 201
     second = preview(clinic, clinic.at(9))["occurrences"][1]
@@ -250,7 +250,7 @@ def test_booking_a_series_books_every_session_with_its_series_id(clinic, api):
 
 def test_all_or_nothing_when_session_5_of_6_conflicts(clinic, api):
     planned = starts_of(preview(clinic, clinic.at(9))["occurrences"])
-    other = clinic.add_patient(first_name="Other", cleared_for_treatment=True)
+    other = clinic.add_cleared_patient(first_name="Other")
     blocker = clinic.book("iv-infusion", planned[4], patient=other).get_json()
     body = assert_problem(book_series(clinic, clinic.at(9)), 409, "series_conflict")
     statuses = [o["status"] for o in body["occurrences"]]
@@ -271,7 +271,7 @@ def test_booking_a_series_honours_the_idempotency_key(clinic, api):
 
 
 def test_two_series_racing_for_the_same_slots_one_wins_entirely(app, clinic, api):
-    rivals = [clinic.add_patient(first_name=f"Racer{i}", cleared_for_treatment=True)
+    rivals = [clinic.add_cleared_patient(first_name=f"Racer{i}")
               for i in range(2)]
     barrier = threading.Barrier(len(rivals))
     answers: list[tuple[int, dict]] = []
@@ -502,7 +502,7 @@ def test_a_no_show_gets_a_suggested_rebook_that_keeps_the_window(clinic, api, mo
 
 def test_patient_sees_only_own_series(clinic, api):
     mine = book_series(clinic, clinic.at(9)).get_json()
-    other = clinic.add_patient(first_name="Other", cleared_for_treatment=True)
+    other = clinic.add_cleared_patient(first_name="Other")
     theirs = book_series(clinic, clinic.at(11), patient=other).get_json()
     api.bind("me", "patient", patient_id=clinic.patient["id"])
     listed = api.get("/api/v1/series", role="me").get_json()
@@ -515,7 +515,7 @@ def test_patient_sees_only_own_series(clinic, api):
 
 
 def test_patients_may_not_create_series_for_others(clinic, api):
-    other = clinic.add_patient(first_name="Other", cleared_for_treatment=True)
+    other = clinic.add_cleared_patient(first_name="Other")
     api.bind("me", "patient", patient_id=clinic.patient["id"])
     assert_problem(book_series(clinic, clinic.at(9), patient=other, role="me"), 404,
                    "patient_not_found")
@@ -544,7 +544,7 @@ def test_an_unknown_series_is_404(api):
 
 def test_series_list_is_paginated_and_filtered(clinic, api):
     book_series(clinic, clinic.at(9))
-    other = clinic.add_patient(first_name="Other", cleared_for_treatment=True)
+    other = clinic.add_cleared_patient(first_name="Other")
     book_series(clinic, clinic.at(11), patient=other)
     page = api.get("/api/v1/series?page_size=1")
     assert len(page.get_json()) == 1 and '"total": 2' in page.headers["X-Pagination"]

@@ -53,7 +53,7 @@ def test_slots_honour_buffers_and_recovery(clinic):
 def test_slots_need_a_free_chair_for_the_whole_recovery(clinic, api):
     other = clinic.add_provider("Dr. Ben Cole", NPIS[1])
     third = clinic.add_provider("Dr. Cy Diaz", NPIS[2])
-    patients = [clinic.patient, clinic.add_patient(first_name="Two", cleared_for_treatment=True)]
+    patients = [clinic.patient, clinic.add_cleared_patient(first_name="Two")]
     for provider, patient in zip((clinic.doctor, other), patients):
         assert clinic.book("iv-infusion", clinic.at(9), provider=provider,
                            patient=patient).status_code == 201

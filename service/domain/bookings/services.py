@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import search
@@ -28,6 +29,17 @@ from service.domain.bookings.models import (
     BookingStatus,
 )
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.consultations import vitals
+from service.domain.consultations.models import (
+    ClearanceDecision,
+    ClearanceStatus,
+    Screening,
+    SessionHold,
+    Task,
+    TaskKind,
+    TelehealthVisit,
+    VitalSign,
+)
 from service.domain.errors import (
     Conflict,
     Forbidden,
@@ -39,13 +51,22 @@ from service.domain.errors import (
 )
 from service.domain.patients.models import Patient
 from service.domain.patients.services import find_patient
-from service.domain.providers.licensing import ARIZONA, Modality, state_jurisdiction
+from service.domain.providers.licensing import (
+    ARIZONA,
+    Credential,
+    Modality,
+    may_practice,
+    state_jurisdiction,
+)
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
+from service.domain.time import in_zone
 from service.uow import UnitOfWork
 
 ALTERNATIVES = 3
 ALTERNATIVES_SEARCH_DAYS = 14
+# Spravato REMS: the Patient Monitoring Form is due within 7 days of each session.
+REMS_FORM_DUE = timedelta(days=7)
 
 
 class SlotUnavailable(Conflict):
@@ -97,6 +118,12 @@ def _booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, lock: bool
     return booking
 
 
+def find_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
+                 lock: bool = False) -> Booking:
+    """The booking, if the actor may see it (for use inside a unit of work)."""
+    return _booking(uow, actor, booking_id, lock=lock)
+
+
 # Rules checked at booking time -----------------------------------------------------------
 
 
@@ -138,7 +165,30 @@ def is_treatment(service_type: ServiceType) -> bool:
     return service_type.modality == Modality.IN_PERSON and service_type.needs_clearance
 
 
-def _check_clinical_gates(parties: _Parties, request: BookingRequest) -> None:
+# The consultation's outcomes that gate treatment ------------------------------------------
+
+
+def latest_decision(session: Session, patient_id: uuid.UUID) -> ClearanceDecision | None:
+    """The clearance decision that stands: the latest one recorded for the patient."""
+    return session.scalar(select(ClearanceDecision)
+                          .where(ClearanceDecision.patient_id == patient_id)
+                          .order_by(ClearanceDecision.decided_at.desc()).limit(1))
+
+
+def esketamine_contraindicated(session: Session, patient_id: uuid.UUID) -> bool:
+    """Does any screening on record name a hard contraindication to esketamine?"""
+    screenings = session.scalars(select(Screening).where(Screening.patient_id == patient_id))
+    return any(s.outcome().esketamine_contraindicated for s in screenings)
+
+
+def active_hold(session: Session, booking_id: uuid.UUID) -> SessionHold | None:
+    """The blood pressure hold on the session that no clinician has overridden yet."""
+    return session.scalar(select(SessionHold).where(SessionHold.booking_id == booking_id,
+                                                    SessionHold.overridden_at.is_(None))
+                          .limit(1))
+
+
+def _check_clinical_gates(session: Session, parties: _Parties, request: BookingRequest) -> None:
     service_type, patient = parties.service_type, parties.patient
     if service_type.requires_rems:
         missing = [name for name, ok in (
@@ -151,9 +201,16 @@ def _check_clinical_gates(parties: _Parties, request: BookingRequest) -> None:
             raise Conflict("Esketamine needs a REMS-certified site, a REMS-enrolled patient, a "
                            "REMS prescriber and at least 120 minutes of monitoring.",
                            code="rems_requirements_not_met", missing=missing)
-    if service_type.needs_clearance and not patient.cleared_for_treatment:
-        raise Conflict("The patient needs a cleared consultation before treatment.",
-                       code="clearance_required")
+    if service_type.requires_rems and esketamine_contraindicated(session, patient.id):
+        raise Conflict("A screening on record names a hard contraindication to esketamine "
+                       "(see the patient's consultation).", code="esketamine_contraindicated")
+    if service_type.needs_clearance:
+        # The clinician's decision, not a flag anyone may set, clears a patient for treatment.
+        decision = latest_decision(session, patient.id)
+        if decision is None or decision.decision is not ClearanceStatus.CLEARED:
+            raise Conflict("The patient needs a cleared consultation before treatment.",
+                           code="clearance_required",
+                           clearance=decision.decision.value if decision else "none")
     if is_treatment(service_type) and not request.ride_home_confirmed:
         raise InvalidInput("Confirm that the patient has a ride home after treatment.",
                            code="ride_home_required")
@@ -285,7 +342,7 @@ class Prepared:
 def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> Prepared:
     """Check everything but the start: who and what is booked, and the clinical gates."""
     parties = _parties(uow, actor, request)
-    _check_clinical_gates(parties, request)
+    _check_clinical_gates(uow.session, parties, request)
     return Prepared(request, parties, _patient_state(parties, request))
 
 
@@ -398,10 +455,57 @@ def may_transition(actor: Actor, action: str) -> bool:
     return actor.is_clinic_staff or actor.role in TRANSITIONS[action][2]
 
 
+def _check_in_gates(session: Session, booking: Booking, service_type: ServiceType,
+                    attested_state: str | None, now: datetime) -> None:
+    """Telehealth: consent on record, and the patient's location attested again now, in
+    Arizona or a state where the provider holds an active license on the visit's date."""
+    if service_type.modality != Modality.TELEHEALTH:
+        return
+    visit = session.scalar(select(TelehealthVisit)
+                           .where(TelehealthVisit.booking_id == booking.id))
+    if visit is None or visit.consent_at is None:
+        raise Conflict("Record the patient's informed consent to telehealth before check-in.",
+                       code="telehealth_consent_required")
+    if not attested_state:
+        raise InvalidInput("Checking in a telehealth visit re-attests the state the patient "
+                           "is in: POST /api/v1/bookings/{id}/telehealth/check-in.",
+                           code="location_attestation_required")
+    state = attested_state.strip().upper()
+    provider = session.get(Provider, booking.provider_id)
+    location = session.get(Location, booking.location_id)
+    credentials = [Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
+                              status=c.status.value, issued_on=c.issued_on,
+                              expires_on=c.expires_on) for c in provider.licenses]
+    day = in_zone(booking.starts_at, location.timezone).date()
+    if not may_practice(credentials, on=day, modality=Modality.TELEHEALTH,
+                        patient_state=state):
+        raise Conflict("The provider is not licensed in the state the patient is in now.",
+                       code="patient_location_not_covered")
+    visit.attested_state = state
+    visit.attested_at = now
+
+
+def _check_completion_gates(session: Session, booking: Booking, service_type: ServiceType) -> None:
+    """A held session stays held; an esketamine session needs its REMS readings."""
+    if active_hold(session, booking.id) is not None:
+        raise Conflict("A pre-dose blood pressure above the clinic's threshold holds this "
+                       "session until a clinician overrides the hold with a reason.",
+                       code="session_on_hold")
+    if service_type.requires_rems:
+        readings = session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
+        missing = vitals.missing_for_esketamine(r.reading() for r in readings)
+        if missing:
+            raise Conflict("An esketamine session needs vital signs before dosing, about 40 "
+                           "minutes after it and at discharge (with the ride home confirmed).",
+                           code="session_vitals_incomplete", missing=missing)
+
+
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
-                     now: datetime, reason: str | None = None) -> Booking:
+                     now: datetime, reason: str | None = None,
+                     attested_state: str | None = None) -> Booking:
     """Move a booking the actor may see (locked) to its next status, inside the caller's
-    unit of work; records the event, does not commit."""
+    unit of work; records the event, does not commit. ``attested_state``: where the patient
+    says they are, at a telehealth check-in."""
     allowed_from, target, _roles = TRANSITIONS[action]
     if not may_transition(actor, action):
         raise Forbidden(f"The {actor.role.value} role may not {action.replace('_', ' ')} "
@@ -414,26 +518,35 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
     if action == "no_show" and now < booking.starts_at:
         raise InvalidState("A visit that has not started cannot be a no-show.",
                            code="invalid_transition", booking_status=booking.status.value)
+    service_type = uow.session.get(ServiceType, booking.service_type_id)
     if action == "cancel":
         if not reason or not reason.strip():
             raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
-        service_type = uow.session.get(ServiceType, booking.service_type_id)
         late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
         booking.cancel_reason = reason.strip()
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
     if action == "check_in":
+        _check_in_gates(uow.session, booking, service_type, attested_state, now)
         booking.checked_in_at = now
+    if action == "complete":
+        _check_completion_gates(uow.session, booking, service_type)
     booking.status = target
     events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
+    if action == "complete" and service_type.requires_rems:
+        uow.session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=booking.id,
+                             patient_id=booking.patient_id, provider_id=booking.provider_id,
+                             due_at=now + REMS_FORM_DUE))
     return booking
 
 
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
-                       now: datetime, reason: str | None = None) -> Booking:
+                       now: datetime, reason: str | None = None,
+                       attested_state: str | None = None) -> Booking:
     with uow:
         booking = _booking(uow, actor, booking_id, lock=True)
-        apply_transition(uow, actor, booking, action, now=now, reason=reason)
+        apply_transition(uow, actor, booking, action, now=now, reason=reason,
+                         attested_state=attested_state)
         uow.commit()
         return booking
 

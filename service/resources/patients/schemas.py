@@ -23,7 +23,9 @@ class PatientSchema(RecordSchema):
     sms_opted_out_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
     rems_enrolled = ma.fields.Boolean(load_default=False,
                                       metadata={"description": "Enrolled in the Spravato REMS"})
-    cleared_for_treatment = ma.fields.Boolean(load_default=False)
+    cleared_for_treatment = ma.fields.Boolean(dump_only=True, metadata={
+        "description": "Read-out of the latest clearance decision (cleared by a provider; "
+                       "see /patients/{id}/clearance-decisions); never set directly"})
     active = ma.fields.Boolean(load_default=True)
 
     @ma.validates("birth_date")

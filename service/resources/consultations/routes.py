@@ -1,0 +1,455 @@
+"""The clinical side of visits, over HTTP.
+
+- consultations: a consultation's intake screening, the clearance decision, telehealth
+  (video link, consent, check-in with the location re-attested, prescribing) and in-person
+  evaluations;
+- sessions: vital signs, the blood pressure hold, side effects, follow-up tasks;
+- assessments: PHQ-9 / GAD-7 and their urgent alerts.
+
+Clinical records are for clinic staff and providers; a patient sees their own assessments,
+vital signs and telehealth link. Someone else's record answers 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from flask.views import MethodView
+
+from service.auth import STAFF, requires
+from service.config import Settings
+from service.db import utcnow
+from service.domain.access.actor import Role
+from service.domain.consultations import services
+from service.domain.consultations.vitals import Threshold
+from service.extensions import Blueprint, current_actor, unit_of_work
+from service.resources.bookings.schemas import BookingSchema
+from service.resources.common import (
+    ETAG_HEADER,
+    IF_MATCH,
+    LOCATION_HEADER,
+    etag,
+    expected_version,
+    page_of,
+)
+from service.resources.consultations.schemas import (
+    AlertQueryArgsSchema,
+    AlertSchema,
+    AssessmentQueryArgsSchema,
+    AssessmentSchema,
+    DecisionSchema,
+    EvaluationSchema,
+    HoldSchema,
+    OverrideSchema,
+    PrescribingSchema,
+    ScreeningSchema,
+    ScreeningUpdateSchema,
+    SideEffectSchema,
+    SideEffectUpdateSchema,
+    TaskQueryArgsSchema,
+    TaskSchema,
+    TelehealthCheckInSchema,
+    TelehealthSchema,
+    VitalSignSchema,
+)
+from service.resources.idempotency import idempotent
+
+CLINICAL = (*STAFF, Role.PROVIDER)
+CLINICAL_AND_PATIENT = (*CLINICAL, Role.PATIENT)
+
+consultations_blp = Blueprint(
+    "consultations", __name__, url_prefix="/api/v1",
+    description="A consultation's intake screening (hard contraindications block esketamine; "
+                "others flag the patient for review), the clearance decision that treatment "
+                "bookings need (only a provider clears), telehealth visits (video link, "
+                "consent before check-in, location re-attested at check-in, controlled-"
+                "substance flag) and in-person evaluations.")
+sessions_blp = Blueprint(
+    "sessions", __name__, url_prefix="/api/v1",
+    description="Treatment sessions: vital signs before, during and after dosing (a pre-dose "
+                "blood pressure above BP_HOLD_THRESHOLD holds the session until a clinician "
+                "overrides it), side effects, and follow-up tasks such as the REMS Patient "
+                "Monitoring Form due within 7 days of each esketamine session.")
+assessments_blp = Blueprint(
+    "assessments", __name__, url_prefix="/api/v1",
+    description="PHQ-9 and GAD-7, scored by the service; a non-zero PHQ-9 item 9 raises an "
+                "urgent alert listed for staff and providers until acknowledged.")
+
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def _threshold() -> Threshold:
+    settings = _settings()
+    return Threshold(systolic=settings.bp_hold_systolic, diastolic=settings.bp_hold_diastolic)
+
+
+def _telehealth_settings() -> dict[str, object]:
+    settings = _settings()
+    return {"url_template": settings.telehealth_video_url_template,
+            "cutoff": settings.controlled_substance_cutoff}
+
+
+def _clinic_today() -> date:
+    return datetime.now(ZoneInfo(_settings().clinic_timezone)).date()
+
+
+# Screening and clearance -----------------------------------------------------------------
+
+
+@consultations_blp.route("/bookings/<uuid:booking_id>/screening")
+class BookingScreening(MethodView):
+    @consultations_blp.response(200, ScreeningSchema, headers=ETAG_HEADER)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @requires(*CLINICAL)
+    def get(self, booking_id: uuid.UUID):
+        """Get a consultation's intake screening"""
+        screening = services.get_screening(unit_of_work(read_only=True), current_actor(),
+                                           booking_id)
+        return screening, etag(screening)
+
+    @idempotent
+    @consultations_blp.arguments(ScreeningSchema)
+    @consultations_blp.response(201, ScreeningSchema, headers=ETAG_HEADER)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Record a consultation's intake screening
+
+        Answers that need a clinician's review (uncontrolled hypertension, psychosis
+        history, pregnancy) record a "needs_review" decision for the patient at once.
+        """
+        history = data.pop("medical_history", None)
+        screening = services.record_screening(unit_of_work(), current_actor(), booking_id,
+                                              answers=data, medical_history=history,
+                                              now=utcnow())
+        return screening, 201, etag(screening)
+
+    @consultations_blp.arguments(ScreeningUpdateSchema)
+    @consultations_blp.response(200, ScreeningSchema, headers=ETAG_HEADER)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(412, response="PRECONDITION_FAILED")
+    @consultations_blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    @consultations_blp.doc(parameters=[IF_MATCH])
+    @requires(*CLINICAL)
+    def patch(self, changes, booking_id: uuid.UUID):
+        """Correct a screening's answers (send If-Match)"""
+        screening = services.update_screening(
+            unit_of_work(), current_actor(), booking_id, expected_version=expected_version(),
+            changes=changes, now=utcnow())
+        return screening, etag(screening)
+
+
+@consultations_blp.route("/patients/<uuid:patient_id>/clearance-decisions")
+class ClearanceDecisions(MethodView):
+    @consultations_blp.response(200, DecisionSchema(many=True))
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, patient_id: uuid.UUID, pagination_parameters):
+        """List a patient's clearance decisions, newest (the one that stands) first"""
+        page = services.list_decisions(
+            unit_of_work(read_only=True), current_actor(), patient_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @consultations_blp.arguments(DecisionSchema)
+    @consultations_blp.response(201, DecisionSchema)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @requires(*CLINICAL)
+    def post(self, data, patient_id: uuid.UUID):
+        """Record a clearance decision (only a provider can clear)
+
+        The latest decision gates treatment bookings and is read out as the patient's
+        `cleared_for_treatment`.
+        """
+        return services.record_decision(
+            unit_of_work(), current_actor(), patient_id, decision=data["decision"],
+            reason=data.get("reason"), consultation_id=data.get("consultation_id"),
+            now=utcnow()), 201
+
+
+@consultations_blp.route("/patients/<uuid:patient_id>/in-person-evaluations")
+class InPersonEvaluations(MethodView):
+    @consultations_blp.response(200, EvaluationSchema(many=True))
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, patient_id: uuid.UUID, pagination_parameters):
+        """List a patient's in-person evaluations"""
+        page = services.list_evaluations(
+            unit_of_work(read_only=True), current_actor(), patient_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @consultations_blp.arguments(EvaluationSchema)
+    @consultations_blp.response(201, EvaluationSchema)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, patient_id: uuid.UUID):
+        """Record an in-person evaluation of the patient by a provider, on a date"""
+        return services.record_evaluation(
+            unit_of_work(), current_actor(), patient_id, provider_id=data["provider_id"],
+            evaluated_on=data["evaluated_on"], today=_clinic_today()), 201
+
+
+# Telehealth ------------------------------------------------------------------------------
+
+
+@consultations_blp.route("/bookings/<uuid:booking_id>/telehealth")
+class Telehealth(MethodView):
+    @consultations_blp.response(200, TelehealthSchema)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL_AND_PATIENT)
+    def get(self, booking_id: uuid.UUID):
+        """A telehealth visit: video link, consent, attested location, prescribing flag"""
+        return services.get_telehealth(unit_of_work(read_only=True), current_actor(),
+                                       booking_id, **_telehealth_settings())
+
+
+@consultations_blp.route("/bookings/<uuid:booking_id>/telehealth/consent")
+class TelehealthConsent(MethodView):
+    @idempotent
+    @consultations_blp.response(200, TelehealthSchema)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL_AND_PATIENT)
+    def post(self, booking_id: uuid.UUID):
+        """Record the patient's informed consent to the telehealth visit (before check-in)"""
+        return services.record_consent(unit_of_work(), current_actor(), booking_id,
+                                       now=utcnow(), **_telehealth_settings())
+
+
+@consultations_blp.route("/bookings/<uuid:booking_id>/telehealth/check-in")
+class TelehealthCheckIn(MethodView):
+    @idempotent
+    @consultations_blp.arguments(TelehealthCheckInSchema)
+    @consultations_blp.response(200, BookingSchema, headers=ETAG_HEADER)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Check a telehealth visit in, the patient re-attesting where they are
+
+        Needs the patient's consent on record; the state must be Arizona or one where the
+        provider holds an active license on the visit's date.
+        """
+        booking = services.check_in_telehealth(unit_of_work(), current_actor(), booking_id,
+                                               patient_state=data["patient_state"],
+                                               now=utcnow())
+        return booking, etag(booking)
+
+
+@consultations_blp.route("/bookings/<uuid:booking_id>/telehealth/prescribing")
+class TelehealthPrescribing(MethodView):
+    @idempotent
+    @consultations_blp.arguments(PrescribingSchema)
+    @consultations_blp.response(200, TelehealthSchema)
+    @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Mark whether the visit prescribes a controlled substance"""
+        return services.mark_prescribing(
+            unit_of_work(), current_actor(), booking_id,
+            controlled_substance=data["controlled_substance"], now=utcnow(),
+            **_telehealth_settings())
+
+
+# Vital signs, holds, side effects, tasks -------------------------------------------------
+
+
+@sessions_blp.route("/bookings/<uuid:booking_id>/vitals")
+class BookingVitals(MethodView):
+    @sessions_blp.response(200, VitalSignSchema(many=True))
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.paginate()
+    @requires(*CLINICAL_AND_PATIENT)
+    def get(self, booking_id: uuid.UUID, pagination_parameters):
+        """List a session's vital signs in the order they were taken"""
+        page = services.list_vitals(
+            unit_of_work(read_only=True), current_actor(), booking_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @sessions_blp.arguments(VitalSignSchema)
+    @sessions_blp.response(201, VitalSignSchema)
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Record a reading (pre, during with minutes after dose, discharge)
+
+        Physiologically impossible values answer 422 `implausible_vitals`. A pre-dose blood
+        pressure above the clinic's threshold (BP_HOLD_THRESHOLD, default 160/100) holds the
+        session: it cannot be completed until a clinician overrides the hold.
+        """
+        values = services.VitalsInput(**data)
+        return services.record_vitals(unit_of_work(), current_actor(), booking_id, values,
+                                      threshold=_threshold(), now=utcnow()), 201
+
+
+@sessions_blp.route("/bookings/<uuid:booking_id>/holds")
+class BookingHolds(MethodView):
+    @sessions_blp.response(200, HoldSchema(many=True))
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, booking_id: uuid.UUID, pagination_parameters):
+        """List a session's blood pressure holds (active or overridden)"""
+        page = services.list_holds(
+            unit_of_work(read_only=True), current_actor(), booking_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+
+@sessions_blp.route("/bookings/<uuid:booking_id>/holds/override")
+class HoldOverride(MethodView):
+    @idempotent
+    @sessions_blp.arguments(OverrideSchema)
+    @sessions_blp.response(200, HoldSchema)
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Override the session's active hold, with a reason (a provider only)"""
+        return services.override_hold(unit_of_work(), current_actor(), booking_id,
+                                      reason=data["reason"], now=utcnow())
+
+
+@sessions_blp.route("/bookings/<uuid:booking_id>/side-effects")
+class SideEffects(MethodView):
+    @sessions_blp.response(200, SideEffectSchema(many=True))
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, booking_id: uuid.UUID, pagination_parameters):
+        """List a session's side effects"""
+        page = services.list_side_effects(
+            unit_of_work(read_only=True), current_actor(), booking_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @sessions_blp.arguments(SideEffectSchema)
+    @sessions_blp.response(201, SideEffectSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.alt_response(409, response="CONFLICT")
+    @requires(*CLINICAL)
+    def post(self, data, booking_id: uuid.UUID):
+        """Log a side effect of the session"""
+        row = services.log_side_effect(
+            unit_of_work(), current_actor(), booking_id, kind=data["kind"],
+            severity=data["severity"], note=data.get("note"), noted_at=data.get("noted_at"),
+            resolved=data["resolved"], now=utcnow())
+        return row, 201, {**etag(row), "Location":
+                          f"/api/v1/bookings/{booking_id}/side-effects/{row.id}"}
+
+
+@sessions_blp.route("/bookings/<uuid:booking_id>/side-effects/<uuid:side_effect_id>")
+class SideEffectById(MethodView):
+    @sessions_blp.arguments(SideEffectUpdateSchema)
+    @sessions_blp.response(200, SideEffectSchema, headers=ETAG_HEADER)
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @sessions_blp.alt_response(412, response="PRECONDITION_FAILED")
+    @sessions_blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    @sessions_blp.doc(parameters=[IF_MATCH])
+    @requires(*CLINICAL)
+    def patch(self, changes, booking_id: uuid.UUID, side_effect_id: uuid.UUID):
+        """Update a side effect: severity, note, resolved (send If-Match)"""
+        row = services.update_side_effect(
+            unit_of_work(), current_actor(), booking_id, side_effect_id,
+            expected_version=expected_version(), changes=changes, now=utcnow())
+        return row, etag(row)
+
+
+@sessions_blp.route("/tasks")
+class Tasks(MethodView):
+    @sessions_blp.arguments(TaskQueryArgsSchema, location="query")
+    @sessions_blp.response(200, TaskSchema(many=True))
+    @sessions_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, args, pagination_parameters):
+        """List tasks by due time (open ones unless asked; a provider sees their own)"""
+        page = services.list_tasks(
+            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size, **args)
+        return page_of(page, pagination_parameters)
+
+
+@sessions_blp.route("/tasks/<uuid:task_id>/complete")
+class TaskCompletion(MethodView):
+    @idempotent
+    @sessions_blp.response(200, TaskSchema)
+    @sessions_blp.alt_response(404, response="NOT_FOUND")
+    @requires(*CLINICAL)
+    def post(self, task_id: uuid.UUID):
+        """Mark a task done"""
+        return services.complete_task(unit_of_work(), current_actor(), task_id, now=utcnow())
+
+
+# Assessments and alerts ------------------------------------------------------------------
+
+
+@assessments_blp.route("/patients/<uuid:patient_id>/assessments")
+class Assessments(MethodView):
+    @assessments_blp.arguments(AssessmentQueryArgsSchema, location="query")
+    @assessments_blp.response(200, AssessmentSchema(many=True))
+    @assessments_blp.alt_response(404, response="NOT_FOUND")
+    @assessments_blp.paginate()
+    @requires(*CLINICAL_AND_PATIENT)
+    def get(self, args, patient_id: uuid.UUID, pagination_parameters):
+        """List a patient's assessments in time order (filter one instrument for a trend)"""
+        page = services.list_assessments(
+            unit_of_work(read_only=True), current_actor(), patient_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size,
+            **args)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @assessments_blp.arguments(AssessmentSchema)
+    @assessments_blp.response(201, AssessmentSchema)
+    @assessments_blp.alt_response(404, response="NOT_FOUND")
+    @requires(*CLINICAL_AND_PATIENT)
+    def post(self, data, patient_id: uuid.UUID):
+        """Submit a PHQ-9 or GAD-7 (a patient may submit their own); the service scores it"""
+        return services.submit_assessment(
+            unit_of_work(), current_actor(), patient_id, instrument=data["instrument"],
+            answers=data["answers"], taken_at=data.get("taken_at"),
+            booking_id=data.get("booking_id"), now=utcnow()), 201
+
+
+@assessments_blp.route("/alerts")
+class Alerts(MethodView):
+    @assessments_blp.arguments(AlertQueryArgsSchema, location="query")
+    @assessments_blp.response(200, AlertSchema(many=True))
+    @assessments_blp.paginate()
+    @requires(*CLINICAL)
+    def get(self, args, pagination_parameters):
+        """List urgent alerts not yet acknowledged, oldest first (a provider: their patients)"""
+        page = services.list_alerts(
+            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size, **args)
+        return page_of(page, pagination_parameters)
+
+
+@assessments_blp.route("/alerts/<uuid:alert_id>/acknowledge")
+class AlertAcknowledgement(MethodView):
+    @idempotent
+    @assessments_blp.response(200, AlertSchema)
+    @assessments_blp.alt_response(404, response="NOT_FOUND")
+    @requires(*CLINICAL)
+    def post(self, alert_id: uuid.UUID):
+        """Acknowledge an alert (someone is taking care of it)"""
+        return services.acknowledge_alert(unit_of_work(), current_actor(), alert_id,
+                                          now=utcnow())

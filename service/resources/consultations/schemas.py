@@ -1,0 +1,251 @@
+"""Schemas of the clinical records: screening, clearance decisions, vital signs and holds,
+side effects, assessments, alerts, tasks, telehealth visits and in-person evaluations."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from service.domain.consultations.models import (
+    AlertKind,
+    ClearanceStatus,
+    DecisionSource,
+    Severity,
+    SideEffectKind,
+    TaskKind,
+    TaskStatus,
+)
+from service.domain.consultations.scoring import Band, Instrument
+from service.domain.consultations.screening import Contraindication
+from service.domain.consultations.vitals import ABOUT_FORTY_MINUTES, Phase
+from service.extensions import PartialUpdate, RecordSchema, Schema
+from service.resources.fields import STATE, Instant, optional_text, text
+
+# Intake screening and clearance ----------------------------------------------------------
+
+_ANSWER_HELP = {
+    Contraindication.ANEURYSMAL_VASCULAR_DISEASE: "Aneurysmal vascular disease (aorta, "
+    "intracranial or peripheral arteries): blocks esketamine",
+    Contraindication.ARTERIOVENOUS_MALFORMATION: "Arteriovenous malformation: blocks "
+    "esketamine",
+    Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY: "History of intracerebral hemorrhage: "
+    "blocks esketamine",
+    Contraindication.HYPERSENSITIVITY: "Hypersensitivity to esketamine, ketamine or an "
+    "excipient: blocks esketamine",
+    Contraindication.UNCONTROLLED_HYPERTENSION: "Uncontrolled hypertension: clinician review",
+    Contraindication.PSYCHOSIS_HISTORY: "History of psychosis: clinician review",
+    Contraindication.PREGNANCY: "Pregnancy: clinician review",
+}
+
+
+def _answer(condition: Contraindication) -> ma.fields.Boolean:
+    return ma.fields.Boolean(load_default=False,
+                             metadata={"description": _ANSWER_HELP[condition]})
+
+
+class ScreeningSchema(RecordSchema):
+    """Intake screening of a consultation: a history summary and yes/no contraindications."""
+
+    booking_id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    medical_history = optional_text(2000, metadata={
+        "description": "Summary of the medical history reviewed at the consultation"})
+    aneurysmal_vascular_disease = _answer(Contraindication.ANEURYSMAL_VASCULAR_DISEASE)
+    arteriovenous_malformation = _answer(Contraindication.ARTERIOVENOUS_MALFORMATION)
+    intracerebral_hemorrhage_history = _answer(
+        Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY)
+    hypersensitivity = _answer(Contraindication.HYPERSENSITIVITY)
+    uncontrolled_hypertension = _answer(Contraindication.UNCONTROLLED_HYPERTENSION)
+    psychosis_history = _answer(Contraindication.PSYCHOSIS_HISTORY)
+    pregnancy = _answer(Contraindication.PREGNANCY)
+    esketamine_contraindicated = ma.fields.Method("_contraindicated", dump_only=True)
+    hard_contraindications = ma.fields.Method("_hard", dump_only=True)
+    review_flags = ma.fields.Method("_review", dump_only=True, metadata={
+        "description": "Answers that put the patient in front of a clinician"})
+
+    def _contraindicated(self, screening):  # type: ignore[no-untyped-def]
+        return screening.outcome().esketamine_contraindicated
+
+    def _hard(self, screening):  # type: ignore[no-untyped-def]
+        return [c.value for c in screening.outcome().hard]
+
+    def _review(self, screening):  # type: ignore[no-untyped-def]
+        return [c.value for c in screening.outcome().review]
+
+
+class ScreeningUpdateSchema(PartialUpdate, ScreeningSchema):
+    """PATCH body: any subset of the answers."""
+
+
+class DecisionSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    decision = ma.fields.Enum(ClearanceStatus, by_value=True, required=True, metadata={
+        "description": "cleared (a provider only), not_cleared or needs_review"})
+    reason = optional_text(500)
+    consultation_id = ma.fields.UUID(allow_none=True, metadata={
+        "description": "The consultation the decision was made at, if any"})
+    source = ma.fields.Enum(DecisionSource, by_value=True, dump_only=True, metadata={
+        "description": "clinician, or screening when answers flagged the patient for review"})
+    decided_at = ma.fields.AwareDateTime(dump_only=True)
+    decided_by_provider_id = ma.fields.UUID(dump_only=True, allow_none=True)
+
+
+class EvaluationSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    provider_id = ma.fields.UUID(required=True)
+    evaluated_on = ma.fields.Date(required=True, metadata={"example": "2026-11-02"})
+    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+
+
+# Vital signs, holds and side effects -----------------------------------------------------
+
+
+class VitalSignSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    booking_id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    phase = ma.fields.Enum(Phase, by_value=True, required=True, metadata={
+        "description": "pre (before dosing), during (monitoring) or discharge"})
+    minutes_after_dose = ma.fields.Integer(allow_none=True, strict=True, metadata={
+        "description": "During only: minutes since the dose (esketamine needs one at "
+                       f"{ABOUT_FORTY_MINUTES[0]}-{ABOUT_FORTY_MINUTES[1]})"})
+    systolic = ma.fields.Integer(required=True, strict=True, metadata={"example": 128})
+    diastolic = ma.fields.Integer(required=True, strict=True, metadata={"example": 82})
+    heart_rate = ma.fields.Integer(required=True, strict=True, metadata={"example": 72})
+    spo2 = ma.fields.Integer(required=True, strict=True, metadata={"example": 98,
+                                                                   "description": "%"})
+    taken_at = Instant(required=True)
+    ride_home_confirmed = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Discharge after a treatment: the patient's ride home is there"})
+    above_threshold = ma.fields.Boolean(dump_only=True, metadata={
+        "description": "Pre-dose blood pressure above the clinic's threshold: the session "
+                       "is held until a clinician overrides it"})
+    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+
+
+class HoldSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    booking_id = ma.fields.UUID(dump_only=True)
+    reading_id = ma.fields.UUID(dump_only=True)
+    held_at = ma.fields.AwareDateTime(dump_only=True)
+    active = ma.fields.Boolean(dump_only=True)
+    overridden_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    overridden_by_provider_id = ma.fields.UUID(dump_only=True, allow_none=True)
+    override_reason = ma.fields.String(dump_only=True, allow_none=True)
+
+
+class OverrideSchema(Schema):
+    reason = text(500, required=True, metadata={
+        "example": "Repeat reading 150/92 after rest; cleared to dose"})
+
+
+class SideEffectSchema(RecordSchema):
+    booking_id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    kind = ma.fields.Enum(SideEffectKind, by_value=True, required=True)
+    severity = ma.fields.Enum(Severity, by_value=True, required=True)
+    note = optional_text(500)
+    noted_at = Instant(metadata={"description": "When it was observed (default: now)"})
+    resolved = ma.fields.Boolean(load_default=False)
+    resolved_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+
+
+class SideEffectUpdateSchema(PartialUpdate, Schema):
+    severity = ma.fields.Enum(Severity, by_value=True)
+    note = optional_text(500)
+    resolved = ma.fields.Boolean()
+
+
+# Assessments and alerts ------------------------------------------------------------------
+
+
+class AssessmentSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    instrument = ma.fields.Enum(Instrument, by_value=True, required=True)
+    answers = ma.fields.List(ma.fields.Integer(strict=True), required=True,
+                             validate=ma.validate.Length(min=1, max=9), metadata={
+                                 "description": "Item answers in form order, each 0-3 "
+                                                "(PHQ-9: 9 items; GAD-7: 7)",
+                                 "example": [1, 2, 1, 0, 1, 2, 1, 0, 0]})
+    taken_at = Instant(metadata={"description": "When it was filled in (default: now)"})
+    booking_id = ma.fields.UUID(allow_none=True, metadata={
+        "description": "The session it was taken at, if any"})
+    total = ma.fields.Integer(dump_only=True)
+    band = ma.fields.Enum(Band, by_value=True, dump_only=True)
+    urgent = ma.fields.Boolean(dump_only=True, metadata={
+        "description": "PHQ-9 item 9 above 0: an urgent alert was raised"})
+    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+
+
+class AssessmentQueryArgsSchema(ma.Schema):
+    instrument = ma.fields.Enum(Instrument, by_value=True)
+    series_id = ma.fields.UUID(metadata={
+        "description": "Only those taken at the sessions of this treatment series"})
+
+
+class AlertSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    assessment_id = ma.fields.UUID(dump_only=True)
+    kind = ma.fields.Enum(AlertKind, by_value=True, dump_only=True)
+    urgent = ma.fields.Boolean(dump_only=True)
+    raised_at = ma.fields.AwareDateTime(dump_only=True)
+    acknowledged_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+
+
+class AlertQueryArgsSchema(ma.Schema):
+    include_acknowledged = ma.fields.Boolean(load_default=False)
+    patient_id = ma.fields.UUID()
+
+
+# Tasks -----------------------------------------------------------------------------------
+
+
+class TaskSchema(Schema):
+    id = ma.fields.UUID(dump_only=True)
+    kind = ma.fields.Enum(TaskKind, by_value=True, dump_only=True)
+    booking_id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True)
+    provider_id = ma.fields.UUID(dump_only=True)
+    status = ma.fields.Enum(TaskStatus, by_value=True, dump_only=True)
+    due_at = ma.fields.AwareDateTime(dump_only=True)
+    created_at = ma.fields.AwareDateTime(dump_only=True)
+    completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+
+
+class TaskQueryArgsSchema(ma.Schema):
+    due_before = Instant(metadata={"description": "Tasks due before this time"})
+    status = ma.fields.Enum(TaskStatus, by_value=True, load_default=TaskStatus.OPEN)
+    patient_id = ma.fields.UUID()
+
+
+# Telehealth ------------------------------------------------------------------------------
+
+
+class TelehealthSchema(Schema):
+    booking_id = ma.fields.UUID(dump_only=True)
+    video_url = ma.fields.String(dump_only=True, metadata={
+        "description": "The visit's video link (TELEHEALTH_VIDEO_URL_TEMPLATE)"})
+    consent_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    attested_state = ma.fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "Where the patient attested to be at check-in"})
+    attested_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    prescribing_controlled_substance = ma.fields.Boolean(dump_only=True)
+    in_person_evaluation_on = ma.fields.Date(dump_only=True, allow_none=True, metadata={
+        "description": "The latest in-person evaluation by this provider, on or before the "
+                       "visit"})
+    controlled_substance_flag = ma.fields.Boolean(dump_only=True, metadata={
+        "description": "Prescribing a controlled substance by telehealth on or after "
+                       "CONTROLLED_SUBSTANCE_CUTOFF without an in-person evaluation"})
+
+
+class TelehealthCheckInSchema(Schema):
+    patient_state = ma.fields.String(required=True, validate=STATE, metadata={
+        "example": "AZ", "description": "The state the patient is in right now"})
+
+
+class PrescribingSchema(Schema):
+    controlled_substance = ma.fields.Boolean(required=True, metadata={
+        "description": "This visit prescribes a controlled substance"})

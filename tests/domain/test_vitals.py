@@ -1,0 +1,68 @@
+"""Vital signs as pure rules: plausible values, the blood pressure hold, esketamine readings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.domain.consultations.vitals import (
+    LIMITS,
+    Phase,
+    Reading,
+    Threshold,
+    holds_session,
+    implausible,
+    missing_for_esketamine,
+)
+
+
+def reading(phase="pre", systolic=128, diastolic=82, heart_rate=72, spo2=98, minutes=None):
+    return Reading(phase=Phase(phase), systolic=systolic, diastolic=diastolic,
+                   heart_rate=heart_rate, spo2=spo2, minutes_after_dose=minutes)
+
+
+def test_a_normal_reading_is_plausible():
+    assert implausible(reading()) == {}
+    assert implausible(reading("during", minutes=40)) == {}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("systolic", 400), ("systolic", 20), ("diastolic", 0), ("heart_rate", 0),
+    ("heart_rate", 400), ("spo2", 101), ("spo2", 10)])
+def test_physiologically_impossible_values_are_named(field, value):
+    assert field in implausible(reading(**{field: value}))
+
+
+def test_diastolic_above_systolic_is_impossible():
+    assert "diastolic" in implausible(reading(systolic=90, diastolic=120))
+
+
+def test_minutes_after_dose_belong_to_readings_during_monitoring():
+    assert "minutes_after_dose" in implausible(reading("during"))
+    assert "minutes_after_dose" in implausible(reading("pre", minutes=5))
+    assert "minutes_after_dose" in implausible(reading("during", minutes=-1))
+
+
+@given(st.integers(*LIMITS["systolic"]), st.integers(*LIMITS["diastolic"]))
+def test_only_a_pre_dose_pressure_above_the_threshold_holds(systolic, diastolic):
+    threshold = Threshold(160, 100)
+    expected = systolic > 160 or diastolic > 100
+    assert holds_session(reading(systolic=systolic, diastolic=diastolic), threshold) is expected
+    assert not holds_session(reading("during", systolic=systolic, diastolic=diastolic,
+                                     minutes=40), threshold)
+
+
+def test_the_threshold_itself_does_not_hold():
+    assert not holds_session(reading(systolic=160, diastolic=100), Threshold())
+    assert holds_session(reading(systolic=161, diastolic=80), Threshold())
+    assert holds_session(reading(systolic=150, diastolic=101), Threshold())
+
+
+def test_esketamine_needs_pre_about_40_minutes_and_discharge():
+    assert missing_for_esketamine([]) == ["pre", "about_40_minutes", "discharge"]
+    early = reading("during", minutes=10)
+    assert missing_for_esketamine([reading(), early, reading("discharge")]) == [
+        "about_40_minutes"]
+    assert missing_for_esketamine([reading(), reading("during", minutes=42),
+                                   reading("discharge")]) == []
