@@ -7,6 +7,7 @@ domain's use cases receive to scope what the caller may see.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,9 +30,17 @@ BEARER_SCHEME = {
 }
 
 
+# The API and the FHIR facade take API keys; a calendar feed URL carries its own secret
+# token instead (calendar clients cannot send headers), checked by the feed's use case.
+AUTHENTICATED_PREFIXES = ("/api/", "/fhir/")
+CALENDAR_FEED_PATH = re.compile(r"/api/v1/calendars/[^/]+\.ics")
+
+
 def _authenticate() -> None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-    if not request.path.startswith("/api/") or request.method == "OPTIONS":
+    if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
+        return
+    if request.method in ("GET", "HEAD") and CALENDAR_FEED_PATH.fullmatch(request.path):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

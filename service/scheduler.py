@@ -7,6 +7,8 @@ processes can run side by side without sending anything twice.
 
 - ``reminders``: every ``REMINDER_POLL_SECONDS`` (default 15 s); the first run at start-up,
   so reminders that fell due while no scheduler ran go out at once.
+- ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
+  (``service.domain.calendar.delivery``), claimed with a lease the same way.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 
 Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
@@ -35,6 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from service.config import Settings
 from service.db import Database, utcnow
 from service.domain.bookings import idempotency
+from service.domain.calendar.delivery import WebhookDispatcher
 from service.domain.reminders import content
 from service.domain.reminders.dispatch import Dispatcher
 from service.uow import UnitOfWork
@@ -81,6 +84,12 @@ class OutboxScheduler:
             name="reminder outbox",
             trigger=IntervalTrigger(seconds=settings.reminder_poll_seconds), next_run_time=now,
             **JOB_DEFAULTS)
+        self.webhooks = WebhookDispatcher(self.database, settings)
+        self.scheduler.add_job(
+            _guarded("webhooks", self.webhooks.run_once), id="webhooks",
+            name="webhook delivery outbox",
+            trigger=IntervalTrigger(seconds=settings.webhook_poll_seconds), next_run_time=now,
+            **JOB_DEFAULTS)
         self.scheduler.add_job(
             _guarded("idempotency-purge", self.purge_idempotency_records),
             id="idempotency-purge", name="expired Idempotency-Key records",
@@ -101,6 +110,7 @@ class OutboxScheduler:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.dispatcher.request_stop()
+            self.webhooks.request_stop()
             raise Stop(signal.Signals(signum).name)
 
         signal.signal(signal.SIGTERM, stop)
@@ -113,6 +123,7 @@ class OutboxScheduler:
             log.info("%s received: stopping after the sends in flight", reason)
         finally:
             self.dispatcher.request_stop()
+            self.webhooks.request_stop()
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=True)
             self.database.dispose()

@@ -50,4 +50,7 @@ def record(session: Session, booking, kind: BookingEventKind, *,  # type: ignore
     from service.domain.reminders.services import on_booking_event
 
     on_booking_event(session, booking, kind)  # plan, re-plan or cancel its reminders
+    from service.domain.calendar.services import on_booking_change
+
+    on_booking_change(session, booking, kind)  # the change feed and webhook deliveries
     return event

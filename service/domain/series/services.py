@@ -21,6 +21,7 @@ from service.domain.availability import search
 from service.domain.availability import slots as engine
 from service.domain.bookings import services as bookings
 from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.calendar.services import on_series_created
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import (
     Conflict,
@@ -503,6 +504,7 @@ def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
             for occurrence, start in zip(occurrences, plan.starts, strict=True):
                 bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
                               now=now, series_id=series.id)
+            on_series_created(uow.session, series, now=now)  # the series.created webhook
             view = _view(uow, series, now)
             uow.commit()
             return view

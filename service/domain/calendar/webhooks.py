@@ -1,0 +1,381 @@
+"""Webhooks: subscriptions, the thin event payloads, signing, and the outbox rows.
+
+A subscription names a URL, the events it wants and gets a signing secret (shown once). When
+a booking changes, ``plan_booking_event`` (called from ``bookings.events.record``, in the
+transaction of the change) writes one ``WebhookDelivery`` per interested subscription, so
+an event is delivered if and only if its change committed. ``delivery.py`` sends them.
+
+Payloads are thin: the event's id, type, time and API version, the booking's id, times and
+status. Never a patient's name, contact or a clinical word: a receiver that needs more asks
+the API with its own key, under the same access rules as everyone.
+
+Signature: ``X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``,
+computed at each attempt, so a receiver can refuse old timestamps (replays).
+
+Targets: only ``http``/``https`` URLs without credentials. Unless
+``WEBHOOK_ALLOW_PRIVATE_TARGETS`` is on, a literal IP address in a loopback, private,
+link-local, multicast or reserved range and ``localhost`` names are refused (also in the
+numeric spellings a resolver accepts, such as ``2130706433`` or ``0x7f.1``). Host names are
+not resolved here: a name that resolves to an internal address is not caught (run the
+scheduler behind an egress proxy for that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
+
+from service.domain.access.actor import Actor, Role
+from service.domain.bookings.models import Booking
+from service.domain.calendar.models import (
+    OPEN_DELIVERY_STATUSES,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from service.domain.errors import InvalidInput, InvalidState, NotFound
+from service.domain.records import Page, apply_changes, paginate
+from service.uow import UnitOfWork
+
+API_VERSION = "v1"
+SIGNATURE_HEADER = "X-Signature"
+EVENTS = tuple(e.value for e in WebhookEvent)
+BOOKING_EVENTS = frozenset({WebhookEvent.BOOKING_CREATED, WebhookEvent.BOOKING_RESCHEDULED,
+                            WebhookEvent.BOOKING_CANCELLED, WebhookEvent.BOOKING_NO_SHOW})
+MAX_URL_LENGTH = 2000
+
+
+# Signing ----------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, now: float,
+           tolerance: float = 300.0) -> bool:
+    """What a receiver does: parse ``t`` and every ``v1``, refuse an old or future
+    timestamp, compare in constant time."""
+    parts = [part.strip().partition("=") for part in header.split(",")]
+    stamps = [value for key, _, value in parts if key == "t"]
+    candidates = [value for key, _, value in parts if key == "v1"]
+    if len(stamps) != 1 or not stamps[0].isdigit() or not candidates:
+        return False
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = signature(secret, body, timestamp).rpartition("v1=")[2]
+    return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
+
+
+# Targets ----------------------------------------------------------------------------------
+
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
+
+
+def _internal_address(host: str) -> bool:
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if _NUMERIC_HOST.match(host):
+            try:  # the forms inet_aton accepts: 127.1, 2130706433, 0x7f.0.0.1
+                address = ipaddress.IPv4Address(socket.inet_aton(host))
+            except OSError:
+                return True  # numeric but not an address: refuse rather than guess
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return (address.is_private or address.is_loopback or address.is_link_local
+            or address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
+def check_target(url: str, *, allow_private: bool) -> str:
+    """The URL, if deliveries may go there (raises ``webhook_url_not_allowed``)."""
+
+    def refuse(why: str) -> InvalidInput:
+        return InvalidInput(f"The webhook URL is not allowed: {why}.",
+                            code="webhook_url_not_allowed")
+
+    if len(url) > MAX_URL_LENGTH:
+        raise refuse(f"longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise refuse("not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise refuse("only http and https URLs are delivered to")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise refuse("no host")
+    if parts.username is not None or parts.password is not None:
+        raise refuse("credentials in the URL (put a token in the path, or verify the "
+                      "signature)")
+    if port == 0:
+        raise refuse("port 0")
+    if parts.fragment:
+        raise refuse("a fragment is never sent")
+    if not allow_private and (host == "localhost" or host.endswith(".localhost")
+                              or _internal_address(host)):
+        raise refuse("an internal address")
+    return url
+
+
+# Payloads and the outbox ------------------------------------------------------------------
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def payload(event_id: uuid.UUID, event_type: str, occurred_at: datetime,
+            data: dict[str, Any]) -> str:
+    """The JSON body of an event, the same bytes for every subscription and attempt."""
+    return json.dumps({"id": str(event_id), "type": event_type,
+                       "occurred_at": _instant(occurred_at), "api_version": API_VERSION,
+                       "data": data}, separators=(",", ":"))
+
+
+def booking_data(booking: Booking) -> dict[str, Any]:
+    return {"booking_id": str(booking.id), "start": _instant(booking.starts_at),
+            "end": _instant(booking.ends_at), "status": booking.status.value}
+
+
+def _enqueue(session: Session, event_type: str, data: dict[str, Any],
+             occurred_at: datetime) -> int:
+    subscriptions = [s for s in session.scalars(
+        select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+        .order_by(WebhookSubscription.id)) if s.wants(event_type)]
+    if not subscriptions:
+        return 0
+    event_id = uuid.uuid4()
+    body = payload(event_id, event_type, occurred_at, data)
+    for subscription in subscriptions:
+        session.add(WebhookDelivery(
+            subscription_id=subscription.id, event_id=event_id, event_type=event_type,
+            payload=body, status=DeliveryStatus.PENDING, attempts=0,
+            next_attempt_at=occurred_at, created_at=occurred_at, updated_at=occurred_at))
+    return len(subscriptions)
+
+
+def plan_booking_event(session: Session, booking: Booking, kind: str, *,
+                       occurred_at: datetime) -> int:
+    """Outbox rows for a booking change (inside its transaction); other kinds: none."""
+    if kind not in BOOKING_EVENTS:
+        return 0
+    return _enqueue(session, kind, booking_data(booking), occurred_at)
+
+
+def plan_series_created(session: Session, series: Any, *, occurred_at: datetime) -> int:
+    """Outbox rows for a new treatment series (inside its transaction)."""
+    session.flush()
+    sessions = list(session.scalars(select(Booking).where(Booking.series_id == series.id)
+                                    .order_by(Booking.starts_at, Booking.id)))
+    data = {"series_id": str(series.id), "status": series.status.value,
+            "planned_sessions": series.planned_sessions,
+            "first_start": _instant(series.first_start),
+            "bookings": [booking_data(b) for b in sessions]}
+    return _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, occurred_at)
+
+
+# Subscriptions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    record: WebhookSubscription
+    secret: str  # shown once
+
+    def __getattr__(self, name: str) -> Any:  # the schema reads the record's fields
+        return getattr(self.record, name)
+
+
+def visible_subscriptions(actor: Actor, query: Select) -> Select:
+    """Clinic staff see every subscription; an integration key sees the ones it made."""
+    if actor.is_clinic_staff:
+        return query
+    if actor.role is Role.INTEGRATION:
+        return query.where(WebhookSubscription.created_by_key_id == actor.key_id)
+    return query.where(WebhookSubscription.id.is_(None))
+
+
+def _subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *,
+                  lock: bool = False) -> WebhookSubscription:
+    query = visible_subscriptions(actor, select(WebhookSubscription)).where(
+        WebhookSubscription.id == subscription_id)
+    if lock:
+        query = query.with_for_update()
+    record = uow.session.scalar(query)
+    if record is None:
+        raise NotFound("No webhook subscription with this id.", code="webhook_not_found")
+    return record
+
+
+def _events(events: list[str]) -> list[str]:
+    unknown = sorted(set(events) - set(EVENTS))
+    if unknown or not events:
+        raise InvalidInput(f"Subscribe to some of {', '.join(EVENTS)}.", code="invalid_input",
+                           unknown=unknown)
+    return [e for e in EVENTS if e in events]  # canonical order, no duplicates
+
+
+def create_subscription(uow: UnitOfWork, actor: Actor, *, url: str, events: list[str],
+                        allow_private: bool, now: datetime, description: str | None = None,
+                        active: bool = True) -> CreatedSubscription:
+    check_target(url, allow_private=allow_private)
+    secret = new_secret()
+    with uow:
+        record = WebhookSubscription(url=url, events=_events(events), secret=secret,
+                                     description=description, active=active,
+                                     created_by_key_id=actor.key_id, created_at=now,
+                                     updated_at=now)
+        uow.session.add(record)
+        uow.commit()
+        return CreatedSubscription(record=record, secret=secret)
+
+
+def list_subscriptions(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
+                       active: bool | None = None) -> Page[WebhookSubscription]:
+    query = visible_subscriptions(actor, select(WebhookSubscription)).order_by(
+        WebhookSubscription.created_at, WebhookSubscription.id)
+    if active is not None:
+        query = query.where(WebhookSubscription.active.is_(active))
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=page_size)
+
+
+def get_subscription(uow: UnitOfWork, actor: Actor,
+                     subscription_id: uuid.UUID) -> WebhookSubscription:
+    with uow:
+        return _subscription(uow, actor, subscription_id)
+
+
+def update_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *,
+                        expected_version: int, changes: dict[str, Any], allow_private: bool,
+                        now: datetime) -> WebhookSubscription:
+    """Change the URL, events, description or ``active`` (enabling clears why it was
+    disabled; deliveries cancelled meanwhile can be redelivered)."""
+    changes = dict(changes)
+    if "url" in changes:
+        check_target(changes["url"], allow_private=allow_private)
+    if "events" in changes:
+        changes["events"] = _events(changes["events"])
+    with uow:
+        record = _subscription(uow, actor, subscription_id, lock=True)
+        if changes.get("active") is True:
+            changes.update(disabled_reason=None, disabled_at=None)
+        elif changes.get("active") is False and record.active:
+            changes.update(disabled_reason="disabled_by_user", disabled_at=now)
+        apply_changes(record, changes, expected_version=expected_version)
+        uow.commit()
+        return record
+
+
+def delete_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID) -> None:
+    """Remove the subscription with its delivery log."""
+    with uow:
+        record = _subscription(uow, actor, subscription_id, lock=True)
+        uow.session.delete(record)
+        uow.commit()
+
+
+# The delivery log and redelivery ----------------------------------------------------------
+
+
+def list_deliveries(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *, page: int,
+                    page_size: int, status: list[DeliveryStatus] | None = None,
+                    event_type: str | None = None) -> Page[WebhookDelivery]:
+    with uow:
+        _subscription(uow, actor, subscription_id)
+        query = (select(WebhookDelivery)
+                 .where(WebhookDelivery.subscription_id == subscription_id)
+                 .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id))
+        if status:
+            query = query.where(WebhookDelivery.status.in_(status))
+        if event_type:
+            query = query.where(WebhookDelivery.event_type == event_type)
+        return paginate(uow.session, query, page=page, page_size=page_size)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    delivery: WebhookDelivery
+    attempt_log: list[WebhookAttempt]
+
+    def __getattr__(self, name: str) -> Any:  # the schema reads the delivery's fields
+        return getattr(self.delivery, name)
+
+
+def _delivery(uow: UnitOfWork, subscription_id: uuid.UUID,
+              delivery_id: uuid.UUID) -> WebhookDelivery:
+    delivery = uow.session.scalar(select(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id))
+    if delivery is None:
+        raise NotFound("No delivery with this id for this subscription.",
+                       code="webhook_delivery_not_found")
+    return delivery
+
+
+def get_delivery(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID,
+                 delivery_id: uuid.UUID) -> DeliveryRecord:
+    with uow:
+        _subscription(uow, actor, subscription_id)
+        delivery = _delivery(uow, subscription_id, delivery_id)
+        log = list(uow.session.scalars(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id)
+            .order_by(WebhookAttempt.id)))
+        return DeliveryRecord(delivery, log)
+
+
+def redeliver(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID,
+              delivery_id: uuid.UUID, *, now: datetime) -> WebhookDelivery:
+    """Queue the same event (same id and body, a fresh signature) again, at once, as a new
+    delivery with a fresh retry window. The original keeps its log."""
+    with uow:
+        subscription = _subscription(uow, actor, subscription_id)
+        if not subscription.active:
+            raise InvalidState("The subscription is disabled; enable it, then redeliver.",
+                               code="webhook_inactive")
+        original = _delivery(uow, subscription_id, delivery_id)
+        again = WebhookDelivery(
+            subscription_id=subscription.id, event_id=original.event_id,
+            event_type=original.event_type, payload=original.payload,
+            status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now,
+            redelivery_of=original.id, created_at=now, updated_at=now)
+        uow.session.add(again)
+        uow.commit()
+        return again
+
+
+def cancel_open_deliveries(session: Session, subscription_id: uuid.UUID, reason: str,
+                           now: datetime) -> None:
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id,
+               WebhookDelivery.status.in_(OPEN_DELIVERY_STATUSES))
+        .values(status=DeliveryStatus.CANCELLED, last_error=reason, claim_token=None,
+                lease_until=None, updated_at=now)
+        .execution_options(synchronize_session=False))

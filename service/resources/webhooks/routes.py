@@ -1,0 +1,148 @@
+"""Webhook subscriptions, their delivery log and redelivery: ``/api/v1/webhooks``."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app
+from flask.views import MethodView
+
+from service.auth import STAFF, requires
+from service.db import utcnow
+from service.domain.access.actor import Role
+from service.domain.calendar import webhooks
+from service.extensions import Blueprint, current_actor, unit_of_work
+from service.resources.common import (
+    ETAG_HEADER,
+    IF_MATCH,
+    LOCATION_HEADER,
+    etag,
+    expected_version,
+    page_of,
+)
+from service.resources.idempotency import idempotent
+from service.resources.webhooks.schemas import (
+    DeliveryDetailSchema,
+    DeliveryQueryArgsSchema,
+    DeliverySchema,
+    WebhookCreatedSchema,
+    WebhookQueryArgsSchema,
+    WebhookSchema,
+    WebhookUpdateSchema,
+)
+
+MANAGERS = (*STAFF, Role.INTEGRATION)
+
+blp = Blueprint(
+    "webhooks", __name__, url_prefix="/api/v1",
+    description="Signed webhooks for booking.created, booking.rescheduled, booking.cancelled, "
+                "booking.no_show and series.created. Thin payloads (ids, times, status; no "
+                "patient data), `X-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">`, "
+                "at-least-once through a durable outbox (dedupe by X-Event-Id), retried with "
+                "backoff for 24 hours, then the subscription is disabled. Integration keys "
+                "see the subscriptions they made; staff see all.")
+
+
+def _allow_private() -> bool:
+    return current_app.config["SETTINGS"].webhook_allow_private_targets
+
+
+@blp.route("/webhooks")
+class Webhooks(MethodView):
+    @blp.arguments(WebhookQueryArgsSchema, location="query")
+    @blp.response(200, WebhookSchema(many=True))
+    @blp.paginate()
+    @requires(*MANAGERS)
+    def get(self, args, pagination_parameters):
+        """List webhook subscriptions (never their secrets)"""
+        page = webhooks.list_subscriptions(
+            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size, **args)
+        return page_of(page, pagination_parameters)
+
+    @idempotent
+    @blp.arguments(WebhookSchema)
+    @blp.response(201, WebhookCreatedSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
+    @requires(*MANAGERS)
+    def post(self, data):
+        """Subscribe a URL to events (the signing secret is in this answer only)"""
+        created = webhooks.create_subscription(
+            unit_of_work(), current_actor(), url=data["url"], events=data["events"],
+            description=data.get("description"), active=data["active"],
+            allow_private=_allow_private(), now=utcnow())
+        record = created.record
+        return created, 201, {**etag(record), "Location": f"/api/v1/webhooks/{record.id}"}
+
+
+@blp.route("/webhooks/<uuid:webhook_id>")
+class WebhookById(MethodView):
+    @blp.response(200, WebhookSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*MANAGERS)
+    def get(self, webhook_id: uuid.UUID):
+        """Get a webhook subscription"""
+        record = webhooks.get_subscription(unit_of_work(read_only=True), current_actor(),
+                                           webhook_id)
+        return record, etag(record)
+
+    @blp.arguments(WebhookUpdateSchema)
+    @blp.response(200, WebhookSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(412, response="PRECONDITION_FAILED")
+    @blp.alt_response(428, response="PRECONDITION_REQUIRED")
+    @blp.doc(parameters=[IF_MATCH])
+    @requires(*MANAGERS)
+    def patch(self, changes, webhook_id: uuid.UUID):
+        """Update a subscription: URL, events, description, or enable it again (If-Match)"""
+        record = webhooks.update_subscription(
+            unit_of_work(), current_actor(), webhook_id, expected_version=expected_version(),
+            changes=changes, allow_private=_allow_private(), now=utcnow())
+        return record, etag(record)
+
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*MANAGERS)
+    def delete(self, webhook_id: uuid.UUID):
+        """Delete a subscription and its delivery log"""
+        webhooks.delete_subscription(unit_of_work(), current_actor(), webhook_id)
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries")
+class WebhookDeliveries(MethodView):
+    @blp.arguments(DeliveryQueryArgsSchema, location="query")
+    @blp.response(200, DeliverySchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.paginate()
+    @requires(*MANAGERS)
+    def get(self, args, webhook_id: uuid.UUID, pagination_parameters):
+        """The delivery log of a subscription, newest first"""
+        page = webhooks.list_deliveries(
+            unit_of_work(read_only=True), current_actor(), webhook_id,
+            page=pagination_parameters.page, page_size=pagination_parameters.page_size, **args)
+        return page_of(page, pagination_parameters)
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>")
+class WebhookDeliveryById(MethodView):
+    @blp.response(200, DeliveryDetailSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @requires(*MANAGERS)
+    def get(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
+        """One delivery: the body sent and every attempt"""
+        return webhooks.get_delivery(unit_of_work(read_only=True), current_actor(), webhook_id,
+                                     delivery_id)
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
+class WebhookRedelivery(MethodView):
+    @idempotent
+    @blp.response(201, DeliverySchema, headers=LOCATION_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @requires(*MANAGERS)
+    def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
+        """Send an event again (same X-Event-Id and body, a fresh signature and retry window)"""
+        again = webhooks.redeliver(unit_of_work(), current_actor(), webhook_id, delivery_id,
+                                   now=utcnow())
+        return again, 201, {
+            "Location": f"/api/v1/webhooks/{webhook_id}/deliveries/{again.id}"}
