@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,21 @@ class Settings:
     sms_account_sid: str | None = None
     sms_auth_token: str | None = field(default=None, repr=False)
     sms_from: str | None = None
+    # Calendar feeds, the changes feed and webhooks (service/domain/calendar)
+    calendar_refresh_minutes: int = 15
+    sync_token_retention_days: int = 30
+    webhook_poll_seconds: float = 5.0
+    webhook_lease_seconds: float = 60.0
+    webhook_batch_size: int = 50
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_window_hours: float = 24.0
+    webhook_allow_private_targets: bool = False
+    # Consultations (service/domain/consultations)
+    bp_hold_systolic: int = 160  # BP_HOLD_THRESHOLD: a pre-dose reading above it holds
+    bp_hold_diastolic: int = 100
+    telehealth_video_url_template: str = "https://video.example.invalid/visit/{booking_id}"
+    controlled_substance_cutoff: date = date(2027, 1, 1)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -73,6 +88,8 @@ class Settings:
             ),
             sql_echo=env.get("SQL_ECHO", "") in {"1", "true", "yes"},
             **_reminder_settings(env, defaults),
+            **_integration_settings(env, defaults),
+            **_consultation_settings(env, defaults),
         )
 
 
@@ -121,3 +138,58 @@ def _reminder_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
         if values[name] <= 0:
             raise ValueError(f"{name.upper()} must be positive")
     return values
+
+
+def _integration_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """Calendar feeds, sync tokens and webhooks (CALENDAR_*, SYNC_*, WEBHOOK_*)."""
+    values: dict[str, Any] = {
+        "calendar_refresh_minutes": int(
+            env.get("CALENDAR_REFRESH_MINUTES", defaults.calendar_refresh_minutes)),
+        "sync_token_retention_days": int(
+            env.get("SYNC_TOKEN_RETENTION_DAYS", defaults.sync_token_retention_days)),
+        "webhook_poll_seconds": float(
+            env.get("WEBHOOK_POLL_SECONDS", defaults.webhook_poll_seconds)),
+        "webhook_lease_seconds": float(
+            env.get("WEBHOOK_LEASE_SECONDS", defaults.webhook_lease_seconds)),
+        "webhook_batch_size": int(env.get("WEBHOOK_BATCH_SIZE", defaults.webhook_batch_size)),
+        "webhook_timeout_seconds": float(
+            env.get("WEBHOOK_TIMEOUT_SECONDS", defaults.webhook_timeout_seconds)),
+        "webhook_retry_base_seconds": float(
+            env.get("WEBHOOK_RETRY_BASE_SECONDS", defaults.webhook_retry_base_seconds)),
+        "webhook_retry_window_hours": float(
+            env.get("WEBHOOK_RETRY_WINDOW_HOURS", defaults.webhook_retry_window_hours)),
+        "webhook_allow_private_targets": env.get(
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS", "").strip().lower() in {"1", "true", "yes"},
+    }
+    for name, value in values.items():
+        if not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    if values["webhook_lease_seconds"] <= values["webhook_timeout_seconds"]:
+        raise ValueError("WEBHOOK_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
+    return values
+
+
+def _consultation_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """BP_HOLD_THRESHOLD, TELEHEALTH_VIDEO_URL_TEMPLATE, CONTROLLED_SUBSTANCE_CUTOFF."""
+    threshold = env.get("BP_HOLD_THRESHOLD", "").strip()
+    systolic, diastolic = defaults.bp_hold_systolic, defaults.bp_hold_diastolic
+    if threshold:
+        high, slash, low = threshold.partition("/")
+        if not slash or not high.strip().isdigit() or not low.strip().isdigit():
+            raise ValueError("BP_HOLD_THRESHOLD must look like 160/100 (systolic/diastolic)")
+        systolic, diastolic = int(high), int(low)
+        if not 0 < diastolic < systolic:
+            raise ValueError("BP_HOLD_THRESHOLD: the diastolic value comes second, below "
+                             "the systolic one")
+    template = env.get("TELEHEALTH_VIDEO_URL_TEMPLATE", defaults.telehealth_video_url_template)
+    if "{booking_id}" not in template or not template.startswith(("https://", "http://")):
+        raise ValueError("TELEHEALTH_VIDEO_URL_TEMPLATE must be an http(s) URL containing "
+                         "{booking_id}")
+    cutoff = env.get("CONTROLLED_SUBSTANCE_CUTOFF", "").strip()
+    return {
+        "bp_hold_systolic": systolic,
+        "bp_hold_diastolic": diastolic,
+        "telehealth_video_url_template": template,
+        "controlled_substance_cutoff": (date.fromisoformat(cutoff) if cutoff
+                                        else defaults.controlled_substance_cutoff),
+    }

@@ -114,6 +114,47 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_rrule": (422, "Not a usable RRULE (RFC 5545; DAILY, WEEKLY or MONTHLY)."),
     "rrule_unbounded": (422, "The RRULE never ends: give COUNT or UNTIL."),
     "rrule_too_long": (422, "A series holds at most 52 sessions within one year."),
+    # Calendar feeds, the changes feed, webhooks, the FHIR facade
+    "calendar_feed_not_found": (404, "No calendar feed with this token (unknown or revoked)."),
+    "calendar_token_not_found": (404, "No such calendar feed token for this owner."),
+    "sync_token_expired": (410, "The sync or page token is expired or invalid: sync again "
+                                "from scratch (without a token)."),
+    "sync_token_with_filters": (422, "A sync or page token carries its filters: send it "
+                                     "alone."),
+    "webhook_not_found": (404, "No such webhook subscription (or not visible to the caller)."),
+    "webhook_delivery_not_found": (404, "No such delivery of this webhook subscription."),
+    "webhook_url_not_allowed": (422, "The webhook URL must be http(s), without credentials, "
+                                     "and not an internal address."),
+    "webhook_inactive": (409, "The webhook subscription is disabled; enable it first."),
+    "invalid_search_parameter": (400, "A FHIR search parameter has an unsupported value."),
+    # Consultations: screening, clearance, vitals, assessments, telehealth, tasks
+    "screening_not_found": (404, "No screening is recorded for this consultation yet."),
+    "side_effect_not_found": (404, "No such side effect logged for this session."),
+    "alert_not_found": (404, "No such alert (or not visible to the caller)."),
+    "task_not_found": (404, "No such task (or not visible to the caller)."),
+    "clinician_only": (403, "Only a provider (a clinician) may do this: clear a patient or "
+                            "override a blood pressure hold."),
+    "not_a_consultation": (409, "A screening belongs to a consultation (a visit that needs no "
+                                "clearance itself)."),
+    "not_telehealth": (409, "This booking is not a telehealth visit."),
+    "screening_exists": (409, "This consultation already has a screening; PATCH it with "
+                              "If-Match."),
+    "esketamine_contraindicated": (409, "A screening on record has a hard contraindication to "
+                                        "esketamine."),
+    "session_not_checked_in": (409, "Vital signs are recorded while the patient is checked in; "
+                                    "side effects once the session has started."),
+    "session_on_hold": (409, "A pre-dose blood pressure above the threshold holds the session "
+                             "until a clinician overrides it with a reason."),
+    "no_active_hold": (409, "The session is not on hold."),
+    "session_vitals_incomplete": (409, "An esketamine session needs readings before dosing, "
+                                       "about 40 minutes after and at discharge."),
+    "telehealth_consent_required": (409, "Informed consent to telehealth is recorded before "
+                                         "check-in."),
+    "duplicate_evaluation": (409, "This in-person evaluation is already recorded."),
+    "invalid_answers": (422, "PHQ-9 has 9 answers and GAD-7 has 7, each a whole number 0-3."),
+    "implausible_vitals": (422, "A vital sign is physiologically impossible; see errors."),
+    "location_attestation_required": (422, "A telehealth check-in re-attests where the patient "
+                                           "is (POST /bookings/{id}/telehealth/check-in)."),
     "precondition_required": (428, "This update needs an If-Match header with the ETag."),
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),

@@ -2,10 +2,31 @@
 
 from service.db import Base
 from service.domain.access.models import ApiKey
+from service.domain.audit.models import AuditEvent
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.events import BookingEvent
 from service.domain.bookings.models import Booking, IdempotencyRecord
+from service.domain.calendar.models import (
+    BookingChange,
+    CalendarFeedToken,
+    SyncCounter,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.consultations.models import (
+    Alert,
+    Assessment,
+    ClearanceDecision,
+    InPersonEvaluation,
+    Screening,
+    SessionHold,
+    SideEffect,
+    Task,
+    TelehealthVisit,
+    VitalSign,
+)
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 from service.domain.reminders.models import Reminder
@@ -16,4 +37,8 @@ __all__ = [
     "License", "Location", "Patient", "Provider", "Reminder", "ServiceType", "TimeOff",
     "WeeklyHours",
     "TreatmentSeries",
+    "BookingChange", "CalendarFeedToken", "SyncCounter", "WebhookAttempt", "WebhookDelivery",
+    "WebhookSubscription",
+    "Alert", "Assessment", "AuditEvent", "ClearanceDecision", "InPersonEvaluation",
+    "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
 ]
