@@ -10,6 +10,8 @@ processes can run side by side without sending anything twice.
 - ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
   (``service.domain.calendar.delivery``), claimed with a lease the same way.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
+- ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
+  finished webhook deliveries older than 30 days.
 
 Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
 ``coalesce=True`` (runs missed while busy collapse into one) and ``misfire_grace_time=None``
@@ -28,7 +30,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -37,6 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from service.config import Settings
 from service.db import Database, utcnow
 from service.domain.bookings import idempotency
+from service.domain.calendar import history
 from service.domain.calendar.delivery import WebhookDispatcher
 from service.domain.reminders import content
 from service.domain.reminders.dispatch import Dispatcher
@@ -95,6 +98,21 @@ class OutboxScheduler:
             id="idempotency-purge", name="expired Idempotency-Key records",
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+        self.scheduler.add_job(
+            _guarded("history-purge", self.purge_history),
+            id="history-purge", name="old change-feed rows and webhook delivery log",
+            trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
+            **JOB_DEFAULTS)
+
+    def purge_history(self) -> history.Purged:
+        uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
+        purged = history.purge_history(
+            uow, now=utcnow(),
+            change_retention=timedelta(days=self.settings.sync_token_retention_days))
+        if purged.changes or purged.deliveries:
+            log.info("purged %d old booking changes and %d finished webhook deliveries",
+                     purged.changes, purged.deliveries)
+        return purged
 
     def purge_idempotency_records(self) -> int:
         uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)

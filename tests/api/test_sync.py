@@ -256,3 +256,26 @@ def test_concurrent_writers_lose_no_change_for_a_polling_reader(clinic, api, app
     assert errors == []
     assert len(created) == len(doctors) * len(slots)
     assert seen == set(created)
+
+
+def test_history_purge_forgets_changes_no_token_can_ask_for(clinic, api, app):
+    from sqlalchemy import func, select, update
+
+    from service.domain.calendar.history import purge_history
+    from service.domain.calendar.models import BookingChange
+
+    book(clinic, 14)
+    with app.app_context():
+        with unit_of_work() as uow:
+            uow.session.execute(update(BookingChange).values(
+                changed_at=datetime.now(UTC) - timedelta(days=45)))
+            uow.commit()
+        book(clinic, 15)
+        purged = purge_history(unit_of_work(), now=datetime.now(UTC),
+                               change_retention=timedelta(days=30))
+        assert purged.changes >= 1
+        with unit_of_work() as uow:
+            left = uow.session.scalar(select(func.count()).select_from(BookingChange))
+    assert left >= 1  # the recent change stays
+    items, token = drain(api)
+    assert len(items) == 2 and token  # a full sync is unaffected
