@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -215,3 +216,26 @@ def test_private_targets_can_be_allowed_for_local_receivers(api, app):
         assert subscribe(api, url="http://127.0.0.1:9/hook").status_code == 201
     finally:
         app.config["SETTINGS"] = settings
+
+
+def test_history_purge_drops_old_finished_deliveries_only(api, clinic, app):
+    from service.domain.calendar.history import purge_history
+    from service.domain.calendar.models import DeliveryStatus, WebhookDelivery
+
+    hook = subscribe(api).get_json()
+    assert clinic.book("consultation", clinic.at(14)).status_code == 201
+    assert clinic.book("consultation", clinic.at(16)).status_code == 201
+    first, second = deliveries(api, hook)[:2]
+    long_ago = datetime.now(UTC) - timedelta(days=45)
+    with app.app_context():
+        with unit_of_work() as uow:
+            for delivery, status in ((first, DeliveryStatus.DELIVERED),
+                                     (second, DeliveryStatus.PENDING)):
+                uow.session.execute(update(WebhookDelivery).where(
+                    WebhookDelivery.id == uuid.UUID(delivery["id"])).values(
+                    status=status, updated_at=long_ago))
+            uow.commit()
+        purged = purge_history(unit_of_work(), now=datetime.now(UTC),
+                               change_retention=timedelta(days=30))
+    assert purged.deliveries == 1
+    assert [d["id"] for d in deliveries(api, hook)] == [second["id"]]  # open ones stay
