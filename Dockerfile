@@ -23,4 +23,6 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=2)"
 
 # Migrate to head, then serve (one sync worker per core unless WEB_CONCURRENCY is set).
+# Run the reminder/webhook dispatcher as one or more further containers of this image with
+# the command: python -m service.scheduler
 CMD ["sh", "-c", "flask --app service.wsgi migrate && exec gunicorn --config gunicorn.conf.py service.wsgi:app"]
