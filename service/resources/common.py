@@ -56,6 +56,15 @@ def page_of(page: Page[Any], pagination_parameters: Any) -> list[Any]:
     return page.items
 
 
+def paged(list_use_case: Callable[..., Page[Any]], pagination_parameters: Any, *args: Any,
+          **kwargs: Any) -> list[Any]:
+    """Call a list use case (read-only, as the current actor) for the requested page."""
+    page = list_use_case(unit_of_work(read_only=True), current_actor(), *args,
+                         page=pagination_parameters.page,
+                         page_size=pagination_parameters.page_size, **kwargs)
+    return page_of(page, pagination_parameters)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """The five use cases of a directory resource (list, get, create, update, deactivate)."""
@@ -89,10 +98,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
         @blp.paginate()
         @requires(*readers)
         def get(self, args, pagination_parameters):
-            page = catalog.list(unit_of_work(read_only=True), current_actor(),
-                                page=pagination_parameters.page,
-                                page_size=pagination_parameters.page_size, **args)
-            return page_of(page, pagination_parameters)
+            return paged(catalog.list, pagination_parameters, **args)
 
         @idempotent
         @blp.arguments(schema)

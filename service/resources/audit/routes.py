@@ -12,10 +12,10 @@ from service.auth import requires
 from service.domain.access.actor import Role
 from service.domain.audit import services
 from service.domain.errors import InvalidInput
-from service.extensions import Blueprint, current_actor, unit_of_work
+from service.extensions import Blueprint
 from service.resources.audit import trail
 from service.resources.audit.schemas import AuditEventSchema, AuditQueryArgsSchema
-from service.resources.common import page_of
+from service.resources.common import paged
 
 MAX_RANGE_DAYS = 366
 
@@ -43,7 +43,4 @@ class AuditEvents(MethodView):
             if (until - since).days > MAX_RANGE_DAYS:
                 raise InvalidInput(f"Ask for at most {MAX_RANGE_DAYS} days at a time.",
                                    code="range_too_long")
-        page = services.list_events(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_events, pagination_parameters, **args)

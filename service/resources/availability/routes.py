@@ -15,7 +15,7 @@ from service.resources.availability.schemas import (
     TimeOffQueryArgsSchema,
     TimeOffSchema,
 )
-from service.resources.common import LOCATION_HEADER, page_of
+from service.resources.common import LOCATION_HEADER, paged
 from service.resources.idempotency import idempotent
 
 blp = Blueprint("availability", __name__, url_prefix="/api/v1",
@@ -62,11 +62,8 @@ class TimeOffs(MethodView):
     @requires(*TIME_OFF_READERS)
     def get(self, args, provider_id: uuid.UUID, pagination_parameters):
         """List a provider's time off, earliest first"""
-        page = services.list_time_off(
-            unit_of_work(read_only=True), current_actor(), provider_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size,
-            ends_after=args.get("ends_after"))
-        return page_of(page, pagination_parameters)
+        return paged(services.list_time_off, pagination_parameters, provider_id,
+                     ends_after=args.get("ends_after"))
 
     @idempotent
     @blp.arguments(TimeOffSchema)

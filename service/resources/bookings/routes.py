@@ -23,7 +23,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
-    page_of,
+    paged,
 )
 from service.resources.idempotency import idempotent
 
@@ -51,10 +51,7 @@ class Bookings(MethodView):
     @requires(*ALL_ROLES)
     def get(self, args, pagination_parameters):
         """List bookings (patients and providers see only their own)"""
-        page = services.list_bookings(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_bookings, pagination_parameters, **args)
 
     @idempotent
     @blp.arguments(BookingCreateSchema)

@@ -23,7 +23,7 @@ from service.resources.calendar.schemas import (
     SyncPageSchema,
     SyncQueryArgsSchema,
 )
-from service.resources.common import page_of
+from service.resources.common import paged
 from service.resources.idempotency import idempotent
 
 blp = Blueprint(
@@ -66,10 +66,7 @@ def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
         @blp.paginate()
         @requires(*roles)
         def get(self, pagination_parameters, **ids: uuid.UUID):
-            page = services.list_feed_tokens(
-                unit_of_work(read_only=True), current_actor(), owner(ids),
-                page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-            return page_of(page, pagination_parameters)
+            return paged(services.list_feed_tokens, pagination_parameters, owner(ids))
 
         @idempotent
         @blp.arguments(CalendarTokenCreateSchema)

@@ -33,7 +33,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
-    page_of,
+    paged,
 )
 from service.resources.consultations.schemas import (
     AlertQueryArgsSchema,
@@ -153,10 +153,7 @@ class ClearanceDecisions(MethodView):
     @requires(*CLINICAL)
     def get(self, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's clearance decisions, newest (the one that stands) first"""
-        page = services.list_decisions(
-            unit_of_work(read_only=True), current_actor(), patient_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_decisions, pagination_parameters, patient_id)
 
     @idempotent
     @consultations_blp.arguments(DecisionSchema)
@@ -183,10 +180,7 @@ class InPersonEvaluations(MethodView):
     @requires(*CLINICAL)
     def get(self, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's in-person evaluations"""
-        page = services.list_evaluations(
-            unit_of_work(read_only=True), current_actor(), patient_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_evaluations, pagination_parameters, patient_id)
 
     @idempotent
     @consultations_blp.arguments(EvaluationSchema)
@@ -276,10 +270,7 @@ class BookingVitals(MethodView):
     @requires(*CLINICAL_AND_PATIENT)
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's vital signs in the order they were taken"""
-        page = services.list_vitals(
-            unit_of_work(read_only=True), current_actor(), booking_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_vitals, pagination_parameters, booking_id)
 
     @idempotent
     @sessions_blp.arguments(VitalSignSchema)
@@ -307,10 +298,7 @@ class BookingHolds(MethodView):
     @requires(*CLINICAL)
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's blood pressure holds (active or overridden)"""
-        page = services.list_holds(
-            unit_of_work(read_only=True), current_actor(), booking_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_holds, pagination_parameters, booking_id)
 
 
 @sessions_blp.route("/bookings/<uuid:booking_id>/holds/override")
@@ -335,10 +323,7 @@ class SideEffects(MethodView):
     @requires(*CLINICAL)
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's side effects"""
-        page = services.list_side_effects(
-            unit_of_work(read_only=True), current_actor(), booking_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_side_effects, pagination_parameters, booking_id)
 
     @idempotent
     @sessions_blp.arguments(SideEffectSchema)
@@ -381,10 +366,7 @@ class Tasks(MethodView):
     @requires(*CLINICAL)
     def get(self, args, pagination_parameters):
         """List tasks by due time (open ones unless asked; a provider sees their own)"""
-        page = services.list_tasks(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_tasks, pagination_parameters, **args)
 
 
 @sessions_blp.route("/tasks/<uuid:task_id>/complete")
@@ -410,11 +392,7 @@ class Assessments(MethodView):
     @requires(*CLINICAL_AND_PATIENT)
     def get(self, args, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's assessments in time order (filter one instrument for a trend)"""
-        page = services.list_assessments(
-            unit_of_work(read_only=True), current_actor(), patient_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size,
-            **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_assessments, pagination_parameters, patient_id, **args)
 
     @idempotent
     @assessments_blp.arguments(AssessmentSchema)
@@ -437,10 +415,7 @@ class Alerts(MethodView):
     @requires(*CLINICAL)
     def get(self, args, pagination_parameters):
         """List urgent alerts not yet acknowledged, oldest first (a provider: their patients)"""
-        page = services.list_alerts(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_alerts, pagination_parameters, **args)
 
 
 @assessments_blp.route("/alerts/<uuid:alert_id>/acknowledge")

@@ -16,7 +16,7 @@ from service.resources.common import (
     Catalog,
     etag,
     expected_version,
-    page_of,
+    paged,
     register_catalog,
 )
 from service.resources.idempotency import idempotent
@@ -52,10 +52,7 @@ class Licenses(MethodView):
     @requires(*ALL_ROLES)
     def get(self, provider_id: uuid.UUID, pagination_parameters):
         """List a provider's licenses and registrations"""
-        page = services.list_licenses(
-            unit_of_work(read_only=True), current_actor(), provider_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_licenses, pagination_parameters, provider_id)
 
     @idempotent
     @blp.arguments(LicenseSchema)
@@ -107,8 +104,5 @@ class ExpiringLicenses(MethodView):
     @requires(*STAFF)
     def get(self, args, pagination_parameters):
         """Active licenses expiring within `within_days` days (default 60)"""
-        page = services.expiring_licenses(
-            unit_of_work(read_only=True), current_actor(), today=clinic_today(),
-            within_days=args["within_days"], page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.expiring_licenses, pagination_parameters, today=clinic_today(),
+                     within_days=args["within_days"])

@@ -11,8 +11,8 @@ from service.auth import ALL_ROLES, STAFF, requires
 from service.db import utcnow
 from service.domain.access.actor import Role
 from service.domain.reminders import services
-from service.extensions import Blueprint, current_actor, unit_of_work
-from service.resources.common import page_of
+from service.extensions import Blueprint, unit_of_work
+from service.resources.common import page_of, paged
 from service.resources.idempotency import idempotent
 from service.resources.reminders.schemas import (
     InboundSmsResultSchema,
@@ -37,10 +37,7 @@ class BookingReminders(MethodView):
     @requires(*ALL_ROLES)
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a booking's reminders (whoever may see the booking)"""
-        page = services.list_booking_reminders(
-            unit_of_work(read_only=True), current_actor(), booking_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_booking_reminders, pagination_parameters, booking_id)
 
 
 @blp.route("/reminders")

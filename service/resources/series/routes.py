@@ -12,7 +12,7 @@ from service.domain.series import services
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.routes import CONFLICT_EXAMPLE
 from service.resources.bookings.schemas import BookingSchema
-from service.resources.common import ETAG_HEADER, LOCATION_HEADER, etag, page_of
+from service.resources.common import ETAG_HEADER, LOCATION_HEADER, etag, page_of, paged
 from service.resources.idempotency import idempotent
 from service.resources.series.schemas import (
     ProtocolSchema,
@@ -87,10 +87,7 @@ class Series(MethodView):
     @requires(*ALL_ROLES)
     def get(self, args, pagination_parameters):
         """List treatment series (patients and providers see only their own)"""
-        page = services.list_series(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(services.list_series, pagination_parameters, **args)
 
     @idempotent
     @blp.arguments(SeriesRequestSchema)

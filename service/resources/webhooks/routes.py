@@ -18,7 +18,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
-    page_of,
+    paged,
 )
 from service.resources.idempotency import idempotent
 from service.resources.webhooks.schemas import (
@@ -55,10 +55,7 @@ class Webhooks(MethodView):
     @requires(*MANAGERS)
     def get(self, args, pagination_parameters):
         """List webhook subscriptions (never their secrets)"""
-        page = webhooks.list_subscriptions(
-            unit_of_work(read_only=True), current_actor(), page=pagination_parameters.page,
-            page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(webhooks.list_subscriptions, pagination_parameters, **args)
 
     @idempotent
     @blp.arguments(WebhookSchema)
@@ -116,10 +113,7 @@ class WebhookDeliveries(MethodView):
     @requires(*MANAGERS)
     def get(self, args, webhook_id: uuid.UUID, pagination_parameters):
         """The delivery log of a subscription, newest first"""
-        page = webhooks.list_deliveries(
-            unit_of_work(read_only=True), current_actor(), webhook_id,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size, **args)
-        return page_of(page, pagination_parameters)
+        return paged(webhooks.list_deliveries, pagination_parameters, webhook_id, **args)
 
 
 @blp.route("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>")
