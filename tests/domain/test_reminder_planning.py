@@ -14,12 +14,12 @@ from service.domain.reminders.planning import (
     Contact,
     QuietHours,
     ReminderPlan,
-    backoff,
     choose_channel,
     decide,
     next_day_check_in_at,
     plan_reminders,
 )
+from service.domain.retries import backoff
 
 DENVER = "America/Denver"  # the Navajo Nation observes DST
 PHOENIX = "America/Phoenix"  # the rest of Arizona does not

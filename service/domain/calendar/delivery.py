@@ -50,12 +50,12 @@ from service.domain.calendar.models import (
     WebhookSubscription,
 )
 from service.domain.errors import InvalidInput
+from service.domain.retries import backoff
 from service.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "clinic-scheduling-webhooks/1"
-MAX_BACKOFF = timedelta(hours=1)
 RESPONSE_READ_LIMIT = 64 * 1024
 
 
@@ -91,12 +91,6 @@ class Outcome:
     status_code: int | None
     error: str | None  # None: delivered
     duration_ms: int
-
-
-def backoff(attempts: int, base_seconds: float) -> timedelta:
-    """Delay before the next attempt after ``attempts`` failed ones: base, 2 base, 4 base..."""
-    delay = timedelta(seconds=base_seconds * 2 ** max(0, attempts - 1))
-    return min(delay, MAX_BACKOFF)
 
 
 class WebhookDispatcher:

@@ -53,6 +53,7 @@ from service.domain.reminders.models import (
     ReminderChannel,
     ReminderStatus,
 )
+from service.domain.retries import backoff
 from service.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class Dispatcher:
             return
         channel = decision.channel or "email"
         if channel in down:
-            self._again(reminder, at + planning.backoff(
+            self._again(reminder, at + backoff(
                 1, self.settings.reminder_retry_base_seconds), "channel_unavailable",
                 counted=False)
             report.retried += 1
@@ -301,7 +302,7 @@ class Dispatcher:
         if error.permanent or reminder.attempts >= self.settings.reminder_max_attempts:
             self._finish(reminder, ReminderStatus.FAILED, error.reason, report)
             return
-        delay = planning.backoff(reminder.attempts, self.settings.reminder_retry_base_seconds)
+        delay = backoff(reminder.attempts, self.settings.reminder_retry_base_seconds)
         self._again(reminder, at + delay, error.reason, counted=True)
         report.retried += 1
         log.warning("reminder %s attempt %d failed (%s); retry in %ds", reminder.id,

@@ -204,7 +204,3 @@ def decide(kind: str, *, booking_status: str, starts_at: datetime, due_at: datet
         return Decision("defer", "deferred_quiet_hours", until=until)
     return Decision("send", channel=chosen[0], address=chosen[1])
 
-
-def backoff(attempts: int, base_seconds: float, cap_seconds: float = 3600.0) -> timedelta:
-    """Exponential backoff after the ``attempts``-th failed attempt: base, 2x, 4x, ..."""
-    return timedelta(seconds=min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1)))
