@@ -155,6 +155,7 @@ CODES: dict[str, tuple[int, str]] = {
     "implausible_vitals": (422, "A vital sign is physiologically impossible; see errors."),
     "location_attestation_required": (422, "A telehealth check-in re-attests where the patient "
                                            "is (POST /bookings/{id}/telehealth/check-in)."),
+    "write_contention": (409, "Concurrent changes kept this request from completing; retry."),
     "precondition_required": (428, "This update needs an If-Match header with the ETag."),
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),

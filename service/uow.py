@@ -6,15 +6,52 @@ the domain error registered for that constraint, so callers get the same answer 
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from service.db import Base
 from service.domain.errors import Conflict, DomainError, PreconditionFailed, constraint_error
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and
+# was rolled back; running it again is correct (e.g. two bookings that each wait on the
+# other's row in an exclusion constraint: the retry sees the winner and answers 409).
+CONTENTION_SQLSTATES = frozenset({"40P01", "40001"})
+RETRIES = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Contention(Conflict):
+    code = "write_contention"
+    title = "Concurrent changes; retry the request"
+
+
+def _is_contention(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in CONTENTION_SQLSTATES
+
+
+def retry_on_contention(use_case: F) -> F:
+    """Run a use case again (fresh transaction) when the database rolled it back to break a
+    deadlock or a serialization conflict; after RETRIES attempts the Contention goes out."""
+
+    @functools.wraps(use_case)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return use_case(*args, **kwargs)
+            except Contention:
+                if attempt == RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    return wrapper  # type: ignore[return-value]
 
 
 class UnitOfWork:
@@ -35,6 +72,8 @@ class UnitOfWork:
         self.session.close()
         if isinstance(exc, IntegrityError):
             raise translate_integrity_error(exc) from exc
+        if isinstance(exc, OperationalError) and _is_contention(exc):
+            raise Contention("Other requests were changing the same records; retry.") from exc
         if isinstance(exc, StaleDataError):
             raise PreconditionFailed(
                 "Someone else changed this record at the same time; read it again."

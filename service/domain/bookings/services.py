@@ -61,7 +61,7 @@ from service.domain.providers.licensing import (
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
 from service.domain.time import in_zone
-from service.uow import UnitOfWork
+from service.uow import UnitOfWork, retry_on_contention
 
 ALTERNATIVES = 3
 ALTERNATIVES_SEARCH_DAYS = 14
@@ -374,6 +374,7 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
 # Use cases -------------------------------------------------------------------------------
 
 
+@retry_on_contention
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> Booking:
     try:
@@ -390,6 +391,7 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
         raise
 
 
+@retry_on_contention
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                        start: datetime, expected_version: int, now: datetime,
                        patient_state: str | None = None) -> Booking:
@@ -540,6 +542,7 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
     return booking
 
 
+@retry_on_contention
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
                        attested_state: str | None = None) -> Booking:

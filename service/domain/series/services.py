@@ -38,7 +38,7 @@ from service.domain.series import protocols
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.protocols import PROTOCOLS, Protocol
 from service.domain.time import in_zone, local_to_utc
-from service.uow import UnitOfWork
+from service.uow import UnitOfWork, retry_on_contention
 
 DAY = timedelta(days=1)
 ALTERNATIVE_DAYS = 3  # an alternative start lies at most this many days from the proposed one
@@ -479,6 +479,7 @@ def preview_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
         return _as_preview(*_preview(uow, actor, request, now))
 
 
+@retry_on_contention
 def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
                   now: datetime) -> SeriesView:
     """Book every session of the series in one transaction, or none."""
