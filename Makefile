@@ -29,9 +29,12 @@ run: seed
 scheduler: migrate
 	$(BIN)/python -m service.scheduler
 
+# Both passes always run; the target fails if either did.
 test: install
-	TEST_DATABASE=sqlite $(BIN)/python -m pytest
-	TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	@status=0; \
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest || status=1; \
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest || status=1; \
+	exit $$status
 
 test-sqlite: install
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest

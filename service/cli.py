@@ -15,7 +15,7 @@ from service import migrate
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.domain.errors import DomainError
-from service.extensions import unit_of_work
+from service.extensions import clinic_today, unit_of_work
 
 keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 
@@ -72,7 +72,7 @@ def seed_demo_command(quiet: bool) -> None:
     """Load the fictional demo clinic into an empty database and print the demo keys."""
     from service.demo import DEMO_KEYS, seed_demo
 
-    seeded = seed_demo(unit_of_work)
+    seeded = seed_demo(unit_of_work, today=clinic_today())
     if not seeded:
         click.echo("The database already has data; demo data not loaded.")
     if not quiet:

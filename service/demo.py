@@ -68,9 +68,8 @@ def _license(jurisdiction: str, kind: LicenseKind, board: str, number: str, issu
                    issued_on=issued, expires_on=expires, status=LicenseStatus.ACTIVE)
 
 
-def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date | None = None) -> bool:
+def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
     """Load the demo clinic if the database is empty; returns whether it did."""
-    today = today or date.today()
     uow = unit_of_work()
     with uow:
         if uow.session.scalar(select(Provider.id).limit(1)) is not None:

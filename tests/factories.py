@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -64,6 +65,15 @@ class Api:
         return response.get_json()
 
 
+CLINIC_ZONE = ZoneInfo("America/Phoenix")  # the service's default CLINIC_TIMEZONE
+
+
+def clinic_today() -> date:
+    """Today as the clinic counts it: the service decides dates in the clinic's zone, so a test
+    that used the host's date would fail for part of every day (in UTC, 00:00-07:00)."""
+    return datetime.now(CLINIC_ZONE).date()
+
+
 def provider_payload(**overrides: Any) -> dict[str, Any]:
     return {"name": "Dr. Test Provider", "credential": "MD", "npi": NPIS[0],
             "timezone": "America/Phoenix", "is_prescriber": True,
@@ -71,7 +81,7 @@ def provider_payload(**overrides: Any) -> dict[str, Any]:
 
 
 def license_payload(**overrides: Any) -> dict[str, Any]:
-    today = date.today()
+    today = clinic_today()
     return {"jurisdiction": "US-AZ", "kind": "license", "board": "Arizona Medical Board",
             "number": "MD-1", "issued_on": (today - timedelta(days=365)).isoformat(),
             "expires_on": (today + timedelta(days=365)).isoformat(), **overrides}

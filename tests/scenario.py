@@ -19,6 +19,7 @@ from tests.factories import (
     NPIS,
     Api,
     clinic_payload,
+    clinic_today,
     license_payload,
     patient_payload,
     provider_payload,
@@ -37,7 +38,7 @@ class Clinic:
     doctor: dict[str, Any]  # MD, Arizona license, REMS prescriber
     services: dict[str, dict[str, Any]]
     patient: dict[str, Any]  # cleared, REMS-enrolled, in Phoenix
-    day: date = field(default_factory=lambda: date.today() + timedelta(days=10))
+    day: date = field(default_factory=lambda: clinic_today() + timedelta(days=10))
 
     def at(self, hour: int, minute: int = 0, day: date | None = None) -> datetime:
         """A Phoenix wall-clock time on the test day."""

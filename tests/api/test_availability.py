@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -10,6 +10,7 @@ from tests.api.test_directory import assert_problem
 from tests.factories import (
     NPIS,
     clinic_payload,
+    clinic_today,
     patient_payload,
     provider_payload,
     virtual_payload,
@@ -41,7 +42,7 @@ def rule(location: dict, weekday: int, start: str, end: str) -> dict:
 
 
 def days_ahead(days: int) -> str:
-    return (date.today() + timedelta(days=days)).isoformat()
+    return (clinic_today() + timedelta(days=days)).isoformat()
 
 
 def schedule(weekly: list | None = None, overrides: list | None = None) -> dict:

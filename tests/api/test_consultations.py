@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from tests.api.test_directory import assert_problem
-from tests.factories import NPIS
-from tests.scenario import PHOENIX, Clinic, build_clinic
+from tests.factories import NPIS, clinic_today
+from tests.scenario import Clinic, build_clinic
 
 
 @pytest.fixture
@@ -18,10 +18,6 @@ def clinic(api):
     scenario = build_clinic(api)
     api.bind("doc", "provider", provider_id=scenario.doctor["id"])
     return scenario
-
-
-def clinic_today() -> date:
-    return datetime.now(PHOENIX).date()
 
 
 def settings(app, monkeypatch, **changes):

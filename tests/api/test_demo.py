@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from service.demo import DEMO_KEYS, seed_demo
 from service.extensions import unit_of_work
+from tests.factories import clinic_today
 
 
 def test_demo_seed_is_complete_and_idempotent(app, client):
     with app.app_context():
-        assert seed_demo(unit_of_work) is True
-        assert seed_demo(unit_of_work) is False  # never twice, never over real data
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
+        # never twice, never over real data
+        assert seed_demo(unit_of_work, today=clinic_today()) is False
     staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
     providers = client.get("/api/v1/providers", headers=staff).get_json()
     assert {p["credential"] for p in providers} == {"MD", "PA", "NP"}
@@ -25,7 +27,7 @@ def test_demo_seed_is_complete_and_idempotent(app, client):
     assert sorted(statuses) == ["booked", "booked", "fulfilled", "fulfilled"]  # 2 held, 2 ahead
     consultation = next(t for t in client.get("/api/v1/service-types", headers=staff).get_json()
                         if t["code"] == "consultation")
-    start = date.today() + timedelta(days=3)
+    start = clinic_today() + timedelta(days=3)
     slots = client.get("/api/v1/slots", headers=staff, query_string={
         "service_type": consultation["id"], "start": start.isoformat(),
         "end": (start + timedelta(days=7)).isoformat()}).get_json()
@@ -36,7 +38,7 @@ def test_demo_seed_is_complete_and_idempotent(app, client):
 
 def test_demo_has_a_cleared_patient_one_needing_review_and_an_esketamine_session(app, client):
     with app.app_context():
-        assert seed_demo(unit_of_work) is True
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
     staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
     patients = {p["last_name"]: p for p in
                 client.get("/api/v1/patients", headers=staff).get_json()}

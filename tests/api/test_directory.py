@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from tests.factories import (
     NPIS,
     clinic_payload,
+    clinic_today,
     license_payload,
     patient_payload,
     provider_payload,
@@ -208,7 +209,7 @@ def test_license_of_other_provider_is_404(api):
 def test_licenses_expiring_within_60_days(api):
     provider = api.create("/api/v1/providers", provider_payload())
     base = f"/api/v1/providers/{provider['id']}/licenses"
-    today = date.today()
+    today = clinic_today()
     soon = api.create(base, license_payload(number="SOON",
                                             expires_on=(today + timedelta(days=30)).isoformat()))
     api.create(base, license_payload(number="LATER",

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from service.domain.reminders.models import Reminder, ReminderStatus
 from service.extensions import unit_of_work
 from tests.api.test_directory import assert_problem
+from tests.factories import clinic_today
 from tests.scenario import build_clinic
 
 
@@ -75,7 +76,7 @@ def test_a_refused_booking_plans_nothing(clinic, api):
 
 
 def test_a_reminder_already_past_at_booking_time_is_recorded_as_skipped(clinic, api):
-    booking = book(clinic, day=date.today() + timedelta(days=2))
+    booking = book(clinic, day=clinic_today() + timedelta(days=2))
     planned = by_kind(reminders(api, booking))
     assert (planned["before_72h"]["status"], planned["before_72h"]["reason"]) == (
         "skipped", "past_due_at_planning")

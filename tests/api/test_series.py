@@ -11,7 +11,7 @@ import pytest
 
 from service.domain.series.protocols import PROTOCOLS, check_days
 from tests.api.test_directory import assert_problem
-from tests.factories import NPIS, clinic_payload
+from tests.factories import NPIS, clinic_payload, clinic_today
 from tests.scenario import Clinic, build_clinic
 
 DENVER = ZoneInfo("America/Denver")
@@ -78,7 +78,7 @@ def navajo_clinic(clinic: Clinic, *, hours: tuple[str, str] = ("08:00", "12:00")
         "duration_minutes": duration, "recovery_minutes": recovery,
         "slot_interval_minutes": 15, "needs_chair": True, "needs_clearance": True,
         "min_notice_minutes": 1440, "horizon_days": 730})
-    far = (date.today() + timedelta(days=700)).isoformat()
+    far = (clinic_today() + timedelta(days=700)).isoformat()
     provider = clinic.add_provider(
         "Dr. Nora Yazzie", NPIS[3], licenses=[{"expires_on": far}],
         hours=[{"location_id": location["id"], "weekday": d, "start": hours[0],
@@ -170,7 +170,7 @@ def test_preview_flags_outside_hours_and_outside_booking_window(clinic):
     body = preview(clinic, clinic.at(13))  # the doctor is on video in the afternoon
     assert {o["status"] for o in body["occurrences"]} == {"outside_hours"}
     assert body["occurrences"][0]["code"] == "outside_working_hours"
-    late = clinic.at(9, day=date.today() + timedelta(days=85))  # horizon: 90 days
+    late = clinic.at(9, day=clinic_today() + timedelta(days=85))  # horizon: 90 days
     statuses = [o["status"] for o in preview(clinic, late)["occurrences"]]
     assert statuses[0] == "ok" and "outside_booking_window" in statuses
 
@@ -304,7 +304,7 @@ def test_two_series_racing_for_the_same_slots_one_wins_entirely(app, clinic, api
 
 def test_series_crossing_the_november_dst_change_keeps_10_local(clinic):
     location, service, provider = navajo_clinic(clinic)
-    fall_back = first_sunday_of_november(date.today())
+    fall_back = first_sunday_of_november(clinic_today())
     start = datetime.combine(fall_back - timedelta(days=6), time(10), tzinfo=DENVER)
     response = book_series(clinic, start, service="tuba-infusion", provider=provider,
                            location_id=location["id"])

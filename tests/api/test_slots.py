@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.api.test_directory import assert_problem
-from tests.factories import NPIS
+from tests.factories import NPIS, clinic_today
 from tests.scenario import PHOENIX, build_clinic
 
 
@@ -71,7 +71,7 @@ def test_slots_respect_minimum_notice(clinic):
 
 
 def test_slots_respect_booking_horizon(clinic, api):
-    far = date.today() + timedelta(days=95)
+    far = clinic_today() + timedelta(days=95)
     assert clinic.slots("iv-infusion", start=far.isoformat(), end=far.isoformat()) == []
 
 
@@ -181,8 +181,8 @@ def test_weekly_hours_keep_local_time_across_dst_in_denver(clinic, api):
 def test_range_longer_than_62_days_is_422(clinic, api):
     response = api.get("/api/v1/slots", query_string={
         "service_type": clinic.services["consultation"]["id"],
-        "start": date.today().isoformat(),
-        "end": (date.today() + timedelta(days=70)).isoformat()})
+        "start": clinic_today().isoformat(),
+        "end": (clinic_today() + timedelta(days=70)).isoformat()})
     assert_problem(response, 422, "range_too_long")
 
 

@@ -161,12 +161,12 @@ def time_off_overlapping(uow: UnitOfWork, provider_id: uuid.UUID, start: datetim
 
 
 def get_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
-                     today: date | None = None) -> Availability:
+                     today: date) -> Availability:
     """The provider's weekly hours and its date overrides from today onwards."""
     _check_may_read(actor, provider_id)
     with uow:
         _provider(uow, provider_id)
-        return find_availability(uow, provider_id, since=today or date.today())
+        return find_availability(uow, provider_id, since=today)
 
 
 # Replacing a schedule -----------------------------------------------------------------------
@@ -242,14 +242,13 @@ def _check_locations(uow: UnitOfWork, location_ids: set[uuid.UUID]) -> None:
 
 def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
                          weekly: list[dict[str, Any]], overrides: list[dict[str, Any]],
-                         today: date | None = None) -> Availability:
+                         today: date) -> Availability:
     """Replace all the provider's weekly hours and all its overrides from today onwards.
 
     ``weekly``: ``{location_id, weekday, start, end}``; ``overrides``: ``{location_id, day,
     hours: [{start, end}]}``, where no hours means not working there that day. Past
     overrides are kept as history.
     """
-    today = today or date.today()
     _check_may_change(actor, provider_id)
     _check_weekly(weekly)
     _check_overrides(overrides, today)

@@ -13,8 +13,6 @@ vital signs and telehealth link. Someone else's record answers 404.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask.views import MethodView
@@ -25,7 +23,7 @@ from service.db import utcnow
 from service.domain.access.actor import Role
 from service.domain.consultations import services
 from service.domain.consultations.vitals import Threshold
-from service.extensions import Blueprint, current_actor, unit_of_work
+from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.bookings.schemas import BookingSchema
 from service.resources.common import (
     ETAG_HEADER,
@@ -92,10 +90,6 @@ def _telehealth_settings() -> dict[str, object]:
     settings = _settings()
     return {"url_template": settings.telehealth_video_url_template,
             "cutoff": settings.controlled_substance_cutoff}
-
-
-def _clinic_today() -> date:
-    return datetime.now(ZoneInfo(_settings().clinic_timezone)).date()
 
 
 # Screening and clearance -----------------------------------------------------------------
@@ -192,7 +186,7 @@ class InPersonEvaluations(MethodView):
         """Record an in-person evaluation of the patient by a provider, on a date"""
         return services.record_evaluation(
             unit_of_work(), current_actor(), patient_id, provider_id=data["provider_id"],
-            evaluated_on=data["evaluated_on"], today=_clinic_today()), 201
+            evaluated_on=data["evaluated_on"], today=clinic_today()), 201
 
 
 # Telehealth ------------------------------------------------------------------------------

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import marshmallow as ma
 
-from service.extensions import PartialUpdate, RecordSchema
+from service.extensions import PartialUpdate, RecordSchema, clinic_today
 from service.resources.fields import STATE, Phone, TimeZone, text
 
 
@@ -30,7 +28,7 @@ class PatientSchema(RecordSchema):
 
     @ma.validates("birth_date")
     def _born_in_the_past(self, value, **kwargs):  # type: ignore[no-untyped-def]
-        if value >= date.today() or value.year < 1900:
+        if value >= clinic_today() or value.year < 1900:
             raise ma.ValidationError("A birth date in the past, after 1900.")
 
 
