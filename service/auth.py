@@ -35,9 +35,24 @@ BEARER_SCHEME = {
 AUTHENTICATED_PREFIXES = ("/api/", "/fhir/")
 CALENDAR_FEED_PATH = re.compile(r"/api/v1/calendars/[^/]+\.ics")
 
+# A client's X-Request-Id is kept (logged, echoed, stored in the append-only audit trail)
+# only when it cannot carry anything but an identifier; otherwise the request gets a fresh id.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id() -> str:
+    """This request's id, chosen once: the client's X-Request-Id when it matches
+    ``SAFE_REQUEST_ID`` (the whole value), else a fresh random one."""
+    chosen: str | None = g.get("request_id")
+    if chosen is None:
+        sent = request.headers.get("X-Request-Id", "")
+        chosen = sent if SAFE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        g.request_id = chosen
+    return chosen
+
 
 def _authenticate() -> None:
-    g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id()
     if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
         return
     if request.method in ("GET", "HEAD") and CALENDAR_FEED_PATH.fullmatch(request.path):
