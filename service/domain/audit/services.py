@@ -10,18 +10,20 @@ action). The row is then written in one of two ways:
   refusals (403, someone else's record answered 404), failed changes (rolled back, so the row
   says "failed", never "success"), unauthenticated calls.
 
-The row names the patient the data belongs to (found from the ids in the path, the record
-created, or the ``patient_id`` asked for), never a clinical value or a name.
+The row names the patient the data belongs to (found from the ids in the path, a calendar
+feed's token, the record created, or the ``patient_id`` asked for), never a clinical value
+or a name.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, event, select
+from sqlalchemy import Select, event, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.access.actor import Actor, Role
@@ -32,6 +34,11 @@ from service.domain.audit.models import (
     AuditOutcome,
 )
 from service.domain.bookings.models import Booking, IdempotencyRecord
+from service.domain.calendar.models import (
+    CalendarFeedToken,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from service.domain.consultations.models import (
     Alert,
     Assessment,
@@ -61,6 +68,7 @@ class AuditContext:
     client_address: str | None
     path_ids: dict[str, uuid.UUID] = field(default_factory=dict)  # in path order
     patient_hint: uuid.UUID | None = None  # a patient_id asked for in the query or body
+    feed_token_hash: str | None = None  # a calendar feed's token, hashed as stored
     actor: Actor | None = None
     recorded: bool = False  # the row is written (with the change, or on its own)
     created: tuple[uuid.UUID, uuid.UUID | None] | None = None  # (record id, its patient)
@@ -72,22 +80,70 @@ CREATED_MODELS: dict[str, type] = {
     "screening": Screening, "clearance_decision": ClearanceDecision,
     "in_person_evaluation": InPersonEvaluation, "vital_sign": VitalSign,
     "side_effect": SideEffect, "assessment": Assessment,
+    "calendar_token": CalendarFeedToken, "webhook_delivery": WebhookDelivery,
 }
 
-# Path parameter -> (the "not found" code of that record, the query for its patient).
-# The first one present in a path names the patient the request concerns.
-OWNERS: tuple[tuple[str, str, Callable[[uuid.UUID], Select]], ...] = (
-    ("patient_id", "patient_not_found", lambda i: select(Patient.id).where(Patient.id == i)),
+# What a path parameter names: (does the record exist, the patient it concerns).
+Resolver = Callable[[Session, uuid.UUID], tuple[bool, uuid.UUID | None]]
+
+
+def _patient_of(query: Callable[[uuid.UUID], Select]) -> Resolver:
+    """A resolver from a query selecting (record id, its patient's id)."""
+    def resolve(session: Session, record_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
+        row = session.execute(query(record_id)).first()
+        return (False, None) if row is None else (True, row[1])
+    return resolve
+
+
+def _delivery_patient(session: Session, delivery_id: uuid.UUID
+                      ) -> tuple[bool, uuid.UUID | None]:
+    """A webhook delivery's patient: its payload names a booking or a series, by id."""
+    payload = session.scalar(select(WebhookDelivery.payload).where(
+        WebhookDelivery.id == delivery_id))
+    if payload is None:
+        return False, None
+    try:
+        data = json.loads(payload).get("data") or {}
+        booking_id, series_id = data.get("booking_id"), data.get("series_id")
+        if booking_id:
+            return True, session.scalar(select(Booking.patient_id).where(
+                Booking.id == uuid.UUID(booking_id)))
+        if series_id:
+            return True, session.scalar(select(TreatmentSeries.patient_id).where(
+                TreatmentSeries.id == uuid.UUID(series_id)))
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return True, None
+
+
+# Path parameter -> (the "not found" code of that record, its resolver). The first of them
+# in this order that names a patient gives the row's patient.
+OWNERS: tuple[tuple[str, str, Resolver], ...] = (
+    ("patient_id", "patient_not_found",
+     _patient_of(lambda i: select(Patient.id, Patient.id).where(Patient.id == i))),
     ("booking_id", "booking_not_found",
-     lambda i: select(Booking.patient_id).where(Booking.id == i)),
+     _patient_of(lambda i: select(Booking.id, Booking.patient_id).where(Booking.id == i))),
+    ("appointment_id", "booking_not_found",  # a FHIR Appointment is a booking
+     _patient_of(lambda i: select(Booking.id, Booking.patient_id).where(Booking.id == i))),
     ("series_id", "series_not_found",
-     lambda i: select(TreatmentSeries.patient_id).where(TreatmentSeries.id == i)),
+     _patient_of(lambda i: select(TreatmentSeries.id, TreatmentSeries.patient_id)
+                 .where(TreatmentSeries.id == i))),
     ("reminder_id", "reminder_not_found",
-     lambda i: select(Booking.patient_id).join(Reminder, Reminder.booking_id == Booking.id)
-     .where(Reminder.id == i)),
-    ("alert_id", "alert_not_found", lambda i: select(Alert.patient_id).where(Alert.id == i)),
-    ("task_id", "task_not_found", lambda i: select(Task.patient_id).where(Task.id == i)),
+     _patient_of(lambda i: select(Reminder.id, Booking.patient_id)
+                 .join(Booking, Reminder.booking_id == Booking.id).where(Reminder.id == i))),
+    ("alert_id", "alert_not_found",
+     _patient_of(lambda i: select(Alert.id, Alert.patient_id).where(Alert.id == i))),
+    ("task_id", "task_not_found",
+     _patient_of(lambda i: select(Task.id, Task.patient_id).where(Task.id == i))),
+    ("token_id", "calendar_token_not_found",
+     _patient_of(lambda i: select(CalendarFeedToken.id, CalendarFeedToken.patient_id)
+                 .where(CalendarFeedToken.id == i))),
+    ("webhook_id", "webhook_not_found",
+     _patient_of(lambda i: select(WebhookSubscription.id, null())
+                 .where(WebhookSubscription.id == i))),
+    ("delivery_id", "webhook_delivery_not_found", _delivery_patient),
 )
+FEED_NOT_FOUND = "calendar_feed_not_found"
 
 # Tables whose rows say nothing about a patient: a transaction writing only these is not
 # "the change" a request's row belongs with.
@@ -97,34 +153,53 @@ _PENDING = "audit.pending_row"
 _CHANGED = "audit.changed"
 
 
-def _owner(session: Session, context: AuditContext
-           ) -> tuple[str | None, uuid.UUID | None]:
-    """(the owner's "not found" code, its patient id) from the first owner id in the path."""
-    for name, missing_code, query in OWNERS:
+@dataclass(frozen=True)
+class _Owners:
+    patient_id: uuid.UUID | None  # the patient the request concerns, from the path
+    existing: frozenset[str]  # the "not found" codes of the path's records that exist
+    resource_id: uuid.UUID | None = None  # a record the path names without its id
+
+
+def _owners(session: Session, context: AuditContext) -> _Owners:
+    patient_id: uuid.UUID | None = None
+    existing: set[str] = set()
+    for name, missing_code, resolve in OWNERS:
         if name in context.path_ids:
-            return missing_code, session.scalar(query(context.path_ids[name]))
-    return None, None
+            exists, patient = resolve(session, context.path_ids[name])
+            if exists:
+                existing.add(missing_code)
+            patient_id = patient_id or patient
+    if context.feed_token_hash is None:
+        return _Owners(patient_id, frozenset(existing))
+    token = session.execute(select(CalendarFeedToken.id, CalendarFeedToken.patient_id).where(
+        CalendarFeedToken.token_hash == context.feed_token_hash)).first()
+    if token is None:
+        return _Owners(patient_id, frozenset(existing))
+    return _Owners(patient_id or token.patient_id, frozenset({*existing, FEED_NOT_FOUND}),
+                   resource_id=token.id)
 
 
 def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, *,
                 missing: str | None = None) -> AuditEvent:
-    """The row for this request. ``missing``: the code of a 404 answer; when it names the
-    owner of the path and that record exists, the caller asked for someone else's record:
-    the outcome becomes "not_visible" (denied)."""
-    missing_code, owner_patient = _owner(session, context)
-    if outcome is AuditOutcome.NOT_FOUND and missing is not None and missing in (
-            missing_code, "patient_not_found") and (owner_patient or context.patient_hint):
-        exists = owner_patient is not None or session.get(
-            Patient, context.patient_hint) is not None
-        if exists:
+    """The row for this request. ``missing``: the code of a 404 answer; when it names a
+    record of the path (or its patient, or a revoked feed token) that exists, the caller
+    asked for someone else's record: the outcome becomes "not_visible" (denied)."""
+    owners = _owners(session, context)
+    if outcome is AuditOutcome.NOT_FOUND and missing is not None:
+        if missing in owners.existing or (missing == "patient_not_found" and (
+                owners.patient_id is not None or (context.patient_hint is not None and
+                                                  session.get(Patient, context.patient_hint)
+                                                  is not None))):
             outcome = AuditOutcome.NOT_VISIBLE
     actor = context.actor
-    patient_id = (context.created[1] if context.created else None) or owner_patient or (
+    patient_id = (context.created[1] if context.created else None) or owners.patient_id or (
         context.patient_hint) or (actor.patient_id if actor else None)
     if context.created is not None and context.action is AuditAction.CREATE:
         resource_id: str | None = str(context.created[0])
     elif context.path_ids:
         resource_id = str(list(context.path_ids.values())[-1])
+    elif owners.resource_id is not None:
+        resource_id = str(owners.resource_id)
     else:
         resource_id = None
     return AuditEvent(

@@ -1,16 +1,20 @@
 """Which requests the audit trail records, and the request hooks that record them.
 
-One table, ``AUDITED``, names every endpoint that reads or writes patient data, with its
-resource type and the action of each method; ``NOT_PATIENT_DATA`` names the areas that hold
-none (the directory, availability, slots, protocols). Any other ``/api/`` endpoint is
-audited too, by default, under its blueprint's name: an endpoint added later is recorded
-until someone classifies it, never silently skipped.
+Every route of the app is audited unless ``NOT_PATIENT_DATA`` names it: the safe default,
+so a route added later is recorded until someone decides it holds no patient data (and
+``tests/api/test_audit_coverage.py``, which walks the URL map, fails until that decision is
+written down there too). ``AUDITED`` gives the resource type and the action of each method of
+the routes known to hold patient data; any other route is recorded under its blueprint's
+name with the action its method implies. ``ONLY_FOR_A_PATIENT`` names the routes whose answer
+involves patient data only when a patient is concerned (a ``patient_id`` asked for, or a
+patient's own key): the others' requests leave no row.
 
-For an audited request the hooks open an ``AuditContext`` before the view runs; the write
-sessions add its row to the transaction of the change (``service.domain.audit.services``);
-after the answer, a request whose row was not written with a change (a read, a refusal, a
-failure) gets it in a small transaction of its own. If that row cannot be written, the
-answer is withheld (503): no patient data leaves unaudited.
+For an audited request the hooks open an ``AuditContext`` before the view runs (and before
+authentication, so 401s are recorded too); the write sessions add its row to the transaction
+of the change (``service.domain.audit.services``); after the answer, a request whose row was
+not written with a change (a read, a refusal, a failure) gets it in a small transaction of
+its own. If that row cannot be written, the answer is withheld (503): no patient data leaves
+unaudited.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from flask.blueprints import BlueprintSetupState
 
+from service.auth import request_id
 from service.domain.audit import services as audit
 from service.domain.audit.models import AuditAction, AuditOutcome
+from service.domain.calendar.services import hash_token
 from service.errors import problem
 from service.extensions import unit_of_work
 
@@ -74,35 +80,68 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "assessments.Alerts": ("alert", {"GET": READ}),
     "assessments.AlertAcknowledgement": ("alert", {"POST": UPDATE}),
     "audit.AuditEvents": ("audit_trail", {"GET": READ}),  # who looked at whose trail
+    # The FHIR facade: an Appointment names the patient and the treatment (service type).
+    "fhir.Appointments": ("appointment", {"GET": READ}),
+    "fhir.AppointmentById": ("appointment", {"GET": READ}),
+    # A patient's calendar feed tokens, and the feeds themselves (a patient's feed says when
+    # and where they are treated; a provider's lists bookings by id with their times).
+    "calendar.patient_calendar_tokens": ("calendar_token", {"GET": READ, "POST": CREATE}),
+    "calendar.patient_calendar_token": ("calendar_token", {"DELETE": DELETE}),
+    "calendar.calendar_feed": ("calendar_feed", {"GET": READ}),
+    # The changes feed: bookings with their patient, times and status.
+    "sync.BookingSync": ("booking_sync", {"GET": READ}),
+    # A delivery's payload: a booking (or a series' bookings) by id, its times and status.
+    "webhooks.WebhookDeliveryById": ("webhook_delivery", {"GET": READ}),
+    "webhooks.WebhookRedelivery": ("webhook_delivery", {"POST": CREATE}),
+    # Free slots: computed from the patient's own visits and eligibility when a patient is
+    # concerned (see ONLY_FOR_A_PATIENT); otherwise from providers' calendars only.
+    "slots.Slots": ("slot", {"GET": READ}),
+    "fhir.Slots": ("slot", {"GET": READ}),
 }
 
-# Blueprints (and single endpoints) without patient data: never audited. The calendar
-# feeds and the changes feed show when visits are, by id, without names or clinical words;
-# they are polled by integrations, and on SQLite a row per poll would queue every poll
-# behind the writer: they are left out until classified with their owners.
+# Routes that read patient data only for a patient's key or a ``patient_id`` asked for.
+ONLY_FOR_A_PATIENT = frozenset({"slots.Slots", "fhir.Slots"})
+
+# Endpoints that can neither return nor change patient data: never audited. Everything else
+# is (see the module's docstring). Keep tests/api/test_audit_coverage.py's list in step.
 NOT_PATIENT_DATA = frozenset({
-    "providers", "locations", "service-types", "availability", "slots", "health",
-    "api-docs", "docs_assets", "webhooks", "calendar", "sync", "series.Protocols",
+    # Documentation, problem types, Swagger UI assets, liveness and readiness.
+    "docs_assets.home", "docs_assets.swagger_asset", "docs_assets.problem_type",
+    "api-docs.openapi_json", "api-docs.openapi_swagger_ui",
+    "health.Liveness", "health.Readiness",
+    # The clinic's directory: providers, licenses, availability and time off, locations,
+    # service types, treatment protocols; FHIR Practitioner and Schedule are the same.
+    "providers.providers_collection", "providers.providers_item",
+    "providers.providers_deactivation", "providers.Licenses", "providers.LicenseById",
+    "providers.ExpiringLicenses",
+    "availability.Availability", "availability.TimeOffs", "availability.TimeOffById",
+    "locations.locations_collection", "locations.locations_item",
+    "locations.locations_deactivation",
+    "service-types.service_types_collection", "service-types.service_types_item",
+    "service-types.service_types_deactivation",
+    "series.Protocols",
+    "fhir.Practitioners", "fhir.PractitionerById", "fhir.Schedules", "fhir.ScheduleById",
+    # Every other FHIR path or method: always 404 or 405, nothing read.
+    "fhir.unsupported",
+    # A provider's own calendar feed tokens (label and dates; the feed itself is audited).
+    "calendar.provider_calendar_tokens", "calendar.provider_calendar_token",
+    # Webhook subscriptions (URL, events) and their delivery log (event type, status and
+    # attempt times, never the payload, which only a delivery's own page shows).
+    "webhooks.Webhooks", "webhooks.WebhookById", "webhooks.WebhookDeliveries",
 })
 
 DEFAULT_ACTIONS = {"GET": READ, "POST": CREATE, "PUT": UPDATE,
                    "PATCH": UPDATE, "DELETE": DELETE}
 
 
-def classify(endpoint: str | None, method: str, path: str) -> tuple[str, AuditAction] | None:
-    """(resource type, action) of an audited request; None when it is not audited."""
-    if endpoint is None or method == "OPTIONS" or not path.startswith("/api/"):
+def classify(endpoint: str | None, method: str) -> tuple[str, AuditAction] | None:
+    """(resource type, action) of an audited request; None when it is not audited (an
+    endpoint listed in ``NOT_PATIENT_DATA``, an OPTIONS request, or no route at all)."""
+    if endpoint is None or method == "OPTIONS" or endpoint in NOT_PATIENT_DATA:
         return None
     method = "GET" if method == "HEAD" else method  # the same view, the headers only
-    blueprint = endpoint.rsplit(".", 1)[0] if "." in endpoint else ""
-    if endpoint in NOT_PATIENT_DATA or blueprint in NOT_PATIENT_DATA:
-        return None
-    if endpoint in AUDITED:
-        resource, actions = AUDITED[endpoint]
-        action = actions.get(method)
-        return None if action is None else (resource, action)
-    action = DEFAULT_ACTIONS.get(method)
-    return None if action is None else (blueprint or endpoint, action)
+    resource, actions = AUDITED.get(endpoint, (endpoint.rsplit(".", 1)[0], {}))
+    return resource, actions.get(method) or DEFAULT_ACTIONS.get(method, READ)
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -122,8 +161,13 @@ def _path_ids() -> dict[str, uuid.UUID]:
     return dict(sorted(ids.items(), key=lambda item: rule.find(f":{item[0]}>")))
 
 
+def _reference(value: str | None) -> uuid.UUID | None:
+    """A patient id given as a bare id or a FHIR reference (``Patient/<id>``, a URL)."""
+    return _uuid(value.rstrip("/").rpartition("/")[2]) if value else None
+
+
 def _patient_hint() -> uuid.UUID | None:
-    hint = _uuid(request.args.get("patient_id"))
+    hint = _uuid(request.args.get("patient_id")) or _reference(request.args.get("patient"))
     if hint is None and request.method in ("POST", "PUT", "PATCH") and request.is_json:
         body = request.get_json(silent=True)
         if isinstance(body, dict):
@@ -131,29 +175,50 @@ def _patient_hint() -> uuid.UUID | None:
     return hint
 
 
+def _feed_token_hash() -> str | None:
+    """The hash of a calendar feed token in the path (the row names the token's record,
+    never the token)."""
+    token = (request.view_args or {}).get("token")
+    return hash_token(token) if isinstance(token, str) else None
+
+
 def current() -> audit.AuditContext | None:
-    """The open request's audit context, with the caller and the request id once
-    authentication knows them (None outside an audited request)."""
+    """The open request's audit context, with the caller once authentication knows them
+    (None outside an audited request)."""
     if not has_request_context():
         return None
     context: audit.AuditContext | None = g.get("audit")
     if context is not None and context.actor is None:
         context.actor = g.get("actor")
-        context.request_id = g.get("request_id") or context.request_id
     return context
 
 
 def begin() -> None:
     """Before the view (and before authentication): open the context of an audited request."""
-    classified = classify(request.endpoint, request.method, request.path)
+    classified = classify(request.endpoint, request.method)
     if classified is None:
         return
     resource, action = classified
     g.audit = audit.AuditContext(
         resource_type=resource, action=action, method=request.method,
-        request_id=g.get("request_id") or request.headers.get("X-Request-Id", "")[:64]
-        or uuid.uuid4().hex, client_address=(request.remote_addr or "")[:45] or None,
-        path_ids=_path_ids(), patient_hint=_patient_hint())
+        request_id=request_id(), client_address=(request.remote_addr or "")[:45] or None,
+        path_ids=_path_ids(), patient_hint=_patient_hint(),
+        feed_token_hash=_feed_token_hash())
+
+
+def _problem_code(response: Response) -> str | None:
+    """The stable code of an error answer: problem+json, or a FHIR OperationOutcome."""
+    body = response.get_json(silent=True) if response.is_json else None
+    if not isinstance(body, dict):
+        return None
+    if body.get("resourceType") == "OperationOutcome":
+        for issue in body.get("issue") or ():
+            for coding in (issue.get("details") or {}).get("coding") or ():
+                if coding.get("code"):
+                    return str(coding["code"])
+        return None
+    code = body.get("code")
+    return code if isinstance(code, str) else None
 
 
 def _outcome(response: Response) -> tuple[AuditOutcome, str | None]:
@@ -167,11 +232,15 @@ def _outcome(response: Response) -> tuple[AuditOutcome, str | None]:
     if status == 403:
         return AuditOutcome.FORBIDDEN, None
     if status == 404:
-        body = response.get_json(silent=True) if response.is_json else None
-        return AuditOutcome.NOT_FOUND, (body or {}).get("code")
+        return AuditOutcome.NOT_FOUND, _problem_code(response)
     if status >= 500:
         return AuditOutcome.ERROR, None
     return AuditOutcome.FAILED, None
+
+
+def _concerns_a_patient(context: audit.AuditContext) -> bool:
+    return context.patient_hint is not None or (
+        context.actor is not None and context.actor.patient_id is not None)
 
 
 def finish(response: Response) -> Response:
@@ -179,7 +248,8 @@ def finish(response: Response) -> Response:
     context = current()
     if context is None or context.recorded:
         return response
-    context.request_id = g.get("request_id") or context.request_id
+    if request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
+        return response
     outcome, missing = _outcome(response)
     try:
         audit.record(unit_of_work(), context, outcome, missing=missing)
