@@ -106,7 +106,7 @@ class TaskPolicy(Policy):
         return query
 
     def can_see(self, actor: Actor, record: Any) -> bool:
-        return actor.role is not Role.PROVIDER or record.provider_id == actor.provider_id
+        return acts_for_provider(actor, record.provider_id)
 
 
 policy = ConsultationPolicy()

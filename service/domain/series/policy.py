@@ -78,8 +78,7 @@ class SeriesPolicy(Policy):
 
     def check_remaining(self, actor: Actor, remaining: Iterable[Booking]) -> None:
         """A provider cancels a series only when every remaining session is its own."""
-        if actor.role is Role.PROVIDER and any(b.provider_id != actor.provider_id
-                                               for b in remaining):
+        if not all(acts_for_provider(actor, b.provider_id) for b in remaining):
             raise Forbidden("Some remaining sessions are with another provider; the clinic "
                             "cancels the series.", code="forbidden")
 
