@@ -1,7 +1,8 @@
 """Authentication (``Authorization: Bearer <api key>``) and role checks for every API call.
 
 The key is checked once per request, before the view; the resulting ``Actor`` is what the
-domain's use cases receive to scope what the caller may see.
+domain's use cases receive to scope what the caller may see. Which roles may call a view is
+not decided here: ``authorize`` asks the area's policy (``service/domain/<area>/policy.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any, TypeVar
 from flask import Flask, g, request
 
 from service.domain.access import services as keys
-from service.domain.access.actor import Actor, Role
-from service.domain.errors import Forbidden, Unauthenticated
+from service.domain.access.actor import Actor
+from service.domain.access.policy import Policy
+from service.domain.errors import Unauthenticated
 from service.extensions import unit_of_work
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,9 +74,14 @@ def _request_id_header(response):  # type: ignore[no-untyped-def]
     return response
 
 
-def requires(*roles: Role) -> Callable[[F], F]:
-    """Allow only these roles to call the decorated view method."""
-    allowed = frozenset(roles)
+def authorize(policy: Policy, action: str) -> Callable[[F], F]:
+    """Let the decorated view method run only for the roles ``policy`` allows ``action``.
+
+    The roles come from the area's policy (``service/domain/<area>/policy.py``), also for the
+    operation's OpenAPI description ("Roles: ..."); a route test checks every route names
+    its action or is public on purpose.
+    """
+    allowed = policy.roles(action)  # an unknown action fails at import time
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
@@ -82,9 +89,7 @@ def requires(*roles: Role) -> Callable[[F], F]:
             actor: Actor | None = getattr(g, "actor", None)
             if actor is None:
                 raise Unauthenticated("Authentication required.", code="unauthenticated")
-            if actor.role not in allowed:
-                raise Forbidden(f"The {actor.role.value} role may not do this.",
-                                code="forbidden", allowed_roles=sorted(allowed))
+            policy.require(actor, action)
             return view(*args, **kwargs)
 
         # Document the answers every authenticated operation may give (as alt_response does).
@@ -94,13 +99,10 @@ def requires(*roles: Role) -> Callable[[F], F]:
         responses.setdefault(403, ["FORBIDDEN"])
         roles_text = ", ".join(sorted(r.value for r in allowed))
         wrapper.__doc__ = f"{(view.__doc__ or '').rstrip()}\n\nRoles: {roles_text}."
+        wrapper.policy_action = (policy, action)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
-
-
-ALL_ROLES = tuple(Role)
-STAFF = (Role.ADMIN, Role.STAFF)
 
 
 def init_app(app: Flask) -> None:

@@ -11,8 +11,8 @@ from flask import request
 from flask.views import MethodView
 from werkzeug.exceptions import PreconditionRequired
 
-from service.auth import requires
-from service.domain.access.actor import Role
+from service.auth import authorize
+from service.domain.access.policy import Policy
 from service.domain.errors import PreconditionFailed
 from service.domain.records import Page, Record
 from service.extensions import Blueprint, current_actor, unit_of_work
@@ -79,24 +79,21 @@ class Catalog:
     deactivate: Callable[..., Any]
 
 
-def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_schema: type,
-                     query_schema: type, readers: tuple[Role, ...],
-                     writers: tuple[Role, ...], creators: tuple[Role, ...] | None = None,
-                     updaters: tuple[Role, ...] | None = None) -> None:
+def register_catalog(blp: Blueprint, catalog: Catalog, *, policy: Policy, schema: type,
+                     update_schema: type, query_schema: type) -> None:
     """Register ``/<plural>``, ``/<plural>/<id>`` and ``/<plural>/<id>/deactivate``.
 
-    Each view parses, authorizes by role, calls one use case and returns its result; the use
-    cases scope records to the caller (a record the caller may not see is "not found").
+    Each view parses, asks ``policy`` (actions ``list``, ``read``, ``create``, ``update``,
+    ``deactivate``), calls one use case and returns its result; the use cases scope records
+    to the caller (a record the caller may not see is "not found").
     """
     noun, plural, id_name = catalog.noun, catalog.plural, catalog.id_name
-    creators = creators or writers
-    updaters = updaters or writers
 
     class Collection(MethodView):
         @blp.arguments(query_schema, location="query")
         @blp.response(200, schema(many=True))
         @blp.paginate()
-        @requires(*readers)
+        @authorize(policy, "list")
         def get(self, args, pagination_parameters):
             return paged(catalog.list, pagination_parameters, **args)
 
@@ -104,7 +101,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
         @blp.arguments(schema)
         @blp.response(201, schema, headers={**ETAG_HEADER, **LOCATION_HEADER})
         @blp.alt_response(409, response="CONFLICT")
-        @requires(*creators)
+        @authorize(policy, "create")
         def post(self, data):
             record = catalog.create(unit_of_work(), current_actor(), **data)
             return record, 201, {**etag(record),
@@ -113,7 +110,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
     class Item(MethodView):
         @blp.response(200, schema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
-        @requires(*readers)
+        @authorize(policy, "read")
         def get(self, **ids):
             record = catalog.get(unit_of_work(read_only=True), current_actor(), ids[id_name])
             return record, etag(record)
@@ -125,7 +122,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
         @blp.alt_response(412, response="PRECONDITION_FAILED")
         @blp.alt_response(428, response="PRECONDITION_REQUIRED")
         @blp.doc(parameters=[IF_MATCH])
-        @requires(*updaters)
+        @authorize(policy, "update")
         def patch(self, changes, **ids):
             record = catalog.update(unit_of_work(), current_actor(), ids[id_name],
                                     expected_version=expected_version(), changes=changes)
@@ -135,20 +132,20 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
         @idempotent
         @blp.response(200, schema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
-        @requires(*writers)
+        @authorize(policy, "deactivate")
         def post(self, **ids):
             record = catalog.deactivate(unit_of_work(), current_actor(), ids[id_name])
             return record, etag(record)
 
     title = noun[0].upper() + noun[1:]
-    Collection.get.__doc__ = f"List {plural}\n\nRoles: {_roles(readers)}."
-    Collection.post.__doc__ = f"Add a {noun}\n\nRoles: {_roles(creators)}."
-    Item.get.__doc__ = f"Get a {noun}\n\nRoles: {_roles(readers)}."
+    Collection.get.__doc__ = f"List {plural}\n\nRoles: {roles(policy, 'list')}."
+    Collection.post.__doc__ = f"Add a {noun}\n\nRoles: {roles(policy, 'create')}."
+    Item.get.__doc__ = f"Get a {noun}\n\nRoles: {roles(policy, 'read')}."
     Item.patch.__doc__ = (f"Update a {noun} (send If-Match with its ETag)\n\n"
-                          f"Roles: {_roles(updaters)}.")
+                          f"Roles: {roles(policy, 'update')}.")
     Deactivation.post.__doc__ = (f"Deactivate a {noun}\n\n{title} records are kept for "
                                  f"history; a deactivated one offers no new bookings. "
-                                 f"Roles: {_roles(writers)}.")
+                                 f"Roles: {roles(policy, 'deactivate')}.")
     name = plural.replace("-", "_")
     Collection.__name__, Item.__name__ = f"{title}s", f"{title}ById"
     path = f"/{plural}"
@@ -158,5 +155,6 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
     blp.route(f"{item_path}/deactivate", endpoint=f"{name}_deactivation")(Deactivation)
 
 
-def _roles(roles: tuple[Role, ...]) -> str:
-    return ", ".join(role.value for role in roles)
+def roles(policy: Policy, action: str) -> str:
+    """The roles ``policy`` allows ``action``, in the order it declares them (for a doc)."""
+    return ", ".join(role.value for role in policy.roles(action))

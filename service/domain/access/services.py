@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from service.db import utcnow
+from service.domain.access import policy
 from service.domain.access.actor import Actor, Role
 from service.domain.access.models import ApiKey
 from service.domain.errors import InvalidInput, NotFound, Unauthenticated
@@ -46,14 +47,7 @@ def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
               key: str | None = None) -> IssuedKey:
     """Create a key. ``key`` lets the demo seed install its documented local-only keys."""
     role = Role(role)
-    if role is Role.PROVIDER and provider_id is None:
-        raise InvalidInput("A provider key must be bound to a provider.", code="key_binding")
-    if role is Role.PATIENT and patient_id is None:
-        raise InvalidInput("A patient key must be bound to a patient.", code="key_binding")
-    if role not in (Role.PROVIDER,) and provider_id is not None:
-        raise InvalidInput("Only a provider key is bound to a provider.", code="key_binding")
-    if role not in (Role.PATIENT,) and patient_id is not None:
-        raise InvalidInput("Only a patient key is bound to a patient.", code="key_binding")
+    policy.keys.check_binding(role, provider_id=provider_id, patient_id=patient_id)
     with uow:
         if provider_id is not None and uow.session.get(Provider, provider_id) is None:
             raise NotFound("No such provider.", code="provider_not_found")

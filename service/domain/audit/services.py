@@ -26,13 +26,14 @@ from datetime import datetime
 from sqlalchemy import Select, event, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.audit.models import (
     DENIED_OUTCOMES,
     AuditAction,
     AuditEvent,
     AuditOutcome,
 )
+from service.domain.audit.policy import policy
 from service.domain.bookings.models import Booking, IdempotencyRecord
 from service.domain.calendar.models import (
     CalendarFeedToken,
@@ -49,7 +50,6 @@ from service.domain.consultations.models import (
     Task,
     VitalSign,
 )
-from service.domain.errors import Forbidden
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
 from service.domain.reminders.models import Reminder
@@ -294,8 +294,7 @@ def list_events(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
                 until: datetime | None = None, resource_type: str | None = None,
                 key_id: uuid.UUID | None = None) -> Page[AuditEvent]:
     """The trail, newest first (admins only)."""
-    if actor.role is not Role.ADMIN:
-        raise Forbidden("Only an admin reads the audit trail.", code="forbidden")
+    policy.require(actor, "read")
     query = select(AuditEvent)
     if patient_id is not None:
         query = query.where(AuditEvent.patient_id == patient_id)

@@ -20,9 +20,10 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import DateTime, select, type_coerce
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.availability.policy import policy
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.errors import InvalidInput, NotFound
@@ -306,8 +307,7 @@ def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID
     the location's zone, else the clinic's. A patient searches for themselves: their own
     bookings count as busy, and their home state is the default telehealth location.
     """
-    if actor.role is Role.PATIENT:
-        patient_id = actor.patient_id
+    patient_id = policy.searching_for(actor, patient_id)
     with uow:
         service_type = uow.session.get(ServiceType, service_type_id)
         if service_type is None:

@@ -2,8 +2,8 @@
 
 Weekly hours and overrides are local wall-clock hours at a location; a provider cannot be in
 two places at once, so no two of their windows on the same weekday (or the same date) may
-overlap, whatever the locations. A provider key manages only its own provider's schedule;
-for any other provider it gets "not found".
+overlap, whatever the locations. Who sees and changes which schedule is the availability
+policy's to say (a provider key: only its own; any other provider is "not found").
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.availability import slots
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.availability.policy import policy
 from service.domain.clinic.models import Location
-from service.domain.errors import Forbidden, InvalidInput, NotFound
+from service.domain.errors import InvalidInput, NotFound
 from service.domain.providers.models import Provider
 from service.domain.records import Page, get_or_raise, paginate
 from service.domain.time import to_utc
@@ -88,21 +89,6 @@ class Availability:
                 for o in self.overrides if o.location_id == location_id]
 
 
-# Who may see and change a schedule ---------------------------------------------------------
-
-
-def _check_may_read(actor: Actor, provider_id: uuid.UUID) -> None:
-    if actor.role is Role.PROVIDER and actor.provider_id != provider_id:
-        raise NotFound("No provider with this id.", code="provider_not_found")
-
-
-def _check_may_change(actor: Actor, provider_id: uuid.UUID) -> None:
-    _check_may_read(actor, provider_id)
-    if not (actor.is_clinic_staff or actor.role is Role.PROVIDER):
-        raise Forbidden("Only clinic staff and the provider change a provider's schedule.",
-                        code="forbidden")
-
-
 def _provider(uow: UnitOfWork, provider_id: uuid.UUID, *, lock: bool = False) -> Provider:
     if not lock:
         return get_or_raise(uow.session, Provider, provider_id, code="provider_not_found",
@@ -163,7 +149,7 @@ def time_off_overlapping(uow: UnitOfWork, provider_id: uuid.UUID, start: datetim
 def get_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
                      today: date) -> Availability:
     """The provider's weekly hours and its date overrides from today onwards."""
-    _check_may_read(actor, provider_id)
+    policy.check_schedule(actor, provider_id, "read")
     with uow:
         _provider(uow, provider_id)
         return find_availability(uow, provider_id, since=today)
@@ -249,7 +235,7 @@ def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, 
     hours: [{start, end}]}``, where no hours means not working there that day. Past
     overrides are kept as history.
     """
-    _check_may_change(actor, provider_id)
+    policy.check_schedule(actor, provider_id, "change")
     _check_weekly(weekly)
     _check_overrides(overrides, today)
     with uow:
@@ -281,8 +267,8 @@ def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, 
 def list_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *, page: int,
                   page_size: int, ends_after: datetime | None = None) -> Page[TimeOff]:
     """The provider's time off, earliest first (only what ends after ``ends_after``)."""
-    _check_may_read(actor, provider_id)
-    query = (select(TimeOff).where(TimeOff.provider_id == provider_id)
+    policy.check_schedule(actor, provider_id, "read_time_off")
+    query = (policy.visible(actor, select(TimeOff)).where(TimeOff.provider_id == provider_id)
              .order_by(TimeOff.starts_at, TimeOff.id))
     if ends_after is not None:
         query = query.where(TimeOff.ends_at > ends_after)
@@ -302,7 +288,7 @@ def _time_off(uow: UnitOfWork, provider_id: uuid.UUID, time_off_id: uuid.UUID) -
 
 def get_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
                  time_off_id: uuid.UUID) -> TimeOff:
-    _check_may_read(actor, provider_id)
+    policy.check_schedule(actor, provider_id, "read_time_off")
     with uow:
         return _time_off(uow, provider_id, time_off_id)
 
@@ -311,7 +297,7 @@ def add_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
                  starts_at: datetime, ends_at: datetime, reason: str | None = None
                  ) -> TimeOff:
     """Block ``[starts_at, ends_at)`` for the provider (vacation, training, ...)."""
-    _check_may_change(actor, provider_id)
+    policy.check_schedule(actor, provider_id, "change")
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise InvalidInput("Give times with an offset.", code="invalid_input")
     if not starts_at < ends_at:
@@ -330,7 +316,7 @@ def add_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
 
 def remove_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
                     time_off_id: uuid.UUID) -> None:
-    _check_may_change(actor, provider_id)
+    policy.check_schedule(actor, provider_id, "change")
     with uow:
         uow.session.delete(_time_off(uow, provider_id, time_off_id))
         uow.commit()

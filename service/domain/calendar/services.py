@@ -23,13 +23,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.db import utcnow
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar import ics, sync, webhooks
 from service.domain.calendar.models import CalendarFeedToken
+from service.domain.calendar.policy import policy
 from service.domain.clinic.models import Location, LocationKind
-from service.domain.errors import Forbidden, NotFound
+from service.domain.errors import NotFound
 from service.domain.patients.services import find_patient
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
@@ -84,20 +85,13 @@ def hash_token(token: str) -> str:
 
 
 def _check_owner(uow: UnitOfWork, actor: Actor, owner: FeedOwner) -> None:
-    """Staff manage every feed; a provider their own; a patient their own."""
+    """The owner must exist and be visible (else "not found"); then the calendar policy."""
     if owner.provider_id is not None:
         if uow.session.get(Provider, owner.provider_id) is None:
             raise NotFound("No provider with this id.", code="provider_not_found")
-        if actor.is_clinic_staff:
-            return
-        if actor.role is Role.PROVIDER and actor.provider_id == owner.provider_id:
-            return
-        raise Forbidden("A provider manages only their own calendar feeds.", code="forbidden")
-    assert owner.patient_id is not None
-    find_patient(uow, actor, owner.patient_id)  # not visible: patient_not_found
-    if not (actor.is_clinic_staff or actor.role is Role.PATIENT):
-        raise Forbidden("Only the patient or clinic staff manage a patient's calendar feeds.",
-                        code="forbidden")
+    else:
+        find_patient(uow, actor, owner.patient_id)  # not visible: patient_not_found
+    policy.check_owner(actor, owner)
 
 
 def _owned(query, owner: FeedOwner):  # type: ignore[no-untyped-def]
@@ -123,7 +117,7 @@ def list_feed_tokens(uow: UnitOfWork, actor: Actor, owner: FeedOwner, *, page: i
                      page_size: int) -> Page[CalendarFeedToken]:
     with uow:
         _check_owner(uow, actor, owner)
-        query = _owned(select(CalendarFeedToken), owner).order_by(
+        query = _owned(policy.visible(actor, select(CalendarFeedToken)), owner).order_by(
             CalendarFeedToken.created_at, CalendarFeedToken.id)
         return paginate(uow.session, query, page=page, page_size=page_size)
 
@@ -133,8 +127,9 @@ def revoke_feed_token(uow: UnitOfWork, actor: Actor, owner: FeedOwner, token_id:
     """Revoke a token at once (its feed answers 404 from now on); revoking twice is fine."""
     with uow:
         _check_owner(uow, actor, owner)
-        record = uow.session.scalar(_owned(select(CalendarFeedToken), owner).where(
-            CalendarFeedToken.id == token_id).with_for_update())
+        tokens = _owned(policy.visible(actor, select(CalendarFeedToken)), owner)
+        record = uow.session.scalar(
+            tokens.where(CalendarFeedToken.id == token_id).with_for_update())
         if record is None:
             raise NotFound("No calendar feed token with this id.",
                            code="calendar_token_not_found")

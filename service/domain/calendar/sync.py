@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from service.domain.access.actor import Actor
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.bookings.services import visible_bookings
+from service.domain.bookings.policy import policy as booking_policy
 from service.domain.calendar.models import BookingChange, SyncCounter
 from service.domain.errors import Gone, InvalidInput
 from service.uow import UnitOfWork
@@ -185,7 +185,7 @@ def sync_bookings(uow: UnitOfWork, actor: Actor, *, now: datetime, retention: ti
                           patient_id=patient_id)
 
     def scoped(query):  # type: ignore[no-untyped-def]
-        query = visible_bookings(actor, query)
+        query = booking_policy.visible(actor, query)
         if token.provider_id is not None:
             query = query.where(Booking.provider_id == token.provider_id)
         if token.patient_id is not None:

@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.bookings.models import Booking
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
@@ -50,6 +50,7 @@ from service.domain.calendar.models import (
 )
 from service.domain.errors import InvalidInput, InvalidState, NotFound
 from service.domain.records import Page, apply_changes, paginate
+from service.domain.webhooks.policy import policy
 from service.uow import UnitOfWork
 
 API_VERSION = "v1"
@@ -213,25 +214,9 @@ class CreatedSubscription:
         return getattr(self.record, name)
 
 
-def visible_subscriptions(actor: Actor, query: Select) -> Select:
-    """Clinic staff see every subscription; an integration key sees the ones it made."""
-    if actor.is_clinic_staff:
-        return query
-    if actor.role is Role.INTEGRATION:
-        return query.where(WebhookSubscription.created_by_key_id == actor.key_id)
-    return query.where(WebhookSubscription.id.is_(None))
-
-
 def _subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *,
                   lock: bool = False) -> WebhookSubscription:
-    query = visible_subscriptions(actor, select(WebhookSubscription)).where(
-        WebhookSubscription.id == subscription_id)
-    if lock:
-        query = query.with_for_update()
-    record = uow.session.scalar(query)
-    if record is None:
-        raise NotFound("No webhook subscription with this id.", code="webhook_not_found")
-    return record
+    return policy.load(uow.session, actor, subscription_id, lock=lock)
 
 
 def _events(events: list[str]) -> list[str]:
@@ -259,7 +244,7 @@ def create_subscription(uow: UnitOfWork, actor: Actor, *, url: str, events: list
 
 def list_subscriptions(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
                        active: bool | None = None) -> Page[WebhookSubscription]:
-    query = visible_subscriptions(actor, select(WebhookSubscription)).order_by(
+    query = policy.visible(actor, select(WebhookSubscription)).order_by(
         WebhookSubscription.created_at, WebhookSubscription.id)
     if active is not None:
         query = query.where(WebhookSubscription.active.is_(active))

@@ -23,10 +23,10 @@ from sqlalchemy import func, select
 from service.domain.access.actor import Actor
 from service.domain.availability.search import OfferedSlot, find_open_slots
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.bookings.services import visible_bookings
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import DomainError, NotFound
 from service.domain.fhir import mapping
+from service.domain.fhir.policy import policy
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
 from service.uow import UnitOfWork
@@ -149,9 +149,9 @@ class AppointmentRow:
 
 
 def _appointments_query(actor: Actor):  # type: ignore[no-untyped-def]
-    return visible_bookings(actor, select(Booking, ServiceType, Location)
-                            .join(ServiceType, ServiceType.id == Booking.service_type_id)
-                            .join(Location, Location.id == Booking.location_id))
+    return policy.visible(actor, select(Booking, ServiceType, Location)
+                          .join(ServiceType, ServiceType.id == Booking.service_type_id)
+                          .join(Location, Location.id == Booking.location_id))
 
 
 def search_appointments(uow: UnitOfWork, actor: Actor, *, zone: str, page: int, count: int,

@@ -24,7 +24,7 @@ from service.db import utcnow
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.bookings.services import get_booking
+from service.domain.bookings.policy import policy as booking_policy
 from service.domain.clinic.models import ServiceType
 from service.domain.errors import Conflict, NotFound
 from service.domain.patients.models import Patient
@@ -115,10 +115,10 @@ def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
 def list_booking_reminders(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                            page: int, page_size: int) -> Page[Reminder]:
     """A booking's reminders, for whoever may see the booking (others: booking_not_found)."""
-    booking = get_booking(uow, actor, booking_id)
-    query = (select(Reminder).where(Reminder.booking_id == booking.id)
-             .order_by(Reminder.plan_version, Reminder.due_at, Reminder.kind))
     with uow:
+        booking = booking_policy.load(uow.session, actor, booking_id)
+        query = (select(Reminder).where(Reminder.booking_id == booking.id)
+                 .order_by(Reminder.plan_version, Reminder.due_at, Reminder.kind))
         return paginate(uow.session, query, page=page, page_size=page_size)
 
 

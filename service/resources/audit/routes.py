@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from service.auth import requires
-from service.domain.access.actor import Role
+from service.auth import authorize
 from service.domain.audit import services
+from service.domain.audit.policy import policy
 from service.domain.errors import InvalidInput
 from service.extensions import Blueprint
 from service.resources.audit import trail
@@ -33,7 +33,7 @@ class AuditEvents(MethodView):
     @blp.arguments(AuditQueryArgsSchema, location="query")
     @blp.response(200, AuditEventSchema(many=True))
     @blp.paginate()
-    @requires(Role.ADMIN)
+    @authorize(policy, "read")
     def get(self, args, pagination_parameters):
         """Read the audit trail, newest first (filter by patient and time)"""
         since, until = args.get("since"), args.get("until")

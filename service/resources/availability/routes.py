@@ -6,9 +6,9 @@ import uuid
 
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, STAFF, requires
-from service.domain.access.actor import Role
+from service.auth import authorize
 from service.domain.availability import services
+from service.domain.availability.policy import policy
 from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.availability.schemas import (
     AvailabilitySchema,
@@ -23,15 +23,11 @@ blp = Blueprint("availability", __name__, url_prefix="/api/v1",
                             "times in the location's zone), date overrides and time off. A "
                             "provider key manages only its own schedule; others get 404.")
 
-SCHEDULERS = (*STAFF, Role.PROVIDER)
-TIME_OFF_READERS = (*STAFF, Role.PROVIDER, Role.INTEGRATION)
-
-
 @blp.route("/providers/<uuid:provider_id>/availability")
 class Availability(MethodView):
     @blp.response(200, AvailabilitySchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read")
     def get(self, provider_id: uuid.UUID):
         """Get a provider's weekly hours and its date overrides from today on"""
         return services.get_availability(unit_of_work(read_only=True), current_actor(),
@@ -40,7 +36,7 @@ class Availability(MethodView):
     @blp.arguments(AvailabilitySchema)
     @blp.response(200, AvailabilitySchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*SCHEDULERS)
+    @authorize(policy, "change")
     def put(self, schedule, provider_id: uuid.UUID):
         """Replace a provider's whole schedule: all weekly hours and all overrides from today
 
@@ -59,7 +55,7 @@ class TimeOffs(MethodView):
     @blp.response(200, TimeOffSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
-    @requires(*TIME_OFF_READERS)
+    @authorize(policy, "read_time_off")
     def get(self, args, provider_id: uuid.UUID, pagination_parameters):
         """List a provider's time off, earliest first"""
         return paged(services.list_time_off, pagination_parameters, provider_id,
@@ -69,7 +65,7 @@ class TimeOffs(MethodView):
     @blp.arguments(TimeOffSchema)
     @blp.response(201, TimeOffSchema, headers=LOCATION_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*SCHEDULERS)
+    @authorize(policy, "change")
     def post(self, data, provider_id: uuid.UUID):
         """Block time off for a provider (vacation, training; at most 366 days)"""
         record = services.add_time_off(unit_of_work(), current_actor(), provider_id, **data)
@@ -81,7 +77,7 @@ class TimeOffs(MethodView):
 class TimeOffById(MethodView):
     @blp.response(200, TimeOffSchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*TIME_OFF_READERS)
+    @authorize(policy, "read_time_off")
     def get(self, provider_id: uuid.UUID, time_off_id: uuid.UUID):
         """Get one time off"""
         return services.get_time_off(unit_of_work(read_only=True), current_actor(),
@@ -89,7 +85,7 @@ class TimeOffById(MethodView):
 
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*SCHEDULERS)
+    @authorize(policy, "change")
     def delete(self, provider_id: uuid.UUID, time_off_id: uuid.UUID):
         """Remove a time off"""
         services.remove_time_off(unit_of_work(), current_actor(), provider_id, time_off_id)

@@ -6,9 +6,10 @@ import uuid
 
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, requires
+from service.auth import authorize
 from service.db import utcnow
 from service.domain.bookings import services
+from service.domain.bookings.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.schemas import (
     BookingCreateSchema,
@@ -48,7 +49,7 @@ class Bookings(MethodView):
     @blp.arguments(BookingQueryArgsSchema, location="query")
     @blp.response(200, BookingSchema(many=True))
     @blp.paginate()
-    @requires(*ALL_ROLES)
+    @authorize(policy, "list")
     def get(self, args, pagination_parameters):
         """List bookings (patients and providers see only their own)"""
         return paged(services.list_bookings, pagination_parameters, **args)
@@ -58,7 +59,7 @@ class Bookings(MethodView):
     @blp.response(201, BookingSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", example=CONFLICT_EXAMPLE)
-    @requires(*ALL_ROLES)
+    @authorize(policy, "create")
     def post(self, data):
         """Book a visit (every slot rule is re-checked)"""
         booking = services.create_booking(unit_of_work(), current_actor(),
@@ -70,7 +71,7 @@ class Bookings(MethodView):
 class BookingById(MethodView):
     @blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read")
     def get(self, booking_id: uuid.UUID):
         """Get a booking"""
         booking = services.get_booking(unit_of_work(read_only=True), current_actor(),
@@ -88,7 +89,7 @@ class BookingReschedule(MethodView):
     @blp.alt_response(412, response="PRECONDITION_FAILED")
     @blp.alt_response(428, response="PRECONDITION_REQUIRED")
     @blp.doc(parameters=[IF_MATCH])
-    @requires(*ALL_ROLES)
+    @authorize(policy, "reschedule")
     def post(self, data, booking_id: uuid.UUID):
         """Move a booking to a new start (send If-Match)"""
         booking = services.reschedule_booking(
@@ -105,7 +106,7 @@ class BookingCancellation(MethodView):
     @blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "change_status")
     def post(self, data, booking_id: uuid.UUID):
         """Cancel a booking (a reason is required; late cancellations are marked)"""
         booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
@@ -119,7 +120,7 @@ def _transition_view(action: str, summary: str) -> type[MethodView]:
         @blp.response(200, BookingSchema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @blp.alt_response(409, response="CONFLICT")
-        @requires(*ALL_ROLES)
+        @authorize(policy, "change_status")
         def post(self, booking_id: uuid.UUID):
             booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
                                                   action, now=utcnow())

@@ -10,10 +10,10 @@ import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, STAFF, requires
+from service.auth import authorize
 from service.db import utcnow
-from service.domain.access.actor import Role
 from service.domain.calendar import services, sync
+from service.domain.calendar.policy import policy
 from service.domain.calendar.services import FeedOwner
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.calendar.schemas import (
@@ -53,9 +53,11 @@ def _issued(issued: services.IssuedFeedToken) -> dict[str, Any]:
             "token": issued.token, "feed_url": url}
 
 
-def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
+def _register_tokens(kind: str, who: str) -> None:
     """``/<kind>s/<id>/calendar-tokens`` (list, create) and ``.../<token_id>`` (revoke)."""
     id_name = f"{kind}_id"
+    action = f"manage_{kind}_feeds"
+    roles = ", ".join(r.value for r in policy.roles(action))
 
     def owner(ids: dict[str, uuid.UUID]) -> FeedOwner:
         return FeedOwner(**{id_name: ids[id_name]})
@@ -64,7 +66,7 @@ def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
         @blp.response(200, CalendarTokenSchema(many=True))
         @blp.alt_response(404, response="NOT_FOUND")
         @blp.paginate()
-        @requires(*roles)
+        @authorize(policy, action)
         def get(self, pagination_parameters, **ids: uuid.UUID):
             return paged(services.list_feed_tokens, pagination_parameters, owner(ids))
 
@@ -72,7 +74,7 @@ def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
         @blp.arguments(CalendarTokenCreateSchema)
         @blp.response(201, IssuedCalendarTokenSchema)
         @blp.alt_response(404, response="NOT_FOUND")
-        @requires(*roles)
+        @authorize(policy, action)
         def post(self, data, **ids: uuid.UUID):
             issued = services.create_feed_token(unit_of_work(), current_actor(), owner(ids),
                                                 label=data["label"], now=utcnow())
@@ -81,20 +83,20 @@ def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
     class TokenById(MethodView):
         @blp.response(204)
         @blp.alt_response(404, response="NOT_FOUND")
-        @requires(*roles)
+        @authorize(policy, action)
         def delete(self, token_id: uuid.UUID, **ids: uuid.UUID):
             services.revoke_feed_token(unit_of_work(), current_actor(), owner(ids), token_id,
                                        now=utcnow())
 
     Tokens.get.__doc__ = (f"List {who} calendar feed tokens (never the tokens themselves)"
-                          f"\n\nRoles: {', '.join(r.value for r in roles)}.")
+                          f"\n\nRoles: {roles}.")
     Tokens.post.__doc__ = (f"Create a calendar feed token for {who} visits\n\nThe token and "
                            "the feed URL are shown once; the service keeps only a hash. "
                            "Anyone holding the URL reads the feed. An Idempotency-Key "
                            "replay (same API key, 24 hours) shows the same answer again."
-                           f"\n\nRoles: {', '.join(r.value for r in roles)}.")
+                           f"\n\nRoles: {roles}.")
     TokenById.delete.__doc__ = ("Revoke a calendar feed token (its URL answers 404 at once)"
-                                f"\n\nRoles: {', '.join(r.value for r in roles)}.")
+                                f"\n\nRoles: {roles}.")
     Tokens.__name__ = f"{kind.title()}CalendarTokens"
     TokenById.__name__ = f"{kind.title()}CalendarTokenById"
     base = f"/{kind}s/<uuid:{id_name}>/calendar-tokens"
@@ -102,8 +104,8 @@ def _register_tokens(kind: str, roles: tuple[Role, ...], who: str) -> None:
     blp.route(f"{base}/<uuid:token_id>", endpoint=f"{kind}_calendar_token")(TokenById)
 
 
-_register_tokens("provider", (*STAFF, Role.PROVIDER), "a provider's")
-_register_tokens("patient", (*STAFF, Role.PATIENT), "a patient's")
+_register_tokens("provider", "a provider's")
+_register_tokens("patient", "a patient's")
 
 
 FEED_RESPONSES = {
@@ -150,7 +152,7 @@ class BookingSync(MethodView):
     @sync_blp.response(200, SyncPageSchema)
     @sync_blp.alt_response(410, response="GONE")
     @sync_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "sync_bookings")
     def get(self, args):
         """Sync bookings: everything, then only what changed (sync tokens)
 

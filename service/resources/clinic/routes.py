@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.auth import ALL_ROLES, STAFF
 from service.domain.clinic import services
+from service.domain.clinic.policy import locations, service_types
 from service.extensions import Blueprint
 from service.resources.clinic.schemas import (
     LocationQueryArgsSchema,
@@ -30,8 +30,8 @@ register_catalog(
             list=services.list_locations, get=services.get_location,
             create=services.create_location, update=services.update_location,
             deactivate=services.deactivate_location),
-    schema=LocationSchema, update_schema=LocationUpdateSchema,
-    query_schema=LocationQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
+    policy=locations, schema=LocationSchema, update_schema=LocationUpdateSchema,
+    query_schema=LocationQueryArgsSchema,
 )
 
 register_catalog(
@@ -40,6 +40,6 @@ register_catalog(
             list=services.list_service_types, get=services.get_service_type,
             create=services.create_service_type, update=services.update_service_type,
             deactivate=services.deactivate_service_type),
-    schema=ServiceTypeSchema, update_schema=ServiceTypeUpdateSchema,
-    query_schema=ServiceTypeQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
+    policy=service_types, schema=ServiceTypeSchema, update_schema=ServiceTypeUpdateSchema,
+    query_schema=ServiceTypeQueryArgsSchema,
 )

@@ -17,11 +17,11 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 
-from service.auth import STAFF, requires
+from service.auth import authorize
 from service.config import Settings
 from service.db import utcnow
-from service.domain.access.actor import Role
 from service.domain.consultations import services
+from service.domain.consultations.policy import alerts, policy, tasks
 from service.domain.consultations.vitals import Threshold
 from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.bookings.schemas import BookingSchema
@@ -54,9 +54,6 @@ from service.resources.consultations.schemas import (
     VitalSignSchema,
 )
 from service.resources.idempotency import idempotent
-
-CLINICAL = (*STAFF, Role.PROVIDER)
-CLINICAL_AND_PATIENT = (*CLINICAL, Role.PATIENT)
 
 consultations_blp = Blueprint(
     "consultations", __name__, url_prefix="/api/v1",
@@ -99,7 +96,7 @@ def _telehealth_settings() -> dict[str, object]:
 class BookingScreening(MethodView):
     @consultations_blp.response(200, ScreeningSchema, headers=ETAG_HEADER)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
-    @requires(*CLINICAL)
+    @authorize(policy, "read_screening")
     def get(self, booking_id: uuid.UUID):
         """Get a consultation's intake screening"""
         screening = services.get_screening(unit_of_work(read_only=True), current_actor(),
@@ -111,7 +108,7 @@ class BookingScreening(MethodView):
     @consultations_blp.response(201, ScreeningSchema, headers=ETAG_HEADER)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "record_screening")
     def post(self, data, booking_id: uuid.UUID):
         """Record a consultation's intake screening
 
@@ -130,7 +127,7 @@ class BookingScreening(MethodView):
     @consultations_blp.alt_response(412, response="PRECONDITION_FAILED")
     @consultations_blp.alt_response(428, response="PRECONDITION_REQUIRED")
     @consultations_blp.doc(parameters=[IF_MATCH])
-    @requires(*CLINICAL)
+    @authorize(policy, "update_screening")
     def patch(self, changes, booking_id: uuid.UUID):
         """Correct a screening's answers (send If-Match)"""
         screening = services.update_screening(
@@ -144,7 +141,7 @@ class ClearanceDecisions(MethodView):
     @consultations_blp.response(200, DecisionSchema(many=True))
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(policy, "list_decisions")
     def get(self, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's clearance decisions, newest (the one that stands) first"""
         return paged(services.list_decisions, pagination_parameters, patient_id)
@@ -153,7 +150,7 @@ class ClearanceDecisions(MethodView):
     @consultations_blp.arguments(DecisionSchema)
     @consultations_blp.response(201, DecisionSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
-    @requires(*CLINICAL)
+    @authorize(policy, "record_decision")
     def post(self, data, patient_id: uuid.UUID):
         """Record a clearance decision (only a provider can clear)
 
@@ -171,7 +168,7 @@ class InPersonEvaluations(MethodView):
     @consultations_blp.response(200, EvaluationSchema(many=True))
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(policy, "list_evaluations")
     def get(self, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's in-person evaluations"""
         return paged(services.list_evaluations, pagination_parameters, patient_id)
@@ -181,7 +178,7 @@ class InPersonEvaluations(MethodView):
     @consultations_blp.response(201, EvaluationSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "record_evaluation")
     def post(self, data, patient_id: uuid.UUID):
         """Record an in-person evaluation of the patient by a provider, on a date"""
         return services.record_evaluation(
@@ -197,7 +194,7 @@ class Telehealth(MethodView):
     @consultations_blp.response(200, TelehealthSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL_AND_PATIENT)
+    @authorize(policy, "read_telehealth")
     def get(self, booking_id: uuid.UUID):
         """A telehealth visit: video link, consent, attested location, prescribing flag"""
         return services.get_telehealth(unit_of_work(read_only=True), current_actor(),
@@ -210,7 +207,7 @@ class TelehealthConsent(MethodView):
     @consultations_blp.response(200, TelehealthSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL_AND_PATIENT)
+    @authorize(policy, "record_consent")
     def post(self, booking_id: uuid.UUID):
         """Record the patient's informed consent to the telehealth visit (before check-in)"""
         return services.record_consent(unit_of_work(), current_actor(), booking_id,
@@ -224,7 +221,7 @@ class TelehealthCheckIn(MethodView):
     @consultations_blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "check_in_telehealth")
     def post(self, data, booking_id: uuid.UUID):
         """Check a telehealth visit in, the patient re-attesting where they are
 
@@ -244,7 +241,7 @@ class TelehealthPrescribing(MethodView):
     @consultations_blp.response(200, TelehealthSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @consultations_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "mark_prescribing")
     def post(self, data, booking_id: uuid.UUID):
         """Mark whether the visit prescribes a controlled substance"""
         return services.mark_prescribing(
@@ -261,7 +258,7 @@ class BookingVitals(MethodView):
     @sessions_blp.response(200, VitalSignSchema(many=True))
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.paginate()
-    @requires(*CLINICAL_AND_PATIENT)
+    @authorize(policy, "list_vitals")
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's vital signs in the order they were taken"""
         return paged(services.list_vitals, pagination_parameters, booking_id)
@@ -271,7 +268,7 @@ class BookingVitals(MethodView):
     @sessions_blp.response(201, VitalSignSchema)
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "record_vitals")
     def post(self, data, booking_id: uuid.UUID):
         """Record a reading (pre, during with minutes after dose, discharge)
 
@@ -289,7 +286,7 @@ class BookingHolds(MethodView):
     @sessions_blp.response(200, HoldSchema(many=True))
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(policy, "list_holds")
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's blood pressure holds (active or overridden)"""
         return paged(services.list_holds, pagination_parameters, booking_id)
@@ -302,7 +299,7 @@ class HoldOverride(MethodView):
     @sessions_blp.response(200, HoldSchema)
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "override_hold")
     def post(self, data, booking_id: uuid.UUID):
         """Override the session's active hold, with a reason (a provider only)"""
         return services.override_hold(unit_of_work(), current_actor(), booking_id,
@@ -314,7 +311,7 @@ class SideEffects(MethodView):
     @sessions_blp.response(200, SideEffectSchema(many=True))
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(policy, "list_side_effects")
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a session's side effects"""
         return paged(services.list_side_effects, pagination_parameters, booking_id)
@@ -324,7 +321,7 @@ class SideEffects(MethodView):
     @sessions_blp.response(201, SideEffectSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @sessions_blp.alt_response(404, response="NOT_FOUND")
     @sessions_blp.alt_response(409, response="CONFLICT")
-    @requires(*CLINICAL)
+    @authorize(policy, "log_side_effect")
     def post(self, data, booking_id: uuid.UUID):
         """Log a side effect of the session"""
         row = services.log_side_effect(
@@ -343,7 +340,7 @@ class SideEffectById(MethodView):
     @sessions_blp.alt_response(412, response="PRECONDITION_FAILED")
     @sessions_blp.alt_response(428, response="PRECONDITION_REQUIRED")
     @sessions_blp.doc(parameters=[IF_MATCH])
-    @requires(*CLINICAL)
+    @authorize(policy, "update_side_effect")
     def patch(self, changes, booking_id: uuid.UUID, side_effect_id: uuid.UUID):
         """Update a side effect: severity, note, resolved (send If-Match)"""
         row = services.update_side_effect(
@@ -357,7 +354,7 @@ class Tasks(MethodView):
     @sessions_blp.arguments(TaskQueryArgsSchema, location="query")
     @sessions_blp.response(200, TaskSchema(many=True))
     @sessions_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(tasks, "list")
     def get(self, args, pagination_parameters):
         """List tasks by due time (open ones unless asked; a provider sees their own)"""
         return paged(services.list_tasks, pagination_parameters, **args)
@@ -368,7 +365,7 @@ class TaskCompletion(MethodView):
     @idempotent
     @sessions_blp.response(200, TaskSchema)
     @sessions_blp.alt_response(404, response="NOT_FOUND")
-    @requires(*CLINICAL)
+    @authorize(tasks, "complete")
     def post(self, task_id: uuid.UUID):
         """Mark a task done"""
         return services.complete_task(unit_of_work(), current_actor(), task_id, now=utcnow())
@@ -383,7 +380,7 @@ class Assessments(MethodView):
     @assessments_blp.response(200, AssessmentSchema(many=True))
     @assessments_blp.alt_response(404, response="NOT_FOUND")
     @assessments_blp.paginate()
-    @requires(*CLINICAL_AND_PATIENT)
+    @authorize(policy, "list_assessments")
     def get(self, args, patient_id: uuid.UUID, pagination_parameters):
         """List a patient's assessments in time order (filter one instrument for a trend)"""
         return paged(services.list_assessments, pagination_parameters, patient_id, **args)
@@ -392,7 +389,7 @@ class Assessments(MethodView):
     @assessments_blp.arguments(AssessmentSchema)
     @assessments_blp.response(201, AssessmentSchema)
     @assessments_blp.alt_response(404, response="NOT_FOUND")
-    @requires(*CLINICAL_AND_PATIENT)
+    @authorize(policy, "submit_assessment")
     def post(self, data, patient_id: uuid.UUID):
         """Submit a PHQ-9 or GAD-7 (a patient may submit their own); the service scores it"""
         return services.submit_assessment(
@@ -406,7 +403,7 @@ class Alerts(MethodView):
     @assessments_blp.arguments(AlertQueryArgsSchema, location="query")
     @assessments_blp.response(200, AlertSchema(many=True))
     @assessments_blp.paginate()
-    @requires(*CLINICAL)
+    @authorize(alerts, "list")
     def get(self, args, pagination_parameters):
         """List urgent alerts not yet acknowledged, oldest first (a provider: their patients)"""
         return paged(services.list_alerts, pagination_parameters, **args)
@@ -417,7 +414,7 @@ class AlertAcknowledgement(MethodView):
     @idempotent
     @assessments_blp.response(200, AlertSchema)
     @assessments_blp.alt_response(404, response="NOT_FOUND")
-    @requires(*CLINICAL)
+    @authorize(alerts, "acknowledge")
     def post(self, alert_id: uuid.UUID):
         """Acknowledge an alert (someone is taking care of it)"""
         return services.acknowledge_alert(unit_of_work(), current_actor(), alert_id,

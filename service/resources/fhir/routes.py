@@ -23,11 +23,12 @@ from flask.views import MethodView
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from service import errors
-from service.auth import ALL_ROLES, requires
+from service.auth import authorize
 from service.db import utcnow
 from service.domain.errors import DomainError, NotFound
 from service.domain.fhir import mapping
 from service.domain.fhir import services as fhir
+from service.domain.fhir.policy import policy
 from service.domain.records import Page
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.fhir.schemas import (
@@ -109,7 +110,7 @@ class Appointments(MethodView):
     @blp.doc(**SEARCH_DOC)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "search_appointments")
     def get(self, args):
         """Search appointments (patients: their own; providers: theirs)"""
         page = fhir.search_appointments(
@@ -124,7 +125,7 @@ class Appointments(MethodView):
 class AppointmentById(MethodView):
     @blp.doc(**READ_DOC)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read_appointment")
     def get(self, appointment_id: uuid.UUID):
         """Read an appointment"""
         row = fhir.read_appointment(unit_of_work(read_only=True), current_actor(),
@@ -139,7 +140,7 @@ class Practitioners(MethodView):
     @blp.doc(**SEARCH_DOC)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "search_practitioners")
     def get(self, args):
         """Search practitioners (by name, NPI identifier, active)"""
         page = fhir.search_practitioners(
@@ -153,7 +154,7 @@ class Practitioners(MethodView):
 class PractitionerById(MethodView):
     @blp.doc(**READ_DOC)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read_practitioner")
     def get(self, practitioner_id: uuid.UUID):
         """Read a practitioner"""
         provider = fhir.read_practitioner(unit_of_work(read_only=True), practitioner_id)
@@ -166,7 +167,7 @@ class Schedules(MethodView):
     @blp.doc(**SEARCH_DOC)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "search_schedules")
     def get(self, args):
         """Search schedules (one per provider; by actor, active)"""
         page = fhir.search_schedules(
@@ -179,7 +180,7 @@ class Schedules(MethodView):
 class ScheduleById(MethodView):
     @blp.doc(**READ_DOC)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read_schedule")
     def get(self, schedule_id: uuid.UUID):
         """Read a schedule (a provider's)"""
         provider = fhir.read_practitioner(unit_of_work(read_only=True), schedule_id)
@@ -192,7 +193,7 @@ class Slots(MethodView):
     @blp.doc(**SEARCH_DOC)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "search_slots")
     def get(self, args):
         """Search free slots (computed by the slot search; at most _count, earliest first)
 

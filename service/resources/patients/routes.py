@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service.auth import ALL_ROLES, STAFF
-from service.domain.access.actor import Role
 from service.domain.patients import services
+from service.domain.patients.policy import policy
 from service.extensions import Blueprint
 from service.resources.common import Catalog, register_catalog
 from service.resources.patients.schemas import (
@@ -24,7 +23,6 @@ register_catalog(
             list=services.list_patients, get=services.get_patient,
             create=services.create_patient, update=services.update_patient,
             deactivate=services.deactivate_patient),
-    schema=PatientSchema, update_schema=PatientUpdateSchema,
-    query_schema=PatientQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
-    updaters=(*STAFF, Role.PATIENT),
+    policy=policy, schema=PatientSchema, update_schema=PatientUpdateSchema,
+    query_schema=PatientQueryArgsSchema,
 )

@@ -6,8 +6,9 @@ import uuid
 
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, STAFF, requires
+from service.auth import authorize
 from service.domain.providers import services
+from service.domain.providers.policy import policy
 from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.common import (
     ETAG_HEADER,
@@ -39,8 +40,8 @@ register_catalog(
             list=services.list_providers, get=services.get_provider,
             create=services.create_provider, update=services.update_provider,
             deactivate=services.deactivate_provider),
-    schema=ProviderSchema, update_schema=ProviderUpdateSchema,
-    query_schema=ProviderQueryArgsSchema, readers=ALL_ROLES, writers=STAFF,
+    policy=policy, schema=ProviderSchema, update_schema=ProviderUpdateSchema,
+    query_schema=ProviderQueryArgsSchema,
 )
 
 
@@ -49,7 +50,7 @@ class Licenses(MethodView):
     @blp.response(200, LicenseSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
-    @requires(*ALL_ROLES)
+    @authorize(policy, "list_licenses")
     def get(self, provider_id: uuid.UUID, pagination_parameters):
         """List a provider's licenses and registrations"""
         return paged(services.list_licenses, pagination_parameters, provider_id)
@@ -59,7 +60,7 @@ class Licenses(MethodView):
     @blp.response(201, LicenseSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*STAFF)
+    @authorize(policy, "add_license")
     def post(self, data, provider_id: uuid.UUID):
         """Record a license or a 36-3606 telehealth registration"""
         record = services.add_license(unit_of_work(), current_actor(), provider_id, **data)
@@ -73,7 +74,7 @@ class Licenses(MethodView):
 class LicenseById(MethodView):
     @blp.response(200, LicenseSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read_license")
     def get(self, provider_id: uuid.UUID, license_id: uuid.UUID):
         """Get one license"""
         record = services.get_license(unit_of_work(read_only=True), current_actor(),
@@ -87,7 +88,7 @@ class LicenseById(MethodView):
     @blp.alt_response(412, response="PRECONDITION_FAILED")
     @blp.alt_response(428, response="PRECONDITION_REQUIRED")
     @blp.doc(parameters=[IF_MATCH])
-    @requires(*STAFF)
+    @authorize(policy, "update_license")
     def patch(self, changes, provider_id: uuid.UUID, license_id: uuid.UUID):
         """Update a license: renewal dates, status (suspended, revoked, ...); send If-Match"""
         record = services.update_license(unit_of_work(), current_actor(), provider_id,
@@ -101,7 +102,7 @@ class ExpiringLicenses(MethodView):
     @blp.arguments(ExpiringQueryArgsSchema, location="query")
     @blp.response(200, LicenseSchema(many=True))
     @blp.paginate()
-    @requires(*STAFF)
+    @authorize(policy, "expiring_licenses")
     def get(self, args, pagination_parameters):
         """Active licenses expiring within `within_days` days (default 60)"""
         return paged(services.expiring_licenses, pagination_parameters, today=clinic_today(),

@@ -7,10 +7,10 @@ import uuid
 
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, STAFF, requires
+from service.auth import authorize
 from service.db import utcnow
-from service.domain.access.actor import Role
 from service.domain.reminders import services
+from service.domain.reminders.policy import policy
 from service.extensions import Blueprint, unit_of_work
 from service.resources.common import page_of, paged
 from service.resources.idempotency import idempotent
@@ -34,7 +34,7 @@ class BookingReminders(MethodView):
     @blp.response(200, ReminderSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
-    @requires(*ALL_ROLES)
+    @authorize(policy, "list_for_booking")
     def get(self, booking_id: uuid.UUID, pagination_parameters):
         """List a booking's reminders (whoever may see the booking)"""
         return paged(services.list_booking_reminders, pagination_parameters, booking_id)
@@ -45,7 +45,7 @@ class Reminders(MethodView):
     @blp.arguments(ReminderQueryArgsSchema, location="query")
     @blp.response(200, ReminderSchema(many=True))
     @blp.paginate()
-    @requires(*STAFF)
+    @authorize(policy, "list")
     def get(self, args, pagination_parameters):
         """List reminders by status and due time"""
         page = services.list_reminders(
@@ -60,7 +60,7 @@ class ReminderRetry(MethodView):
     @blp.response(200, ReminderSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*STAFF)
+    @authorize(policy, "retry")
     def post(self, reminder_id: uuid.UUID):
         """Queue a failed or skipped reminder again (re-checked before it is sent)"""
         return services.retry_reminder(unit_of_work(), reminder_id, now=utcnow())
@@ -71,7 +71,7 @@ class InboundSms(MethodView):
     @idempotent
     @blp.arguments(InboundSmsSchema, location="form")
     @blp.response(200, InboundSmsResultSchema)
-    @requires(Role.INTEGRATION)
+    @authorize(policy, "receive_sms")
     def post(self, data):
         """Receive an SMS reply from the gateway (STOP-type words opt out, START opts in)
 

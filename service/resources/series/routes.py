@@ -6,9 +6,10 @@ import uuid
 
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, requires
+from service.auth import authorize
 from service.db import utcnow
 from service.domain.series import services
+from service.domain.series.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.routes import CONFLICT_EXAMPLE
 from service.resources.bookings.schemas import BookingSchema
@@ -56,7 +57,7 @@ SERIES_CONFLICT_EXAMPLE = {
 class Protocols(MethodView):
     @blp.response(200, ProtocolSchema(many=True))
     @blp.paginate()
-    @requires(*ALL_ROLES)
+    @authorize(policy, "list_protocols")
     def get(self, pagination_parameters):
         """List the treatment protocols a series can follow
 
@@ -72,7 +73,7 @@ class SeriesPreview(MethodView):
     @blp.arguments(SeriesRequestSchema)
     @blp.response(200, SeriesPreviewSchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "preview")
     def post(self, data):
         """Preview a series: each session's status, reason and nearest alternative (no writes)"""
         return services.preview_series(unit_of_work(read_only=True), current_actor(),
@@ -84,7 +85,7 @@ class Series(MethodView):
     @blp.arguments(SeriesQueryArgsSchema, location="query")
     @blp.response(200, SeriesSchema(many=True))
     @blp.paginate()
-    @requires(*ALL_ROLES)
+    @authorize(policy, "list")
     def get(self, args, pagination_parameters):
         """List treatment series (patients and providers see only their own)"""
         return paged(services.list_series, pagination_parameters, **args)
@@ -94,7 +95,7 @@ class Series(MethodView):
     @blp.response(201, SeriesDetailSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", example=SERIES_CONFLICT_EXAMPLE)
-    @requires(*ALL_ROLES)
+    @authorize(policy, "create")
     def post(self, data):
         """Book a series: every session in one transaction, or none (409 series_conflict)"""
         view = services.create_series(unit_of_work(), current_actor(),
@@ -106,7 +107,7 @@ class Series(MethodView):
 class SeriesById(MethodView):
     @blp.response(200, SeriesDetailSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "read")
     def get(self, series_id: uuid.UUID):
         """Get a series: sessions, progress, next due, whether the protocol's window is met"""
         view = services.get_series(unit_of_work(read_only=True), current_actor(), series_id,
@@ -121,7 +122,7 @@ class SeriesCancellation(MethodView):
     @blp.response(200, SeriesDetailSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "cancel")
     def post(self, data, series_id: uuid.UUID):
         """Cancel every remaining session (fulfilled ones stay); a reason is required"""
         view = services.cancel_series(unit_of_work(), current_actor(), series_id,
@@ -136,7 +137,7 @@ class SeriesSessions(MethodView):
     @blp.response(201, BookingSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", example=CONFLICT_EXAMPLE)
-    @requires(*ALL_ROLES)
+    @authorize(policy, "add_session")
     def post(self, data, series_id: uuid.UUID):
         """Book a missed session again, into the series (see suggested_rebook)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 
-from service.auth import ALL_ROLES, requires
+from service.auth import authorize
 from service.db import utcnow
+from service.domain.availability.policy import policy
 from service.domain.availability.search import find_open_slots
 from service.domain.time import in_zone
 from service.extensions import Blueprint, current_actor, unit_of_work
@@ -24,7 +25,7 @@ class Slots(MethodView):
     @blp.arguments(SlotQueryArgsSchema, location="query")
     @blp.response(200, SlotListSchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*ALL_ROLES)
+    @authorize(policy, "search_slots")
     def get(self, args):
         """Search free slots for a service type"""
         found = find_open_slots(

@@ -7,10 +7,10 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 
-from service.auth import STAFF, requires
+from service.auth import authorize
 from service.db import utcnow
-from service.domain.access.actor import Role
 from service.domain.calendar import webhooks
+from service.domain.webhooks.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.common import (
     ETAG_HEADER,
@@ -31,8 +31,6 @@ from service.resources.webhooks.schemas import (
     WebhookUpdateSchema,
 )
 
-MANAGERS = (*STAFF, Role.INTEGRATION)
-
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1",
     description="Signed webhooks for booking.created, booking.rescheduled, booking.cancelled, "
@@ -52,7 +50,7 @@ class Webhooks(MethodView):
     @blp.arguments(WebhookQueryArgsSchema, location="query")
     @blp.response(200, WebhookSchema(many=True))
     @blp.paginate()
-    @requires(*MANAGERS)
+    @authorize(policy, "list")
     def get(self, args, pagination_parameters):
         """List webhook subscriptions (never their secrets)"""
         return paged(webhooks.list_subscriptions, pagination_parameters, **args)
@@ -60,7 +58,7 @@ class Webhooks(MethodView):
     @idempotent
     @blp.arguments(WebhookSchema)
     @blp.response(201, WebhookCreatedSchema, headers={**ETAG_HEADER, **LOCATION_HEADER})
-    @requires(*MANAGERS)
+    @authorize(policy, "create")
     def post(self, data):
         """Subscribe a URL to events (the signing secret is in this answer only)"""
         created = webhooks.create_subscription(
@@ -75,7 +73,7 @@ class Webhooks(MethodView):
 class WebhookById(MethodView):
     @blp.response(200, WebhookSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*MANAGERS)
+    @authorize(policy, "read")
     def get(self, webhook_id: uuid.UUID):
         """Get a webhook subscription"""
         record = webhooks.get_subscription(unit_of_work(read_only=True), current_actor(),
@@ -88,7 +86,7 @@ class WebhookById(MethodView):
     @blp.alt_response(412, response="PRECONDITION_FAILED")
     @blp.alt_response(428, response="PRECONDITION_REQUIRED")
     @blp.doc(parameters=[IF_MATCH])
-    @requires(*MANAGERS)
+    @authorize(policy, "update")
     def patch(self, changes, webhook_id: uuid.UUID):
         """Update a subscription: URL, events, description, or enable it again (If-Match)"""
         record = webhooks.update_subscription(
@@ -98,7 +96,7 @@ class WebhookById(MethodView):
 
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*MANAGERS)
+    @authorize(policy, "delete")
     def delete(self, webhook_id: uuid.UUID):
         """Delete a subscription and its delivery log"""
         webhooks.delete_subscription(unit_of_work(), current_actor(), webhook_id)
@@ -110,7 +108,7 @@ class WebhookDeliveries(MethodView):
     @blp.response(200, DeliverySchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
-    @requires(*MANAGERS)
+    @authorize(policy, "list_deliveries")
     def get(self, args, webhook_id: uuid.UUID, pagination_parameters):
         """The delivery log of a subscription, newest first"""
         return paged(webhooks.list_deliveries, pagination_parameters, webhook_id, **args)
@@ -120,7 +118,7 @@ class WebhookDeliveries(MethodView):
 class WebhookDeliveryById(MethodView):
     @blp.response(200, DeliveryDetailSchema)
     @blp.alt_response(404, response="NOT_FOUND")
-    @requires(*MANAGERS)
+    @authorize(policy, "read_delivery")
     def get(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
         """One delivery: the body sent and every attempt"""
         return webhooks.get_delivery(unit_of_work(read_only=True), current_actor(), webhook_id,
@@ -133,7 +131,7 @@ class WebhookRedelivery(MethodView):
     @blp.response(201, DeliverySchema, headers=LOCATION_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*MANAGERS)
+    @authorize(policy, "redeliver")
     def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
         """Send an event again (same X-Event-Id and body, a fresh signature and retry window)"""
         again = webhooks.redeliver(unit_of_work(), current_actor(), webhook_id, delivery_id,
