@@ -12,6 +12,7 @@ from service import auth, errors
 from service.config import Settings
 from service.db import Database
 from service.extensions import Api
+from service.parsing import JSONProvider
 
 API_TITLE = "Clinic scheduling API"
 API_VERSION = "1.0.0"
@@ -28,10 +29,14 @@ listed in the README; they exist only in the demo database).
 `/problems/<code>`.
 
 **Updates** use optimistic concurrency: read the `ETag`, send it back in `If-Match`
-(missing: 428, stale: 412).
+(missing: 428, stale: 412). The comparison is strong: a weak `W/"v1"` never matches; `*`
+matches whatever version is current.
 
-**Lists** are paginated with `page` and `page_size` (at most 100); the `X-Pagination`
-header carries the totals.
+**Lists** are paginated with `page` (at most 100000) and `page_size` (at most 100); the
+`X-Pagination` header carries the totals.
+
+**Input** is JSON (`Content-Type: application/json`, else 415), read strictly: no NUL or
+lone surrogate in text, whole numbers whole, dates and times in the years 1900 to 2200.
 
 **Times** are RFC 3339 with an offset; the service stores UTC.
 """
@@ -63,7 +68,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     )
     if config_override:
         app.config.update(config_override)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = JSONProvider(app)  # field order kept; request JSON decoded with limits
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

@@ -160,12 +160,24 @@ CODES: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),
     "service_unavailable": (503, "A dependency (the database) is not available."),
+    # Input refused before any schema reads it (service/parsing.py)
+    "json_too_deep": (400, "The JSON body nests too deep (at most 32 levels)."),
+    "payload_too_large": (413, "The body is larger than the service accepts (1 MiB)."),
+    "invalid_characters": (422, "Text holds NUL or a lone surrogate, or the query or form is "
+                                "not UTF-8."),
+    "duplicate_parameter": (422, "A parameter that takes one value was given several."),
+    "out_of_range": (422, "A date or time outside the years 1900 to 2200, or a number too "
+                          "large to be read."),
+    "empty_update": (422, "A PATCH names at least one field to change."),
+    "unknown_state": (422, "Not a US state or territory code (e.g. AZ), or jurisdiction "
+                           "(e.g. US-AZ)."),
 }
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-    412: "precondition_failed", 415: "unsupported_media_type", 422: "validation_failed",
+    412: "precondition_failed", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_failed",
     428: "precondition_required", 429: "rate_limited", 503: "service_unavailable",
 }
 
@@ -234,8 +246,11 @@ def _validation_problem(exc: HTTPException) -> Response:
     messages = data.get("messages") or data.get("errors") or {}
     errors = field_errors(messages)
     if exc.code == 400:
-        return problem(400, "malformed_json", "Malformed request body",
-                       "The request body is not valid JSON.", errors=errors)
+        coded = [e for e in errors if e["code"] != "invalid"]
+        return problem(400, coded[0]["code"] if coded else "malformed_json",
+                       "Malformed request body",
+                       coded[0]["message"] if coded else "The request body is not valid JSON.",
+                       errors=errors)
     specific = {e["code"] for e in errors} - {"invalid"}
     code = specific.pop() if len(specific) == 1 and all(
         e["code"] != "invalid" for e in errors) else "validation_failed"

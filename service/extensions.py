@@ -3,20 +3,27 @@ access to the database."""
 
 from __future__ import annotations
 
+import functools
 import http
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
-from flask import current_app, g
+from flask import current_app, g, request
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
 
 from service import errors
 from service.db import Database
 from service.domain.access.actor import Actor
+from service.parsing import Integer, RequestParser
 from service.uow import UnitOfWork
+
+# The last page a list serves: beyond it the offset is no use to anyone, and far beyond it
+# (page=2**63) the database's integers overflow.
+MAX_PAGE = 100_000
 
 
 class ProblemFieldErrorSchema(ma.Schema):
@@ -63,7 +70,42 @@ class Api(BaseApi):
 
 
 class Blueprint(BaseBlueprint):
-    """The blueprint class every resource area uses."""
+    """The blueprint class every resource area uses: its arguments are read by
+    ``RequestParser`` (``service/parsing.py``), its lists stop at ``MAX_PAGE``."""
+
+    ARGUMENTS_PARSER = RequestParser()
+    PAGINATION_ARGUMENTS_PARSER = RequestParser()
+
+    def paginate(self, pager: Any = None, *, page: int | None = None,
+                 page_size: int | None = None, max_page_size: int | None = None
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """flask-smorest's pagination, with ``page`` at most ``MAX_PAGE`` and both
+        parameters whole numbers (``Integer``), documented as such."""
+        defaults = self.DEFAULT_PAGINATION_PARAMETERS
+        paginated = super().paginate(pager, page=page, page_size=page_size,
+                                     max_page_size=max_page_size)
+        bounded = type("PaginationParametersSchema", (ma.Schema,), {
+            "Meta": type("Meta", (), {"unknown": ma.EXCLUDE}),
+            "page": Integer(load_default=page or defaults["page"],
+                            validate=ma.validate.Range(min=1, max=MAX_PAGE)),
+            "page_size": Integer(load_default=page_size or defaults["page_size"],
+                                 validate=ma.validate.Range(
+                                     min=1, max=max_page_size or defaults["max_page_size"])),
+        })
+
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            wrapper = paginated(view)
+            wrapper._apidoc["pagination"]["parameters"]["schema"] = bounded  # type: ignore[attr-defined]
+
+            @functools.wraps(wrapper)
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                # Refuse what flask-smorest's own schema (read next) would let through.
+                self.PAGINATION_ARGUMENTS_PARSER.parse(bounded, request, location="query")
+                return wrapper(*args, **kwargs)
+
+            return checked
+
+        return decorator
 
 
 class Schema(ma.Schema):
@@ -84,11 +126,18 @@ class RecordSchema(Schema):
 
 
 class PartialUpdate:
-    """Mixin for PATCH schemas: every field optional, nothing defaulted."""
+    """Mixin for PATCH schemas: every field optional, nothing defaulted, but at least one
+    field given (an empty PATCH is a client's mistake, not a successful no-op)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("partial", True)
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError(errors.CodedMessage(
+                "Send at least one field to change.", "empty_update"))
 
 
 def database() -> Database:

@@ -59,9 +59,11 @@ def get_or_raise(session: Session, model: type[R], record_id: uuid.UUID, *, code
     return record
 
 
-def apply_changes(record: Record, changes: Mapping[str, Any], *, expected_version: int) -> None:
-    """Apply a partial update made from the version the caller read (its ETag)."""
-    if record.version != expected_version:
+def apply_changes(record: Record, changes: Mapping[str, Any], *,
+                  expected_version: int | None) -> None:
+    """Apply a partial update made from the version the caller read (its ETag); None: from
+    whichever version is current (``If-Match: *``)."""
+    if expected_version is not None and record.version != expected_version:
         raise PreconditionFailed(
             "The record changed since you read it; fetch it again and retry.",
             current_version=record.version,

@@ -20,9 +20,22 @@ __all__ = [
     "local_to_utc",
     "local_date_range_to_utc",
     "in_zone",
+    "SUPPORTED_YEARS",
+    "in_supported_range",
 ]
 
 UTC = UTC
+
+
+# The calendar the service works in: dates and instants outside it are refused at the door
+# (year 9999 plus a day, or year 1 minus an offset, would overflow Python's datetime).
+SUPPORTED_YEARS = range(1900, 2201)
+
+
+def in_supported_range(value: date) -> bool:
+    """Tell whether a date (or a datetime, by its own wall-clock date) falls in
+    ``SUPPORTED_YEARS`` (1900 to 2200)."""
+    return value.year in SUPPORTED_YEARS
 
 
 class UnknownTimeZone(ValueError):

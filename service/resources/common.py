@@ -22,7 +22,8 @@ IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": True,
-    "description": "The ETag of the version you read (from GET). Missing: 428; stale: 412.",
+    "description": "The ETag of the version you read (from GET). Missing: 428; stale or "
+                   "weak (W/...): 412; `*`: whatever version is current.",
     "schema": {"type": "string", "example": '"v1"'},
 }
 
@@ -32,23 +33,47 @@ ETAG_HEADER = {"ETag": {"description": "Version tag; send it back in If-Match.",
 LOCATION_HEADER = {"Location": {"description": "URL of the new resource",
                                 "schema": {"type": "string"}}}
 
-_ETAG = re.compile(r'^(?:W/)?"v(\d+)"$')
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
+_OUR_TAG = re.compile(r"v([0-9]{1,18})")
 
 
 def etag(record: Record) -> dict[str, str]:
     return {"ETag": f'"v{record.version}"'}
 
 
-def expected_version() -> int:
-    """The version named by If-Match (428 when absent, 412 when not one of ours)."""
+def expected_version() -> int | None:
+    """The version If-Match names, compared strongly as RFC 9110 (13.1.1) requires.
+
+    428 when absent. ``*`` matches whatever version is current: None. A weak tag
+    (``W/"v3"``) never matches, nor a tag that is not one of ours: 412 unless the list
+    also names one of our versions (a list naming several of them is refused too, 412: the
+    change is made from one version).
+    """
     header = request.headers.get("If-Match")
-    if not header:
+    if header is None or not header.strip():
         raise PreconditionRequired(
             "Send If-Match with the ETag of the version you read (GET the resource first).")
-    match = _ETAG.match(header.strip())
-    if not match:
-        raise PreconditionFailed("If-Match does not name a version of this resource.")
-    return int(match.group(1))
+    if header.strip() == "*":
+        return None
+    versions: set[int] = set()
+    weak = False
+    for item in header.split(","):
+        tag = _ENTITY_TAG.fullmatch(item.strip())
+        if tag is None:
+            raise PreconditionFailed('If-Match must list entity tags such as "v3" (or be *).')
+        ours = _OUR_TAG.fullmatch(tag.group(2))
+        if tag.group(1):
+            weak = True
+        elif ours:
+            versions.add(int(ours.group(1)))
+    if len(versions) == 1:
+        return versions.pop()
+    if weak and not versions:
+        raise PreconditionFailed("A weak entity tag (W/...) never matches If-Match (strong "
+                                 "comparison, RFC 9110): send the ETag exactly as read.")
+    if versions:
+        raise PreconditionFailed("If-Match names several versions: send the one you read.")
+    raise PreconditionFailed("If-Match does not name a version of this resource.")
 
 
 def page_of(page: Page[Any], pagination_parameters: Any) -> list[Any]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import marshmallow as ma
 
 from service.domain.providers.npi import is_valid_npi
-from service.domain.time import is_valid_zone
+from service.domain.time import SUPPORTED_YEARS, in_supported_range, is_valid_zone
 from service.errors import CodedMessage
 
 
@@ -60,8 +60,25 @@ class Phone(ma.fields.String):
         return phone
 
 
+def supported(value: date) -> date:
+    """Refuse a date (or time) outside the calendar the service works in (``out_of_range``):
+    years 1900 to 2200 (near year 1 or 9999, a day or an offset more overflows)."""
+    if not in_supported_range(value):
+        raise coded_error(f"Give a date in the years {SUPPORTED_YEARS.start} to "
+                          f"{SUPPORTED_YEARS.stop - 1}.", "out_of_range")
+    return value
+
+
+class Date(ma.fields.Date):
+    """An ISO 8601 date (YYYY-MM-DD) in the years 1900 to 2200."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        return supported(super()._deserialize(value, attr, data, **kwargs))
+
+
 class Instant(ma.fields.AwareDateTime):
-    """An RFC 3339 time with an offset; naive times are refused."""
+    """An RFC 3339 time with an offset, in the years 1900 to 2200; naive times are
+    refused."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {}).setdefault("example", "2026-12-01T10:00:00-07:00")
@@ -71,7 +88,9 @@ class Instant(ma.fields.AwareDateTime):
         if isinstance(value, str) and not re.search(r"(Z|[+-]\d{2}:?\d{2})$", value.strip()):
             raise coded_error("Give the time with an offset, e.g. 2026-12-01T10:00:00-07:00.",
                         "naive_datetime")
-        return super()._deserialize(value, attr, data, **kwargs)
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        supported(moment)
+        return moment
 
 
 def text(max_length: int, **kwargs: Any) -> ma.fields.String:
@@ -84,6 +103,29 @@ def optional_text(max_length: int, **kwargs: Any) -> ma.fields.String:
                             **kwargs)
 
 
-STATE = ma.validate.Regexp(r"^[A-Z]{2}$", error="A two-letter US state code, e.g. AZ.")
-JURISDICTION = ma.validate.Regexp(r"^US-[A-Z]{2}$",
-                                  error="A jurisdiction like US-AZ (ISO 3166-2).")
+class CodedOneOf(ma.validate.OneOf):
+    """``OneOf`` (documented as an enum) whose refusal carries a stable code."""
+
+    def __init__(self, choices: Any, *, code: str, error: str) -> None:
+        super().__init__(choices, error=error)
+        self.code = code
+
+    def __call__(self, value: Any) -> Any:
+        try:
+            return super().__call__(value)
+        except ma.ValidationError as error:
+            raise coded_error(str(error.messages[0]), self.code) from None
+
+
+# The 50 states, the District of Columbia and the inhabited territories (USPS codes, which
+# are also the ISO 3166-2:US subdivision codes).
+US_STATES = (
+    "AK", "AL", "AR", "AS", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "GU", "HI", "IA",
+    "ID", "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MP", "MS", "MT",
+    "NC", "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "PR", "RI", "SC",
+    "SD", "TN", "TX", "UT", "VA", "VI", "VT", "WA", "WI", "WV", "WY",
+)
+STATE = CodedOneOf(US_STATES, code="unknown_state",
+                   error="Not a US state or territory code (two capital letters, e.g. AZ).")
+JURISDICTION = CodedOneOf([f"US-{state}" for state in US_STATES], code="unknown_state",
+                          error="Not a US jurisdiction like US-AZ (ISO 3166-2).")

@@ -395,10 +395,17 @@ def test_series_input_is_validated(clinic, api):
 def test_far_away_dates_are_refused_never_a_500(clinic, api):
     for far in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-07:00"):
         body = {**series_body(clinic, clinic.at(9)), "first_start": far}
+        assert_problem(api.post("/api/v1/series/preview", json=body), 422, "out_of_range")
+        assert_problem(api.post("/api/v1/series", json=body), 422, "out_of_range")
+    for far in ("1900-01-01T00:00:00+01:00", "2200-12-31T23:00:00-07:00"):
+        body = {**series_body(clinic, clinic.at(9)), "first_start": far}
         assert_problem(api.post("/api/v1/series/preview", json=body), 422,
                        "outside_booking_window")
         assert_problem(api.post("/api/v1/series", json=body), 422, "outside_booking_window")
-    for previous in ("0001-01-01T00:00:00+01:00", clinic.at(10).isoformat()):
+    body = series_body(clinic, clinic.at(9), protocol="booster",
+                       previous_session="0001-01-01T00:00:00+01:00")
+    assert_problem(api.post("/api/v1/series/preview", json=body), 422, "out_of_range")
+    for previous in ("1900-01-01T00:00:00+01:00", clinic.at(10).isoformat()):
         body = series_body(clinic, clinic.at(9), protocol="booster", previous_session=previous)
         assert_problem(api.post("/api/v1/series/preview", json=body), 422,
                        "protocol_not_satisfiable")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from service.domain.providers.models import Provider
 from service.uow import UnitOfWork
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_PUBLIC_ID = re.compile(r"[a-z0-9]{1,16}")
 
 
 def hash_key(key: str) -> str:
@@ -71,6 +73,8 @@ def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
 def _parse(key: str) -> tuple[str, str, str] | None:
     parts = key.split("_", 3)
     if len(parts) != 4 or parts[0] != "ck" or parts[1] not in Role.__members__.values():
+        return None
+    if not _PUBLIC_ID.fullmatch(parts[2]):  # the row is looked up by it: letters and digits
         return None
     return parts[1], parts[2], parts[3]
 

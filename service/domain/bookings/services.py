@@ -393,13 +393,13 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
 
 @retry_on_contention
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
-                       start: datetime, expected_version: int, now: datetime,
+                       start: datetime, expected_version: int | None, now: datetime,
                        patient_state: str | None = None) -> Booking:
     request: BookingRequest | None = None
     try:
         with uow:
             booking = _booking(uow, actor, booking_id, lock=True)
-            if booking.version != expected_version:
+            if expected_version is not None and booking.version != expected_version:
                 raise PreconditionFailed("The booking changed since you read it.",
                                          current_version=booking.version)
             if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):

@@ -259,7 +259,7 @@ def get_subscription(uow: UnitOfWork, actor: Actor,
 
 
 def update_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *,
-                        expected_version: int, changes: dict[str, Any], allow_private: bool,
+                        expected_version: int | None, changes: dict[str, Any], allow_private: bool,
                         now: datetime) -> WebhookSubscription:
     """Change the URL, events, description or ``active`` (enabling clears why it was
     disabled; deliveries cancelled meanwhile can be redelivered)."""

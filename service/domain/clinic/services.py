@@ -61,7 +61,7 @@ def create_location(uow: UnitOfWork, actor: Actor, **values: Any) -> Location:
 
 
 def update_location(uow: UnitOfWork, actor: Actor, location_id: uuid.UUID, *,
-                    expected_version: int, changes: dict[str, Any]) -> Location:
+                    expected_version: int | None, changes: dict[str, Any]) -> Location:
     with uow:
         location = _location(uow, location_id)
         current = {c: getattr(location, c) for c in
@@ -131,7 +131,7 @@ _SERVICE_TYPE_RULE_FIELDS = ("modality", "needs_chair", "requires_rems", "recove
 
 
 def update_service_type(uow: UnitOfWork, actor: Actor, service_type_id: uuid.UUID, *,
-                        expected_version: int, changes: dict[str, Any]) -> ServiceType:
+                        expected_version: int | None, changes: dict[str, Any]) -> ServiceType:
     with uow:
         service_type = _service_type(uow, service_type_id)
         current = {f: getattr(service_type, f) for f in _SERVICE_TYPE_RULE_FIELDS}

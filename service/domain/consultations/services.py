@@ -163,7 +163,7 @@ def record_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
 
 
 def update_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
-                     expected_version: int, changes: Mapping[str, Any],
+                     expected_version: int | None, changes: Mapping[str, Any],
                      now: datetime) -> Screening:
     with uow:
         booking = _consultation(uow, actor, booking_id, lock=True)
@@ -340,7 +340,7 @@ def _side_effect(uow: UnitOfWork, booking: Booking, side_effect_id: uuid.UUID) -
 
 
 def update_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID,
-                       side_effect_id: uuid.UUID, *, expected_version: int,
+                       side_effect_id: uuid.UUID, *, expected_version: int | None,
                        changes: Mapping[str, Any], now: datetime) -> SideEffect:
     with uow:
         booking = bookings.find_booking(uow, actor, booking_id)

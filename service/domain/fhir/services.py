@@ -29,6 +29,7 @@ from service.domain.fhir import mapping
 from service.domain.fhir.policy import policy
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
+from service.domain.time import SUPPORTED_YEARS, in_supported_range
 from service.uow import UnitOfWork
 
 APPOINTMENT_STATUSES = frozenset({"proposed", "pending", "booked", "arrived", "fulfilled",
@@ -103,6 +104,9 @@ def time_bound(parameter: str, value: str, zone: str) -> TimeBound:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 raise invalid(parameter, "an instant needs an offset")
+            if not in_supported_range(moment):
+                raise invalid(parameter, f"an instant in the years {SUPPORTED_YEARS.start} "
+                                         f"to {SUPPORTED_YEARS.stop - 1}")
             low = moment.replace(microsecond=0)
             return TimeBound(prefix, low, low + timedelta(seconds=1))
         if len(text) == 4:
@@ -116,6 +120,9 @@ def time_bound(parameter: str, value: str, zone: str) -> TimeBound:
             after = first + timedelta(days=1)
     except ValueError:
         raise invalid(parameter, "not a valid date") from None
+    if not in_supported_range(first):
+        raise invalid(parameter, f"a date in the years {SUPPORTED_YEARS.start} to "
+                                 f"{SUPPORTED_YEARS.stop - 1}")
     return TimeBound(prefix, datetime.combine(first, datetime.min.time(), local),
                      datetime.combine(after, datetime.min.time(), local))
 

@@ -57,7 +57,7 @@ def create_patient(uow: UnitOfWork, actor: Actor, **values: Any) -> Patient:
 
 
 def update_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
-                   expected_version: int, changes: dict[str, Any]) -> Patient:
+                   expected_version: int | None, changes: dict[str, Any]) -> Patient:
     with uow:
         patient = find_patient(uow, actor, patient_id)
         policy.check_changes(actor, changes)

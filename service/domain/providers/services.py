@@ -60,7 +60,7 @@ def create_provider(uow: UnitOfWork, actor: Actor, **values: Any) -> Provider:
 
 
 def update_provider(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
-                    expected_version: int, changes: dict[str, Any]) -> Provider:
+                    expected_version: int | None, changes: dict[str, Any]) -> Provider:
     with uow:
         provider = _provider(uow, provider_id)
         merged = {"is_prescriber": provider.is_prescriber,
@@ -133,7 +133,7 @@ def add_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, **values:
 
 
 def update_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
-                   license_id: uuid.UUID, *, expected_version: int,
+                   license_id: uuid.UUID, *, expected_version: int | None,
                    changes: dict[str, Any]) -> License:
     with uow:
         record = _license(uow, provider_id, license_id)

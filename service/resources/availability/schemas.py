@@ -7,7 +7,8 @@ import marshmallow as ma
 from service.domain.availability.services import MAX_OVERRIDE_WINDOWS, MAX_WEEKLY_RULES
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
-from service.resources.fields import Instant, optional_text
+from service.parsing import Integer
+from service.resources.fields import Date, Instant, optional_text
 
 MAX_WINDOWS_PER_DAY = 48
 
@@ -36,8 +37,8 @@ class HoursWindowSchema(Schema):
 class WeeklyRuleSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     location_id = ma.fields.UUID(required=True)
-    weekday = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=6),
-                                metadata={"description": "0 = Monday ... 6 = Sunday"})
+    weekday = Integer(required=True, validate=ma.validate.Range(min=0, max=6),
+                      metadata={"description": "0 = Monday ... 6 = Sunday"})
     start = _clock("09:00")
     end = _clock("17:00")
 
@@ -48,7 +49,7 @@ class WeeklyRuleSchema(Schema):
 
 class DateOverrideSchema(Schema):
     location_id = ma.fields.UUID(required=True)
-    day = ma.fields.Date(required=True, metadata={"description": "Local date, today or later"})
+    day = Date(required=True, metadata={"description": "Local date, today or later"})
     hours = ma.fields.List(
         ma.fields.Nested(HoursWindowSchema), required=True,
         validate=ma.validate.Length(max=MAX_WINDOWS_PER_DAY),

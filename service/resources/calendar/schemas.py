@@ -8,6 +8,7 @@ import marshmallow as ma
 
 from service.domain.bookings.models import BookingStatus
 from service.extensions import Schema
+from service.parsing import Integer
 from service.resources.bookings.schemas import BookingSchema
 from service.resources.fields import text
 
@@ -44,7 +45,7 @@ class SyncQueryArgsSchema(ma.Schema):
         "description": "The `next_page_token` of the previous page. Alone."})
     provider_id = ma.fields.UUID(metadata={"description": "Full sync only: one provider"})
     patient_id = ma.fields.UUID(metadata={"description": "Full sync only: one patient"})
-    page_size = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=500))
+    page_size = Integer(load_default=100, validate=ma.validate.Range(min=1, max=500))
 
 
 TOMBSTONE_FIELDS = ("id", "status", "deleted", "cancelled_at", "updated_at", "version")

@@ -7,6 +7,7 @@ import marshmallow as ma
 from service.domain.clinic.models import LocationKind
 from service.domain.providers.licensing import Modality
 from service.extensions import PartialUpdate, RecordSchema, Schema
+from service.parsing import Integer
 from service.resources.fields import STATE, TimeZone, optional_text, text
 
 
@@ -20,8 +21,8 @@ class LocationSchema(RecordSchema):
     state = ma.fields.String(validate=STATE, allow_none=True, metadata={"example": "AZ"})
     postal_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{5}(-\d{4})?$"),
                                    allow_none=True, metadata={"example": "85016"})
-    chairs = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=100),
-                               metadata={"description": "Treatment chairs (0 for virtual)"})
+    chairs = Integer(load_default=0, validate=ma.validate.Range(min=0, max=100),
+                     metadata={"description": "Treatment chairs (0 for virtual)"})
     rems_certified = ma.fields.Boolean(load_default=False,
                                        metadata={"description": "Spravato REMS-certified site"})
     active = ma.fields.Boolean(load_default=True)
@@ -40,16 +41,16 @@ class ReminderPlanSchema(Schema):
     confirmation = ma.fields.Boolean(load_default=True,
                                      metadata={"description": "Send a confirmation at once"})
     hours_before = ma.fields.List(
-        ma.fields.Integer(validate=ma.validate.Range(min=1, max=24 * 14)),
+        Integer(validate=ma.validate.Range(min=1, max=24 * 14)),
         load_default=lambda: [72, 24, 2], validate=ma.validate.Length(max=6))
     next_day_check_in = ma.fields.Boolean(
         load_default=False, metadata={"description": "A 'how are you feeling' check the next day"})
 
 
-def _minutes(maximum: int, default: int, description: str) -> ma.fields.Integer:
-    return ma.fields.Integer(load_default=default,
-                             validate=ma.validate.Range(min=0, max=maximum),
-                             metadata={"description": description})
+def _minutes(maximum: int, default: int, description: str) -> Integer:
+    return Integer(load_default=default,
+                   validate=ma.validate.Range(min=0, max=maximum),
+                   metadata={"description": description})
 
 
 class ServiceTypeSchema(RecordSchema):
@@ -58,16 +59,14 @@ class ServiceTypeSchema(RecordSchema):
                             metadata={"example": "iv-infusion"})
     name = text(200, required=True, metadata={"example": "IV infusion"})
     modality = ma.fields.Enum(Modality, by_value=True, required=True)
-    duration_minutes = ma.fields.Integer(required=True,
-                                         validate=ma.validate.Range(min=5, max=720))
+    duration_minutes = Integer(required=True, validate=ma.validate.Range(min=5, max=720))
     recovery_minutes = _minutes(720, 0, "Recovery or monitoring after the visit (chair, patient)")
     buffer_before_minutes = _minutes(240, 0, "Provider turnover time before the visit")
     buffer_after_minutes = _minutes(240, 0, "Provider turnover time after the visit")
     min_notice_minutes = _minutes(60 * 24 * 30, 0, "Earliest booking: now + this notice")
-    horizon_days = ma.fields.Integer(load_default=90, validate=ma.validate.Range(min=1, max=730),
-                                     metadata={"description": "Latest booking: today + horizon"})
-    slot_interval_minutes = ma.fields.Integer(load_default=15,
-                                              validate=ma.validate.Range(min=5, max=240))
+    horizon_days = Integer(load_default=90, validate=ma.validate.Range(min=1, max=730),
+                           metadata={"description": "Latest booking: today + horizon"})
+    slot_interval_minutes = Integer(load_default=15, validate=ma.validate.Range(min=5, max=240))
     late_cancel_hours = _minutes(24 * 14, 24, "Cancellations closer than this are late")
     needs_chair = ma.fields.Boolean(load_default=False)
     needs_clearance = ma.fields.Boolean(

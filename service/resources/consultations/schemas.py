@@ -18,7 +18,8 @@ from service.domain.consultations.scoring import Band, Instrument
 from service.domain.consultations.screening import Contraindication
 from service.domain.consultations.vitals import ABOUT_FORTY_MINUTES, Phase
 from service.extensions import PartialUpdate, RecordSchema, Schema
-from service.resources.fields import STATE, Instant, optional_text, text
+from service.parsing import Integer
+from service.resources.fields import STATE, Date, Instant, optional_text, text
 
 # Intake screening and clearance ----------------------------------------------------------
 
@@ -94,7 +95,7 @@ class EvaluationSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     patient_id = ma.fields.UUID(dump_only=True)
     provider_id = ma.fields.UUID(required=True)
-    evaluated_on = ma.fields.Date(required=True, metadata={"example": "2026-11-02"})
+    evaluated_on = Date(required=True, metadata={"example": "2026-11-02"})
     recorded_at = ma.fields.AwareDateTime(dump_only=True)
 
 
@@ -107,14 +108,13 @@ class VitalSignSchema(Schema):
     patient_id = ma.fields.UUID(dump_only=True)
     phase = ma.fields.Enum(Phase, by_value=True, required=True, metadata={
         "description": "pre (before dosing), during (monitoring) or discharge"})
-    minutes_after_dose = ma.fields.Integer(allow_none=True, strict=True, metadata={
+    minutes_after_dose = Integer(allow_none=True, metadata={
         "description": "During only: minutes since the dose (esketamine needs one at "
                        f"{ABOUT_FORTY_MINUTES[0]}-{ABOUT_FORTY_MINUTES[1]})"})
-    systolic = ma.fields.Integer(required=True, strict=True, metadata={"example": 128})
-    diastolic = ma.fields.Integer(required=True, strict=True, metadata={"example": 82})
-    heart_rate = ma.fields.Integer(required=True, strict=True, metadata={"example": 72})
-    spo2 = ma.fields.Integer(required=True, strict=True, metadata={"example": 98,
-                                                                   "description": "%"})
+    systolic = Integer(required=True, metadata={"example": 128})
+    diastolic = Integer(required=True, metadata={"example": 82})
+    heart_rate = Integer(required=True, metadata={"example": 72})
+    spo2 = Integer(required=True, metadata={"example": 98, "description": "%"})
     taken_at = Instant(required=True)
     ride_home_confirmed = ma.fields.Boolean(load_default=False, metadata={
         "description": "Discharge after a treatment: the patient's ride home is there"})
@@ -164,7 +164,7 @@ class AssessmentSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     patient_id = ma.fields.UUID(dump_only=True)
     instrument = ma.fields.Enum(Instrument, by_value=True, required=True)
-    answers = ma.fields.List(ma.fields.Integer(strict=True), required=True,
+    answers = ma.fields.List(Integer(), required=True,
                              validate=ma.validate.Length(min=1, max=9), metadata={
                                  "description": "Item answers in form order, each 0-3 "
                                                 "(PHQ-9: 9 items; GAD-7: 7)",

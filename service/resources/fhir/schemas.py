@@ -10,6 +10,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from service.extensions import Schema
+from service.parsing import Integer
 
 REFERENCE = ma.validate.Length(min=1, max=200)
 FORMATS = ma.validate.OneOf(["json", "application/json", "application/fhir+json"])
@@ -22,17 +23,16 @@ def _repeatable(description: str, **kwargs: object) -> ma.fields.List:
 
 
 class SearchArgsSchema(ma.Schema):
-    count = ma.fields.Integer(data_key="_count", load_default=50,
-                              validate=ma.validate.Range(min=1, max=100),
-                              metadata={"description": "Page size (at most 100)"})
+    count = Integer(data_key="_count", load_default=50,
+                    validate=ma.validate.Range(min=1, max=100),
+                    metadata={"description": "Page size (at most 100)"})
     format = ma.fields.String(data_key="_format", validate=FORMATS)
 
 
 class PagedSearchArgsSchema(SearchArgsSchema):
-    page = ma.fields.Integer(data_key="_page", load_default=1,
-                             validate=ma.validate.Range(min=1, max=10000),
-                             metadata={"description": "Page number (the Bundle's next link "
-                                                      "carries it)"})
+    page = Integer(data_key="_page", load_default=1,
+                   validate=ma.validate.Range(min=1, max=10000),
+                   metadata={"description": "Page number (the Bundle's next link carries it)"})
     ids = _repeatable("Resource ids, comma-separated", data_key="_id")
 
 

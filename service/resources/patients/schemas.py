@@ -5,13 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 
 from service.extensions import PartialUpdate, RecordSchema, clinic_today
-from service.resources.fields import STATE, Phone, TimeZone, text
+from service.resources.fields import STATE, Date, Phone, TimeZone, text
 
 
 class PatientSchema(RecordSchema):
     first_name = text(100, required=True, metadata={"example": "Jordan"})
     last_name = text(100, required=True, metadata={"example": "Rivera"})
-    birth_date = ma.fields.Date(required=True, metadata={"example": "1985-04-12"})
+    birth_date = Date(required=True, metadata={"example": "1985-04-12"})
     email = ma.fields.Email(allow_none=True, validate=ma.validate.Length(max=254))
     phone = Phone(allow_none=True)
     timezone = TimeZone(required=True)

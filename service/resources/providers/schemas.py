@@ -7,7 +7,8 @@ import marshmallow as ma
 from service.domain.providers.models import Credential, LicenseKind, LicenseStatus
 from service.errors import CodedMessage
 from service.extensions import PartialUpdate, RecordSchema
-from service.resources.fields import JURISDICTION, Npi, TimeZone, text
+from service.parsing import Integer
+from service.resources.fields import JURISDICTION, Date, Npi, TimeZone, text
 
 
 class ProviderSchema(RecordSchema):
@@ -41,8 +42,8 @@ class LicenseSchema(RecordSchema):
                                                    "(A.R.S. 36-3606: telehealth only)"})
     board = text(200, required=True, metadata={"example": "Arizona Medical Board"})
     number = text(50, required=True, metadata={"example": "MD-061234"})
-    issued_on = ma.fields.Date(required=True)
-    expires_on = ma.fields.Date(required=True)
+    issued_on = Date(required=True)
+    expires_on = Date(required=True)
     status = ma.fields.Enum(LicenseStatus, by_value=True, load_default=LicenseStatus.ACTIVE)
 
     @ma.validates_schema
@@ -58,4 +59,4 @@ class LicenseUpdateSchema(PartialUpdate, LicenseSchema):
 
 
 class ExpiringQueryArgsSchema(ma.Schema):
-    within_days = ma.fields.Integer(load_default=60, validate=ma.validate.Range(min=0, max=365))
+    within_days = Integer(load_default=60, validate=ma.validate.Range(min=0, max=365))

@@ -11,6 +11,7 @@ from service.domain.series.models import SeriesStatus
 from service.domain.series.protocols import MAX_RRULE_LENGTH, PROTOCOLS
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
+from service.parsing import Integer
 from service.resources.fields import STATE, Instant
 
 PROTOCOL_CODES = sorted(PROTOCOLS)
@@ -63,7 +64,7 @@ class SeriesRequestSchema(Schema):
         "description": "The first session; its local date (and time, unless preferred_time "
                        "is given) in the location's zone starts the series"})
     preferred_weekdays = ma.fields.List(
-        ma.fields.Integer(validate=ma.validate.Range(min=0, max=6)),
+        Integer(validate=ma.validate.Range(min=0, max=6)),
         validate=ma.validate.Length(max=7),
         metadata={"description": "Later sessions on these weekdays (0 = Monday); default: "
                                  "the protocol's own cadence", "example": [0, 2, 4]})

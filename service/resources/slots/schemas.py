@@ -8,7 +8,8 @@ from typing import Any
 import marshmallow as ma
 
 from service.extensions import Schema
-from service.resources.fields import STATE, Instant, TimeZone, coded_error
+from service.parsing import Integer
+from service.resources.fields import STATE, Instant, TimeZone, coded_error, supported
 
 
 class DateOrInstant(ma.fields.Field):
@@ -27,9 +28,10 @@ class DateOrInstant(ma.fields.Field):
             raise coded_error("A date (YYYY-MM-DD) or a time with an offset.", "invalid")
         if len(value) == 10:
             try:
-                return date.fromisoformat(value)
+                day = date.fromisoformat(value)
             except ValueError:
                 raise coded_error("Not a valid date (YYYY-MM-DD).", "invalid") from None
+            return supported(day)
         return Instant()._deserialize(value, attr, data, **kwargs)
 
 
@@ -47,7 +49,7 @@ class SlotQueryArgsSchema(ma.Schema):
         "example": "AZ", "description": "Where the patient will be (telehealth licensing)"})
     timezone = TimeZone(metadata={"description": "Zone of the answer (default: the "
                                                  "location's, else the clinic's)"})
-    limit = ma.fields.Integer(load_default=200, validate=ma.validate.Range(min=1, max=1000))
+    limit = Integer(load_default=200, validate=ma.validate.Range(min=1, max=1000))
 
 
 class SlotSchema(Schema):
