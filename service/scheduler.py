@@ -38,9 +38,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from service.config import Settings
 from service.db import Database, utcnow
-from service.domain.bookings import idempotency
 from service.domain.calendar import history
 from service.domain.calendar.delivery import WebhookDispatcher
+from service.domain.idempotency import services as idempotency
 from service.domain.reminders import content
 from service.domain.reminders.dispatch import Dispatcher
 from service.uow import UnitOfWork

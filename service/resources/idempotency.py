@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 from flask import Response, after_this_request, g, request
 
 from service.db import utcnow
-from service.domain.bookings import idempotency
 from service.domain.errors import DomainError
+from service.domain.idempotency import services as idempotency
 from service.extensions import unit_of_work
 
 log = logging.getLogger(__name__)

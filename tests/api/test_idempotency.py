@@ -10,8 +10,8 @@ from sqlalchemy import update
 
 from service.db import utcnow
 from service.domain.access import services as keys
-from service.domain.bookings import idempotency
-from service.domain.bookings.models import IdempotencyRecord
+from service.domain.idempotency import services as idempotency
+from service.domain.idempotency.models import IdempotencyRecord
 from service.extensions import unit_of_work
 from service.resources.idempotency import request_hash
 from tests.api.test_directory import PROBLEM, assert_problem

@@ -31,7 +31,7 @@ from service.domain.audit.models import (
     AuditEvent,
     AuditOutcome,
 )
-from service.domain.bookings.models import Booking, IdempotencyRecord
+from service.domain.bookings.models import Booking
 from service.domain.consultations.models import (
     Alert,
     Assessment,
@@ -43,6 +43,7 @@ from service.domain.consultations.models import (
     VitalSign,
 )
 from service.domain.errors import Forbidden
+from service.domain.idempotency.models import IdempotencyRecord
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
 from service.domain.reminders.models import Reminder

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain.bookings.models import IdempotencyRecord
 from service.domain.errors import Conflict, InvalidInput
+from service.domain.idempotency.models import IdempotencyRecord
 from service.uow import UnitOfWork
 
 RETENTION = timedelta(hours=24)
