@@ -262,9 +262,13 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 def handle_domain_error(exc: domain.DomainError) -> Response:
     status = next((s for cls, s in STATUS_BY_CATEGORY.items() if isinstance(exc, cls)), 400)
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else {}
+    extras = dict(exc.extras)
+    retry_after = extras.pop("retry_after", None)  # seconds: a header, not a body member
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,
-                   **_json_safe(exc.extras))
+                   **_json_safe(extras))
 
 
 RESERVED = frozenset({"type", "title", "status", "code", "detail", "instance", "request_id"})
