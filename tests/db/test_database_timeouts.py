@@ -2,16 +2,19 @@
 
 A busy SQLite (another writer holds the lock past the busy timeout), a PostgreSQL lock held
 past lock_timeout, a statement past statement_timeout and an exhausted connection pool: each
-is a request answered 503 with Retry-After within seconds, never a 500 or a hang. (A stopped
-or paused server: tests/db/test_database_faults.py.)
+is a request answered 503 with Retry-After within seconds, never a 500 or a hang; a
+scheduler job logs an outage in one line. (A stopped or paused server:
+tests/db/test_database_faults.py.)
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
@@ -19,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from service import create_app
 from service.db import describe_failure, is_unavailable
 from service.extensions import unit_of_work
+from service.scheduler import _guarded
 from tests.conftest import BACKEND
 from tests.factories import patient_payload, provider_payload
 
@@ -148,3 +152,14 @@ def test_an_audit_row_the_database_cannot_take_withholds_the_answer_as_503(make_
     assert_unavailable(response, seconds, bound=5)
     assert "Robin" not in response.get_data(as_text=True)
     assert client.get(path, headers=api.headers("staff")).status_code == 200
+
+
+def test_a_scheduler_job_logs_an_outage_in_one_line(caplog):
+    def job():
+        raise OperationalError("SELECT ...", {}, psycopg.OperationalError("refused"))
+
+    caplog.set_level(logging.INFO, logger="service.scheduler")
+    _guarded("reminders", job)()
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "job reminders: database unavailable: OperationalError"
