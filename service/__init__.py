@@ -10,7 +10,7 @@ from flask_cors import CORS
 
 from service import auth, errors
 from service.config import Settings
-from service.db import Database
+from service.db import Database, DatabaseTimeouts
 from service.extensions import Api
 from service.parsing import JSONProvider
 
@@ -73,7 +73,8 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     database = Database.connect(app.config["DATABASE_URL"], app.config["DATABASE_REPLICA_URL"],
-                                echo=settings.sql_echo)
+                                echo=settings.sql_echo,
+                                timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
 
     if settings.cors_origins:

@@ -70,6 +70,19 @@ class Settings:
     bp_hold_diastolic: int = 100
     telehealth_video_url_template: str = "https://video.example.invalid/visit/{booking_id}"
     controlled_substance_cutoff: date = date(2027, 1, 1)
+    # Database faults: answer 503 database_unavailable fast instead of hanging (service/db.py)
+    database_connect_timeout_seconds: int = 3
+    database_statement_timeout_seconds: float = 5.0
+    database_lock_timeout_seconds: float = 3.0
+    database_pool_timeout_seconds: float = 3.0
+    sqlite_busy_timeout_seconds: float = 5.0
+    readiness_timeout_seconds: int = 2
+    database_retry_after_seconds: int = 5
+    # gunicorn kills a sync worker busy with one request longer than this (gunicorn.conf.py)
+    worker_timeout_seconds: float = 30.0
+    # An Idempotency-Key left in progress is free again after this (a request's worker is
+    # dead by then): the worker timeout plus a margin for the arbiter's check and the kill.
+    idempotency_lease_seconds: float = 35.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -90,6 +103,7 @@ class Settings:
             **_reminder_settings(env, defaults),
             **_integration_settings(env, defaults),
             **_consultation_settings(env, defaults),
+            **_database_settings(env, defaults),
         )
 
 
@@ -193,3 +207,45 @@ def _consultation_settings(env: Mapping[str, str], defaults: Settings) -> dict[s
         "controlled_substance_cutoff": (date.fromisoformat(cutoff) if cutoff
                                         else defaults.controlled_substance_cutoff),
     }
+
+
+IDEMPOTENCY_LEASE_MARGIN_SECONDS = 5.0
+
+
+def _database_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """DATABASE_*_TIMEOUT_SECONDS, SQLITE_BUSY_TIMEOUT_SECONDS, READINESS_TIMEOUT_SECONDS,
+    DATABASE_RETRY_AFTER_SECONDS, GUNICORN_TIMEOUT and IDEMPOTENCY_LEASE_SECONDS."""
+    worker_timeout = float(env.get("GUNICORN_TIMEOUT", defaults.worker_timeout_seconds))
+    values: dict[str, Any] = {
+        "database_connect_timeout_seconds": int(env.get(
+            "DATABASE_CONNECT_TIMEOUT_SECONDS", defaults.database_connect_timeout_seconds)),
+        "database_statement_timeout_seconds": float(env.get(
+            "DATABASE_STATEMENT_TIMEOUT_SECONDS", defaults.database_statement_timeout_seconds)),
+        "database_lock_timeout_seconds": float(env.get(
+            "DATABASE_LOCK_TIMEOUT_SECONDS", defaults.database_lock_timeout_seconds)),
+        "database_pool_timeout_seconds": float(env.get(
+            "DATABASE_POOL_TIMEOUT_SECONDS", defaults.database_pool_timeout_seconds)),
+        "sqlite_busy_timeout_seconds": float(env.get(
+            "SQLITE_BUSY_TIMEOUT_SECONDS", defaults.sqlite_busy_timeout_seconds)),
+        "readiness_timeout_seconds": int(env.get(
+            "READINESS_TIMEOUT_SECONDS", defaults.readiness_timeout_seconds)),
+        "database_retry_after_seconds": int(env.get(
+            "DATABASE_RETRY_AFTER_SECONDS", defaults.database_retry_after_seconds)),
+        "worker_timeout_seconds": worker_timeout,
+        "idempotency_lease_seconds": float(env.get(
+            "IDEMPOTENCY_LEASE_SECONDS", worker_timeout + IDEMPOTENCY_LEASE_MARGIN_SECONDS)),
+    }
+    for name, value in values.items():
+        if value <= 0:
+            variable = "GUNICORN_TIMEOUT" if name == "worker_timeout_seconds" else name.upper()
+            raise ValueError(f"{variable} must be positive")
+    for name in ("database_connect_timeout_seconds", "readiness_timeout_seconds"):
+        if values[name] < 2:  # libpq's (and psycopg's) shortest connect timeout
+            raise ValueError(f"{name.upper()} must be at least 2 (whole seconds)")
+    if values["database_statement_timeout_seconds"] + 1 >= worker_timeout:
+        raise ValueError("DATABASE_STATEMENT_TIMEOUT_SECONDS must end well before "
+                         "GUNICORN_TIMEOUT (the worker would be killed first)")
+    if values["idempotency_lease_seconds"] <= worker_timeout:
+        raise ValueError("IDEMPOTENCY_LEASE_SECONDS must be longer than GUNICORN_TIMEOUT: "
+                         "a key must not be taken over while its request may still run")
+    return values

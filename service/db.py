@@ -3,16 +3,29 @@
 SQLite (the embedded default) gets WAL, a busy timeout, foreign keys and ``BEGIN IMMEDIATE``
 for every write transaction, so check-then-insert sequences cannot interleave. PostgreSQL is
 reached through psycopg 3. Reads may go to a replica (``DATABASE_REPLICA_URL``).
+
+A database that is down, refusing, hung or overloaded costs a request seconds, never minutes
+(``DatabaseTimeouts``): a connect timeout; server-side statement and lock timeouts; a pool
+timeout; and, for what the server cannot enforce because it no longer answers at all (a
+paused or hung server, a black-holed network), a client-side bound on every wait for its
+answer (``BoundedConnection``). ``is_unavailable`` tells such failures from bugs; the HTTP
+layer answers them with 503 ``database_unavailable``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -64,28 +77,192 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, echo: bool = False, immediate: bool = True) -> Engine:
+ANSWER_GRACE_SECONDS = 1.0
+"""How much longer than the server's statement timeout the client waits for an answer."""
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long the service waits on the database before it gives up (seconds).
+
+    ``connect``: to open a connection (libpq's unit: whole seconds, at least 2); also the
+    bound on the liveness check of a pooled connection before it is used (pre-ping).
+    ``statement`` and ``lock``: PostgreSQL's statement_timeout and lock_timeout. ``pool``:
+    to get a connection from an exhausted pool. ``sqlite_busy``: SQLite's busy timeout (how
+    long a writer waits for the write lock). ``readiness``: the whole of ``/readyz``.
+    """
+
+    connect: int = 3
+    statement: float = 5.0
+    lock: float = 3.0
+    pool: float = 3.0
+    sqlite_busy: float = 5.0
+    readiness: int = 2
+
+    @property
+    def answer(self) -> float:
+        """The client-side bound on any one wait for the server's answer: the statement
+        timeout the server enforces, plus a grace for its error to arrive."""
+        return self.statement + ANSWER_GRACE_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DatabaseTimeouts:
+        return cls(connect=settings.database_connect_timeout_seconds,
+                   statement=settings.database_statement_timeout_seconds,
+                   lock=settings.database_lock_timeout_seconds,
+                   pool=settings.database_pool_timeout_seconds,
+                   sqlite_busy=settings.sqlite_busy_timeout_seconds,
+                   readiness=settings.readiness_timeout_seconds)
+
+
+class DatabaseNotAnswering(psycopg.OperationalError):
+    """The server took longer than the client-side bound to answer; the connection was
+    closed (its state is unknown), which SQLAlchemy treats as a disconnect."""
+
+
+class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection that waits at most ``answer_timeout`` seconds for the server.
+
+    The server enforces statement_timeout and lock_timeout only while it runs: a paused or
+    hung server (or a network that drops packets) would leave a request waiting until
+    gunicorn kills its worker. psycopg waits for the server in one place, ``wait``, which
+    takes a timeout; past it the connection is closed and ``DatabaseNotAnswering`` raised.
+    """
+
+    answer_timeout: float | None = None
+
+    def wait(self, gen, interval=None, timeout=None):  # type: ignore[no-untyped-def,override]
+        limit = timeout if timeout is not None else self.answer_timeout
+        extra = {} if interval is None else {"interval": interval}
+        try:
+            return super().wait(gen, timeout=limit, **extra)
+        except pg_errors._WaitTimeout:  # psycopg's own (private) timeout signal
+            self.close()
+            raise DatabaseNotAnswering(
+                f"the database did not answer within {limit:g} s; connection closed"
+            ) from None
+
+
+def make_engine(url: str, *, echo: bool = False, immediate: bool = True,
+                timeouts: DatabaseTimeouts | None = None) -> Engine:
+    """An engine for ``url``. With ``timeouts`` (the service's engines), every wait on the
+    database is bounded; without (migrations, which may legitimately run long), only
+    SQLite's busy timeout applies."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
-        _configure_sqlite(engine, immediate=immediate)
+        busy = (timeouts or DatabaseTimeouts()).sqlite_busy
+        in_memory = database in (None, "", ":memory:")  # one connection per thread, no queue
+        pool = {} if timeouts is None or in_memory else {"pool_timeout": timeouts.pool}
+        engine = create_engine(url, echo=echo, connect_args={"timeout": busy}, **pool)
+        _configure_sqlite(engine, immediate=immediate, busy_seconds=busy)
         return engine
     # Sessions in UTC: psycopg then returns datetime.timezone.utc values, nothing to convert.
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                         connect_args={"options": "-c timezone=UTC"})
+    if timeouts is None:
+        return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                             connect_args={"options": "-c timezone=UTC"})
+    engine = create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+        pool_timeout=timeouts.pool, connect_args=_bounded_connect_args(timeouts))
+    _bound_waits(engine, answer=timeouts.answer, ping=timeouts.connect)
+    return engine
 
 
-def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
+def _bounded_connect_args(timeouts: DatabaseTimeouts, *, connect: int | None = None
+                          ) -> dict[str, Any]:
+    statement_ms, lock_ms = round(timeouts.statement * 1000), round(timeouts.lock * 1000)
+    return {"connect_timeout": connect or timeouts.connect,
+            "options": f"-c timezone=UTC -c statement_timeout={statement_ms} "
+                       f"-c lock_timeout={lock_ms}"}
+
+
+def _bound_waits(engine: Engine, *, answer: float, ping: float) -> None:
+    """Open BoundedConnections; a pooled connection's pre-ping waits ``ping`` seconds at
+    most (it is idle in the pool between checkin and checkout, when SQLAlchemy pings it),
+    everything else ``answer``. A failed ping invalidates the pool: the next checkouts
+    connect afresh (bounded by the connect timeout) instead of pinging each stale one."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.answer_timeout = answer
+        return connection
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        if isinstance(dbapi_connection, BoundedConnection):
+            dbapi_connection.answer_timeout = ping
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, _record, _proxy):  # type: ignore[no-untyped-def]
+        if isinstance(dbapi_connection, BoundedConnection):
+            dbapi_connection.answer_timeout = answer
+
+
+def make_probe_engine(url: str, timeouts: DatabaseTimeouts) -> Engine:
+    """The readiness probe's engine (PostgreSQL): a connection of its own per probe, never
+    one from the service's pool (which may be exhausted or stale), each wait bounded by
+    ``timeouts.readiness`` so ``/readyz`` answers within about that long."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool,
+                           connect_args=_bounded_connect_args(timeouts,
+                                                              connect=timeouts.readiness))
+    _bound_waits(engine, answer=timeouts.readiness, ping=timeouts.readiness)
+    return engine
+
+
+# SQLite's messages for "cannot serve now" (every other sqlite3.OperationalError, such as
+# "no such table", is a bug, not an outage).
+_SQLITE_UNAVAILABLE = ("database is locked", "database table is locked",
+                       "unable to open database", "disk i/o error", "database or disk is full")
+# PostgreSQL SQLSTATE classes and codes that mean "cannot serve now": 08 connection
+# exception, 53 insufficient resources, 57 operator intervention (57014 statement timeout,
+# 57P01 shutdown, 57P03 starting up), 55P03 lock timeout.
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57")
+_PG_UNAVAILABLE_CODES = frozenset({"55P03"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot serve the request now (down, refusing,
+    hung, timed out, pool exhausted, locked) rather than a bug or a broken rule."""
+    if isinstance(exc, sa_exc.TimeoutError):  # QueuePool: no connection within pool_timeout
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return any(text in message for text in _SQLITE_UNAVAILABLE)
+    if isinstance(exc, psycopg.InterfaceError):  # "the connection is closed"
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None:  # client side: refused, connect timeout, lost, not answering
+            return True
+        return sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_CODES
+    return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, data-free description of a database failure for the log: the error's type
+    and SQLSTATE, never its message (which may quote a statement's parameters)."""
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "connection pool exhausted (TimeoutError)"
+    sqlstate = getattr(original, "sqlstate", None)
+    return type(original).__name__ + (f" ({sqlstate})" if sqlstate else "")
+
+
+def _configure_sqlite(engine: Engine, *, immediate: bool, busy_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every test
         # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit deferred BEGIN lets races in).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_seconds * 1000)}")
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -98,25 +275,35 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 
 @dataclass
 class Database:
-    """The writer engine, an optional reader engine, and their session factories."""
+    """The writer engine, an optional reader engine, the readiness probe's engine, and the
+    session factories."""
 
     writer: Engine
     reader: Engine
+    probe: Engine | None = field(default=None)
 
     def __post_init__(self) -> None:
         self.write_sessions = sessionmaker(self.writer, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.reader, expire_on_commit=False)
+        if self.probe is None:
+            self.probe = self.reader
 
     @classmethod
-    def connect(cls, url: str, replica_url: str | None = None, *, echo: bool = False) -> Database:
-        writer = make_engine(url, echo=echo)
+    def connect(cls, url: str, replica_url: str | None = None, *, echo: bool = False,
+                timeouts: DatabaseTimeouts | None = None) -> Database:
+        timeouts = timeouts or DatabaseTimeouts()
+        writer = make_engine(url, echo=echo, timeouts=timeouts)
         if replica_url:
-            reader = make_engine(replica_url, echo=echo, immediate=False)
+            reader = make_engine(replica_url, echo=echo, immediate=False, timeouts=timeouts)
         elif normalize_url(url).startswith("sqlite"):
-            reader = make_engine(url, echo=echo, immediate=False)
+            reader = make_engine(url, echo=echo, immediate=False, timeouts=timeouts)
         else:
             reader = writer
-        return cls(writer=writer, reader=reader)
+        # SQLite answers in-process: the reader (no BEGIN IMMEDIATE, so never queued
+        # behind a writer) is probe enough.
+        probe = None if normalize_url(url).startswith("sqlite") else make_probe_engine(
+            url, timeouts)
+        return cls(writer=writer, reader=reader, probe=probe)
 
     @property
     def dialect(self) -> str:
@@ -126,6 +313,8 @@ class Database:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+        if self.probe is not None and self.probe not in (self.writer, self.reader):
+            self.probe.dispose()
 
 
 def utcnow() -> datetime:

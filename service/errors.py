@@ -10,9 +10,11 @@ import logging
 import traceback
 from typing import Any
 
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, current_app, g, json, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from service import db
 from service.domain import errors as domain
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,8 @@ CODES: dict[str, tuple[int, str]] = {
     "empty_update": (422, "A PATCH names at least one field to change."),
     "unknown_state": (422, "Not a US state or territory code (e.g. AZ), or jurisdiction "
                            "(e.g. US-AZ)."),
+    "database_unavailable": (503, "The database is not answering (down, hung, overloaded or "
+                                  "locked); retry after the Retry-After seconds."),
 }
 
 _HTTP_CODES = {
@@ -277,9 +281,13 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 def handle_domain_error(exc: domain.DomainError) -> Response:
     status = next((s for cls, s in STATUS_BY_CATEGORY.items() if isinstance(exc, cls)), 400)
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else {}
+    extras = dict(exc.extras)
+    retry_after = extras.pop("retry_after", None)  # seconds: a header, not a body member
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
     return problem(status, exc.code, exc.title, exc.detail, headers=headers,
-                   **_json_safe(exc.extras))
+                   **_json_safe(extras))
 
 
 RESERVED = frozenset({"type", "title", "status", "code", "detail", "instance", "request_id"})
@@ -289,6 +297,39 @@ def _json_safe(extras: dict[str, Any]) -> dict[str, Any]:
     """Extension members of a problem, never overriding the standard ones."""
     kept = {k: v for k, v in extras.items() if k not in RESERVED}
     return json.loads(json.dumps(kept, default=str))
+
+
+def database_unavailable(exc: BaseException, *, during: str = "") -> Response:
+    """503 ``database_unavailable`` with Retry-After, and the request's one log line (the
+    failure's type and SQLSTATE, never its message or a traceback). Marks the request so
+    that its follow-up writes (audit row, Idempotency-Key bookkeeping) do not wait on the
+    database a second time."""
+    g.database_unavailable = True
+    log.warning("database unavailable%s on %s %s (request %s): %s",
+                f" ({during})" if during else "", request.method, request.url_rule or "-",
+                getattr(g, "request_id", "-"), db.describe_failure(exc))
+    retry_after = current_app.config["SETTINGS"].database_retry_after_seconds
+    return problem(503, "database_unavailable", "Database unavailable",
+                   "The database did not answer in time; retry after the number of seconds "
+                   "in Retry-After.",
+                   headers={"Retry-After": str(retry_after)})
+
+
+def handle_database_error(exc: Exception) -> Response:
+    if db.is_unavailable(exc):
+        return database_unavailable(exc)
+    return handle_unexpected(exc)
+
+
+def to_problem(exc: BaseException) -> Response:
+    """The problem+json answer to any exception, as the app's handlers would give it."""
+    if isinstance(exc, domain.DomainError):
+        return handle_domain_error(exc)
+    if isinstance(exc, HTTPException):
+        return handle_http_exception(exc)
+    if isinstance(exc, sa_exc.DBAPIError | sa_exc.TimeoutError):
+        return handle_database_error(exc)
+    return handle_unexpected(exc)
 
 
 def handle_unexpected(exc: BaseException) -> Response:
@@ -304,4 +345,6 @@ def handle_unexpected(exc: BaseException) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(domain.DomainError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
+    app.register_error_handler(sa_exc.TimeoutError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

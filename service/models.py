@@ -5,7 +5,7 @@ from service.domain.access.models import ApiKey
 from service.domain.audit.models import AuditEvent
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.events import BookingEvent
-from service.domain.bookings.models import Booking, IdempotencyRecord
+from service.domain.bookings.models import Booking
 from service.domain.calendar.models import (
     BookingChange,
     CalendarFeedToken,
@@ -27,6 +27,7 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
+from service.domain.idempotency.models import IdempotencyRecord
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 from service.domain.reminders.models import Reminder

@@ -37,10 +37,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from service.config import Settings
-from service.db import Database, utcnow
-from service.domain.bookings import idempotency
+from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
 from service.domain.calendar import history
 from service.domain.calendar.delivery import WebhookDispatcher
+from service.domain.idempotency import services as idempotency
 from service.domain.reminders import content
 from service.domain.reminders.dispatch import Dispatcher
 from service.uow import UnitOfWork
@@ -63,6 +63,9 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
         try:
             job()
         except Exception as exc:  # noqa: BLE001 - the next run tries again
+            if is_unavailable(exc):  # an outage, not a bug: one line per run, no frames
+                log.warning("job %s: database unavailable: %s", name, describe_failure(exc))
+                return
             frames = "".join(traceback.format_tb(exc.__traceback__))
             log.error("job %s failed: %s\n%s", name, type(exc).__name__, frames)
 
@@ -78,7 +81,8 @@ class OutboxScheduler:
         import service.models  # noqa: F401 - every mapper, so the metadata is complete
 
         self.settings = settings
-        self.database = database or Database.connect(settings.database_url)
+        self.database = database or Database.connect(
+            settings.database_url, timeouts=DatabaseTimeouts.from_settings(settings))
         self.dispatcher = Dispatcher(self.database, settings)
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         now = datetime.now(UTC)

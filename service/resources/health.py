@@ -1,4 +1,10 @@
-"""Probes for load balancers and orchestrators (no authentication, no data)."""
+"""Probes for load balancers and orchestrators (no authentication, no data).
+
+``/healthz`` (liveness) never touches the database: a database outage must not get healthy
+workers restarted. ``/readyz`` asks the database through the probe engine (a connection of
+its own, every wait bounded by READINESS_TIMEOUT_SECONDS), so it answers 503 within about
+that long when the database is down or hung.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import marshmallow as ma
 from flask.views import MethodView
 from werkzeug.exceptions import ServiceUnavailable
 
+from service.db import is_unavailable
+from service.errors import database_unavailable
 from service.extensions import Blueprint, Schema, database
 from service.migrate import pending_migrations
 
@@ -35,8 +43,10 @@ class Readiness(MethodView):
     def get(self):
         """The database answers and its schema is at the newest migration"""
         try:
-            pending = pending_migrations(database().writer)
+            pending = pending_migrations(database().probe)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            if is_unavailable(exc):
+                return database_unavailable(exc, during="readiness probe")
             raise ServiceUnavailable("The database is not reachable.") from exc
         if pending:
             raise ServiceUnavailable("The database schema is not at the newest migration.")

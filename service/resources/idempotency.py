@@ -25,13 +25,14 @@ import logging
 import re
 from collections.abc import Callable
 from copy import deepcopy
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from flask import Response, after_this_request, g, request
+from flask import Response, after_this_request, current_app, g, request
 
 from service.db import utcnow
-from service.domain.bookings import idempotency
 from service.domain.errors import DomainError
+from service.domain.idempotency import services as idempotency
 from service.extensions import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,17 @@ def idempotent(view: F) -> F:
         key_id = getattr(getattr(g, "actor", None), "key_id", None)
         if key_id is None:  # keys are scoped to an API key: nothing to scope this one to
             return view(*args, **kwargs)
+        claimed_at = utcnow()
+        lease = timedelta(seconds=current_app.config["SETTINGS"].idempotency_lease_seconds)
         replay = idempotency.begin(
             unit_of_work(), api_key_id=key_id, key=key, method=request.method,
-            path=request.path, request_hash=request_hash(), now=utcnow())
+            path=request.path, request_hash=request_hash(), now=claimed_at, lease=lease)
         if replay is not None:
             return _replayed(replay)
 
         @after_this_request
         def _store(response: Response) -> Response:
-            _record(response, api_key_id=key_id, key=key)
+            _record(response, api_key_id=key_id, key=key, claimed_at=claimed_at)
             return response
 
         return view(*args, **kwargs)
@@ -120,16 +123,22 @@ def _replayed(replay: idempotency.Replay) -> Response:
     return response
 
 
-def _record(response: Response, *, api_key_id: Any, key: str) -> None:
+def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: datetime) -> None:
+    if g.get("database_unavailable"):
+        # The database just failed this request; the claim is given up by its lease (the
+        # 409 idempotency_key_in_progress says when) rather than by waiting on it again.
+        return
     try:
         if response.status_code >= 500:
-            idempotency.abandon(unit_of_work(), api_key_id=api_key_id, key=key)
+            idempotency.abandon(unit_of_work(), api_key_id=api_key_id, key=key,
+                                claimed_at=claimed_at)
         else:
             headers = {name: response.headers[name] for name in KEPT_HEADERS
                        if name in response.headers}
             idempotency.finish(unit_of_work(), api_key_id=api_key_id, key=key,
                                status=response.status_code,
-                               body=response.get_data(as_text=True), headers=headers)
+                               body=response.get_data(as_text=True), headers=headers,
+                               claimed_at=claimed_at)
     except Exception as exc:  # noqa: BLE001 - the answer itself must still reach the client
         # The client gets its answer; the claim stays in progress until its lease ends.
         log.error("could not store the answer for an Idempotency-Key (%s) on %s %s",

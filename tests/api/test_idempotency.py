@@ -6,12 +6,14 @@ import json
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
+from service.config import Settings
 from service.db import utcnow
 from service.domain.access import services as keys
-from service.domain.bookings import idempotency
-from service.domain.bookings.models import IdempotencyRecord
+from service.domain.idempotency import services as idempotency
+from service.domain.idempotency.models import IdempotencyRecord
 from service.extensions import unit_of_work
 from service.resources.idempotency import request_hash
 from tests.api.test_directory import PROBLEM, assert_problem
@@ -99,7 +101,13 @@ def test_key_in_progress_is_409(api, app):
     response = api.post(PROVIDERS, data=body, headers={"Content-Type": "application/json",
                                                        "Idempotency-Key": "busy"})
     assert_problem(response, 409, "idempotency_key_in_progress")
+    lease = app.config["SETTINGS"].idempotency_lease_seconds
+    assert lease - 5 <= int(response.headers["Retry-After"]) <= lease
     assert provider_count(api) == 0
+
+
+def lease(app) -> timedelta:
+    return timedelta(seconds=app.config["SETTINGS"].idempotency_lease_seconds)
 
 
 def test_in_progress_key_older_than_the_lease_is_taken_over(api, app):
@@ -108,7 +116,7 @@ def test_in_progress_key_older_than_the_lease_is_taken_over(api, app):
                                   content_type="application/json"):
         fingerprint = request_hash()
     claim(app, api, key="orphan", fingerprint=fingerprint,
-          now=utcnow() - idempotency.LEASE - timedelta(seconds=1))
+          now=utcnow() - lease(app) - timedelta(seconds=1))
     response = api.post(PROVIDERS, data=body, headers={"Content-Type": "application/json",
                                                        "Idempotency-Key": "orphan"})
     assert response.status_code == 201
@@ -249,3 +257,68 @@ def test_every_post_operation_documents_the_idempotency_key(client):
         checked += 1
     assert not undocumented, f"put @idempotent outermost on POST {undocumented}"
     assert checked >= 10
+
+
+def test_a_crashed_requests_key_is_free_once_its_worker_must_be_dead(api, app):
+    """A worker killed mid-request leaves its claim in progress; the lease (the worker
+    timeout plus a margin) frees it, and until then the 409 says when to retry."""
+    body = json.dumps(provider_payload())
+    with app.test_request_context(PROVIDERS, method="POST", data=body,
+                                  content_type="application/json"):
+        fingerprint = request_hash()
+    settings = app.config["SETTINGS"]
+    assert settings.idempotency_lease_seconds > settings.worker_timeout_seconds
+    with app.app_context():
+        actor = keys.authenticate(unit_of_work(read_only=True), api.tokens["staff"])
+        started = utcnow() - lease(app) + timedelta(seconds=12)  # died 12 s before the lease
+        with unit_of_work() as uow:  # the row exactly as the dead request left it
+            uow.session.add(IdempotencyRecord(
+                api_key_id=actor.key_id, idempotency_key="crashed", method="POST",
+                path=PROVIDERS, request_hash=fingerprint, completed=False,
+                created_at=started, expires_at=started + idempotency.RETENTION))
+            uow.commit()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "crashed"}
+
+    early = api.post(PROVIDERS, data=body, headers=headers)
+    assert_problem(early, 409, "idempotency_key_in_progress")
+    assert 10 <= int(early.headers["Retry-After"]) <= 12
+    assert provider_count(api) == 0
+
+    with app.app_context(), unit_of_work() as uow:  # the lease has now run out
+        uow.session.execute(update(IdempotencyRecord).values(
+            created_at=started - timedelta(seconds=13)))
+        uow.commit()
+    taken_over = api.post(PROVIDERS, data=body, headers=headers)
+    assert taken_over.status_code == 201
+    assert "Idempotent-Replayed" not in taken_over.headers
+    replay = api.post(PROVIDERS, data=body, headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json()["id"] == taken_over.get_json()["id"]
+    assert provider_count(api) == 1
+
+
+def test_a_request_that_outlived_its_lease_leaves_the_new_claim_alone(api, app):
+    """finish/abandon only touch the claim they made (fenced by its start time)."""
+    with app.app_context():
+        actor = keys.authenticate(unit_of_work(read_only=True), api.tokens["staff"])
+        old = utcnow() - lease(app) - timedelta(seconds=1)
+        claim(app, api, key="fenced", fingerprint="f" * 64, now=old)
+        new = utcnow()
+        assert idempotency.begin(unit_of_work(), api_key_id=actor.key_id, key="fenced",
+                                 method="POST", path=PROVIDERS, request_hash="f" * 64,
+                                 now=new, lease=lease(app)) is None  # taken over
+        idempotency.abandon(unit_of_work(), api_key_id=actor.key_id, key="fenced",
+                            claimed_at=old)  # the old request's 5xx: not its claim any more
+        idempotency.finish(unit_of_work(), api_key_id=actor.key_id, key="fenced",
+                           status=201, body="{}", headers={}, claimed_at=new)
+        with unit_of_work(read_only=True) as uow:
+            record = uow.session.query(IdempotencyRecord).one()
+            assert (record.completed, record.response_status) == (True, 201)
+
+
+def test_the_lease_follows_the_worker_timeout():
+    assert Settings.from_env({}).idempotency_lease_seconds == 35
+    assert Settings.from_env({"GUNICORN_TIMEOUT": "60"}).idempotency_lease_seconds == 65
+    assert Settings.from_env({"IDEMPOTENCY_LEASE_SECONDS": "40"}).idempotency_lease_seconds == 40
+    with pytest.raises(ValueError, match="IDEMPOTENCY_LEASE_SECONDS"):
+        Settings.from_env({"GUNICORN_TIMEOUT": "60", "IDEMPOTENCY_LEASE_SECONDS": "45"})

@@ -34,7 +34,7 @@ from service.domain.audit.models import (
     AuditOutcome,
 )
 from service.domain.audit.policy import policy
-from service.domain.bookings.models import Booking, IdempotencyRecord
+from service.domain.bookings.models import Booking
 from service.domain.calendar.models import (
     CalendarFeedToken,
     WebhookDelivery,
@@ -50,6 +50,7 @@ from service.domain.consultations.models import (
     Task,
     VitalSign,
 )
+from service.domain.idempotency.models import IdempotencyRecord
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
 from service.domain.reminders.models import Reminder

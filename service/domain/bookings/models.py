@@ -16,7 +16,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, enum_column
@@ -79,29 +79,3 @@ class Booking(Record, Base):
     series_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("treatment_series.id", ondelete="SET NULL"), index=True)
     created_by_key_id: Mapped[uuid.UUID | None]
-
-
-class IdempotencyRecord(Base):
-    """The first answer to a POST made with an Idempotency-Key, kept 24 hours.
-
-    Keys are scoped to the API key that sent them; the unique key makes the first writer
-    win when the same key arrives twice at once.
-    """
-
-    __tablename__ = "idempotency_records"
-    __table_args__ = (
-        Index("uq_idempotency_records_scope_key", "api_key_id", "idempotency_key", unique=True),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    method: Mapped[str] = mapped_column(String(10))
-    path: Mapped[str] = mapped_column(String(500))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    completed: Mapped[bool] = mapped_column(default=False)
-    response_status: Mapped[int | None]
-    response_body: Mapped[str | None] = mapped_column(Text)
-    response_headers: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -40,7 +40,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import Database, utcnow
+from service.db import Database, DatabaseTimeouts, utcnow
 from service.domain.bookings.models import Booking
 from service.domain.clinic.models import ServiceType
 from service.domain.patients.models import Patient
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                             clinic_phone=settings.clinic_phone)
     import service.models  # noqa: F401 - every mapper, so the metadata is complete
 
-    database = Database.connect(settings.database_url)
+    database = Database.connect(settings.database_url,
+                                timeouts=DatabaseTimeouts.from_settings(settings))
     dispatcher = Dispatcher(database, settings)
     stopping = False
 

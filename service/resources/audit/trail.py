@@ -27,10 +27,11 @@ from flask import Flask, Response, g, has_request_context, request
 from flask.blueprints import BlueprintSetupState
 
 from service.auth import request_id
+from service.db import is_unavailable
 from service.domain.audit import services as audit
 from service.domain.audit.models import AuditAction, AuditOutcome
 from service.domain.calendar.services import hash_token
-from service.errors import problem
+from service.errors import database_unavailable, problem
 from service.extensions import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -248,12 +249,18 @@ def finish(response: Response) -> Response:
     context = current()
     if context is None or context.recorded:
         return response
+    if g.get("database_unavailable"):
+        # The answer is a 503 that discloses nothing, and the database just failed this
+        # request: waiting on it again for the row would only delay the answer.
+        return response
     if request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
         return response
     outcome, missing = _outcome(response)
     try:
         audit.record(unit_of_work(), context, outcome, missing=missing)
     except Exception as exc:  # noqa: BLE001 - fail closed: no unaudited answer goes out
+        if is_unavailable(exc):
+            return database_unavailable(exc, during="audit row")
         log.error("could not write the audit row (%s) of %s %s (request %s)",
                   type(exc).__name__, request.method, request.url_rule, context.request_id)
         return problem(503, "service_unavailable", "Service Unavailable",

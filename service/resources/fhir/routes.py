@@ -20,12 +20,12 @@ from urllib.parse import urlencode
 from flask import Blueprint as FlaskBlueprint
 from flask import Response, current_app, request
 from flask.views import MethodView
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import MethodNotAllowed
 
 from service import errors
 from service.auth import authorize
 from service.db import utcnow
-from service.domain.errors import DomainError, NotFound
+from service.domain.errors import NotFound
 from service.domain.fhir import mapping
 from service.domain.fhir import services as fhir
 from service.domain.fhir.policy import policy
@@ -222,12 +222,7 @@ FlaskBlueprint.add_url_rule(blp, "/<path:rest>", "unsupported", _unsupported,
 
 
 def _operation_outcome(exc: Exception) -> Response:
-    if isinstance(exc, DomainError):
-        problem = errors.handle_domain_error(exc)
-    elif isinstance(exc, HTTPException):
-        problem = errors.handle_http_exception(exc)
-    else:
-        problem = errors.handle_unexpected(exc)
+    problem = errors.to_problem(exc)
     body = json.loads(problem.get_data(as_text=True))
     outcome = mapping.operation_outcome(
         problem.status_code, body["code"], body["title"], body.get("detail"),

@@ -14,23 +14,28 @@ then reads the winner's row, locked, to decide what to answer.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain.bookings.models import IdempotencyRecord
 from service.domain.errors import Conflict, InvalidInput
+from service.domain.idempotency.models import IdempotencyRecord
 from service.uow import UnitOfWork
 
 RETENTION = timedelta(hours=24)
 """How long a key (and the answer stored with it) is kept."""
 
-LEASE = timedelta(seconds=60)
-"""How long a not-completed record blocks its key. A record older than this belongs to a
-request whose process died; the next request with the key takes it over."""
+LEASE = timedelta(seconds=35)
+"""How long a not-completed record blocks its key by default: the gunicorn worker timeout
+(30 s; a sync worker still busy with a request after it is killed) plus a small margin. A
+record older than its lease belongs to a request that can no longer be running; the next
+request with the key takes it over. The service passes its own lease (``IDEMPOTENCY_LEASE_
+SECONDS``, derived from ``GUNICORN_TIMEOUT``)."""
 
 _ATTEMPTS = 3
 
@@ -45,11 +50,13 @@ class Replay:
 
 
 def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path: str,
-          request_hash: str, now: datetime) -> Replay | None:
+          request_hash: str, now: datetime, lease: timedelta = LEASE) -> Replay | None:
     """Claim ``key`` for this request (None: go ahead), or answer with the stored Replay.
 
     Raises ``idempotency_key_reused`` when the key was used with another request and
-    ``idempotency_key_in_progress`` while the first request with the key is still running.
+    ``idempotency_key_in_progress`` while the first request with the key may still be
+    running, that is for ``lease`` after it began; the error's ``retry_after`` says how many
+    seconds remain until the key is free (or answered).
     """
     with uow:
         session = uow.session
@@ -73,15 +80,20 @@ def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path
             if existing is None:
                 continue  # deleted in between (abandoned or purged): claim it again
             replay = _decide(existing, method=method, path=path, request_hash=request_hash,
-                             now=now)
+                             now=now, lease=lease)
             uow.commit()
             return replay
-    raise Conflict("A request with this Idempotency-Key is still running; retry later.",
-                   code="idempotency_key_in_progress")
+    raise _in_progress(timedelta(seconds=1))
+
+
+def _in_progress(remaining: timedelta) -> Conflict:
+    return Conflict("A request with this Idempotency-Key is still running; retry later.",
+                    code="idempotency_key_in_progress",
+                    retry_after=max(1, math.ceil(remaining.total_seconds())))
 
 
 def _decide(existing: IdempotencyRecord, *, method: str, path: str, request_hash: str,
-            now: datetime) -> Replay | None:
+            now: datetime, lease: timedelta) -> Replay | None:
     """What the row found for the key means for this request (the row is locked)."""
     if existing.expires_at < now:
         # Forgotten: the key starts over for this request (the row is reused in place, so
@@ -93,10 +105,11 @@ def _decide(existing: IdempotencyRecord, *, method: str, path: str, request_hash
         raise InvalidInput("This Idempotency-Key was already used with a different request.",
                            code="idempotency_key_reused")
     if not existing.completed:
-        if existing.created_at > now - LEASE:
-            raise Conflict("A request with this Idempotency-Key is still running; "
-                           "retry later.", code="idempotency_key_in_progress")
-        # The first request's process died before it answered: take the key over.
+        lease_ends = existing.created_at + lease
+        if lease_ends > now:
+            raise _in_progress(lease_ends - now)
+        # The first request can no longer be running (its worker was killed at the latest
+        # at the worker timeout, which the lease outlasts): take the key over.
         _claim(existing, method=method, path=path, request_hash=request_hash, now=now)
         return None
     return Replay(status=existing.response_status or 200, body=existing.response_body or "",
@@ -111,30 +124,37 @@ def _claim(record: IdempotencyRecord, *, method: str, path: str, request_hash: s
     record.created_at = now
 
 
+def _held(api_key_id: uuid.UUID, key: str, claimed_at: datetime | None) -> list[Any]:
+    """The conditions of the in-progress claim on ``key`` made at ``claimed_at`` (a request
+    that outlived its lease finds the key taken over and leaves the new claim alone)."""
+    conditions: list[Any] = [IdempotencyRecord.api_key_id == api_key_id,
+                             IdempotencyRecord.idempotency_key == key,
+                             IdempotencyRecord.completed.is_(False)]
+    if claimed_at is not None:
+        conditions.append(IdempotencyRecord.created_at == claimed_at)
+    return conditions
+
+
 def finish(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, status: int, body: str,
-           headers: dict[str, str]) -> None:
-    """Store the first answer to the request holding ``key`` and mark it completed."""
+           headers: dict[str, str], claimed_at: datetime | None = None) -> None:
+    """Store the first answer to the request holding ``key`` (the claim made at
+    ``claimed_at``, the ``now`` given to ``begin``) and mark it completed."""
     with uow:
         uow.session.execute(
             update(IdempotencyRecord)
-            .where(IdempotencyRecord.api_key_id == api_key_id,
-                   IdempotencyRecord.idempotency_key == key,
-                   IdempotencyRecord.completed.is_(False))
+            .where(*_held(api_key_id, key, claimed_at))
             .values(completed=True, response_status=status, response_body=body,
                     response_headers=json.dumps(headers))
         )
         uow.commit()
 
 
-def abandon(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str) -> None:
+def abandon(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str,
+            claimed_at: datetime | None = None) -> None:
     """Forget the in-progress claim on ``key`` (the request failed; the client may retry)."""
     with uow:
         uow.session.execute(
-            delete(IdempotencyRecord)
-            .where(IdempotencyRecord.api_key_id == api_key_id,
-                   IdempotencyRecord.idempotency_key == key,
-                   IdempotencyRecord.completed.is_(False))
-        )
+            delete(IdempotencyRecord).where(*_held(api_key_id, key, claimed_at)))
         uow.commit()
 
 

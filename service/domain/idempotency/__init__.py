@@ -1,0 +1,1 @@
+"""Idempotency-Key records: the first answer to a POST, kept and replayed."""
