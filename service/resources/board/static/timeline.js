@@ -82,7 +82,8 @@ export function renderLocation(ctx) {
   for (let hour = first; hour <= last; hour += 1) {
     const instant = hour === 24 ? dayEnd : zonedToInstant(date, hour, 0, zone);
     const left = x(instant);
-    const tick = el("span", { class: "tick", text: hour < last ? `${String(hour).padStart(2, "0")}:00` : "" });
+    const tick = el("span", { class: hour === first ? "tick first" : "tick",
+      text: hour < last ? `${String(hour).padStart(2, "0")}:00` : "" });
     tick.style.left = `${left}%`;
     axis.append(tick);
     const line = el("span", { class: "gridline" });
