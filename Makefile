@@ -22,6 +22,7 @@ seed: migrate
 
 # The API and a reminder dispatcher (log channel by default) side by side; Ctrl-C stops both.
 run: seed
+	@echo "Swagger UI: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/docs    Day board: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/board"
 	@trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/python -m service.scheduler & scheduler=$$!; \
 	$(BIN)/gunicorn --config gunicorn.conf.py service.wsgi:app

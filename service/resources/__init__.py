@@ -6,6 +6,7 @@ from service.auth import BEARER_SCHEME
 from service.extensions import Api
 from service.resources.audit.routes import blp as audit_blp
 from service.resources.availability.routes import blp as availability_blp
+from service.resources.board.routes import board as board_page
 from service.resources.bookings.routes import blp as bookings_blp
 from service.resources.calendar.routes import blp as calendar_blp
 from service.resources.calendar.routes import sync_blp
@@ -35,3 +36,5 @@ def register_blueprints(api: Api) -> None:
     for blueprint in MODULES:
         api.register_blueprint(blueprint)
     api.register_blueprint(health_blp)
+    # A page, not an API resource: registered on the app itself, so it has no OpenAPI entry.
+    api._app.register_blueprint(board_page)
