@@ -160,6 +160,11 @@ CODES: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many requests; retry later."),
     "internal_error": (500, "An unexpected error; it was logged with the request id."),
     "service_unavailable": (503, "A dependency (the database) is not available."),
+    # API keys managed through the API (/api/v1/api-keys, /api/v1/me)
+    "api_key_expired": (401, "The API key expired; ask for a new one."),
+    "key_role_not_allowed": (403, "The caller's role may not issue or manage keys of this "
+                                  "role (staff: patient keys only)."),
+    "invalid_key_expiry": (422, "A key's expiry must be in the future."),
 }
 
 _HTTP_CODES = {

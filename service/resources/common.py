@@ -1,13 +1,16 @@
-"""HTTP conventions shared by the resource areas: ETags, If-Match, pagination."""
+"""HTTP conventions shared by the resource areas: ETags, If-Match, If-None-Match,
+pagination."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import PreconditionRequired
 
@@ -34,6 +37,8 @@ LOCATION_HEADER = {"Location": {"description": "URL of the new resource",
 
 _ETAG = re.compile(r'^(?:W/)?"v(\d+)"$')
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def etag(record: Record) -> dict[str, str]:
     return {"ETag": f'"v{record.version}"'}
@@ -49,6 +54,32 @@ def expected_version() -> int:
     if not match:
         raise PreconditionFailed("If-Match does not name a version of this resource.")
     return int(match.group(1))
+
+
+def not_modified(view: F) -> F:
+    """A single-resource read that answers 304 Not Modified (no body) to an
+    ``If-None-Match`` naming the ETag it would send (RFC 9110, weak comparison).
+
+    Put it OUTERMOST, above ``@blp.response`` (it needs the final response), and only on a
+    view whose answer is determined by the version its ETag names (``"v<version>"``: the
+    record's own columns), not on one that also shows other records or the clock (a series
+    with its sessions and progress): there a matching ETag does not mean an unchanged body.
+    flask-smorest's own ``@blp.etag`` hashes the body instead, which would replace the
+    version ETags that If-Match takes; its documentation (304, If-None-Match) is reused.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        response = view(*args, **kwargs)
+        if isinstance(response, Response) and response.status_code == 200 and (
+                "ETag" in response.headers and request.if_none_match):
+            response.make_conditional(request)
+        return response
+
+    apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
+    apidoc["etag"] = True  # flask-smorest documents If-None-Match and the 304 answer
+    wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def page_of(page: Page[Any], pagination_parameters: Any) -> list[Any]:
@@ -111,6 +142,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, schema: type, update_s
                                  "Location": f"{blp.url_prefix}/{plural}/{record.id}"}
 
     class Item(MethodView):
+        @not_modified
         @blp.response(200, schema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @requires(*readers)
