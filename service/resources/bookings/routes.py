@@ -23,6 +23,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
+    not_modified,
     paged,
 )
 from service.resources.idempotency import idempotent
@@ -68,6 +69,7 @@ class Bookings(MethodView):
 
 @blp.route("/bookings/<uuid:booking_id>")
 class BookingById(MethodView):
+    @not_modified
     @blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @requires(*ALL_ROLES)
