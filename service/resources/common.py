@@ -29,6 +29,15 @@ IF_MATCH = {
     "schema": {"type": "string", "example": '"v1"'},
 }
 
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "The ETag of the copy you have: 304 Not Modified (no body) while it is "
+                   "current.",
+    "schema": {"type": "string", "example": '"v1"'},
+}
+
 ETAG_HEADER = {"ETag": {"description": "Version tag; send it back in If-Match.",
                         "schema": {"type": "string", "example": '"v1"'}}}
 
@@ -65,7 +74,7 @@ def not_modified(view: F) -> F:
     record's own columns), not on one that also shows other records or the clock (a series
     with its sessions and progress): there a matching ETag does not mean an unchanged body.
     flask-smorest's own ``@blp.etag`` hashes the body instead, which would replace the
-    version ETags that If-Match takes; its documentation (304, If-None-Match) is reused.
+    version ETags that If-Match takes (and its documentation would replace ours of them).
     """
 
     @functools.wraps(view)
@@ -77,7 +86,12 @@ def not_modified(view: F) -> F:
         return response
 
     apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
-    apidoc["etag"] = True  # flask-smorest documents If-None-Match and the 304 answer
+    manual = apidoc.get("manual_doc", {})
+    # As in idempotency._document: @blp.doc(parameters=...) replaces @blp.arguments' list.
+    target = manual if "parameters" in manual else apidoc.setdefault("arguments", {})
+    target.setdefault("parameters", []).append(dict(IF_NONE_MATCH))
+    apidoc.setdefault("response", {}).setdefault("responses", {}).setdefault(
+        304, ["NOT_MODIFIED"])
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
