@@ -6,9 +6,8 @@ import logging
 from typing import Any
 
 from flask import Flask
-from flask_cors import CORS
 
-from service import auth, errors
+from service import auth, browsers, errors
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts
 from service.extensions import Api
@@ -77,12 +76,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
                                 timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
 
-    if settings.cors_origins:
-        CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}},
-             expose_headers=["ETag", "Location", "X-Pagination", "X-Request-Id",
-                            "Idempotent-Replayed"],
-             allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match",
-                            "Idempotency-Key"])
+    browsers.init_app(app, settings)
 
     from service.resources import register_blueprints
     from service.resources.docs import docs_assets

@@ -36,6 +36,8 @@ BEARER_SCHEME = {
 # token instead (calendar clients cannot send headers), checked by the feed's use case.
 AUTHENTICATED_PREFIXES = ("/api/", "/fhir/")
 CALENDAR_FEED_PATH = re.compile(r"/api/v1/calendars/[^/]+\.ics")
+# FHIR clients fetch the server's CapabilityStatement before they have a key.
+PUBLIC_PATHS = frozenset({"/fhir/R4/metadata"})
 
 # A client's X-Request-Id is kept (logged, echoed, stored in the append-only audit trail)
 # only when it cannot carry anything but an identifier; otherwise the request gets a fresh id.
@@ -57,7 +59,8 @@ def _authenticate() -> None:
     request_id()
     if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
         return
-    if request.method in ("GET", "HEAD") and CALENDAR_FEED_PATH.fullmatch(request.path):
+    if request.method in ("GET", "HEAD") and (CALENDAR_FEED_PATH.fullmatch(request.path)
+                                              or request.path in PUBLIC_PATHS):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from service import migrate
+from service.db import utcnow
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.domain.errors import DomainError
@@ -25,12 +27,19 @@ keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 @click.option("--label", required=True, help="Who or what uses the key.")
 @click.option("--provider-id", type=click.UUID, default=None)
 @click.option("--patient-id", type=click.UUID, default=None)
+@click.option("--expires-at", default=None, metavar="RFC3339",
+              help="When the key stops working, with an offset (2027-06-30T23:59:00-07:00).")
 def create_key(role: str, label: str, provider_id: uuid.UUID | None,
-               patient_id: uuid.UUID | None) -> None:
+               patient_id: uuid.UUID | None, expires_at: str | None) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     try:
+        expiry = datetime.fromisoformat(expires_at) if expires_at else None
+    except ValueError as error:
+        raise click.BadParameter("not an RFC 3339 time", param_hint="--expires-at") from error
+    try:
         issued = keys.issue_key(unit_of_work(), role=role, label=label,
-                                provider_id=provider_id, patient_id=patient_id)
+                                provider_id=provider_id, patient_id=patient_id,
+                                expires_at=expiry)
     except DomainError as error:
         raise click.ClickException(f"{error.code}: {error.detail}") from error
     click.echo(issued.key)
@@ -41,11 +50,13 @@ def create_key(role: str, label: str, provider_id: uuid.UUID | None,
 @keys_cli.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
 def list_keys(include_revoked: bool) -> None:
-    """List keys (prefix, role, label, binding, state); never the secrets."""
+    """List keys (prefix, role, label, binding, state, expiry); never the secrets."""
+    now = utcnow()
     for record in keys.list_keys(unit_of_work(read_only=True), include_revoked=include_revoked):
         bound = record.provider_id or record.patient_id or "-"
-        state = "revoked" if record.revoked_at else "active"
-        click.echo(f"{record.prefix}\t{record.role.value}\t{state}\t{bound}\t{record.label}")
+        expiry = record.expires_at.isoformat() if record.expires_at else "-"
+        click.echo(f"{record.prefix}\t{record.role.value}\t{record.state(now)}\t{bound}\t"
+                   f"{expiry}\t{record.label}")
 
 
 @keys_cli.command("revoke")

@@ -31,6 +31,7 @@ class Settings:
     clinic_timezone: str = "America/Phoenix"
     port: int = 8000
     cors_origins: tuple[str, ...] = ()
+    cors_max_age: int = 600  # seconds a browser may cache a CORS preflight's answer
     clinic_name: str = "Desert Bloom Wellness"
     clinic_phone: str = "+16025550100"
     license_warning_days: int = 60
@@ -94,6 +95,7 @@ class Settings:
             clinic_timezone=env.get("CLINIC_TIMEZONE", defaults.clinic_timezone),
             port=int(env.get("PORT", defaults.port)),
             cors_origins=_csv(env.get("CORS_ORIGINS", "")),
+            cors_max_age=_non_negative("CORS_MAX_AGE", env.get("CORS_MAX_AGE", "600")),
             clinic_name=env.get("CLINIC_NAME", defaults.clinic_name),
             clinic_phone=env.get("CLINIC_PHONE", defaults.clinic_phone),
             license_warning_days=int(
@@ -105,6 +107,13 @@ class Settings:
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
         )
+
+
+def _non_negative(name: str, value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{name} must be 0 or more")
+    return number
 
 
 def _clock(value: str) -> time:

@@ -175,6 +175,11 @@ CODES: dict[str, tuple[int, str]] = {
                            "(e.g. US-AZ)."),
     "database_unavailable": (503, "The database is not answering (down, hung, overloaded or "
                                   "locked); retry after the Retry-After seconds."),
+    # API keys managed through the API (/api/v1/api-keys, /api/v1/me)
+    "api_key_expired": (401, "The API key expired; ask for a new one."),
+    "key_role_not_allowed": (403, "The caller's role may not issue or manage keys of this "
+                                  "role (staff: patient keys only)."),
+    "invalid_key_expiry": (422, "A key's expiry must be in the future."),
 }
 
 _HTTP_CODES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.auth import BEARER_SCHEME
 from service.extensions import Api
+from service.resources.access.routes import blp as access_blp
 from service.resources.audit.routes import blp as audit_blp
 from service.resources.availability.routes import blp as availability_blp
 from service.resources.board.routes import board as board_page
@@ -28,7 +29,7 @@ from service.resources.webhooks.routes import blp as webhooks_blp
 MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availability_blp,
            slots_blp, bookings_blp, reminders_blp, series_blp,
            calendar_blp, sync_blp, webhooks_blp, fhir_blp,
-           consultations_blp, sessions_blp, assessments_blp, audit_blp)
+           consultations_blp, sessions_blp, assessments_blp, audit_blp, access_blp)
 
 
 def register_blueprints(api: Api) -> None:

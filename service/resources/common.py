@@ -1,13 +1,16 @@
-"""HTTP conventions shared by the resource areas: ETags, If-Match, pagination."""
+"""HTTP conventions shared by the resource areas: ETags, If-Match, If-None-Match,
+pagination."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import PreconditionRequired
 
@@ -27,6 +30,15 @@ IF_MATCH = {
     "schema": {"type": "string", "example": '"v1"'},
 }
 
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "The ETag of the copy you have: 304 Not Modified (no body) while it is "
+                   "current.",
+    "schema": {"type": "string", "example": '"v1"'},
+}
+
 ETAG_HEADER = {"ETag": {"description": "Version tag; send it back in If-Match.",
                         "schema": {"type": "string", "example": '"v1"'}}}
 
@@ -35,6 +47,8 @@ LOCATION_HEADER = {"Location": {"description": "URL of the new resource",
 
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 _OUR_TAG = re.compile(r"v([0-9]{1,18})")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def etag(record: Record) -> dict[str, str]:
@@ -74,6 +88,37 @@ def expected_version() -> int | None:
     if versions:
         raise PreconditionFailed("If-Match names several versions: send the one you read.")
     raise PreconditionFailed("If-Match does not name a version of this resource.")
+
+
+def not_modified(view: F) -> F:
+    """A single-resource read that answers 304 Not Modified (no body) to an
+    ``If-None-Match`` naming the ETag it would send (RFC 9110, weak comparison).
+
+    Put it OUTERMOST, above ``@blp.response`` (it needs the final response), and only on a
+    view whose answer is determined by the version its ETag names (``"v<version>"``: the
+    record's own columns), not on one that also shows other records or the clock (a series
+    with its sessions and progress): there a matching ETag does not mean an unchanged body.
+    flask-smorest's own ``@blp.etag`` hashes the body instead, which would replace the
+    version ETags that If-Match takes (and its documentation would replace ours of them).
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        response = view(*args, **kwargs)
+        if isinstance(response, Response) and response.status_code == 200 and (
+                "ETag" in response.headers and request.if_none_match):
+            response.make_conditional(request)
+        return response
+
+    apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
+    manual = apidoc.get("manual_doc", {})
+    # As in idempotency._document: @blp.doc(parameters=...) replaces @blp.arguments' list.
+    target = manual if "parameters" in manual else apidoc.setdefault("arguments", {})
+    target.setdefault("parameters", []).append(dict(IF_NONE_MATCH))
+    apidoc.setdefault("response", {}).setdefault("responses", {}).setdefault(
+        304, ["NOT_MODIFIED"])
+    wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def page_of(page: Page[Any], pagination_parameters: Any) -> list[Any]:
@@ -133,6 +178,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, policy: Policy, schema
                                  "Location": f"{blp.url_prefix}/{plural}/{record.id}"}
 
     class Item(MethodView):
+        @not_modified
         @blp.response(200, schema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @authorize(policy, "read")

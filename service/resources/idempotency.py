@@ -7,7 +7,7 @@ Put ``@idempotent`` on a POST view method as its OUTERMOST decorator, above
     @blp.arguments(BookingCreateSchema)
     @blp.response(201, BookingSchema)
     @blp.alt_response(409, response="CONFLICT")
-    @requires(*STAFF)
+    @authorize(policy, "create")
     def post(self, data): ...
 
 Above the argument parsing, a repeated request is answered from the stored response before
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -63,8 +64,14 @@ _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
 _SF_ESCAPE = re.compile(r'\\(["\\])')
 
 
-def idempotent(view: F) -> F:
-    """Make the decorated POST view honour an optional ``Idempotency-Key`` header."""
+def idempotent(view: F | None = None, *, withhold: tuple[str, ...] = ()) -> Any:
+    """Make the decorated POST view honour an optional ``Idempotency-Key`` header.
+
+    ``@idempotent(withhold=("key",))``: these top-level members of a JSON answer are stored
+    (and replayed) as null: a secret shown once is never kept in the idempotency store.
+    """
+    if view is None:
+        return functools.partial(idempotent, withhold=withhold)
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -85,7 +92,8 @@ def idempotent(view: F) -> F:
 
         @after_this_request
         def _store(response: Response) -> Response:
-            _record(response, api_key_id=key_id, key=key, claimed_at=claimed_at)
+            _record(response, api_key_id=key_id, key=key, claimed_at=claimed_at,
+                    withhold=withhold)
             return response
 
         return view(*args, **kwargs)
@@ -123,7 +131,19 @@ def _replayed(replay: idempotency.Replay) -> Response:
     return response
 
 
-def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: datetime) -> None:
+def _kept_body(response: Response, withhold: tuple[str, ...]) -> str:
+    body = response.get_data(as_text=True)
+    if not withhold:
+        return body
+    data = response.get_json(silent=True)
+    if not isinstance(data, dict):
+        return body
+    return json.dumps({name: None if name in withhold else value
+                       for name, value in data.items()})
+
+
+def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: datetime,
+            withhold: tuple[str, ...] = ()) -> None:
     if g.get("database_unavailable"):
         # The database just failed this request; the claim is given up by its lease (the
         # 409 idempotency_key_in_progress says when) rather than by waiting on it again.
@@ -137,7 +157,7 @@ def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: dateti
                        if name in response.headers}
             idempotency.finish(unit_of_work(), api_key_id=api_key_id, key=key,
                                status=response.status_code,
-                               body=response.get_data(as_text=True), headers=headers,
+                               body=_kept_body(response, withhold), headers=headers,
                                claimed_at=claimed_at)
     except Exception as exc:  # noqa: BLE001 - the answer itself must still reach the client
         # The client gets its answer; the claim stays in progress until its lease ends.

@@ -70,6 +70,11 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     "/fhir/R4/Practitioner/<uuid:practitioner_id>": {"GET"},
     "/fhir/R4/Schedule": {"GET"},
     "/fhir/R4/Schedule/<uuid:schedule_id>": {"GET"},
+    # FHIR Location (the clinic's sites), and the CapabilityStatement (what the server
+    # serves; no key needed).
+    "/fhir/R4/Location": {"GET"},
+    "/fhir/R4/Location/<uuid:location_id>": {"GET"},
+    "/fhir/R4/metadata": {"GET"},
     # Any other FHIR path or method: always an OperationOutcome 404 or 405.
     "/fhir/R4/<path:rest>": {"GET", "POST", "PUT", "PATCH", "DELETE"},
     # A provider's own calendar feed tokens: label and dates (their feed is audited).
@@ -356,6 +361,67 @@ def test_fhir_appointments_are_audited_read_and_refused(app, api, clinic, others
     is_(row, "read", "success", resource="slot", patient=me)
     response, rows = calls(app, api, "GET", "/fhir/R4/Slot")
     assert response.status_code == 200 and rows == []
+
+
+def test_fhir_patients_are_audited_read_and_refused(app, api, clinic, others):
+    me, other = clinic.patient["id"], others["patient"]["id"]
+    response, row = one_row(app, api, "GET", f"/fhir/R4/Patient/{me}", role="me")
+    assert response.get_json()["id"] == me
+    is_(row, "read", "success", resource="patient", patient=me, resource_id=me)
+    _, row = one_row(app, api, "GET", f"/fhir/R4/Patient/{other}", role="doc")
+    is_(row, "read", "success", patient=other, resource_id=other)
+    response, row = one_row(app, api, "GET", f"/fhir/R4/Patient/{other}", role="me")
+    assert response.status_code == 404
+    is_(row, "denied", "not_visible", resource="patient", patient=other, resource_id=other)
+    response, row = one_row(app, api, "GET", "/fhir/R4/Patient", role="me")
+    assert response.get_json()["total"] == 1
+    is_(row, "read", "success", resource="patient", patient=me, resource_id=None)
+    _, row = one_row(app, api, "GET", "/fhir/R4/Patient?name=Other")
+    is_(row, "read", "success", resource="patient", patient=None)
+    _, row = one_row(app, api, "GET", f"/fhir/R4/Patient/{me}", role=None)
+    is_(row, "denied", "unauthenticated", patient=me)
+    # Location and the CapabilityStatement hold no patient data.
+    _, rows = calls(app, api, "GET", f"/fhir/R4/Location/{clinic.clinic['id']}")
+    assert rows == []
+    _, rows = calls(app, api, "GET", "/fhir/R4/metadata", role=None)
+    assert rows == []
+
+
+def test_api_keys_and_me_are_audited(app, api, clinic):
+    me = clinic.patient["id"]
+    response, row = one_row(app, api, "POST", "/api/v1/api-keys", json={
+        "role": "patient", "patient_id": me, "label": "portal"},
+        headers={"Idempotency-Key": "portal-key-1"})
+    created = _ok(response, 201)
+    is_(row, "create", "success", resource="api_key", patient=me, resource_id=created["id"])
+    assert created["key"] not in str(row.__dict__)
+    response, row = one_row(app, api, "POST", "/api/v1/api-keys", json={
+        "role": "patient", "patient_id": me, "label": "portal"},
+        headers={"Idempotency-Key": "portal-key-1"})
+    assert response.headers["Idempotent-Replayed"] == "true"
+    is_(row, "create", "replayed", resource="api_key", patient=me)
+    _, row = one_row(app, api, "POST", "/api/v1/api-keys", json={"role": "staff",
+                                                                 "label": "desk"})
+    is_(row, "denied", "forbidden", resource="api_key", patient=None)
+    _, row = one_row(app, api, "GET", "/api/v1/api-keys")
+    is_(row, "read", "success", resource="api_key", patient=None, resource_id=None)
+    _, row = one_row(app, api, "GET", f"/api/v1/api-keys?patient_id={me}")
+    is_(row, "read", "success", patient=me)
+    _, row = one_row(app, api, "GET", f"/api/v1/api-keys/{created['id']}")
+    is_(row, "read", "success", patient=me, resource_id=created["id"])
+    _, row = one_row(app, api, "GET", "/api/v1/me", role="me")
+    is_(row, "read", "success", resource="api_key", patient=me)
+    _, row = one_row(app, api, "GET", "/api/v1/me", role="integration")
+    is_(row, "read", "success", resource="api_key", patient=None)
+    _, row = one_row(app, api, "DELETE", f"/api/v1/api-keys/{created['id']}")
+    is_(row, "delete", "success", patient=me, resource_id=created["id"])
+    # Staff asking for an admin's key: not theirs to see.
+    admin = _ok(api.post("/api/v1/api-keys", role="admin",
+                         json={"role": "admin", "label": "ops"}), 201)
+    response, row = one_row(app, api, "GET", f"/api/v1/api-keys/{admin['id']}")
+    assert response.status_code == 404
+    is_(row, "denied", "not_visible", resource="api_key", patient=None,
+        resource_id=admin["id"])
 
 
 def test_slot_searches_are_audited_when_they_concern_a_patient(app, api, clinic):

@@ -118,12 +118,19 @@ def acts_for_provider(actor: Actor, provider_id: uuid.UUID | None) -> bool:
 
 
 class KeyPolicy(Policy):
-    """API keys are issued and revoked from the command line, by the clinic itself. A
-    provider key is bound to one provider and a patient key to one patient; no other key
-    is bound to anyone."""
+    """API keys are issued and revoked by the clinic (the command line, or an admin or staff
+    key through ``/api/v1/api-keys``: staff issue patient keys only). A provider key is bound
+    to one provider and a patient key to one patient; no other key is bound to anyone. Every
+    key may ask who it is (``/me``)."""
 
     name = "access"
-    rules: ClassVar[Mapping[str, Rule]] = {}
+    rules: ClassVar[Mapping[str, Rule]] = {
+        "list_keys": Rule(STAFF),
+        "create_key": Rule(STAFF),
+        "read_key": Rule(STAFF),
+        "revoke_key": Rule(STAFF),
+        "me": Rule(EVERYONE),
+    }
     BOUND: ClassVar[tuple[Role, ...]] = (Role.PROVIDER, Role.PATIENT)
 
     def check_binding(self, role: Role, *, provider_id: uuid.UUID | None,

@@ -4,6 +4,11 @@ A key is ``ck_<role>_<public id>_<secret>``: the readable prefix names the role,
 id finds the row, and the whole key's SHA-256 is compared in constant time. The secret has
 256 bits of entropy, so a fast hash is the right tool (as for GitHub or Stripe tokens); a
 slow password hash would only add latency to every request.
+
+Keys are issued by the command line (``issue_key``, the clinic itself) or through the API
+(``create_key``, as an actor): an admin issues any key; staff issue, list and revoke patient
+keys only (a front end acting for a signed-in patient). A key may expire; an expired or
+revoked key is refused (401) with its own code.
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, false, select
 
 from service.db import utcnow
 from service.domain.access import policy
 from service.domain.access.actor import Actor, Role
 from service.domain.access.models import ApiKey
-from service.domain.errors import InvalidInput, NotFound, Unauthenticated
+from service.domain.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.domain.patients.models import Patient
 from service.domain.providers.models import Provider
+from service.domain.records import Page, paginate
 from service.uow import UnitOfWork
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -43,12 +51,24 @@ class IssuedKey:
     record: ApiKey
     key: str  # shown once
 
+    def __getattr__(self, name: str) -> Any:  # a schema reads the record's fields
+        return getattr(self.record, name)
+
 
 def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
               provider_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
-              key: str | None = None) -> IssuedKey:
-    """Create a key. ``key`` lets the demo seed install its documented local-only keys."""
+              key: str | None = None, expires_at: datetime | None = None,
+              now: datetime | None = None) -> IssuedKey:
+    """Create a key. ``key`` lets the demo seed install its documented local-only keys;
+    ``expires_at`` (offset-aware, in the future) ends its validity."""
     role = Role(role)
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInput("A key's expiry needs an offset (RFC 3339).",
+                               code="naive_datetime")
+        if expires_at <= (now or utcnow()):
+            raise InvalidInput("A key's expiry must be in the future.",
+                               code="invalid_key_expiry")
     policy.keys.check_binding(role, provider_id=provider_id, patient_id=patient_id)
     with uow:
         if provider_id is not None and uow.session.get(Provider, provider_id) is None:
@@ -64,7 +84,7 @@ def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
                 raise InvalidInput("Malformed key.", code="key_format")
             public_id = parsed[1]
         record = ApiKey(public_id=public_id, secret_hash=hash_key(key), label=label, role=role,
-                        provider_id=provider_id, patient_id=patient_id)
+                        provider_id=provider_id, patient_id=patient_id, expires_at=expires_at)
         uow.session.add(record)
         uow.commit()
         return IssuedKey(record=record, key=key)
@@ -79,7 +99,7 @@ def _parse(key: str) -> tuple[str, str, str] | None:
     return parts[1], parts[2], parts[3]
 
 
-def authenticate(uow: UnitOfWork, key: str) -> Actor:
+def authenticate(uow: UnitOfWork, key: str, *, now: datetime | None = None) -> Actor:
     parsed = _parse(key)
     if parsed is None:
         raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
@@ -89,6 +109,9 @@ def authenticate(uow: UnitOfWork, key: str) -> Actor:
             raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
         if record.revoked_at is not None:
             raise Unauthenticated("The API key was revoked.", code="revoked_api_key")
+        if record.expires_at is not None and record.expires_at <= (now or utcnow()):
+            raise Unauthenticated("The API key expired; ask for a new one.",
+                                  code="api_key_expired")
         return Actor(key_id=record.id, role=record.role, provider_id=record.provider_id,
                      patient_id=record.patient_id)
 
@@ -109,4 +132,92 @@ def revoke_key(uow: UnitOfWork, *, public_id: str) -> ApiKey:
         if record.revoked_at is None:
             record.revoked_at = utcnow()
         uow.commit()
+        return record
+
+
+# Keys managed through the API, as an actor ---------------------------------------------------
+
+# Which keys each role may issue, list and revoke (an admin: any; staff: patient keys only).
+ISSUABLE: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: frozenset(Role),
+    Role.STAFF: frozenset({Role.PATIENT}),
+}
+
+
+def _issuable(actor: Actor) -> frozenset[Role]:
+    return ISSUABLE.get(actor.role, frozenset())
+
+
+def visible_keys(actor: Actor, query: Select) -> Select:
+    """Restrict a query over keys to those the actor manages (admins: all; staff: patient
+    keys; anyone else: none)."""
+    roles = _issuable(actor)
+    if roles == frozenset(Role):
+        return query
+    if not roles:
+        return query.where(false())
+    return query.where(ApiKey.role.in_(sorted(roles)))
+
+
+def create_key(uow: UnitOfWork, actor: Actor, *, role: Role | str, label: str,
+               provider_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
+               expires_at: datetime | None = None, now: datetime) -> IssuedKey:
+    """Issue a key for a front end or an integration; its secret is in the answer only."""
+    role = Role(role)
+    if role not in _issuable(actor):
+        raise Forbidden(f"The {actor.role.value} role may not issue {role.value} keys.",
+                        code="key_role_not_allowed",
+                        allowed_roles=sorted(r.value for r in _issuable(actor)))
+    return issue_key(uow, role=role, label=label, provider_id=provider_id,
+                     patient_id=patient_id, expires_at=expires_at, now=now)
+
+
+def search_keys(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
+                role: Role | None = None, patient_id: uuid.UUID | None = None,
+                provider_id: uuid.UUID | None = None,
+                include_revoked: bool = False) -> Page[ApiKey]:
+    """The keys the actor manages, oldest first; revoked ones only when asked for."""
+    query = visible_keys(actor, select(ApiKey)).order_by(ApiKey.created_at, ApiKey.id)
+    if role is not None:
+        query = query.where(ApiKey.role == role)
+    if patient_id is not None:
+        query = query.where(ApiKey.patient_id == patient_id)
+    if provider_id is not None:
+        query = query.where(ApiKey.provider_id == provider_id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=page_size)
+
+
+def _find(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    record = uow.session.scalar(visible_keys(actor, select(ApiKey)).where(ApiKey.id == key_id))
+    if record is None:
+        raise NotFound("No such API key.", code="api_key_not_found")
+    return record
+
+
+def get_key(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    with uow:
+        return _find(uow, actor, key_id)
+
+
+def revoke(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID, *, now: datetime) -> ApiKey:
+    """Revoke a key the actor manages (again: nothing changes). It is refused at once."""
+    with uow:
+        record = _find(uow, actor, key_id)
+        if record.revoked_at is None:
+            record.revoked_at = now
+            uow.commit()
+        return record
+
+
+def current_key(uow: UnitOfWork, actor: Actor) -> ApiKey:
+    """The calling key's own record (``GET /me``)."""
+    if actor.key_id is None:
+        raise NotFound("The caller has no API key.", code="api_key_not_found")
+    with uow:
+        record = uow.session.get(ApiKey, actor.key_id)
+        if record is None:
+            raise NotFound("No such API key.", code="api_key_not_found")
         return record

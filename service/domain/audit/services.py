@@ -27,6 +27,7 @@ from sqlalchemy import Select, event, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.access.actor import Actor
+from service.domain.access.models import ApiKey
 from service.domain.audit.models import (
     DENIED_OUTCOMES,
     AuditAction,
@@ -82,6 +83,7 @@ CREATED_MODELS: dict[str, type] = {
     "in_person_evaluation": InPersonEvaluation, "vital_sign": VitalSign,
     "side_effect": SideEffect, "assessment": Assessment,
     "calendar_token": CalendarFeedToken, "webhook_delivery": WebhookDelivery,
+    "api_key": ApiKey,
 }
 
 # What a path parameter names: (does the record exist, the patient it concerns).
@@ -143,6 +145,8 @@ OWNERS: tuple[tuple[str, str, Resolver], ...] = (
      _patient_of(lambda i: select(WebhookSubscription.id, null())
                  .where(WebhookSubscription.id == i))),
     ("delivery_id", "webhook_delivery_not_found", _delivery_patient),
+    ("key_id", "api_key_not_found",  # an API key: a patient key's patient
+     _patient_of(lambda i: select(ApiKey.id, ApiKey.patient_id).where(ApiKey.id == i))),
 )
 FEED_NOT_FOUND = "calendar_feed_not_found"
 

@@ -9,7 +9,11 @@
 - Slot: a free start from the slot search, on its provider's Schedule, its location in an
   extension; the id is derived from (service type, provider, location, start), so the
   same slot keeps its id.
-- Bundle (searchset) and OperationOutcome.
+- Patient: a patient (name, birth date, contact, home state, zone), for the callers who may
+  see them; Location: a clinic site or the virtual (telehealth) location. Both carry their
+  id as a ``urn:uuid`` identifier, so an EHR can store and search it.
+- Bundle (searchset) and OperationOutcome. Every reference is relative (``Patient/<id>``)
+  and resolves on this server.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ SERVICE_TYPE_SYSTEM = "urn:clinic-scheduling:service-type"
 # A provider's Schedule spans their locations; each Slot names its location here.
 SLOT_LOCATION_EXTENSION = "urn:clinic-scheduling:slot-location"
 SLOT_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-5b6c-8d9e-0f1a2b3c4d5e")
+URI_SYSTEM = "urn:ietf:rfc:3986"  # identifiers that are URIs: urn:uuid:<our id>
+TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/tz-code"
 
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
                405: "not-supported", 406: "not-supported", 409: "conflict", 410: "deleted",
@@ -112,6 +118,65 @@ def schedule(provider: Any) -> dict[str, Any]:
     }
 
 
+def record_identifier(record_id: Any) -> dict[str, str]:
+    return {"system": URI_SYSTEM, "value": f"urn:uuid:{record_id}"}
+
+
+def _meta(record: Any) -> dict[str, str]:
+    return {"versionId": str(record.version), "lastUpdated": instant(record.updated_at)}
+
+
+def patient(record: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": str(record.id),
+        "meta": _meta(record),
+        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": record.timezone}],
+        "identifier": [record_identifier(record.id)],
+        "active": record.active,
+        "name": [{"family": record.last_name, "given": [record.first_name]}],
+        "birthDate": record.birth_date.isoformat(),
+    }
+    telecom = [{"system": "phone", "value": record.phone}] if record.phone else []
+    if record.email:
+        telecom.append({"system": "email", "value": record.email})
+    if telecom:
+        resource["telecom"] = telecom
+    if record.home_state:
+        resource["address"] = [{"state": record.home_state, "country": "US"}]
+    return resource
+
+
+def location(record: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Location",
+        "id": str(record.id),
+        "meta": _meta(record),
+        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": record.timezone}],
+        "identifier": [record_identifier(record.id)],
+        "status": "active" if record.active else "inactive",
+        "name": record.name,
+        "mode": "instance",
+    }
+    if record.kind.value == "virtual":
+        resource["type"] = [{"text": "Telehealth (virtual visits)"}]
+    else:
+        lines = [line for line in (record.address_line1, record.address_line2) if line]
+        address: dict[str, Any] = {"use": "work", "type": "physical"}
+        if lines:
+            address["line"] = lines
+        for name, value in (("city", record.city), ("state", record.state),
+                            ("postalCode", record.postal_code)):
+            if value:
+                address[name] = value
+        address["country"] = "US"
+        resource["address"] = address
+        resource["physicalType"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
+            "code": "bu", "display": "Building"}]}
+    return resource
+
+
 def slot_id(service_type_id: Any, provider_id: Any, location_id: Any, start: datetime) -> str:
     key = f"{service_type_id}/{provider_id}/{location_id}/{instant(start)}"
     return str(uuid.uuid5(SLOT_NAMESPACE, key))
@@ -132,7 +197,10 @@ def slot(found: Any, service_type: Any) -> dict[str, Any]:
 
 
 def bundle(resources: Iterable[dict[str, Any]], *, base: str, self_url: str,
-           total: int | None, next_url: str | None = None) -> dict[str, Any]:
+           total: int | None, next_url: str | None = None,
+           ignored: Sequence[str] = ()) -> dict[str, Any]:
+    """A searchset. ``ignored``: search parameters the server did not apply (the self link
+    leaves them out; an OperationOutcome entry, search mode ``outcome``, names them)."""
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
@@ -142,7 +210,25 @@ def bundle(resources: Iterable[dict[str, Any]], *, base: str, self_url: str,
     result["link"] = links
     result["entry"] = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
                         "search": {"mode": "match"}} for r in resources]
+    if ignored:
+        result["entry"].append({"resource": ignored_parameters(ignored),
+                                "search": {"mode": "outcome"}})
     return result
+
+
+def summary_count(*, self_url: str, total: int) -> dict[str, Any]:
+    """The answer to ``_summary=count``: the total, no entries."""
+    return {"resourceType": "Bundle", "type": "searchset", "total": total,
+            "link": [{"relation": "self", "url": self_url}]}
+
+
+def ignored_parameters(names: Sequence[str]) -> dict[str, Any]:
+    """A warning per search parameter the server ignored (unknown, or unsupported)."""
+    return {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "not-supported",
+         "diagnostics": f"The search parameter {name} is not supported here and was "
+                        "ignored (send Prefer: handling=strict to be refused instead).",
+         "expression": [name]} for name in names]}
 
 
 def operation_outcome(status: int, code: str, title: str, detail: str | None,

@@ -27,6 +27,10 @@ class FhirPolicy(Policy):
         "search_schedules": Rule(EVERYONE),
         "read_schedule": Rule(EVERYONE),
         "search_slots": Rule(EVERYONE),
+        "search_patients": Rule(EVERYONE),  # which patients: the patients policy decides
+        "read_patient": Rule(EVERYONE),
+        "search_locations": Rule(EVERYONE),
+        "read_location": Rule(EVERYONE),
     }
 
     def visible(self, actor: Actor, query: Select) -> Select:

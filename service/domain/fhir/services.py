@@ -3,9 +3,10 @@
 Search parameters arrive as FHIR spells them (``patient=Patient/<id>``, ``date=ge2026-12-01``,
 ``status=booked,pending``) and are parsed here; a value that cannot be understood raises
 ``invalid_search_parameter`` (400). Appointments are scoped like bookings (a patient sees
-only theirs, a provider theirs); practitioners and schedules are the public directory;
-slots come from the slot search itself, so a Slot offered here is a start the booking API
-accepts.
+only theirs, a provider theirs), patients like ``/api/v1/patients``; practitioners,
+schedules and locations are the public directory; slots come from the slot search itself,
+so a Slot offered here is a start the booking API accepts. A ``count`` of 0 answers the
+total only (``_summary=count``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from service.domain.access.actor import Actor
 from service.domain.availability.search import OfferedSlot, find_open_slots
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
-from service.domain.errors import DomainError, NotFound
+from service.domain.errors import NotFound
 from service.domain.fhir import mapping
 from service.domain.fhir.policy import policy
+from service.domain.fhir.search import invalid
+from service.domain.patients.models import Patient
+from service.domain.patients.policy import policy as patients
+from service.domain.patients.services import find_patient
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
 from service.domain.time import SUPPORTED_YEARS, in_supported_range
@@ -37,11 +42,6 @@ APPOINTMENT_STATUSES = frozenset({"proposed", "pending", "booked", "arrived", "f
                                   "waitlist"})
 DEFAULT_SLOT_DAYS = 7
 _PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)?(\d{4}(-\d{2}(-\d{2}(T.+)?)?)?)$")
-
-
-def invalid(parameter: str, detail: str) -> DomainError:
-    return DomainError(f"{parameter}: {detail}", code="invalid_search_parameter",
-                       title="Unsupported search parameter value", parameter=parameter)
 
 
 # Parameters --------------------------------------------------------------------------------
@@ -164,8 +164,12 @@ def _appointments_query(actor: Actor):  # type: ignore[no-untyped-def]
 def search_appointments(uow: UnitOfWork, actor: Actor, *, zone: str, page: int, count: int,
                         patient: str | None = None, practitioner: str | None = None,
                         dates: Sequence[str] = (), statuses: Sequence[str] = (),
-                        ids: Sequence[str] = ()) -> Page[AppointmentRow]:
-    query = _appointments_query(actor).order_by(Booking.starts_at, Booking.id)
+                        ids: Sequence[str] = (), descending: bool = False
+                        ) -> Page[AppointmentRow]:
+    """Appointments the actor may see, by start (``descending``: latest first)."""
+    order = (Booking.starts_at.desc(), Booking.id.desc()) if descending else (
+        Booking.starts_at, Booking.id)
+    query = _appointments_query(actor).order_by(*order)
     if patient:
         query = query.where(Booking.patient_id == reference_id("patient", patient, "Patient"))
     if practitioner:
@@ -183,7 +187,8 @@ def search_appointments(uow: UnitOfWork, actor: Actor, *, zone: str, page: int, 
         session = uow.session
         total = session.scalar(select(func.count()).select_from(
             query.order_by(None).subquery())) or 0
-        rows = session.execute(query.limit(count).offset((page - 1) * count)).all()
+        rows = session.execute(query.limit(count).offset((page - 1) * count)).all() if (
+            count) else []
         return Page([AppointmentRow(*row) for row in rows], total)
 
 
@@ -234,6 +239,77 @@ def search_schedules(uow: UnitOfWork, *, page: int, count: int, actor_ref: str |
     chosen += [reference_id("_id", i, "Schedule") for v in ids for i in v.split(",")]
     return search_practitioners(uow, page=page, count=count, active=active,
                                 ids=[str(i) for i in chosen] if chosen else ())
+
+
+# Patients and locations ---------------------------------------------------------------------
+
+
+def _by_identifier(identifier: str, column):  # type: ignore[no-untyped-def]
+    """``urn:ietf:rfc:3986|urn:uuid:<id>`` or ``urn:uuid:<id>``: a clause on ``column``; an
+    identifier of another system (or not one of ours) matches nothing."""
+    system, _, value = identifier.rpartition("|")
+    if system and system != mapping.URI_SYSTEM:
+        return None
+    prefix = "urn:uuid:"
+    if not value.lower().startswith(prefix):
+        return None
+    try:
+        return column == uuid.UUID(value[len(prefix):])
+    except ValueError:
+        return None
+
+
+def _ids(values: Sequence[str], resource_type: str) -> list[uuid.UUID]:
+    return [reference_id("_id", i, resource_type) for v in values for i in v.split(",")]
+
+
+def search_patients(uow: UnitOfWork, actor: Actor, *, page: int, count: int,
+                    identifier: str | None = None, name: str | None = None,
+                    ids: Sequence[str] = ()) -> Page[Patient]:
+    """The patients the actor may see (as ``/api/v1/patients``), by name."""
+    query = patients.visible(actor, select(Patient)).order_by(
+        Patient.last_name, Patient.first_name, Patient.id)
+    if identifier:
+        clause = _by_identifier(identifier, Patient.id)
+        if clause is None:
+            return Page([], 0)
+        query = query.where(clause)
+    if name:
+        pattern = f"%{name}%"
+        query = query.where(Patient.last_name.ilike(pattern) | Patient.first_name.ilike(pattern))
+    if ids:
+        query = query.where(Patient.id.in_(_ids(ids, "Patient")))
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=count)
+
+
+def read_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID) -> Patient:
+    with uow:
+        return find_patient(uow, actor, patient_id)
+
+
+def search_locations(uow: UnitOfWork, *, page: int, count: int, identifier: str | None = None,
+                     name: str | None = None, ids: Sequence[str] = ()) -> Page[Location]:
+    query = select(Location).order_by(Location.name, Location.id)
+    if identifier:
+        clause = _by_identifier(identifier, Location.id)
+        if clause is None:
+            return Page([], 0)
+        query = query.where(clause)
+    if name:
+        query = query.where(Location.name.ilike(f"%{name}%"))
+    if ids:
+        query = query.where(Location.id.in_(_ids(ids, "Location")))
+    with uow:
+        return paginate(uow.session, query, page=page, page_size=count)
+
+
+def read_location(uow: UnitOfWork, location_id: uuid.UUID) -> Location:
+    with uow:
+        location = uow.session.get(Location, location_id)
+        if location is None:
+            raise NotFound("No location with this id.", code="location_not_found")
+        return location
 
 
 # Slots --------------------------------------------------------------------------------------

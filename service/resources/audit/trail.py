@@ -98,6 +98,14 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     # concerned (see ONLY_FOR_A_PATIENT); otherwise from providers' calendars only.
     "slots.Slots": ("slot", {"GET": READ}),
     "fhir.Slots": ("slot", {"GET": READ}),
+    # FHIR Patient: the patient's record itself.
+    "fhir.Patients": ("patient", {"GET": READ}),
+    "fhir.PatientById": ("patient", {"GET": READ}),
+    # API keys: a patient key acts for its patient (the row names them); issuing, listing
+    # and revoking keys, and a key asking who it is, are recorded for every role.
+    "access.ApiKeys": ("api_key", {"GET": READ, "POST": CREATE}),
+    "access.ApiKeyById": ("api_key", {"GET": READ, "DELETE": DELETE}),
+    "access.Me": ("api_key", {"GET": READ}),
 }
 
 # Routes that read patient data only for a patient's key or a ``patient_id`` asked for.
@@ -122,6 +130,8 @@ NOT_PATIENT_DATA = frozenset({
     "service-types.service_types_deactivation",
     "series.Protocols",
     "fhir.Practitioners", "fhir.PractitionerById", "fhir.Schedules", "fhir.ScheduleById",
+    # FHIR Location (the clinic's sites) and the server's CapabilityStatement.
+    "fhir.Locations", "fhir.LocationById", "fhir.Capabilities",
     # Every other FHIR path or method: always 404 or 405, nothing read.
     "fhir.unsupported",
     # A provider's own calendar feed tokens (label and dates; the feed itself is audited).

@@ -24,6 +24,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
+    not_modified,
     paged,
 )
 from service.resources.idempotency import idempotent
@@ -69,6 +70,7 @@ class Bookings(MethodView):
 
 @blp.route("/bookings/<uuid:booking_id>")
 class BookingById(MethodView):
+    @not_modified
     @blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read")

@@ -31,6 +31,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
+    not_modified,
     paged,
 )
 from service.resources.consultations.schemas import (
@@ -94,6 +95,7 @@ def _telehealth_settings() -> dict[str, object]:
 
 @consultations_blp.route("/bookings/<uuid:booking_id>/screening")
 class BookingScreening(MethodView):
+    @not_modified
     @consultations_blp.response(200, ScreeningSchema, headers=ETAG_HEADER)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_screening")

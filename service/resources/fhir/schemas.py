@@ -1,14 +1,18 @@
 """FHIR search parameters (as FHIR names them) and a loose description of the resources.
 
-Unknown search parameters are refused (OperationOutcome, 422) rather than ignored: a
-misspelled ``patient`` would otherwise widen the search to every appointment the caller may
-see. ``_format`` may ask for JSON only.
+Each schema parses the parameters ``service.domain.fhir.capability.RESOURCES`` declares for
+its resource, plus the result parameters (``_count``, ``_page``, ``_summary``, ``_sort``,
+``_format``). Parameters a schema does not know are ignored, as FHIR servers do (the
+Bundle's self link leaves them out and an OperationOutcome entry names them), unless the
+client sends ``Prefer: handling=strict``: then they are refused (422), so a misspelled
+``patient`` cannot silently widen a search. ``_format`` may ask for JSON only.
 """
 
 from __future__ import annotations
 
 import marshmallow as ma
 
+from service.domain.fhir.capability import DEFAULT_COUNT, MAX_COUNT
 from service.extensions import Schema
 from service.parsing import Integer
 
@@ -23,10 +27,16 @@ def _repeatable(description: str, **kwargs: object) -> ma.fields.List:
 
 
 class SearchArgsSchema(ma.Schema):
-    count = Integer(data_key="_count", load_default=50,
-                    validate=ma.validate.Range(min=1, max=100),
-                    metadata={"description": "Page size (at most 100)"})
+    count = Integer(data_key="_count", validate=ma.validate.Range(min=0), metadata={
+        "description": f"Page size (default {DEFAULT_COUNT}; above {MAX_COUNT} the server "
+                       f"serves {MAX_COUNT}; 0: the total only, as _summary=count)"})
     format = ma.fields.String(data_key="_format", validate=FORMATS)
+    summary = ma.fields.String(data_key="_summary", validate=ma.validate.Length(max=20),
+                               metadata={"description": "count: a Bundle with the total "
+                                                        "and no entries"})
+    sort = ma.fields.String(data_key="_sort", validate=ma.validate.Length(max=100), metadata={
+        "description": "Appointment: date (earliest first, the default) or -date; Slot: "
+                       "start"})
 
 
 class PagedSearchArgsSchema(SearchArgsSchema):
@@ -59,6 +69,20 @@ class ScheduleSearchSchema(PagedSearchArgsSchema):
     actor = ma.fields.String(validate=REFERENCE,
                              metadata={"description": "Practitioner/<id>"})
     active = ma.fields.Boolean()
+
+
+class PatientSearchSchema(PagedSearchArgsSchema):
+    identifier = ma.fields.String(validate=ma.validate.Length(min=1, max=200), metadata={
+        "description": "urn:ietf:rfc:3986|urn:uuid:<id> (or urn:uuid:<id>)"})
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=100),
+                            metadata={"description": "Part of the first or last name"})
+
+
+class LocationSearchSchema(PagedSearchArgsSchema):
+    identifier = ma.fields.String(validate=ma.validate.Length(min=1, max=200), metadata={
+        "description": "urn:ietf:rfc:3986|urn:uuid:<id> (or urn:uuid:<id>)"})
+    name = ma.fields.String(validate=ma.validate.Length(min=1, max=100),
+                            metadata={"description": "Part of the name"})
 
 
 class SlotSearchSchema(SearchArgsSchema):

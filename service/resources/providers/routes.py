@@ -17,6 +17,7 @@ from service.resources.common import (
     Catalog,
     etag,
     expected_version,
+    not_modified,
     paged,
     register_catalog,
 )
@@ -72,6 +73,7 @@ class Licenses(MethodView):
 
 @blp.route("/providers/<uuid:provider_id>/licenses/<uuid:license_id>")
 class LicenseById(MethodView):
+    @not_modified
     @blp.response(200, LicenseSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_license")

@@ -18,6 +18,7 @@ from service.resources.common import (
     LOCATION_HEADER,
     etag,
     expected_version,
+    not_modified,
     paged,
 )
 from service.resources.idempotency import idempotent
@@ -71,6 +72,7 @@ class Webhooks(MethodView):
 
 @blp.route("/webhooks/<uuid:webhook_id>")
 class WebhookById(MethodView):
+    @not_modified
     @blp.response(200, WebhookSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read")
