@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from service.domain.access.models import ApiKey
-from service.domain.bookings.models import IdempotencyRecord
+from service.domain.idempotency.models import IdempotencyRecord
 from service.extensions import unit_of_work
 from tests.api.test_directory import assert_problem
 from tests.scenario import build_clinic

@@ -75,6 +75,10 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     "/fhir/R4/Location": {"GET"},
     "/fhir/R4/Location/<uuid:location_id>": {"GET"},
     "/fhir/R4/metadata": {"GET"},
+    # The staff day board's page and its static files: no data until the browser calls the
+    # API with a key (those calls are audited like any other).
+    "/board": {"GET"},
+    "/board/static/<path:filename>": {"GET"},
     # Any other FHIR path or method: always an OperationOutcome 404 or 405.
     "/fhir/R4/<path:rest>": {"GET", "POST", "PUT", "PATCH", "DELETE"},
     # A provider's own calendar feed tokens: label and dates (their feed is audited).

@@ -46,6 +46,9 @@ PUBLIC = {
     "health.Readiness": "probe",
     "calendar.calendar_feed": "the secret token in the URL is the credential",
     "fhir.unsupported": "answers only 404/405 OperationOutcomes, after the key is checked",
+    "fhir.Capabilities": "the CapabilityStatement: FHIR clients read it before they have a key",
+    "board.day_board": "the day board's page: its data comes from API calls with a key",
+    "board.board_asset": "the day board's static files",
 }
 
 

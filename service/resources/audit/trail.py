@@ -132,6 +132,8 @@ NOT_PATIENT_DATA = frozenset({
     "fhir.Practitioners", "fhir.PractitionerById", "fhir.Schedules", "fhir.ScheduleById",
     # FHIR Location (the clinic's sites) and the server's CapabilityStatement.
     "fhir.Locations", "fhir.LocationById", "fhir.Capabilities",
+    # The day board's page and static files (its data comes from audited API calls).
+    "board.day_board", "board.board_asset",
     # Every other FHIR path or method: always 404 or 405, nothing read.
     "fhir.unsupported",
     # A provider's own calendar feed tokens (label and dates; the feed itself is audited).
