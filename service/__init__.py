@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from service import auth, errors
+from service import auth, bootstrap, errors
 from service.config import Settings
 from service.db import Database
 from service.extensions import Api
@@ -70,6 +70,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     database = Database.connect(app.config["DATABASE_URL"], app.config["DATABASE_REPLICA_URL"],
                                 echo=settings.sql_echo)
     app.extensions["clinic.database"] = database
+    app.extensions["clinic.bus"] = bootstrap.bootstrap()
 
     if settings.cors_origins:
         CORS(app, resources={r"/api/*": {"origins": list(settings.cors_origins)}},

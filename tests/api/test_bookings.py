@@ -272,7 +272,7 @@ def test_unknown_field_in_booking_is_422(clinic):
 def test_every_change_leaves_a_booking_event(clinic, api, app):
     from sqlalchemy import select
 
-    from service.domain.bookings.events import BookingEvent
+    from service.domain.bookings.history import BookingEvent
     from service.extensions import unit_of_work
 
     booking = clinic.book("consultation", clinic.at(14), hold=True).get_json()

@@ -54,24 +54,27 @@ def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
         raise InvalidInput("Only a provider key is bound to a provider.", code="key_binding")
     if role not in (Role.PATIENT,) and patient_id is not None:
         raise InvalidInput("Only a patient key is bound to a patient.", code="key_binding")
-    with uow:
+
+    def work() -> IssuedKey:
         if provider_id is not None and uow.session.get(Provider, provider_id) is None:
             raise NotFound("No such provider.", code="provider_not_found")
         if patient_id is not None and uow.session.get(Patient, patient_id) is None:
             raise NotFound("No such patient.", code="patient_not_found")
         public_id = _public_id()
         if key is None:
-            key = f"ck_{role.value}_{public_id}_{secrets.token_urlsafe(32)}"
+            issued = f"ck_{role.value}_{public_id}_{secrets.token_urlsafe(32)}"
         else:
+            issued = key
             parsed = _parse(key)
             if parsed is None or parsed[0] != role.value:
                 raise InvalidInput("Malformed key.", code="key_format")
             public_id = parsed[1]
-        record = ApiKey(public_id=public_id, secret_hash=hash_key(key), label=label, role=role,
-                        provider_id=provider_id, patient_id=patient_id)
+        record = ApiKey(public_id=public_id, secret_hash=hash_key(issued), label=label,
+                        role=role, provider_id=provider_id, patient_id=patient_id)
         uow.session.add(record)
-        uow.commit()
-        return IssuedKey(record=record, key=key)
+        return IssuedKey(record=record, key=issued)
+
+    return uow.run(work)
 
 
 def _parse(key: str) -> tuple[str, str, str] | None:
@@ -104,11 +107,12 @@ def list_keys(uow: UnitOfWork, *, include_revoked: bool = False) -> list[ApiKey]
 
 
 def revoke_key(uow: UnitOfWork, *, public_id: str) -> ApiKey:
-    with uow:
+    def work() -> ApiKey:
         record = uow.session.scalar(select(ApiKey).where(ApiKey.public_id == public_id))
         if record is None:
             raise NotFound("No such API key.", code="api_key_not_found")
         if record.revoked_at is None:
             record.revoked_at = utcnow()
-        uow.commit()
         return record
+
+    return uow.run(work)

@@ -20,7 +20,7 @@ from service.domain.access.actor import Actor, Role
 from service.domain.availability import search
 from service.domain.availability import slots as engine
 from service.domain.bookings import events
-from service.domain.bookings.events import BookingEventKind
+from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
     PATIENT_OVERLAP,
@@ -35,8 +35,6 @@ from service.domain.consultations.models import (
     ClearanceStatus,
     Screening,
     SessionHold,
-    Task,
-    TaskKind,
     TelehealthVisit,
     VitalSign,
 )
@@ -61,12 +59,10 @@ from service.domain.providers.licensing import (
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
 from service.domain.time import in_zone
-from service.uow import UnitOfWork, retry_on_contention
+from service.uow import UnitOfWork
 
 ALTERNATIVES = 3
 ALTERNATIVES_SEARCH_DAYS = 14
-# Spravato REMS: the Patient Monitoring Form is due within 7 days of each session.
-REMS_FORM_DUE = timedelta(days=7)
 
 
 class SlotUnavailable(Conflict):
@@ -299,6 +295,16 @@ def _place(booking: Booking, service_type: ServiceType, start: datetime,
     booking.chair_number = chair
 
 
+def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged], *,
+            actor: Actor, now: datetime) -> None:
+    """The change joins the booking's history, and its event is recorded for the handlers
+    (call after the booking's change, before commit)."""
+    uow.session.flush()  # the booking's id, and the database's constraints checked now
+    uow.session.add(BookingEvent(booking_id=booking.id, kind=event.kind,
+                                 actor_key_id=actor.key_id))
+    uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id))
+
+
 def alternatives(uow: UnitOfWork, *, service_type_id: uuid.UUID, provider_id: uuid.UUID,
                  location_id: uuid.UUID, patient_id: uuid.UUID, patient_state: str | None,
                  after: datetime, now: datetime) -> list[dict[str, Any]]:
@@ -367,21 +373,17 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
     _place(booking, parties.service_type, request.start, chair)
     uow.session.add(booking)
-    events.record(uow.session, booking, BookingEventKind.CREATED, actor_key_id=actor.key_id)
+    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
     return booking
 
 
 # Use cases -------------------------------------------------------------------------------
 
 
-@retry_on_contention
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> Booking:
     try:
-        with uow:
-            booking = book(uow, actor, request, now=now)
-            uow.commit()
-            return booking
+        return uow.run(lambda: book(uow, actor, request, now=now))
     except SlotUnavailable as taken:
         taken.extras["alternatives"] = alternatives(
             uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
@@ -391,34 +393,35 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
         raise
 
 
-@retry_on_contention
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                        start: datetime, expected_version: int, now: datetime,
                        patient_state: str | None = None) -> Booking:
     request: BookingRequest | None = None
+
+    def work() -> Booking:
+        nonlocal request
+        booking = _booking(uow, actor, booking_id, lock=True)
+        if booking.version != expected_version:
+            raise PreconditionFailed("The booking changed since you read it.",
+                                     current_version=booking.version)
+        if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):
+            raise InvalidState(f"A {booking.status.value} booking cannot be rescheduled.",
+                               code="invalid_transition", booking_status=booking.status.value)
+        request = BookingRequest(
+            patient_id=booking.patient_id, provider_id=booking.provider_id,
+            service_type_id=booking.service_type_id, location_id=booking.location_id,
+            start=start, patient_state=patient_state or booking.patient_state,
+            ride_home_confirmed=booking.ride_home_confirmed)
+        parties = _parties(uow, actor, request)
+        state = _patient_state(parties, request)
+        chair = _check_start(uow, parties, start, state, now, exclude=booking.id)
+        _place(booking, parties.service_type, start, chair)
+        booking.patient_state = state
+        _record(uow, booking, events.BookingRescheduled, actor=actor, now=now)
+        return booking
+
     try:
-        with uow:
-            booking = _booking(uow, actor, booking_id, lock=True)
-            if booking.version != expected_version:
-                raise PreconditionFailed("The booking changed since you read it.",
-                                         current_version=booking.version)
-            if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):
-                raise InvalidState(f"A {booking.status.value} booking cannot be rescheduled.",
-                                   code="invalid_transition", booking_status=booking.status.value)
-            request = BookingRequest(
-                patient_id=booking.patient_id, provider_id=booking.provider_id,
-                service_type_id=booking.service_type_id, location_id=booking.location_id,
-                start=start, patient_state=patient_state or booking.patient_state,
-                ride_home_confirmed=booking.ride_home_confirmed)
-            parties = _parties(uow, actor, request)
-            state = _patient_state(parties, request)
-            chair = _check_start(uow, parties, start, state, now, exclude=booking.id)
-            _place(booking, parties.service_type, start, chair)
-            booking.patient_state = state
-            events.record(uow.session, booking, BookingEventKind.RESCHEDULED,
-                          actor_key_id=actor.key_id)
-            uow.commit()
-            return booking
+        return uow.run(work)
     except SlotUnavailable as taken:
         if request is not None:
             taken.extras["alternatives"] = alternatives(
@@ -444,12 +447,12 @@ TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus, frozenset[
 }
 
 
-EVENT_OF_ACTION = {
-    "confirm": BookingEventKind.CONFIRMED,
-    "check_in": BookingEventKind.CHECKED_IN,
-    "complete": BookingEventKind.COMPLETED,
-    "no_show": BookingEventKind.NO_SHOW,
-    "cancel": BookingEventKind.CANCELLED,
+EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
+    "confirm": events.BookingConfirmed,
+    "check_in": events.BookingCheckedIn,
+    "complete": events.BookingCompleted,
+    "no_show": events.BookingNoShow,
+    "cancel": events.BookingCancelled,
 }
 
 
@@ -534,24 +537,19 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
     if action == "complete":
         _check_completion_gates(uow.session, booking, service_type)
     booking.status = target
-    events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
-    if action == "complete" and service_type.requires_rems:
-        uow.session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=booking.id,
-                             patient_id=booking.patient_id, provider_id=booking.provider_id,
-                             due_at=now + REMS_FORM_DUE))
+    _record(uow, booking, EVENT_OF_ACTION[action], actor=actor, now=now)
     return booking
 
 
-@retry_on_contention
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
                        attested_state: str | None = None) -> Booking:
-    with uow:
+    def work() -> Booking:
         booking = _booking(uow, actor, booking_id, lock=True)
-        apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                         attested_state=attested_state)
-        uow.commit()
-        return booking
+        return apply_transition(uow, actor, booking, action, now=now, reason=reason,
+                                attested_state=attested_state)
+
+    return uow.run(work)
 
 
 def get_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Booking:

@@ -21,7 +21,6 @@ from service.domain.availability import search
 from service.domain.availability import slots as engine
 from service.domain.bookings import services as bookings
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.calendar.services import on_series_created
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import (
     Conflict,
@@ -35,10 +34,11 @@ from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.records import Page, paginate
 from service.domain.series import protocols
+from service.domain.series.events import SeriesCreated
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.protocols import PROTOCOLS, Protocol
 from service.domain.time import in_zone, local_to_utc
-from service.uow import UnitOfWork, retry_on_contention
+from service.uow import UnitOfWork
 
 DAY = timedelta(days=1)
 ALTERNATIVE_DAYS = 3  # an alternative start lies at most this many days from the proposed one
@@ -479,36 +479,37 @@ def preview_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
         return _as_preview(*_preview(uow, actor, request, now))
 
 
-@retry_on_contention
 def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
                   now: datetime) -> SeriesView:
     """Book every session of the series in one transaction, or none."""
     writing = False
+
+    def work() -> SeriesView:
+        nonlocal writing
+        plan = _plan(uow, actor, request, now)
+        assessor = _Assessor(uow, actor, plan, now)
+        occurrences = assessor.assess()
+        if not all(o.ok for o in occurrences):
+            assessor.add_alternatives(occurrences)
+            raise _conflict(occurrences)
+        series = TreatmentSeries(
+            patient_id=request.patient_id,
+            provider_id=None if plan.any_provider else plan.provider_ids[0],
+            service_type_id=plan.service_type.id, location_id=plan.location.id,
+            protocol=plan.protocol.code, rrule=request.rrule, status=SeriesStatus.ACTIVE,
+            planned_sessions=len(plan.starts), first_start=plan.starts[0],
+            previous_session_at=plan.previous_at, created_by_key_id=actor.key_id)
+        writing = True
+        uow.session.add(series)
+        uow.session.flush()
+        for occurrence, start in zip(occurrences, plan.starts, strict=True):
+            bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
+                          now=now, series_id=series.id)
+        uow.record(SeriesCreated(series_id=series.id, occurred_at=now))
+        return _view(uow, series, now)
+
     try:
-        with uow:
-            plan = _plan(uow, actor, request, now)
-            assessor = _Assessor(uow, actor, plan, now)
-            occurrences = assessor.assess()
-            if not all(o.ok for o in occurrences):
-                assessor.add_alternatives(occurrences)
-                raise _conflict(occurrences)
-            series = TreatmentSeries(
-                patient_id=request.patient_id,
-                provider_id=None if plan.any_provider else plan.provider_ids[0],
-                service_type_id=plan.service_type.id, location_id=plan.location.id,
-                protocol=plan.protocol.code, rrule=request.rrule, status=SeriesStatus.ACTIVE,
-                planned_sessions=len(plan.starts), first_start=plan.starts[0],
-                previous_session_at=plan.previous_at, created_by_key_id=actor.key_id)
-            writing = True
-            uow.session.add(series)
-            uow.session.flush()
-            for occurrence, start in zip(occurrences, plan.starts, strict=True):
-                bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
-                              now=now, series_id=series.id)
-            on_series_created(uow.session, series, now=now)  # the series.created webhook
-            view = _view(uow, series, now)
-            uow.commit()
-            return view
+        return uow.run(work)
     except DomainError as error:
         if not writing or error.code not in bookings.START_RULES:
             raise
@@ -566,7 +567,8 @@ def list_series(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
 def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason: str,
                   now: datetime) -> SeriesView:
     """Cancel every remaining (pending or booked) session; fulfilled ones stay as they are."""
-    with uow:
+
+    def work() -> SeriesView:
         series = _series(uow, actor, series_id, lock=True)
         if not bookings.may_transition(actor, "cancel"):
             raise Forbidden(f"The {actor.role.value} role may not cancel a series.",
@@ -589,9 +591,9 @@ def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason
         series.cancel_reason = reason.strip()
         series.cancelled_at = now
         uow.session.flush()
-        view = _view(uow, series, now)
-        uow.commit()
-        return view
+        return _view(uow, series, now)
+
+    return uow.run(work)
 
 
 def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: datetime,
@@ -601,30 +603,32 @@ def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: d
     """Book one more session into the series (a missed or cancelled one, made up), with the
     booking's rules; never more live sessions than the series plans."""
     request: bookings.BookingRequest | None = None
+
+    def work() -> Booking:
+        nonlocal request
+        series = _series(uow, actor, series_id, lock=True)
+        if series.status is SeriesStatus.CANCELLED:
+            raise InvalidState("The series is cancelled.", code="series_not_active")
+        rows = _sessions(uow, series)
+        if (sum(b.status in KEPT for b in rows) >= series.planned_sessions
+                or len(rows) >= 2 * series.planned_sessions):
+            raise Conflict("Every planned session is booked or done (or the series "
+                           "already made up as many as it plans); reschedule one instead.",
+                           code="series_complete", planned_sessions=series.planned_sessions)
+        missed = [b for b in rows if b.status not in KEPT]
+        latest = missed[-1] if missed else (rows[-1] if rows else None)
+        provider = provider_id or series.provider_id or (latest and latest.provider_id)
+        if provider is None:
+            raise InvalidInput("Name the provider of the session.", code="invalid_input")
+        request = bookings.BookingRequest(
+            patient_id=series.patient_id, provider_id=provider,
+            service_type_id=series.service_type_id, location_id=series.location_id,
+            start=start, patient_state=patient_state or (latest and latest.patient_state),
+            ride_home_confirmed=ride_home_confirmed, note=note)
+        return bookings.book(uow, actor, request, now=now, series_id=series.id)
+
     try:
-        with uow:
-            series = _series(uow, actor, series_id, lock=True)
-            if series.status is SeriesStatus.CANCELLED:
-                raise InvalidState("The series is cancelled.", code="series_not_active")
-            rows = _sessions(uow, series)
-            if (sum(b.status in KEPT for b in rows) >= series.planned_sessions
-                    or len(rows) >= 2 * series.planned_sessions):
-                raise Conflict("Every planned session is booked or done (or the series "
-                               "already made up as many as it plans); reschedule one instead.",
-                               code="series_complete", planned_sessions=series.planned_sessions)
-            missed = [b for b in rows if b.status not in KEPT]
-            latest = missed[-1] if missed else (rows[-1] if rows else None)
-            provider = provider_id or series.provider_id or (latest and latest.provider_id)
-            if provider is None:
-                raise InvalidInput("Name the provider of the session.", code="invalid_input")
-            request = bookings.BookingRequest(
-                patient_id=series.patient_id, provider_id=provider,
-                service_type_id=series.service_type_id, location_id=series.location_id,
-                start=start, patient_state=patient_state or (latest and latest.patient_state),
-                ride_home_confirmed=ride_home_confirmed, note=note)
-            booking = bookings.book(uow, actor, request, now=now, series_id=series.id)
-            uow.commit()
-            return booking
+        return uow.run(work)
     except bookings.SlotUnavailable as taken:
         if request is not None:
             taken.extras["alternatives"] = bookings.alternatives(
