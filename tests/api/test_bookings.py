@@ -202,7 +202,10 @@ def test_reschedule_into_a_taken_slot_is_409(clinic, api):
     assert clinic.book("consultation", clinic.at(16), patient=other).status_code == 201
     response = api.post(f"/api/v1/bookings/{first['id']}/reschedule",
                         json={"start": clinic.at(16).isoformat()}, headers={"If-Match": '"v1"'})
-    assert_problem(response, 409, "slot_unavailable")
+    body = assert_problem(response, 409, "slot_unavailable")
+    assert len(body["alternatives"]) == 3  # the same answer a new booking gets
+    assert all(datetime.fromisoformat(a["start"]) > clinic.at(16)
+               and a["provider_id"] == clinic.doctor["id"] for a in body["alternatives"])
 
 
 def test_patient_sees_only_own_bookings(clinic, api):

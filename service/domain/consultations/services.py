@@ -5,11 +5,10 @@ tasks, telehealth visit facts and in-person evaluations.
 Who sees what: clinical records are for clinic staff and providers; a patient sees their own
 assessments and vital signs (and their telehealth link), nothing of anyone else (404). The
 gates these records feed (clearance, contraindications, the hold, the esketamine readings,
-telehealth consent and location) are enforced where bookings move, in
-``service/domain/bookings/services.py``. A new clearance decision is recorded as
-``ClearanceChanged``; a completed esketamine session opens its REMS task
-(``open_rems_monitoring_task``, a handler of ``BookingCompleted``): see
-``service/bootstrap.py``.
+telehealth consent and location) are answered by ``gates.py``, which the booking use cases
+ask. A new clearance decision is recorded as ``ClearanceChanged``; a completed esketamine
+session opens its REMS task (``open_rems_monitoring_task``, a handler of
+``BookingCompleted``): see ``service/bootstrap.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from service.domain.bookings import services as bookings
 from service.domain.bookings.events import BookingCompleted
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
-from service.domain.consultations import scoring
+from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
 from service.domain.consultations.events import ClearanceChanged
 from service.domain.consultations.models import (
@@ -259,11 +258,11 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
             raise Conflict("Vital signs are recorded while the patient is checked in.",
                            code="session_not_checked_in", booking_status=booking.status.value)
         service_type = _service_type(uow, booking)
-        held = bookings.active_hold(uow.session, booking.id)
+        held = gates.active_hold(uow.session, booking.id)
         if reading.phase is vital_rules.Phase.DURING and held is not None:
             raise Conflict("The session is on hold: no dosing until a clinician overrides it.",
                            code="session_on_hold")
-        if (reading.phase is vital_rules.Phase.DISCHARGE and bookings.is_treatment(service_type)
+        if (reading.phase is vital_rules.Phase.DISCHARGE and gates.is_treatment(service_type)
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
@@ -302,7 +301,7 @@ def override_hold(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, reaso
 
     def work() -> SessionHold:
         booking = bookings.find_booking(uow, actor, booking_id, lock=True)
-        hold = bookings.active_hold(uow.session, booking.id)
+        hold = gates.active_hold(uow.session, booking.id)
         if hold is None:
             raise Conflict("The session is not on hold.", code="no_active_hold")
         hold.overridden_at = now

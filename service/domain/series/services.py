@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from service.domain.access.actor import Actor, Role
-from service.domain.availability import search
+from service.domain.availability import placement, search
 from service.domain.availability import slots as engine
 from service.domain.bookings import services as bookings
 from service.domain.bookings.models import Booking, BookingStatus
@@ -368,7 +368,7 @@ class _Assessor:
                     bookings.check_start(self.uow, self.prepare(provider_id), start,
                                          now=self.now)
                 except DomainError as error:
-                    if error.code not in bookings.START_RULES:
+                    if error.code not in placement.START_RULES:
                         raise
                     failures.append(self._failure(occurrence, error, provider_id))
                     continue
@@ -394,7 +394,7 @@ class _Assessor:
                  ) -> Occurrence:
         status = STATUS_OF_CODE.get(error.code, error.code)
         reason = error.detail
-        if isinstance(error, bookings.SlotUnavailable) and error.blocked_by:
+        if isinstance(error, placement.SlotUnavailable) and error.blocked_by:
             status = "chair_full" if error.blocked_by == ("chair",) else status
             reason = "; ".join(TAKEN[b] for b in error.blocked_by)
             reason = reason[0].upper() + reason[1:] + "."
@@ -511,7 +511,7 @@ def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
     try:
         return uow.run(work)
     except DomainError as error:
-        if not writing or error.code not in bookings.START_RULES:
+        if not writing or error.code not in placement.START_RULES:
             raise
         # Someone booked one of these times between the check and the insert (on PostgreSQL
         # the exclusion constraint refused it): nothing was written; report afresh.
@@ -602,40 +602,32 @@ def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: d
                 note: str | None = None) -> Booking:
     """Book one more session into the series (a missed or cancelled one, made up), with the
     booking's rules; never more live sessions than the series plans."""
-    request: bookings.BookingRequest | None = None
+    with bookings.offering_alternatives(uow, now=now) as asked:
 
-    def work() -> Booking:
-        nonlocal request
-        series = _series(uow, actor, series_id, lock=True)
-        if series.status is SeriesStatus.CANCELLED:
-            raise InvalidState("The series is cancelled.", code="series_not_active")
-        rows = _sessions(uow, series)
-        if (sum(b.status in KEPT for b in rows) >= series.planned_sessions
-                or len(rows) >= 2 * series.planned_sessions):
-            raise Conflict("Every planned session is booked or done (or the series "
-                           "already made up as many as it plans); reschedule one instead.",
-                           code="series_complete", planned_sessions=series.planned_sessions)
-        missed = [b for b in rows if b.status not in KEPT]
-        latest = missed[-1] if missed else (rows[-1] if rows else None)
-        provider = provider_id or series.provider_id or (latest and latest.provider_id)
-        if provider is None:
-            raise InvalidInput("Name the provider of the session.", code="invalid_input")
-        request = bookings.BookingRequest(
-            patient_id=series.patient_id, provider_id=provider,
-            service_type_id=series.service_type_id, location_id=series.location_id,
-            start=start, patient_state=patient_state or (latest and latest.patient_state),
-            ride_home_confirmed=ride_home_confirmed, note=note)
-        return bookings.book(uow, actor, request, now=now, series_id=series.id)
+        def work() -> Booking:
+            series = _series(uow, actor, series_id, lock=True)
+            if series.status is SeriesStatus.CANCELLED:
+                raise InvalidState("The series is cancelled.", code="series_not_active")
+            rows = _sessions(uow, series)
+            if (sum(b.status in KEPT for b in rows) >= series.planned_sessions
+                    or len(rows) >= 2 * series.planned_sessions):
+                raise Conflict("Every planned session is booked or done (or the series "
+                               "already made up as many as it plans); reschedule one instead.",
+                               code="series_complete", planned_sessions=series.planned_sessions)
+            missed = [b for b in rows if b.status not in KEPT]
+            latest = missed[-1] if missed else (rows[-1] if rows else None)
+            provider = provider_id or series.provider_id or (latest and latest.provider_id)
+            if provider is None:
+                raise InvalidInput("Name the provider of the session.", code="invalid_input")
+            request = bookings.BookingRequest(
+                patient_id=series.patient_id, provider_id=provider,
+                service_type_id=series.service_type_id, location_id=series.location_id,
+                start=start, patient_state=patient_state or (latest and latest.patient_state),
+                ride_home_confirmed=ride_home_confirmed, note=note)
+            asked.wanted = bookings.wanted(request)
+            return bookings.book(uow, actor, request, now=now, series_id=series.id)
 
-    try:
         return uow.run(work)
-    except bookings.SlotUnavailable as taken:
-        if request is not None:
-            taken.extras["alternatives"] = bookings.alternatives(
-                uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
-                location_id=request.location_id, patient_id=request.patient_id,
-                patient_state=request.patient_state, after=start, now=now)
-        raise
 
 
 # The series as it stands -----------------------------------------------------------------
