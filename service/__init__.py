@@ -9,9 +9,12 @@ from flask import Flask
 from flask_cors import CORS
 
 from service import auth, bootstrap, errors
+from service.cli import register_commands
 from service.config import Settings
 from service.db import Database
 from service.extensions import Api
+from service.resources import register_blueprints
+from service.resources.docs import docs_assets
 
 API_TITLE = "Clinic scheduling API"
 API_VERSION = "1.0.0"
@@ -79,16 +82,10 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
              allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match",
                             "Idempotency-Key"])
 
-    from service.resources import register_blueprints
-    from service.resources.docs import docs_assets
-
     api = Api(app)
     register_blueprints(api)
     app.register_blueprint(docs_assets)
     auth.init_app(app)
     errors.register_error_handlers(app)
-
-    from service.cli import register_commands
-
     register_commands(app)
     return app

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -134,8 +134,6 @@ def utcnow() -> datetime:
 
 def enum_column(enum_cls, name: str):  # type: ignore[no-untyped-def]
     """A portable enum column: stored as its string value, checked by a named constraint."""
-    from sqlalchemy import Enum
-
     return Enum(
         enum_cls,
         name=name,

@@ -13,6 +13,7 @@ from service.domain.access.actor import Actor, Role
 from service.domain.consultations.events import ClearanceChanged
 from service.domain.errors import Forbidden, NotFound
 from service.domain.patients.models import Patient
+from service.domain.patients.relations import patients_of_provider
 from service.domain.records import Page, apply_changes, paginate
 from service.uow import UnitOfWork
 
@@ -29,8 +30,6 @@ def visible_patients(actor: Actor, query: Select) -> Select:
     if actor.role is Role.PATIENT:
         return query.where(Patient.id == actor.patient_id)
     if actor.role is Role.PROVIDER:
-        from service.domain.patients.relations import patients_of_provider
-
         return query.where(Patient.id.in_(patients_of_provider(actor.provider_id)))
     return query.where(false())
 
