@@ -7,11 +7,14 @@ from typing import Any
 
 from flask import Flask
 
-from service import auth, browsers, errors
+from service import auth, bootstrap, browsers, errors
+from service.cli import register_commands
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts
 from service.extensions import Api
 from service.parsing import JSONProvider
+from service.resources import register_blueprints
+from service.resources.docs import docs_assets
 
 API_TITLE = "Clinic scheduling API"
 API_VERSION = "1.0.0"
@@ -75,19 +78,14 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
                                 echo=settings.sql_echo,
                                 timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
+    app.extensions["clinic.bus"] = bootstrap.bootstrap()
 
     browsers.init_app(app, settings)
-
-    from service.resources import register_blueprints
-    from service.resources.docs import docs_assets
 
     api = Api(app)
     register_blueprints(api)
     app.register_blueprint(docs_assets)
     auth.init_app(app)
     errors.register_error_handlers(app)
-
-    from service.cli import register_commands
-
     register_commands(app)
     return app

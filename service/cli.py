@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 
 from service import migrate
 from service.db import utcnow
+from service.demo import DEMO_KEYS, seed_demo
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.domain.errors import DomainError
@@ -81,8 +82,6 @@ def migrate_command() -> None:
 @click.option("--quiet", is_flag=True, help="Do not print the demo keys.")
 def seed_demo_command(quiet: bool) -> None:
     """Load the fictional demo clinic into an empty database and print the demo keys."""
-    from service.demo import DEMO_KEYS, seed_demo
-
     seeded = seed_demo(unit_of_work, today=clinic_today())
     if not seeded:
         click.echo("The database already has data; demo data not loaded.")

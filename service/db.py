@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -323,8 +323,6 @@ def utcnow() -> datetime:
 
 def enum_column(enum_cls, name: str):  # type: ignore[no-untyped-def]
     """A portable enum column: stored as its string value, checked by a named constraint."""
-    from sqlalchemy import Enum
-
     return Enum(
         enum_cls,
         name=name,

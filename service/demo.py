@@ -18,9 +18,9 @@ from service.domain.access.actor import SYSTEM, Role
 from service.domain.availability import search
 from service.domain.availability import slots as engine
 from service.domain.availability.models import WeeklyHours
-from service.domain.bookings.events import BookingEvent, BookingEventKind
+from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.bookings.services import REMS_FORM_DUE, BookingRequest, create_booking
+from service.domain.bookings.services import BookingRequest, create_booking
 from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.consultations import scoring
 from service.domain.consultations import services as consultations
@@ -267,7 +267,7 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
                          patient_id=patient, provider_id=whitfield,
-                         due_at=esketamine.hold_ends_at + REMS_FORM_DUE))
+                         due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))
         uow.commit()
 
 

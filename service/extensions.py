@@ -145,9 +145,10 @@ def database() -> Database:
 
 
 def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+    """A unit of work on the app's database, committing through its message bus."""
     db = database()
     sessions = db.read_sessions if read_only else db.write_sessions
-    return UnitOfWork(sessions, dialect=db.dialect)
+    return UnitOfWork(sessions, dialect=db.dialect, bus=current_app.extensions["clinic.bus"])
 
 
 def current_actor() -> Actor:

@@ -4,7 +4,7 @@ from service.db import Base
 from service.domain.access.models import ApiKey
 from service.domain.audit.models import AuditEvent
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
-from service.domain.bookings.events import BookingEvent
+from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import Booking
 from service.domain.calendar.models import (
     BookingChange,

@@ -1,16 +1,24 @@
 """Unit of work: one transaction per use case, rolled back unless committed.
 
+``run(work)`` is how every write use case runs: ``work`` inside a transaction, then the
+commit; when the database rolled the transaction back to break a deadlock or a
+serialization conflict, the whole of ``work`` runs again in a fresh transaction (a bounded
+number of times). Reads use ``with uow:`` and never commit.
+
+Use cases record domain events on the unit of work (``record``); ``commit`` hands them to
+the message bus first, so their handlers write the consequences (reminders, the change feed,
+webhook deliveries) in the same transaction (``service/messagebus.py``).
+
 A database constraint violation (a race the Python checks could not see) is translated into
 the domain error registered for that constraint, so callers get the same answer either way.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +26,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from service.db import Base
 from service.domain.errors import Conflict, DomainError, PreconditionFailed, constraint_error
+from service.domain.events import Event
+from service.messagebus import MessageBus
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race and
 # was rolled back; running it again is correct (e.g. two bookings that each wait on the
@@ -25,7 +35,7 @@ from service.domain.errors import Conflict, DomainError, PreconditionFailed, con
 CONTENTION_SQLSTATES = frozenset({"40P01", "40001"})
 RETRIES = 3
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class Contention(Conflict):
@@ -37,38 +47,31 @@ def _is_contention(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in CONTENTION_SQLSTATES
 
 
-def retry_on_contention(use_case: F) -> F:
-    """Run a use case again (fresh transaction) when the database rolled it back to break a
-    deadlock or a serialization conflict; after RETRIES attempts the Contention goes out."""
-
-    @functools.wraps(use_case)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, RETRIES + 1):
-            try:
-                return use_case(*args, **kwargs)
-            except Contention:
-                if attempt == RETRIES:
-                    raise
-        raise AssertionError("unreachable")
-
-    return wrapper  # type: ignore[return-value]
-
-
 class UnitOfWork:
     session: Session
 
-    def __init__(self, sessions: sessionmaker[Session], *, dialect: str = "") -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, dialect: str = "",
+                 bus: MessageBus | None = None) -> None:
         self._sessions = sessions
         self.dialect = dialect
+        self.bus = bus
+        self._events: list[Event] = []
+        self._open = False
 
     def __enter__(self) -> UnitOfWork:
+        if self._open:
+            raise RuntimeError("This unit of work is already open: one transaction at a time.")
         self.session = self._sessions()
+        self._events = []
+        self._open = True
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         # close() ends (rolls back) any uncommitted transaction; unlike rollback() it does
         # not expire what was loaded, so the caller can still serialize it.
+        self._open = False
+        self._events = []
         self.session.close()
         if isinstance(exc, IntegrityError):
             raise translate_integrity_error(exc) from exc
@@ -79,10 +82,40 @@ class UnitOfWork:
                 "Someone else changed this record at the same time; read it again."
             ) from exc
 
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a transaction and commit; when the database rolled it back to
+        break a deadlock or a serialization conflict, run all of it again in a fresh
+        transaction. After RETRIES attempts the ``Contention`` goes out."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self:
+                    result = work()
+                    self.commit()
+                    return result
+            except Contention:
+                if attempt == RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    def record(self, event: Event) -> None:
+        """Note what happened; its handlers run in this transaction when it commits."""
+        self._events.append(event)
+
+    def take_events(self) -> list[Event]:
+        """The events recorded since the last call (for the message bus)."""
+        events, self._events = self._events, []
+        return events
+
     def commit(self) -> None:
+        if self._events:
+            if self.bus is None:
+                raise RuntimeError("Events were recorded on a unit of work without a message "
+                                   "bus: their consequences would be lost.")
+            self.bus.run(self)
         self.session.commit()
 
     def rollback(self) -> None:
+        self._events = []
         self.session.rollback()
 
 

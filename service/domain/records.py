@@ -75,8 +75,10 @@ def apply_changes(record: Record, changes: Mapping[str, Any], *,
 def deactivate(uow: UnitOfWork, model: type[R], record_id: uuid.UUID, *, code: str,
                what: str) -> R:
     """Mark a directory record inactive: kept for history, offered for nothing new."""
-    with uow:
+
+    def work() -> R:
         record = get_or_raise(uow.session, model, record_id, code=code, what=what)
         record.active = False  # type: ignore[attr-defined]
-        uow.commit()
         return record
+
+    return uow.run(work)

@@ -202,7 +202,10 @@ def test_reschedule_into_a_taken_slot_is_409(clinic, api):
     assert clinic.book("consultation", clinic.at(16), patient=other).status_code == 201
     response = api.post(f"/api/v1/bookings/{first['id']}/reschedule",
                         json={"start": clinic.at(16).isoformat()}, headers={"If-Match": '"v1"'})
-    assert_problem(response, 409, "slot_unavailable")
+    body = assert_problem(response, 409, "slot_unavailable")
+    assert len(body["alternatives"]) == 3  # the same answer a new booking gets
+    assert all(datetime.fromisoformat(a["start"]) > clinic.at(16)
+               and a["provider_id"] == clinic.doctor["id"] for a in body["alternatives"])
 
 
 def test_patient_sees_only_own_bookings(clinic, api):
@@ -272,7 +275,7 @@ def test_unknown_field_in_booking_is_422(clinic):
 def test_every_change_leaves_a_booking_event(clinic, api, app):
     from sqlalchemy import select
 
-    from service.domain.bookings.events import BookingEvent
+    from service.domain.bookings.history import BookingEvent
     from service.extensions import unit_of_work
 
     booking = clinic.book("consultation", clinic.at(14), hold=True).get_json()

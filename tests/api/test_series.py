@@ -454,6 +454,21 @@ def test_rescheduling_one_session_keeps_the_series_without_duplicates(clinic, ap
     assert after["protocol_window"]["met"] is True
 
 
+def test_a_made_up_session_on_a_taken_slot_is_409_with_alternatives(clinic, api):
+    series = book_series(clinic, clinic.at(9)).get_json()
+    second = series["occurrences"][1]
+    assert api.post(f"/api/v1/bookings/{second['id']}/cancel",
+                    json={"reason": "Flu"}).status_code == 200
+    other = clinic.add_cleared_patient(first_name="Other")
+    taken = datetime.fromisoformat(second["start"])
+    assert clinic.book("iv-infusion", taken, patient=other).status_code == 201
+    response = api.post(f"/api/v1/series/{series['id']}/occurrences",
+                        json={"start": taken.isoformat(), "ride_home_confirmed": True})
+    body = assert_problem(response, 409, "slot_unavailable")
+    assert body["alternatives"] and all(
+        datetime.fromisoformat(a["start"]) > taken for a in body["alternatives"])
+
+
 def test_cancel_all_remaining_leaves_fulfilled_sessions_alone(clinic, api):
     series = book_series(clinic, clinic.at(9)).get_json()
     first = series["occurrences"][0]["id"]

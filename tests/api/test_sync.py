@@ -12,9 +12,14 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from service import bootstrap
 from service.domain.access.actor import Actor, Role
+from service.domain.bookings.events import BookingCompleted
+from service.domain.bookings.models import Booking
 from service.domain.calendar import sync
-from service.extensions import unit_of_work
+from service.extensions import database, unit_of_work
+from service.messagebus import MessageBus
+from service.uow import UnitOfWork
 from tests.api.test_directory import assert_problem
 from tests.factories import NPIS
 from tests.scenario import build_clinic
@@ -179,12 +184,17 @@ def test_a_change_numbered_later_is_not_visible_before_an_earlier_one_commits(cl
             numbered.set()
             assert release.wait(timeout=30)
 
+    # The change feed's own step, as bootstrap wires it, and no other handler.
+    feed_only = MessageBus({BookingCompleted: []}, final=bootstrap.FINAL)
+
     def write(booking_id: str, *, paused: bool) -> None:
-        with app.app_context(), unit_of_work() as uow:
-            uow.session.info["pause"] = paused
-            sync.note_change(uow.session, uuid.UUID(booking_id), "booking.test",
-                             datetime.now(UTC))
-            uow.commit()
+        with app.app_context():
+            db = database()
+            with UnitOfWork(db.write_sessions, dialect=db.dialect, bus=feed_only) as uow:
+                uow.session.info["pause"] = paused
+                booking = uow.session.get(Booking, uuid.UUID(booking_id))
+                uow.record(BookingCompleted.of(booking, occurred_at=datetime.now(UTC)))
+                uow.commit()
         done.append(booking_id)
 
     first = threading.Thread(target=write, args=(x["id"],), kwargs={"paused": True})

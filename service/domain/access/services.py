@@ -70,24 +70,28 @@ def issue_key(uow: UnitOfWork, *, role: Role | str, label: str,
             raise InvalidInput("A key's expiry must be in the future.",
                                code="invalid_key_expiry")
     policy.keys.check_binding(role, provider_id=provider_id, patient_id=patient_id)
-    with uow:
+
+    def work() -> IssuedKey:
         if provider_id is not None and uow.session.get(Provider, provider_id) is None:
             raise NotFound("No such provider.", code="provider_not_found")
         if patient_id is not None and uow.session.get(Patient, patient_id) is None:
             raise NotFound("No such patient.", code="patient_not_found")
         public_id = _public_id()
         if key is None:
-            key = f"ck_{role.value}_{public_id}_{secrets.token_urlsafe(32)}"
+            issued = f"ck_{role.value}_{public_id}_{secrets.token_urlsafe(32)}"
         else:
+            issued = key
             parsed = _parse(key)
             if parsed is None or parsed[0] != role.value:
                 raise InvalidInput("Malformed key.", code="key_format")
             public_id = parsed[1]
-        record = ApiKey(public_id=public_id, secret_hash=hash_key(key), label=label, role=role,
-                        provider_id=provider_id, patient_id=patient_id, expires_at=expires_at)
+        record = ApiKey(public_id=public_id, secret_hash=hash_key(issued), label=label,
+                        role=role, provider_id=provider_id, patient_id=patient_id,
+                        expires_at=expires_at)
         uow.session.add(record)
-        uow.commit()
-        return IssuedKey(record=record, key=key)
+        return IssuedKey(record=record, key=issued)
+
+    return uow.run(work)
 
 
 def _parse(key: str) -> tuple[str, str, str] | None:
@@ -125,14 +129,15 @@ def list_keys(uow: UnitOfWork, *, include_revoked: bool = False) -> list[ApiKey]
 
 
 def revoke_key(uow: UnitOfWork, *, public_id: str) -> ApiKey:
-    with uow:
+    def work() -> ApiKey:
         record = uow.session.scalar(select(ApiKey).where(ApiKey.public_id == public_id))
         if record is None:
             raise NotFound("No such API key.", code="api_key_not_found")
         if record.revoked_at is None:
             record.revoked_at = utcnow()
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 # Keys managed through the API, as an actor ---------------------------------------------------
@@ -204,12 +209,14 @@ def get_key(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID) -> ApiKey:
 
 def revoke(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID, *, now: datetime) -> ApiKey:
     """Revoke a key the actor manages (again: nothing changes). It is refused at once."""
-    with uow:
+
+    def work() -> ApiKey:
         record = _find(uow, actor, key_id)
         if record.revoked_at is None:
             record.revoked_at = now
-            uow.commit()
         return record
+
+    return uow.run(work)
 
 
 def current_key(uow: UnitOfWork, actor: Actor) -> ApiKey:

@@ -219,11 +219,13 @@ def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
            missing: str | None = None) -> AuditEvent:
     """Write the request's row in a transaction of its own (once the answer is known)."""
     context.recorded = True
-    with uow:
+
+    def work() -> AuditEvent:
         row = build_event(uow.session, context, outcome, missing=missing)
         uow.session.add(row)
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 # Writing the row with the change ---------------------------------------------------------

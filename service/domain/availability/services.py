@@ -238,7 +238,8 @@ def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, 
     policy.check_schedule(actor, provider_id, "change")
     _check_weekly(weekly)
     _check_overrides(overrides, today)
-    with uow:
+
+    def work() -> Availability:
         _provider(uow, provider_id, lock=True)
         _check_locations(uow, {r["location_id"] for r in weekly}
                          | {o["location_id"] for o in overrides})
@@ -257,8 +258,9 @@ def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, 
                                          end_time=w["end"]) for w in windows)
         session.flush()
         availability = find_availability(uow, provider_id, since=today)
-        uow.commit()
         return availability
+
+    return uow.run(work)
 
 
 # Time off -----------------------------------------------------------------------------------
@@ -305,18 +307,22 @@ def add_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
     if ends_at - starts_at > MAX_TIME_OFF:
         raise InvalidInput(f"One time off lasts at most {MAX_TIME_OFF.days} days; record "
                            f"a longer absence as several.", code="range_too_long")
-    with uow:
+
+    def work() -> TimeOff:
         _provider(uow, provider_id)
         record = TimeOff(provider_id=provider_id, starts_at=to_utc(starts_at),
                          ends_at=to_utc(ends_at), reason=reason or None)
         uow.session.add(record)
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 def remove_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
                     time_off_id: uuid.UUID) -> None:
     policy.check_schedule(actor, provider_id, "change")
-    with uow:
+
+    def work() -> None:
         uow.session.delete(_time_off(uow, provider_id, time_off_id))
-        uow.commit()
+
+    uow.run(work)

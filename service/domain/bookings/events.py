@@ -1,56 +1,78 @@
-"""What happened to a booking, recorded in the same transaction as the change itself.
+"""What happens to a booking, as domain events (handled in the transaction of the change).
 
-Every use case that changes a booking calls ``record``. The row is the booking's history, and
-the one place where the consequences of a change are planned in that same transaction
-(reminders, webhook deliveries, the calendar change feed): add them to ``record``.
+The booking use cases record one of these on the unit of work for every change, next to
+the booking's history row (``history.py``). Bookings does not know who reacts: reminders,
+the calendar change feed, webhooks and the clinical follow-up subscribe in
+``service/bootstrap.py``. Each event carries what the booking looked like at that moment
+(its times and status), so a handler describes the change, not a later state.
 """
 
 from __future__ import annotations
 
-import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar, Self
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer
-from sqlalchemy.orm import Mapped, Session, mapped_column
-
-from service.db import Base, UTCDateTime, enum_column, utcnow
-
-
-class BookingEventKind(enum.StrEnum):
-    CREATED = "booking.created"
-    RESCHEDULED = "booking.rescheduled"
-    CONFIRMED = "booking.confirmed"
-    CHECKED_IN = "booking.checked_in"
-    COMPLETED = "booking.completed"
-    CANCELLED = "booking.cancelled"
-    NO_SHOW = "booking.no_show"
+from service.domain.bookings.history import BookingEventKind
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.events import Event
 
 
-class BookingEvent(Base):
-    __tablename__ = "booking_events"
-    __table_args__ = (Index("ix_booking_events_booking", "booking_id", "id"),)
+@dataclass(frozen=True, kw_only=True)
+class BookingChanged(Event):
+    """Any change of a booking (the change feed numbers every one)."""
 
-    # BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite: both autoincrement.
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
-    booking_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("bookings.id", ondelete="CASCADE"))
-    kind: Mapped[BookingEventKind] = mapped_column(enum_column(BookingEventKind, "kind"))
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    actor_key_id: Mapped[uuid.UUID | None]
+    kind: ClassVar[BookingEventKind]
+
+    booking_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: BookingStatus
+    actor_key_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, booking: Booking, *, occurred_at: datetime,
+           actor_key_id: uuid.UUID | None = None) -> Self:
+        return cls(booking_id=booking.id, starts_at=booking.starts_at, ends_at=booking.ends_at,
+                   status=booking.status, occurred_at=occurred_at, actor_key_id=actor_key_id)
 
 
-def record(session: Session, booking, kind: BookingEventKind, *,  # type: ignore[no-untyped-def]
-           actor_key_id: uuid.UUID | None = None) -> BookingEvent:
-    """Record the change (call after the booking row is flushed, before commit)."""
-    session.flush()
-    event = BookingEvent(booking_id=booking.id, kind=kind, actor_key_id=actor_key_id)
-    session.add(event)
-    from service.domain.reminders.services import on_booking_event
+@dataclass(frozen=True, kw_only=True)
+class BookingCreated(BookingChanged):
+    kind = BookingEventKind.CREATED
 
-    on_booking_event(session, booking, kind)  # plan, re-plan or cancel its reminders
-    from service.domain.calendar.services import on_booking_change
 
-    on_booking_change(session, booking, kind)  # the change feed and webhook deliveries
-    return event
+@dataclass(frozen=True, kw_only=True)
+class BookingRescheduled(BookingChanged):
+    kind = BookingEventKind.RESCHEDULED
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingConfirmed(BookingChanged):
+    kind = BookingEventKind.CONFIRMED
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingCheckedIn(BookingChanged):
+    kind = BookingEventKind.CHECKED_IN
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingCompleted(BookingChanged):
+    kind = BookingEventKind.COMPLETED
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingCancelled(BookingChanged):
+    kind = BookingEventKind.CANCELLED
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingNoShow(BookingChanged):
+    kind = BookingEventKind.NO_SHOW
+
+
+BOOKING_CHANGES: tuple[type[BookingChanged], ...] = (
+    BookingCreated, BookingRescheduled, BookingConfirmed, BookingCheckedIn, BookingCompleted,
+    BookingCancelled, BookingNoShow)

@@ -1,26 +1,28 @@
 """Booking use cases: create, reschedule, the FHIR status transitions, and reads.
 
-Every rule the slot search applies is re-checked here, at booking time, inside the write
-transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: exclusion constraints catch the race the
-check cannot see). A taken slot answers ``slot_unavailable`` with the next free slots.
+A booking asks ``consultations.gates`` whether the patient may have this kind of visit and
+``availability.placement`` where the visit goes: every rule the slot search applies, checked
+again inside the write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: exclusion
+constraints catch the race the check cannot see). A taken slot answers ``slot_unavailable``
+with the next free slots. Each change is recorded as a domain event (``events.py``); who
+reacts to it is decided in ``service/bootstrap.py``, not here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from service.domain.access.actor import Actor, Role
-from service.domain.availability import search
-from service.domain.availability import slots as engine
+from service.domain.availability import placement, search
+from service.domain.availability.placement import SlotUnavailable
 from service.domain.bookings import events
-from service.domain.bookings.events import BookingEventKind
+from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
     PATIENT_OVERLAP,
@@ -29,17 +31,7 @@ from service.domain.bookings.models import (
     BookingStatus,
 )
 from service.domain.clinic.models import Location, ServiceType
-from service.domain.consultations import vitals
-from service.domain.consultations.models import (
-    ClearanceDecision,
-    ClearanceStatus,
-    Screening,
-    SessionHold,
-    Task,
-    TaskKind,
-    TelehealthVisit,
-    VitalSign,
-)
+from service.domain.consultations import gates
 from service.domain.errors import (
     Conflict,
     Forbidden,
@@ -51,31 +43,10 @@ from service.domain.errors import (
 )
 from service.domain.patients.models import Patient
 from service.domain.patients.services import find_patient
-from service.domain.providers.licensing import (
-    ARIZONA,
-    Credential,
-    Modality,
-    may_practice,
-    state_jurisdiction,
-)
+from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
-from service.domain.time import in_zone
-from service.uow import UnitOfWork, retry_on_contention
-
-ALTERNATIVES = 3
-ALTERNATIVES_SEARCH_DAYS = 14
-# Spravato REMS: the Patient Monitoring Form is due within 7 days of each session.
-REMS_FORM_DUE = timedelta(days=7)
-
-
-class SlotUnavailable(Conflict):
-    code = "slot_unavailable"
-    title = "The slot is no longer available"
-    # What the Python check found taken: "provider", "patient", "chair" (empty when the
-    # database's constraint caught it). Not part of the answer: it never names who.
-    blocked_by: tuple[str, ...] = ()
-
+from service.uow import UnitOfWork
 
 for _name, _what in ((PROVIDER_OVERLAP, "The provider is already booked then."),
                      (PATIENT_OVERLAP, "The patient already has a visit then."),
@@ -161,61 +132,6 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
     return _Parties(patient, provider, service_type, location)
 
 
-def is_treatment(service_type: ServiceType) -> bool:
-    return service_type.modality == Modality.IN_PERSON and service_type.needs_clearance
-
-
-# The consultation's outcomes that gate treatment ------------------------------------------
-
-
-def latest_decision(session: Session, patient_id: uuid.UUID) -> ClearanceDecision | None:
-    """The clearance decision that stands: the latest one recorded for the patient."""
-    return session.scalar(select(ClearanceDecision)
-                          .where(ClearanceDecision.patient_id == patient_id)
-                          .order_by(ClearanceDecision.decided_at.desc()).limit(1))
-
-
-def esketamine_contraindicated(session: Session, patient_id: uuid.UUID) -> bool:
-    """Does any screening on record name a hard contraindication to esketamine?"""
-    screenings = session.scalars(select(Screening).where(Screening.patient_id == patient_id))
-    return any(s.outcome().esketamine_contraindicated for s in screenings)
-
-
-def active_hold(session: Session, booking_id: uuid.UUID) -> SessionHold | None:
-    """The blood pressure hold on the session that no clinician has overridden yet."""
-    return session.scalar(select(SessionHold).where(SessionHold.booking_id == booking_id,
-                                                    SessionHold.overridden_at.is_(None))
-                          .limit(1))
-
-
-def _check_clinical_gates(session: Session, parties: _Parties, request: BookingRequest) -> None:
-    service_type, patient = parties.service_type, parties.patient
-    if service_type.requires_rems:
-        missing = [name for name, ok in (
-            ("rems_certified_location", parties.location.rems_certified),
-            ("rems_enrolled_patient", patient.rems_enrolled),
-            ("rems_prescriber", parties.provider.is_rems_prescriber),
-            ("monitoring_120_minutes", service_type.recovery_minutes >= 120),
-        ) if not ok]
-        if missing:
-            raise Conflict("Esketamine needs a REMS-certified site, a REMS-enrolled patient, a "
-                           "REMS prescriber and at least 120 minutes of monitoring.",
-                           code="rems_requirements_not_met", missing=missing)
-    if service_type.requires_rems and esketamine_contraindicated(session, patient.id):
-        raise Conflict("A screening on record names a hard contraindication to esketamine "
-                       "(see the patient's consultation).", code="esketamine_contraindicated")
-    if service_type.needs_clearance:
-        # The clinician's decision, not a flag anyone may set, clears a patient for treatment.
-        decision = latest_decision(session, patient.id)
-        if decision is None or decision.decision is not ClearanceStatus.CLEARED:
-            raise Conflict("The patient needs a cleared consultation before treatment.",
-                           code="clearance_required",
-                           clearance=decision.decision.value if decision else "none")
-    if is_treatment(service_type) and not request.ride_home_confirmed:
-        raise InvalidInput("Confirm that the patient has a ride home after treatment.",
-                           code="ride_home_required")
-
-
 def _patient_state(parties: _Parties, request: BookingRequest) -> str:
     if parties.service_type.modality == Modality.IN_PERSON:
         return "AZ"
@@ -225,109 +141,60 @@ def _patient_state(parties: _Parties, request: BookingRequest) -> str:
     return request.patient_state.upper()
 
 
-def _check_start(uow: UnitOfWork, parties: _Parties, start: datetime, patient_state: str,
-                 now: datetime, exclude: uuid.UUID | None = None) -> int | None:
-    """Check every slot rule for this start; returns the chair number to use (or None)."""
-    service_type = parties.service_type
-    earliest, latest = search.booking_window(service_type, now)
-    if not earliest <= start <= latest:
-        raise InvalidInput("The start is too soon (minimum notice) or too far ahead "
-                           "(booking horizon).", code="outside_booking_window",
-                           earliest=earliest.isoformat(), latest=latest.isoformat())
-    schedule = search.load_schedule(
-        uow.session, service_type=service_type, providers=[parties.provider],
-        locations=[parties.location], start=start - timedelta(days=1),
-        end=start + timedelta(days=1), patient_id=parties.patient.id,
-        patient_state=patient_state, exclude_booking_id=exclude)
-    provider_id, location = parties.provider.id, parties.location
-    if not schedule.licensed_on(provider_id, location, start):
-        at_home = dataclasses.replace(schedule, patient_state=None)
-        if state_jurisdiction(patient_state) != ARIZONA and at_home.licensed_on(
-                provider_id, location, start):
-            raise Conflict("The provider is not licensed in the state the patient will be in.",
-                           code="patient_location_not_covered")
-        raise Conflict("No active Arizona license or telehealth registration of the provider "
-                       "covers that date.", code="provider_not_licensed")
-    rules = schedule.rules
-    visit = engine.visit_block(start, rules)
-    window = next((w for w in schedule.windows(provider_id, location.id) if w.contains(visit)),
-                  None)
-    if window is None:
-        raise Conflict("The provider does not work then at this location.",
-                       code="outside_working_hours")
-    if (start - window.start) % rules.step:
-        raise InvalidInput(f"Starts follow a {service_type.slot_interval_minutes}-minute grid "
-                           f"from {window.start.isoformat()}.", code="misaligned_start")
-    if schedule.find(provider_id, location.id, earliest=start, latest=start) != [start]:
-        taken = SlotUnavailable("The provider, the patient or every chair is taken then.")
-        taken.blocked_by = _blocked_by(schedule, provider_id, location.id, start)
-        raise taken
-    chairs = schedule.chairs(location.id)
-    if chairs is None:
-        return None
-    chair = engine.first_free_chair(start, rules, chairs)
-    return None if chair is None else chair + 1
+def _visit(parties: _Parties, patient_state: str) -> placement.Visit:
+    return placement.Visit(service_type=parties.service_type, provider=parties.provider,
+                           location=parties.location, patient_id=parties.patient.id,
+                           patient_state=patient_state)
 
 
-def _blocked_by(schedule: search.Schedule, provider_id: uuid.UUID, location_id: uuid.UUID,
-                start: datetime) -> tuple[str, ...]:
-    rules = schedule.rules
-
-    def taken(busy: list[engine.Interval], block: engine.Interval) -> bool:
-        return any(block.overlaps(interval) for interval in busy)
-
-    blocked = []
-    if taken(schedule.provider_busy.get(provider_id, []), engine.provider_block(start, rules)):
-        blocked.append("provider")
-    if taken(schedule.patient_busy, engine.patient_block(start, rules)):
-        blocked.append("patient")
-    chairs = schedule.chairs(location_id)
-    if chairs is not None and engine.first_free_chair(start, rules, chairs) is None:
-        blocked.append("chair")
-    return tuple(blocked)
+def _place(booking: Booking, placed: placement.Placement) -> None:
+    booking.starts_at = placed.start
+    booking.ends_at = placed.end
+    booking.provider_starts_at = placed.provider_start
+    booking.provider_ends_at = placed.provider_end
+    booking.hold_ends_at = placed.hold_end
+    booking.chair_number = placed.chair
 
 
-def _place(booking: Booking, service_type: ServiceType, start: datetime,
-           chair: int | None) -> None:
-    rules = search.rules_of(service_type)
-    block = engine.provider_block(start, rules)
-    booking.starts_at = start
-    booking.ends_at = start + rules.duration
-    booking.provider_starts_at = block.start
-    booking.provider_ends_at = block.end
-    booking.hold_ends_at = engine.chair_block(start, rules).end
-    booking.chair_number = chair
+def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged], *,
+            actor: Actor, now: datetime) -> None:
+    """The change joins the booking's history, and its event is recorded for the handlers
+    (call after the booking's change, before commit)."""
+    uow.session.flush()  # the booking's id, and the database's constraints checked now
+    uow.session.add(BookingEvent(booking_id=booking.id, kind=event.kind,
+                                 actor_key_id=actor.key_id))
+    uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id))
 
 
-def alternatives(uow: UnitOfWork, *, service_type_id: uuid.UUID, provider_id: uuid.UUID,
-                 location_id: uuid.UUID, patient_id: uuid.UUID, patient_state: str | None,
-                 after: datetime, now: datetime) -> list[dict[str, Any]]:
-    """The next free slots for the same service type: the same provider first."""
-    with uow:
-        service_type = uow.session.get(ServiceType, service_type_id)
-        if service_type is None:
-            return []
-        end = after + timedelta(days=ALTERNATIVES_SEARCH_DAYS)
-        found = search.search(uow.session, service_type=service_type, start=after, end=end,
-                              now=now, provider_ids=[provider_id], location_id=location_id,
-                              patient_id=patient_id, patient_state=patient_state,
-                              limit=ALTERNATIVES).slots
-        if len(found) < ALTERNATIVES:
-            others = search.search(uow.session, service_type=service_type, start=after,
-                                   end=end, now=now, patient_id=patient_id,
-                                   patient_state=patient_state, limit=ALTERNATIVES * 4).slots
-            found += [s for s in others if s not in found][:ALTERNATIVES - len(found)]
-        return [{"start": s.start.isoformat(), "end": s.end.isoformat(),
-                 "provider_id": str(s.provider_id), "location_id": str(s.location_id)}
-                for s in found]
+@dataclass
+class _Asked:
+    """What a use case tried to place, once it knows (for the alternatives of a 409)."""
+
+    wanted: placement.Wanted | None = None
+
+
+@contextmanager
+def offering_alternatives(uow: UnitOfWork, *, now: datetime) -> Iterator[_Asked]:
+    """A ``slot_unavailable`` leaving the block (from the Python check or from the
+    database's constraint) carries the next free slots for what the block said it asked
+    (``asked.wanted``)."""
+    asked = _Asked()
+    try:
+        yield asked
+    except SlotUnavailable as taken:
+        if asked.wanted is not None:
+            taken.extras["alternatives"] = placement.alternatives(uow, asked.wanted, now=now)
+        raise
+
+
+def wanted(request: BookingRequest) -> placement.Wanted:
+    return placement.Wanted(
+        service_type_id=request.service_type_id, provider_id=request.provider_id,
+        location_id=request.location_id, patient_id=request.patient_id,
+        patient_state=(request.patient_state or "").upper() or None, start=request.start)
 
 
 # Booking inside an open unit of work (shared with treatment series) ----------------------
-
-# The codes of the rules that depend on the start itself (the rest hold for any start).
-START_RULES = frozenset({"slot_unavailable", "outside_working_hours", "misaligned_start",
-                         "outside_booking_window", "provider_not_licensed",
-                         "patient_location_not_covered"})
 
 
 @dataclass(frozen=True)
@@ -342,14 +209,18 @@ class Prepared:
 def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> Prepared:
     """Check everything but the start: who and what is booked, and the clinical gates."""
     parties = _parties(uow, actor, request)
-    _check_clinical_gates(uow.session, parties, request)
+    gates.check_booking(uow.session, patient=parties.patient, provider=parties.provider,
+                        location=parties.location, service_type=parties.service_type,
+                        ride_home_confirmed=request.ride_home_confirmed)
     return Prepared(request, parties, _patient_state(parties, request))
 
 
 def check_start(uow: UnitOfWork, prepared: Prepared, start: datetime, *,
-                now: datetime) -> int | None:
-    """Check every slot rule for this start (raises the booking's errors); the chair."""
-    return _check_start(uow, prepared.parties, start, prepared.patient_state, now)
+                now: datetime) -> placement.Placement:
+    """Check every slot rule for this start (raises the booking's errors); where the visit
+    goes (its blocks and chair)."""
+    return placement.place(uow.session, _visit(prepared.parties, prepared.patient_state),
+                           start, now=now)
 
 
 def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetime,
@@ -357,7 +228,7 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
     """Apply every booking rule and add the booking, inside the caller's open unit of work
     (flushed, not committed: the caller commits, or its rollback undoes it)."""
     prepared = prepare(uow, actor, request)
-    chair = check_start(uow, prepared, request.start, now=now)
+    placed = check_start(uow, prepared, request.start, now=now)
     parties = prepared.parties
     booking = Booking(
         patient_id=parties.patient.id, provider_id=parties.provider.id,
@@ -365,68 +236,51 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
         patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
         note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
-    _place(booking, parties.service_type, request.start, chair)
+    _place(booking, placed)
     uow.session.add(booking)
-    events.record(uow.session, booking, BookingEventKind.CREATED, actor_key_id=actor.key_id)
+    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
     return booking
 
 
 # Use cases -------------------------------------------------------------------------------
 
 
-@retry_on_contention
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> Booking:
-    try:
-        with uow:
-            booking = book(uow, actor, request, now=now)
-            uow.commit()
-            return booking
-    except SlotUnavailable as taken:
-        taken.extras["alternatives"] = alternatives(
-            uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
-            location_id=request.location_id, patient_id=request.patient_id,
-            patient_state=(request.patient_state or "").upper() or None, after=request.start,
-            now=now)
-        raise
+    with offering_alternatives(uow, now=now) as asked:
+        asked.wanted = wanted(request)
+        return uow.run(lambda: book(uow, actor, request, now=now))
 
 
-@retry_on_contention
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                        start: datetime, expected_version: int | None, now: datetime,
                        patient_state: str | None = None) -> Booking:
-    request: BookingRequest | None = None
-    try:
-        with uow:
+    with offering_alternatives(uow, now=now) as asked:
+
+        def work() -> Booking:
             booking = _booking(uow, actor, booking_id, lock=True)
             if expected_version is not None and booking.version != expected_version:
                 raise PreconditionFailed("The booking changed since you read it.",
                                          current_version=booking.version)
             if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):
                 raise InvalidState(f"A {booking.status.value} booking cannot be rescheduled.",
-                                   code="invalid_transition", booking_status=booking.status.value)
+                                   code="invalid_transition",
+                                   booking_status=booking.status.value)
             request = BookingRequest(
                 patient_id=booking.patient_id, provider_id=booking.provider_id,
                 service_type_id=booking.service_type_id, location_id=booking.location_id,
                 start=start, patient_state=patient_state or booking.patient_state,
                 ride_home_confirmed=booking.ride_home_confirmed)
+            asked.wanted = wanted(request)
             parties = _parties(uow, actor, request)
             state = _patient_state(parties, request)
-            chair = _check_start(uow, parties, start, state, now, exclude=booking.id)
-            _place(booking, parties.service_type, start, chair)
+            _place(booking, placement.place(uow.session, _visit(parties, state), start,
+                                            now=now, exclude_booking_id=booking.id))
             booking.patient_state = state
-            events.record(uow.session, booking, BookingEventKind.RESCHEDULED,
-                          actor_key_id=actor.key_id)
-            uow.commit()
+            _record(uow, booking, events.BookingRescheduled, actor=actor, now=now)
             return booking
-    except SlotUnavailable as taken:
-        if request is not None:
-            taken.extras["alternatives"] = alternatives(
-                uow, service_type_id=request.service_type_id,
-                provider_id=request.provider_id, location_id=request.location_id,
-                patient_id=request.patient_id, patient_state=request.patient_state,
-                after=start, now=now)
-        raise
+
+        return uow.run(work)
 
 
 # Transitions: action -> (allowed from, to, roles that may do it besides staff)
@@ -444,62 +298,17 @@ TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus, frozenset[
 }
 
 
-EVENT_OF_ACTION = {
-    "confirm": BookingEventKind.CONFIRMED,
-    "check_in": BookingEventKind.CHECKED_IN,
-    "complete": BookingEventKind.COMPLETED,
-    "no_show": BookingEventKind.NO_SHOW,
-    "cancel": BookingEventKind.CANCELLED,
+EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
+    "confirm": events.BookingConfirmed,
+    "check_in": events.BookingCheckedIn,
+    "complete": events.BookingCompleted,
+    "no_show": events.BookingNoShow,
+    "cancel": events.BookingCancelled,
 }
 
 
 def may_transition(actor: Actor, action: str) -> bool:
     return actor.is_clinic_staff or actor.role in TRANSITIONS[action][2]
-
-
-def _check_in_gates(session: Session, booking: Booking, service_type: ServiceType,
-                    attested_state: str | None, now: datetime) -> None:
-    """Telehealth: consent on record, and the patient's location attested again now, in
-    Arizona or a state where the provider holds an active license on the visit's date."""
-    if service_type.modality != Modality.TELEHEALTH:
-        return
-    visit = session.scalar(select(TelehealthVisit)
-                           .where(TelehealthVisit.booking_id == booking.id))
-    if visit is None or visit.consent_at is None:
-        raise Conflict("Record the patient's informed consent to telehealth before check-in.",
-                       code="telehealth_consent_required")
-    if not attested_state:
-        raise InvalidInput("Checking in a telehealth visit re-attests the state the patient "
-                           "is in: POST /api/v1/bookings/{id}/telehealth/check-in.",
-                           code="location_attestation_required")
-    state = attested_state.strip().upper()
-    provider = session.get(Provider, booking.provider_id)
-    location = session.get(Location, booking.location_id)
-    credentials = [Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
-                              status=c.status.value, issued_on=c.issued_on,
-                              expires_on=c.expires_on) for c in provider.licenses]
-    day = in_zone(booking.starts_at, location.timezone).date()
-    if not may_practice(credentials, on=day, modality=Modality.TELEHEALTH,
-                        patient_state=state):
-        raise Conflict("The provider is not licensed in the state the patient is in now.",
-                       code="patient_location_not_covered")
-    visit.attested_state = state
-    visit.attested_at = now
-
-
-def _check_completion_gates(session: Session, booking: Booking, service_type: ServiceType) -> None:
-    """A held session stays held; an esketamine session needs its REMS readings."""
-    if active_hold(session, booking.id) is not None:
-        raise Conflict("A pre-dose blood pressure above the clinic's threshold holds this "
-                       "session until a clinician overrides the hold with a reason.",
-                       code="session_on_hold")
-    if service_type.requires_rems:
-        readings = session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
-        missing = vitals.missing_for_esketamine(r.reading() for r in readings)
-        if missing:
-            raise Conflict("An esketamine session needs vital signs before dosing, about 40 "
-                           "minutes after it and at discharge (with the ride home confirmed).",
-                           code="session_vitals_incomplete", missing=missing)
 
 
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
@@ -529,29 +338,25 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
     if action == "check_in":
-        _check_in_gates(uow.session, booking, service_type, attested_state, now)
+        gates.check_in(uow.session, booking, service_type, attested_state=attested_state,
+                       now=now)
         booking.checked_in_at = now
     if action == "complete":
-        _check_completion_gates(uow.session, booking, service_type)
+        gates.check_completion(uow.session, booking, service_type)
     booking.status = target
-    events.record(uow.session, booking, EVENT_OF_ACTION[action], actor_key_id=actor.key_id)
-    if action == "complete" and service_type.requires_rems:
-        uow.session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=booking.id,
-                             patient_id=booking.patient_id, provider_id=booking.provider_id,
-                             due_at=now + REMS_FORM_DUE))
+    _record(uow, booking, EVENT_OF_ACTION[action], actor=actor, now=now)
     return booking
 
 
-@retry_on_contention
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
                        attested_state: str | None = None) -> Booking:
-    with uow:
+    def work() -> Booking:
         booking = _booking(uow, actor, booking_id, lock=True)
-        apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                         attested_state=attested_state)
-        uow.commit()
-        return booking
+        return apply_transition(uow, actor, booking, action, now=now, reason=reason,
+                                attested_state=attested_state)
+
+    return uow.run(work)
 
 
 def get_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Booking:

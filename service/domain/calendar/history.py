@@ -30,11 +30,12 @@ class Purged:
 
 def purge_history(uow: UnitOfWork, *, now: datetime, change_retention: timedelta,
                   delivery_retention: timedelta = DELIVERY_LOG_RETENTION) -> Purged:
-    with uow:
+    def work() -> Purged:
         changes = uow.session.execute(delete(BookingChange).where(
             BookingChange.changed_at < now - change_retention)).rowcount
         deliveries = uow.session.execute(delete(WebhookDelivery).where(
             WebhookDelivery.status.not_in(OPEN_DELIVERY_STATUSES),
             WebhookDelivery.updated_at < now - delivery_retention)).rowcount
-        uow.commit()
         return Purged(changes=changes or 0, deliveries=deliveries or 0)
+
+    return uow.run(work)

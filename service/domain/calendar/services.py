@@ -1,8 +1,8 @@
-"""Calendar use cases: what a booking change sets off, feed tokens, and the feed itself.
+"""Calendar use cases: feed tokens, and the feed itself.
 
-``on_booking_change`` is called by ``service.domain.bookings.events.record`` inside the
-transaction of every booking change: the change joins the change feed (numbered at commit,
-see ``sync.py``) and the webhook outbox gets its deliveries.
+(What a booking change sets off here, the change feed and the webhook deliveries, are
+handlers of the booking's events: ``sync.number_changes`` and ``webhooks``, wired in
+``service/bootstrap.py``.)
 
 Feed tokens: a provider (or clinic staff for them) and a patient (or staff for them) create
 and revoke tokens; the token is shown once and stored as its SHA-256 (256 random bits: a
@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
-from service.db import utcnow
 from service.domain.access.actor import Actor
-from service.domain.bookings.events import BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.calendar import ics, sync, webhooks
+from service.domain.calendar import ics
 from service.domain.calendar.models import CalendarFeedToken
 from service.domain.calendar.policy import policy
 from service.domain.clinic.models import Location, LocationKind
@@ -41,23 +38,6 @@ _TOKEN = re.compile(r"cal_[A-Za-z0-9_-]{43}")
 FEED_PAST = timedelta(days=90)  # visits that started longer ago leave the feed
 CANCELLED_KEPT = timedelta(days=30)  # a cancellation stays (STATUS:CANCELLED) this long
 FEED_LIMIT = 2000  # events per feed, earliest first
-
-
-# Inside the transaction of a booking change ------------------------------------------------
-
-
-def on_booking_change(session: Session, booking: Booking, kind: BookingEventKind, *,
-                      now: datetime | None = None) -> None:
-    """Add the change to the change feed and plan its webhook deliveries (no commit)."""
-    now = now or utcnow()
-    sync.note_change(session, booking.id, kind.value, now)
-    webhooks.plan_booking_event(session, booking, kind.value, occurred_at=now)
-
-
-def on_series_created(session: Session, series: object, *,
-                      now: datetime | None = None) -> None:
-    """Plan the ``series.created`` deliveries of a new series (no commit)."""
-    webhooks.plan_series_created(session, series, occurred_at=now or utcnow())
 
 
 # Feed tokens -------------------------------------------------------------------------------
@@ -103,14 +83,16 @@ def _owned(query, owner: FeedOwner):  # type: ignore[no-untyped-def]
 def create_feed_token(uow: UnitOfWork, actor: Actor, owner: FeedOwner, *, label: str,
                       now: datetime) -> IssuedFeedToken:
     token = f"{TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
-    with uow:
+
+    def work() -> IssuedFeedToken:
         _check_owner(uow, actor, owner)
         record = CalendarFeedToken(token_hash=hash_token(token), provider_id=owner.provider_id,
                                    patient_id=owner.patient_id, label=label, created_at=now,
                                    created_by_key_id=actor.key_id)
         uow.session.add(record)
-        uow.commit()
         return IssuedFeedToken(record=record, token=token)
+
+    return uow.run(work)
 
 
 def list_feed_tokens(uow: UnitOfWork, actor: Actor, owner: FeedOwner, *, page: int,
@@ -125,7 +107,8 @@ def list_feed_tokens(uow: UnitOfWork, actor: Actor, owner: FeedOwner, *, page: i
 def revoke_feed_token(uow: UnitOfWork, actor: Actor, owner: FeedOwner, token_id: uuid.UUID, *,
                       now: datetime) -> CalendarFeedToken:
     """Revoke a token at once (its feed answers 404 from now on); revoking twice is fine."""
-    with uow:
+
+    def work() -> CalendarFeedToken:
         _check_owner(uow, actor, owner)
         tokens = _owned(policy.visible(actor, select(CalendarFeedToken)), owner)
         record = uow.session.scalar(
@@ -135,8 +118,9 @@ def revoke_feed_token(uow: UnitOfWork, actor: Actor, owner: FeedOwner, token_id:
                            code="calendar_token_not_found")
         if record.revoked_at is None:
             record.revoked_at = now
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 # The feed -----------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 Why not an autoincrement id: it is assigned at INSERT, not at COMMIT, so a reader can see
 change 10 committed while change 9 is still in flight, move its token past 9, and never see
 it. Here every transaction that changed bookings numbers its changes right before it commits
-(a ``before_commit`` hook), by an upsert of the ``sync_counters`` row. That row stays locked
-until the commit, so the next writer gets its numbers only after this one committed: changes
-become visible in sequence order. A reader that sees change n therefore sees every change
-below n. The lock is held only between the upsert and the commit (the bookings, reminders
-and webhook rows were flushed before), so writers queue for microseconds and no writer can
-wait on a booking lock while holding it (no deadlock with the exclusion constraints).
-SQLite has one writer at a time (BEGIN IMMEDIATE): the same counter is trivially in order.
+(``number_changes``: the message bus's final handler of the booking events, run after every
+other handler, see ``service/bootstrap.py``), by an upsert of the ``sync_counters`` row.
+That row stays locked until the commit, so the next writer gets its numbers only after this
+one committed: changes become visible in sequence order. A reader that sees change n
+therefore sees every change below n. The lock is held only between the upsert and the
+commit (the bookings, reminders and webhook rows were flushed before), so writers queue for
+microseconds and no writer can wait on a booking lock while holding it (no deadlock with
+the exclusion constraints). SQLite has one writer at a time (BEGIN IMMEDIATE): the same
+counter is trivially in order.
 
 Reading: ``upper`` = the highest committed number, read FIRST; then the changes in
 ``(position, upper]``. Everything up to ``upper`` is committed, so nothing is skipped; what
@@ -28,15 +30,17 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from service.domain.access.actor import Actor
+from service.domain.bookings.events import BookingChanged
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy as booking_policy
 from service.domain.calendar.models import BookingChange, SyncCounter
@@ -44,17 +48,11 @@ from service.domain.errors import Gone, InvalidInput
 from service.uow import UnitOfWork
 
 SEQUENCE = "booking_changes"
-_PENDING = "calendar.sync.pending_changes"
 TOKEN_VERSION = 1
 MAX_TOKEN_LENGTH = 512
 
 
 # Writing: number the changes of a transaction right before it commits --------------------
-
-
-def note_change(session: Session, booking_id: uuid.UUID, kind: str, at: datetime) -> None:
-    """Remember a booking change; it gets its sequence number when the transaction commits."""
-    session.info.setdefault(_PENDING, []).append((booking_id, kind, at))
 
 
 def _advance(session: Session, count: int) -> int:
@@ -70,25 +68,18 @@ def _advance(session: Session, count: int) -> int:
     return int(session.execute(statement).scalar_one())
 
 
-@event.listens_for(Session, "before_commit")
-def _number_changes(session: Session) -> None:
-    if session.in_nested_transaction():  # a SAVEPOINT is released: wait for the real commit
-        return
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
-        return
-    session.flush()  # everything else first: the counter lock is the last one taken
-    last = _advance(session, len(pending))
-    first = last - len(pending) + 1
+def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
+    """Number the transaction's booking changes, in the order they happened, and add them to
+    the change feed. The bus runs this last, once, right before the commit: everything else
+    is flushed first, so the counter lock is the last lock the transaction takes."""
+    session = uow.session
+    session.flush()
+    last = _advance(session, len(changes))
+    first = last - len(changes) + 1
     session.execute(insert(BookingChange), [
-        {"seq": first + index, "booking_id": booking_id, "kind": kind, "changed_at": at}
-        for index, (booking_id, kind, at) in enumerate(pending)])
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_changes(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:  # the outermost transaction ended (rolled back)
-        session.info.pop(_PENDING, None)
+        {"seq": first + index, "booking_id": change.booking_id, "kind": change.kind.value,
+         "changed_at": change.occurred_at}
+        for index, change in enumerate(changes)])
 
 
 # Tokens -----------------------------------------------------------------------------------

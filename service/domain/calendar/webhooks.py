@@ -1,9 +1,10 @@
 """Webhooks: subscriptions, the thin event payloads, signing, and the outbox rows.
 
 A subscription names a URL, the events it wants and gets a signing secret (shown once). When
-a booking changes, ``plan_booking_event`` (called from ``bookings.events.record``, in the
-transaction of the change) writes one ``WebhookDelivery`` per interested subscription, so
-an event is delivered if and only if its change committed. ``delivery.py`` sends them.
+a booking changes or a series is booked, ``enqueue_booking_change`` / ``enqueue_series_created``
+(handlers of those domain events, see ``service/bootstrap.py``, run in the transaction of the
+change) write one ``WebhookDelivery`` per interested subscription, so an event is delivered
+if and only if its change committed. ``delivery.py`` sends them.
 
 Payloads are thin: the event's id, type, time and API version, the booking's id, times and
 status. Never a patient's name, contact or a clinical word: a receiver that needs more asks
@@ -39,7 +40,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.domain.access.actor import Actor
-from service.domain.bookings.models import Booking
+from service.domain.bookings.events import BookingChanged
+from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -50,6 +52,8 @@ from service.domain.calendar.models import (
 )
 from service.domain.errors import InvalidInput, InvalidState, NotFound
 from service.domain.records import Page, apply_changes, paginate
+from service.domain.series.events import SeriesCreated
+from service.domain.series.models import TreatmentSeries
 from service.domain.webhooks.policy import policy
 from service.uow import UnitOfWork
 
@@ -160,9 +164,10 @@ def payload(event_id: uuid.UUID, event_type: str, occurred_at: datetime,
                        "data": data}, separators=(",", ":"))
 
 
-def booking_data(booking: Booking) -> dict[str, Any]:
-    return {"booking_id": str(booking.id), "start": _instant(booking.starts_at),
-            "end": _instant(booking.ends_at), "status": booking.status.value}
+def booking_data(booking_id: uuid.UUID, start: datetime, end: datetime,
+                 status: BookingStatus) -> dict[str, Any]:
+    return {"booking_id": str(booking_id), "start": _instant(start), "end": _instant(end),
+            "status": status.value}
 
 
 def _enqueue(session: Session, event_type: str, data: dict[str, Any],
@@ -182,24 +187,29 @@ def _enqueue(session: Session, event_type: str, data: dict[str, Any],
     return len(subscriptions)
 
 
-def plan_booking_event(session: Session, booking: Booking, kind: str, *,
-                       occurred_at: datetime) -> int:
-    """Outbox rows for a booking change (inside its transaction); other kinds: none."""
+def enqueue_booking_change(uow: UnitOfWork, event: BookingChanged) -> None:
+    """Outbox rows for a booking change (inside its transaction); kinds no subscription can
+    ask for (confirmed, checked in, completed): none."""
+    kind = event.kind.value
     if kind not in BOOKING_EVENTS:
-        return 0
-    return _enqueue(session, kind, booking_data(booking), occurred_at)
+        return
+    data = booking_data(event.booking_id, event.starts_at, event.ends_at, event.status)
+    _enqueue(uow.session, kind, data, event.occurred_at)
 
 
-def plan_series_created(session: Session, series: Any, *, occurred_at: datetime) -> int:
+def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
     """Outbox rows for a new treatment series (inside its transaction)."""
+    session = uow.session
+    series = session.get(TreatmentSeries, event.series_id)
     session.flush()
     sessions = list(session.scalars(select(Booking).where(Booking.series_id == series.id)
                                     .order_by(Booking.starts_at, Booking.id)))
     data = {"series_id": str(series.id), "status": series.status.value,
             "planned_sessions": series.planned_sessions,
             "first_start": _instant(series.first_start),
-            "bookings": [booking_data(b) for b in sessions]}
-    return _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, occurred_at)
+            "bookings": [booking_data(b.id, b.starts_at, b.ends_at, b.status)
+                         for b in sessions]}
+    _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, event.occurred_at)
 
 
 # Subscriptions ----------------------------------------------------------------------------
@@ -232,14 +242,16 @@ def create_subscription(uow: UnitOfWork, actor: Actor, *, url: str, events: list
                         active: bool = True) -> CreatedSubscription:
     check_target(url, allow_private=allow_private)
     secret = new_secret()
-    with uow:
+
+    def work() -> CreatedSubscription:
         record = WebhookSubscription(url=url, events=_events(events), secret=secret,
                                      description=description, active=active,
                                      created_by_key_id=actor.key_id, created_at=now,
                                      updated_at=now)
         uow.session.add(record)
-        uow.commit()
         return CreatedSubscription(record=record, secret=secret)
+
+    return uow.run(work)
 
 
 def list_subscriptions(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
@@ -268,23 +280,27 @@ def update_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUI
         check_target(changes["url"], allow_private=allow_private)
     if "events" in changes:
         changes["events"] = _events(changes["events"])
-    with uow:
+
+    def work() -> WebhookSubscription:
         record = _subscription(uow, actor, subscription_id, lock=True)
         if changes.get("active") is True:
             changes.update(disabled_reason=None, disabled_at=None)
         elif changes.get("active") is False and record.active:
             changes.update(disabled_reason="disabled_by_user", disabled_at=now)
         apply_changes(record, changes, expected_version=expected_version)
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 def delete_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID) -> None:
     """Remove the subscription with its delivery log."""
-    with uow:
+
+    def work() -> None:
         record = _subscription(uow, actor, subscription_id, lock=True)
         uow.session.delete(record)
-        uow.commit()
+
+    uow.run(work)
 
 
 # The delivery log and redelivery ----------------------------------------------------------
@@ -339,7 +355,8 @@ def redeliver(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID,
               delivery_id: uuid.UUID, *, now: datetime) -> WebhookDelivery:
     """Queue the same event (same id and body, a fresh signature) again, at once, as a new
     delivery with a fresh retry window. The original keeps its log."""
-    with uow:
+
+    def work() -> WebhookDelivery:
         subscription = _subscription(uow, actor, subscription_id)
         if not subscription.active:
             raise InvalidState("The subscription is disabled; enable it, then redeliver.",
@@ -351,8 +368,9 @@ def redeliver(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID,
             status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now,
             redelivery_of=original.id, created_at=now, updated_at=now)
         uow.session.add(again)
-        uow.commit()
         return again
+
+    return uow.run(work)
 
 
 def cancel_open_deliveries(session: Session, subscription_id: uuid.UUID, reason: str,

@@ -53,23 +53,26 @@ def get_location(uow: UnitOfWork, actor: Actor, location_id: uuid.UUID) -> Locat
 
 def create_location(uow: UnitOfWork, actor: Actor, **values: Any) -> Location:
     _check_location(values)
-    with uow:
+
+    def work() -> Location:
         location = Location(**values)
         uow.session.add(location)
-        uow.commit()
         return location
+
+    return uow.run(work)
 
 
 def update_location(uow: UnitOfWork, actor: Actor, location_id: uuid.UUID, *,
                     expected_version: int | None, changes: dict[str, Any]) -> Location:
-    with uow:
+    def work() -> Location:
         location = _location(uow, location_id)
         current = {c: getattr(location, c) for c in
                    ("kind", "address_line1", "city", "state", "postal_code", "chairs")}
         _check_location({**current, **changes})
         apply_changes(location, changes, expected_version=expected_version)
-        uow.commit()
         return location
+
+    return uow.run(work)
 
 
 def deactivate_location(uow: UnitOfWork, actor: Actor, location_id: uuid.UUID) -> Location:
@@ -117,14 +120,16 @@ def get_service_type(uow: UnitOfWork, actor: Actor, service_type_id: uuid.UUID) 
 
 def create_service_type(uow: UnitOfWork, actor: Actor, **values: Any) -> ServiceType:
     _check_service_type(values)
-    with uow:
+
+    def work() -> ServiceType:
         if uow.session.scalar(select(ServiceType.id).where(ServiceType.code == values["code"])):
             raise Conflict("A service type with this code already exists.",
                            code="duplicate_code")
         service_type = ServiceType(**values)
         uow.session.add(service_type)
-        uow.commit()
         return service_type
+
+    return uow.run(work)
 
 
 _SERVICE_TYPE_RULE_FIELDS = ("modality", "needs_chair", "requires_rems", "recovery_minutes")
@@ -132,7 +137,7 @@ _SERVICE_TYPE_RULE_FIELDS = ("modality", "needs_chair", "requires_rems", "recove
 
 def update_service_type(uow: UnitOfWork, actor: Actor, service_type_id: uuid.UUID, *,
                         expected_version: int | None, changes: dict[str, Any]) -> ServiceType:
-    with uow:
+    def work() -> ServiceType:
         service_type = _service_type(uow, service_type_id)
         current = {f: getattr(service_type, f) for f in _SERVICE_TYPE_RULE_FIELDS}
         _check_service_type({**current, **changes})
@@ -142,8 +147,9 @@ def update_service_type(uow: UnitOfWork, actor: Actor, service_type_id: uuid.UUI
             raise Conflict("A service type with this code already exists.",
                            code="duplicate_code")
         apply_changes(service_type, changes, expected_version=expected_version)
-        uow.commit()
         return service_type
+
+    return uow.run(work)
 
 
 def deactivate_service_type(uow: UnitOfWork, actor: Actor, service_type_id: uuid.UUID

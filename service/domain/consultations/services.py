@@ -5,8 +5,10 @@ tasks, telehealth visit facts and in-person evaluations.
 Who sees what: clinical records are for clinic staff and providers; a patient sees their own
 assessments and vital signs (and their telehealth link), nothing of anyone else (404). The
 gates these records feed (clearance, contraindications, the hold, the esketamine readings,
-telehealth consent and location) are enforced where bookings move, in
-``service/domain/bookings/services.py``.
+telehealth consent and location) are answered by ``gates.py``, which the booking use cases
+ask. A new clearance decision is recorded as ``ClearanceChanged``; a completed esketamine
+session opens its REMS task (``open_rems_monitoring_task``, a handler of
+``BookingCompleted``): see ``service/bootstrap.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from sqlalchemy import Select, select
 
 from service.domain.access.actor import Actor, Role
 from service.domain.bookings import services as bookings
+from service.domain.bookings.events import BookingCompleted
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
-from service.domain.consultations import scoring
+from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
+from service.domain.consultations.events import ClearanceChanged
 from service.domain.consultations.models import (
     Alert,
     AlertKind,
@@ -39,6 +43,7 @@ from service.domain.consultations.models import (
     SideEffect,
     SideEffectKind,
     Task,
+    TaskKind,
     TaskStatus,
     TelehealthVisit,
     VitalSign,
@@ -62,6 +67,8 @@ from service.uow import UnitOfWork
 
 # A reading or questionnaire "taken" later than this after the server's clock is refused.
 CLOCK_SKEW = timedelta(minutes=5)
+# Spravato REMS: the Patient Monitoring Form is due within 7 days of each session.
+REMS_FORM_DUE = timedelta(days=7)
 
 register_constraint("uq_in_person_evaluations_patient_id_provider_id_evaluated_on",
                     lambda: Conflict("This in-person evaluation is already recorded.",
@@ -113,16 +120,14 @@ def _screening(uow: UnitOfWork, booking: Booking) -> Screening:
 def _decide(uow: UnitOfWork, patient: Patient, *, decision: ClearanceStatus,
             source: DecisionSource, actor: Actor, now: datetime, reason: str | None = None,
             consultation_id: uuid.UUID | None = None) -> ClearanceDecision:
-    """Record a decision and keep the patient's read-out (``cleared_for_treatment``) in step,
-    in the caller's transaction."""
+    """Record a decision, in the caller's transaction; it now stands (``ClearanceChanged``:
+    the patient's read-out ``cleared_for_treatment`` follows)."""
     row = ClearanceDecision(
         patient_id=patient.id, consultation_id=consultation_id, decision=decision,
         source=source, reason=reason, decided_at=now, decided_by_key_id=actor.key_id,
         decided_by_provider_id=actor.provider_id if actor.role is Role.PROVIDER else None)
     uow.session.add(row)
-    cleared = decision is ClearanceStatus.CLEARED
-    if patient.cleared_for_treatment != cleared:
-        patient.cleared_for_treatment = cleared
+    uow.record(ClearanceChanged(patient_id=patient.id, decision=decision, occurred_at=now))
     return row
 
 
@@ -142,7 +147,7 @@ def _flag_new_review_items(uow: UnitOfWork, actor: Actor, screening: Screening,
 def record_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                      answers: Mapping[str, bool], medical_history: str | None,
                      now: datetime) -> Screening:
-    with uow:
+    def work() -> Screening:
         booking = _consultation(uow, actor, booking_id, lock=True)
         if booking.status in (BookingStatus.CANCELLED, BookingStatus.NOSHOW):
             raise InvalidState(f"A {booking.status.value} consultation takes no screening.",
@@ -158,22 +163,24 @@ def record_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         uow.session.add(screening)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, (), now)
-        uow.commit()
         return screening
+
+    return uow.run(work)
 
 
 def update_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                      expected_version: int | None, changes: Mapping[str, Any],
                      now: datetime) -> Screening:
-    with uow:
+    def work() -> Screening:
         booking = _consultation(uow, actor, booking_id, lock=True)
         screening = _screening(uow, booking)
         before = screening.outcome().review
         apply_changes(screening, changes, expected_version=expected_version)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, before, now)
-        uow.commit()
         return screening
+
+    return uow.run(work)
 
 
 def get_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Screening:
@@ -188,7 +195,8 @@ def record_decision(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
     clear (staff may record "needs review" or "not cleared")."""
     if decision is ClearanceStatus.CLEARED:
         _clinician_only(actor, "clear a patient for treatment")
-    with uow:
+
+    def work() -> ClearanceDecision:
         patient = find_patient(uow, actor, patient_id)
         if consultation_id is not None:
             consultation = _consultation(uow, actor, consultation_id)
@@ -196,8 +204,9 @@ def record_decision(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
                 raise NotFound("No booking with this id.", code="booking_not_found")
         row = _decide(uow, patient, decision=decision, source=DecisionSource.CLINICIAN,
                       actor=actor, now=now, reason=reason, consultation_id=consultation_id)
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 def list_decisions(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *, page: int,
@@ -242,17 +251,18 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
         raise InvalidInput("Some vital signs are physiologically impossible.",
                            code="implausible_vitals",
                            errors=[{"field": f, "message": m} for f, m in problems.items()])
-    with uow:
+
+    def work() -> VitalSign:
         booking = bookings.find_booking(uow, actor, booking_id, lock=True)
         if booking.status is not BookingStatus.CHECKED_IN:
             raise Conflict("Vital signs are recorded while the patient is checked in.",
                            code="session_not_checked_in", booking_status=booking.status.value)
         service_type = _service_type(uow, booking)
-        held = bookings.active_hold(uow.session, booking.id)
+        held = gates.active_hold(uow.session, booking.id)
         if reading.phase is vital_rules.Phase.DURING and held is not None:
             raise Conflict("The session is on hold: no dosing until a clinician overrides it.",
                            code="session_on_hold")
-        if (reading.phase is vital_rules.Phase.DISCHARGE and bookings.is_treatment(service_type)
+        if (reading.phase is vital_rules.Phase.DISCHARGE and gates.is_treatment(service_type)
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
@@ -268,8 +278,9 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
         uow.session.flush()
         if above and held is None:
             uow.session.add(SessionHold(booking_id=booking.id, reading_id=row.id, held_at=now))
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 def list_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: int,
@@ -287,17 +298,19 @@ def override_hold(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, reaso
     _clinician_only(actor, "override a blood pressure hold")
     if not reason.strip():
         raise InvalidInput("An override needs a reason.", code="invalid_input")
-    with uow:
+
+    def work() -> SessionHold:
         booking = bookings.find_booking(uow, actor, booking_id, lock=True)
-        hold = bookings.active_hold(uow.session, booking.id)
+        hold = gates.active_hold(uow.session, booking.id)
         if hold is None:
             raise Conflict("The session is not on hold.", code="no_active_hold")
         hold.overridden_at = now
         hold.overridden_by_key_id = actor.key_id
         hold.overridden_by_provider_id = actor.provider_id
         hold.override_reason = reason.strip()
-        uow.commit()
         return hold
+
+    return uow.run(work)
 
 
 def list_holds(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: int,
@@ -317,7 +330,8 @@ def log_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                     noted_at: datetime | None, resolved: bool, now: datetime) -> SideEffect:
     noted_at = noted_at or now
     _not_in_future(noted_at, now, "noted_at")
-    with uow:
+
+    def work() -> SideEffect:
         booking = bookings.find_booking(uow, actor, booking_id, lock=True)
         if booking.status not in SIDE_EFFECT_SESSION:
             raise Conflict("Side effects are logged for a session that has started.",
@@ -327,8 +341,9 @@ def log_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                          resolved_at=now if resolved else None,
                          recorded_by_key_id=actor.key_id)
         uow.session.add(row)
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 def _side_effect(uow: UnitOfWork, booking: Booking, side_effect_id: uuid.UUID) -> SideEffect:
@@ -342,15 +357,16 @@ def _side_effect(uow: UnitOfWork, booking: Booking, side_effect_id: uuid.UUID) -
 def update_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID,
                        side_effect_id: uuid.UUID, *, expected_version: int | None,
                        changes: Mapping[str, Any], now: datetime) -> SideEffect:
-    with uow:
+    def work() -> SideEffect:
         booking = bookings.find_booking(uow, actor, booking_id)
         row = _side_effect(uow, booking, side_effect_id)
-        changes = dict(changes)
-        if "resolved" in changes and changes["resolved"] != row.resolved:
-            changes["resolved_at"] = now if changes["resolved"] else None
-        apply_changes(row, changes, expected_version=expected_version)
-        uow.commit()
+        applied = dict(changes)
+        if "resolved" in applied and applied["resolved"] != row.resolved:
+            applied["resolved_at"] = now if applied["resolved"] else None
+        apply_changes(row, applied, expected_version=expected_version)
         return row
+
+    return uow.run(work)
 
 
 def list_side_effects(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: int,
@@ -374,7 +390,8 @@ def submit_assessment(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
     result = scoring.score(instrument, answers)
     taken_at = taken_at or now
     _not_in_future(taken_at, now, "taken_at")
-    with uow:
+
+    def work() -> Assessment:
         patient = find_patient(uow, actor, patient_id)
         if booking_id is not None:
             booking = bookings.find_booking(uow, actor, booking_id)
@@ -389,8 +406,9 @@ def submit_assessment(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         if result.urgent:
             uow.session.add(Alert(patient_id=patient.id, assessment_id=row.id,
                                   kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=now))
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 def list_assessments(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
@@ -433,7 +451,7 @@ def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = F
 
 def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
                       now: datetime) -> Alert:
-    with uow:
+    def work() -> Alert:
         alert = uow.session.scalar(_visible_alerts(actor, select(Alert))
                                    .where(Alert.id == alert_id).with_for_update())
         if alert is None:
@@ -441,8 +459,9 @@ def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by_key_id = actor.key_id
-        uow.commit()
         return alert
+
+    return uow.run(work)
 
 
 # Tasks -----------------------------------------------------------------------------------
@@ -471,9 +490,20 @@ def list_tasks(uow: UnitOfWork, actor: Actor, *, due_before: datetime | None = N
                         page_size=page_size)
 
 
+def open_rems_monitoring_task(uow: UnitOfWork, event: BookingCompleted) -> None:
+    """A completed esketamine session opens its REMS Patient Monitoring Form task (handler
+    of ``BookingCompleted``, in the session's transaction)."""
+    booking = uow.session.get(Booking, event.booking_id)
+    if not _service_type(uow, booking).requires_rems:
+        return
+    uow.session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=booking.id,
+                         patient_id=booking.patient_id, provider_id=booking.provider_id,
+                         due_at=event.occurred_at + REMS_FORM_DUE))
+
+
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,
                   now: datetime) -> Task:
-    with uow:
+    def work() -> Task:
         task = uow.session.scalar(_visible_tasks(actor, select(Task))
                                   .where(Task.id == task_id).with_for_update())
         if task is None:
@@ -482,8 +512,9 @@ def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,
             task.status = TaskStatus.DONE
             task.completed_at = now
             task.completed_by_key_id = actor.key_id
-        uow.commit()
         return task
+
+    return uow.run(work)
 
 
 # Telehealth visits and in-person evaluations ---------------------------------------------
@@ -567,7 +598,8 @@ def get_telehealth(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
 def record_consent(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, now: datetime,
                    url_template: str, cutoff: date) -> TelehealthFacts:
     """The patient's informed consent to a telehealth visit (needed before check-in)."""
-    with uow:
+
+    def work() -> TelehealthFacts:
         booking = _telehealth_booking(uow, actor, booking_id, lock=True)
         if booking.status not in (BookingStatus.PENDING, BookingStatus.BOOKED):
             raise InvalidState(f"A {booking.status.value} visit takes no consent.",
@@ -578,19 +610,22 @@ def record_consent(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, now:
             visit.consent_by_key_id = actor.key_id
         uow.session.flush()
         facts = _facts(uow, booking, visit, url_template=url_template, cutoff=cutoff)
-        uow.commit()
         return facts
+
+    return uow.run(work)
 
 
 def check_in_telehealth(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                         patient_state: str, now: datetime) -> Booking:
     """Check a telehealth visit in, with the patient's location attested again now."""
-    with uow:
+
+    def work() -> Booking:
         booking = _telehealth_booking(uow, actor, booking_id, lock=True)
         bookings.apply_transition(uow, actor, booking, "check_in", now=now,
                                   attested_state=patient_state)
-        uow.commit()
         return booking
+
+    return uow.run(work)
 
 
 def mark_prescribing(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
@@ -598,7 +633,8 @@ def mark_prescribing(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                      cutoff: date) -> TelehealthFacts:
     """Mark whether the visit prescribes a controlled substance (flagged without an
     in-person evaluation from the cut-off date on)."""
-    with uow:
+
+    def work() -> TelehealthFacts:
         booking = _telehealth_booking(uow, actor, booking_id, lock=True)
         visit = _visit(uow, booking, create=True)
         visit.prescribing_controlled_substance = controlled_substance
@@ -606,8 +642,9 @@ def mark_prescribing(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         visit.prescribing_marked_by_key_id = actor.key_id
         uow.session.flush()
         facts = _facts(uow, booking, visit, url_template=url_template, cutoff=cutoff)
-        uow.commit()
         return facts
+
+    return uow.run(work)
 
 
 def record_evaluation(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
@@ -616,7 +653,8 @@ def record_evaluation(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
     if evaluated_on > today:
         raise InvalidInput("An evaluation is recorded once it took place.",
                            code="invalid_input", field="evaluated_on")
-    with uow:
+
+    def work() -> InPersonEvaluation:
         patient = find_patient(uow, actor, patient_id)
         if actor.role is Role.PROVIDER and provider_id != actor.provider_id:
             raise NotFound("No provider with this id.", code="provider_not_found")
@@ -625,8 +663,9 @@ def record_evaluation(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         row = InPersonEvaluation(patient_id=patient.id, provider_id=provider_id,
                                  evaluated_on=evaluated_on, recorded_by_key_id=actor.key_id)
         uow.session.add(row)
-        uow.commit()
         return row
+
+    return uow.run(work)
 
 
 def list_evaluations(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *, page: int,

@@ -10,6 +10,7 @@ from sqlalchemy import Select, select
 
 from service.db import utcnow
 from service.domain.access.actor import Actor
+from service.domain.consultations.events import ClearanceChanged
 from service.domain.patients.models import Patient
 from service.domain.patients.policy import policy
 from service.domain.records import Page, apply_changes, paginate
@@ -47,32 +48,45 @@ def get_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID) -> Patient
 
 def create_patient(uow: UnitOfWork, actor: Actor, **values: Any) -> Patient:
     policy.require(actor, "create")
-    with uow:
+
+    def work() -> Patient:
         patient = Patient(**values)
         if patient.sms_consent is False:
             patient.sms_opted_out_at = None
         uow.session.add(patient)
-        uow.commit()
         return patient
+
+    return uow.run(work)
 
 
 def update_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
                    expected_version: int | None, changes: dict[str, Any]) -> Patient:
-    with uow:
+    def work() -> Patient:
         patient = find_patient(uow, actor, patient_id)
         policy.check_changes(actor, changes)
+        applied = changes
         if changes.get("sms_consent") is True:
-            changes = {**changes, "sms_opted_out_at": None}
+            applied = {**changes, "sms_opted_out_at": None}
         elif changes.get("sms_consent") is False and patient.sms_opted_out_at is None:
-            changes = {**changes, "sms_opted_out_at": utcnow()}
-        apply_changes(patient, changes, expected_version=expected_version)
-        uow.commit()
+            applied = {**changes, "sms_opted_out_at": utcnow()}
+        apply_changes(patient, applied, expected_version=expected_version)
         return patient
+
+    return uow.run(work)
 
 
 def deactivate_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID) -> Patient:
-    with uow:
+    def work() -> Patient:
         patient = find_patient(uow, actor, patient_id)
         patient.active = False
-        uow.commit()
         return patient
+
+    return uow.run(work)
+
+
+def follow_clearance(uow: UnitOfWork, event: ClearanceChanged) -> None:
+    """The patient's ``cleared_for_treatment`` is a read-only copy of the decision that
+    stands (handler of ``ClearanceChanged``, in the decision's transaction)."""
+    patient = uow.session.get(Patient, event.patient_id)
+    if patient.cleared_for_treatment != event.cleared:
+        patient.cleared_for_treatment = event.cleared

@@ -50,18 +50,20 @@ def _check_prescriber_flags(values: dict[str, Any]) -> None:
 
 def create_provider(uow: UnitOfWork, actor: Actor, **values: Any) -> Provider:
     _check_prescriber_flags(values)
-    with uow:
+
+    def work() -> Provider:
         if uow.session.scalar(select(Provider.id).where(Provider.npi == values["npi"])):
             raise Conflict("A provider with this NPI already exists.", code="duplicate_npi")
         provider = Provider(**values)
         uow.session.add(provider)
-        uow.commit()
         return provider
+
+    return uow.run(work)
 
 
 def update_provider(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
                     expected_version: int | None, changes: dict[str, Any]) -> Provider:
-    with uow:
+    def work() -> Provider:
         provider = _provider(uow, provider_id)
         merged = {"is_prescriber": provider.is_prescriber,
                   "is_rems_prescriber": provider.is_rems_prescriber, **changes}
@@ -71,8 +73,9 @@ def update_provider(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
         ):
             raise Conflict("A provider with this NPI already exists.", code="duplicate_npi")
         apply_changes(provider, changes, expected_version=expected_version)
-        uow.commit()
         return provider
+
+    return uow.run(work)
 
 
 def deactivate_provider(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID) -> Provider:
@@ -123,19 +126,21 @@ def get_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
 
 def add_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, **values: Any) -> License:
     _check_dates(values["issued_on"], values["expires_on"])
-    with uow:
+
+    def work() -> License:
         _provider(uow, provider_id)
         _check_unique_number(uow, values["board"], values["number"])
         record = License(provider_id=provider_id, **values)
         uow.session.add(record)
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 def update_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
                    license_id: uuid.UUID, *, expected_version: int | None,
                    changes: dict[str, Any]) -> License:
-    with uow:
+    def work() -> License:
         record = _license(uow, provider_id, license_id)
         _check_dates(changes.get("issued_on", record.issued_on),
                      changes.get("expires_on", record.expires_on))
@@ -143,8 +148,9 @@ def update_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
             _check_unique_number(uow, changes.get("board", record.board),
                                  changes.get("number", record.number), exclude=record.id)
         apply_changes(record, changes, expected_version=expected_version)
-        uow.commit()
         return record
+
+    return uow.run(work)
 
 
 def expiring_licenses(uow: UnitOfWork, actor: Actor, *, today: date, within_days: int,

@@ -1,7 +1,7 @@
 """Reminders: the outbox rows the scheduler process sends.
 
 One row per (booking, kind, plan version). Rows are written in the same transaction as the
-booking change that causes them (``service.domain.bookings.events.record``); rescheduling
+booking change that causes them (handlers of its events, ``reminders/services.py``); rescheduling
 bumps the plan version (old rows cancelled, new rows planned). The dedupe key
 ``<booking>.<kind>.v<version>`` is unique and goes to the channel (SMTP Message-ID, the SMS
 gateway's Idempotency-Key), so a resend after a crash can be dropped there.

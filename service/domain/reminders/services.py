@@ -1,7 +1,8 @@
 """Reminder use cases: planning in the booking's transaction, reads, retry, SMS replies.
 
-``on_booking_event`` is called by ``service.domain.bookings.events.record`` inside the
-transaction that changes the booking, so the outbox rows commit (or roll back) with it:
+The planning functions are handlers of the booking's events (``service/bootstrap.py``): they
+run inside the transaction that changes the booking, so the outbox rows commit (or roll
+back) with it:
 
 - created: the plan's reminders, version 1 (a hold gets its confirmation when confirmed);
 - rescheduled: open rows cancelled ("rescheduled"), the plan again under the next version;
@@ -20,9 +21,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import utcnow
 from service.domain.access.actor import Actor
-from service.domain.bookings.events import BookingEventKind
+from service.domain.bookings.events import (
+    BookingCancelled,
+    BookingCheckedIn,
+    BookingConfirmed,
+    BookingCreated,
+    BookingNoShow,
+    BookingRescheduled,
+)
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy as booking_policy
 from service.domain.clinic.models import ServiceType
@@ -38,7 +45,7 @@ from service.domain.reminders.models import (
 )
 from service.uow import UnitOfWork
 
-# Planning (inside the booking's transaction) ---------------------------------------------
+# Planning: handlers of the booking's events, inside its transaction --------------------------
 
 
 def quiet_hours(settings: Settings | None = None) -> planning.QuietHours:
@@ -46,31 +53,44 @@ def quiet_hours(settings: Settings | None = None) -> planning.QuietHours:
     return planning.QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
 
 
-def on_booking_event(session: Session, booking: Booking, kind: BookingEventKind, *,
-                     now: datetime | None = None) -> None:
-    """Plan, re-plan or cancel the booking's reminders for this change (no commit)."""
-    now = now or utcnow()
-    if kind is BookingEventKind.CREATED:
-        _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
-              confirmation=booking.status is BookingStatus.BOOKED)
-    elif kind is BookingEventKind.RESCHEDULED:
-        _cancel_open(session, booking.id, "rescheduled")
-        _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
-              confirmation=booking.status is BookingStatus.BOOKED)
-    elif kind is BookingEventKind.CONFIRMED:
-        version = _current_version(session, booking.id) or 1
-        exists = session.scalar(select(Reminder.id).where(
-            Reminder.booking_id == booking.id, Reminder.plan_version == version,
-            Reminder.kind == planning.CONFIRMATION))
-        if exists is None:
-            _plan(session, booking, version=version, now=now, only=[planning.CONFIRMATION])
-    elif kind is BookingEventKind.CHECKED_IN:
-        _cancel_open(session, booking.id, "checked_in",
-                     keep_kinds=(planning.NEXT_DAY_CHECK_IN,))
-    elif kind is BookingEventKind.CANCELLED:
-        _cancel_open(session, booking.id, "booking_cancelled")
-    elif kind is BookingEventKind.NO_SHOW:
-        _cancel_open(session, booking.id, "booking_no_show")
+def plan_new_booking(uow: UnitOfWork, event: BookingCreated) -> None:
+    booking = uow.session.get(Booking, event.booking_id)
+    _plan(uow.session, booking, version=_current_version(uow.session, booking.id) + 1,
+          now=event.occurred_at, confirmation=event.status is BookingStatus.BOOKED)
+
+
+def replan_rescheduled(uow: UnitOfWork, event: BookingRescheduled) -> None:
+    session = uow.session
+    booking = session.get(Booking, event.booking_id)
+    _cancel_open(session, booking.id, "rescheduled")
+    _plan(session, booking, version=_current_version(session, booking.id) + 1,
+          now=event.occurred_at, confirmation=event.status is BookingStatus.BOOKED)
+
+
+def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed) -> None:
+    session = uow.session
+    booking = session.get(Booking, event.booking_id)
+    version = _current_version(session, booking.id) or 1
+    exists = session.scalar(select(Reminder.id).where(
+        Reminder.booking_id == booking.id, Reminder.plan_version == version,
+        Reminder.kind == planning.CONFIRMATION))
+    if exists is None:
+        _plan(session, booking, version=version, now=event.occurred_at,
+              only=[planning.CONFIRMATION])
+
+
+def cancel_before_visit(uow: UnitOfWork, event: BookingCheckedIn) -> None:
+    """Checked in: the reminders before the visit are moot (the next-day check-in stays)."""
+    _cancel_open(uow.session, event.booking_id, "checked_in",
+                 keep_kinds=(planning.NEXT_DAY_CHECK_IN,))
+
+
+def cancel_on_cancellation(uow: UnitOfWork, event: BookingCancelled) -> None:
+    _cancel_open(uow.session, event.booking_id, "booking_cancelled")
+
+
+def cancel_on_no_show(uow: UnitOfWork, event: BookingNoShow) -> None:
+    _cancel_open(uow.session, event.booking_id, "booking_no_show")
 
 
 def _current_version(session: Session, booking_id: uuid.UUID) -> int:
@@ -146,7 +166,8 @@ def retry_reminder(uow: UnitOfWork, reminder_id: uuid.UUID, *, now: datetime) ->
     The dispatcher re-checks it like any other (a visit that passed is skipped again). Sent
     reminders are never sent again; cancelled ones belong to a plan that no longer holds.
     """
-    with uow:
+
+    def work() -> Reminder:
         reminder = uow.session.scalar(
             select(Reminder).where(Reminder.id == reminder_id).with_for_update())
         if reminder is None:
@@ -161,8 +182,9 @@ def retry_reminder(uow: UnitOfWork, reminder_id: uuid.UUID, *, now: datetime) ->
         reminder.next_attempt_at = now
         reminder.lease_until = None
         reminder.claim_token = None
-        uow.commit()
         return reminder
+
+    return uow.run(work)
 
 
 # Replies to the SMS gateway --------------------------------------------------------------
@@ -192,7 +214,8 @@ def receive_sms(uow: UnitOfWork, *, sender: str, body: str, now: datetime) -> st
     if action is None:
         return "none"
     phone = sender.strip()
-    with uow:
+
+    def work() -> None:
         patients = uow.session.scalars(
             select(Patient).where(Patient.phone == phone).with_for_update()).all()
         for patient in patients:
@@ -203,5 +226,6 @@ def receive_sms(uow: UnitOfWork, *, sender: str, body: str, now: datetime) -> st
                 # never opted out gains no consent by it.
                 patient.sms_opted_out_at = None
                 patient.sms_consent = True
-        uow.commit()
+
+    uow.run(work)
     return action

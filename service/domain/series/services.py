@@ -17,11 +17,10 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from service.domain.access.actor import Actor, Role
-from service.domain.availability import search
+from service.domain.availability import placement, search
 from service.domain.availability import slots as engine
 from service.domain.bookings import services as bookings
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.calendar.services import on_series_created
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import (
     Conflict,
@@ -35,10 +34,11 @@ from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.records import Page, paginate
 from service.domain.series import protocols
+from service.domain.series.events import SeriesCreated
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.protocols import PROTOCOLS, Protocol
 from service.domain.time import in_zone, local_to_utc
-from service.uow import UnitOfWork, retry_on_contention
+from service.uow import UnitOfWork
 
 DAY = timedelta(days=1)
 ALTERNATIVE_DAYS = 3  # an alternative start lies at most this many days from the proposed one
@@ -368,7 +368,7 @@ class _Assessor:
                     bookings.check_start(self.uow, self.prepare(provider_id), start,
                                          now=self.now)
                 except DomainError as error:
-                    if error.code not in bookings.START_RULES:
+                    if error.code not in placement.START_RULES:
                         raise
                     failures.append(self._failure(occurrence, error, provider_id))
                     continue
@@ -394,7 +394,7 @@ class _Assessor:
                  ) -> Occurrence:
         status = STATUS_OF_CODE.get(error.code, error.code)
         reason = error.detail
-        if isinstance(error, bookings.SlotUnavailable) and error.blocked_by:
+        if isinstance(error, placement.SlotUnavailable) and error.blocked_by:
             status = "chair_full" if error.blocked_by == ("chair",) else status
             reason = "; ".join(TAKEN[b] for b in error.blocked_by)
             reason = reason[0].upper() + reason[1:] + "."
@@ -479,38 +479,39 @@ def preview_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
         return _as_preview(*_preview(uow, actor, request, now))
 
 
-@retry_on_contention
 def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
                   now: datetime) -> SeriesView:
     """Book every session of the series in one transaction, or none."""
     writing = False
+
+    def work() -> SeriesView:
+        nonlocal writing
+        plan = _plan(uow, actor, request, now)
+        assessor = _Assessor(uow, actor, plan, now)
+        occurrences = assessor.assess()
+        if not all(o.ok for o in occurrences):
+            assessor.add_alternatives(occurrences)
+            raise _conflict(occurrences)
+        series = TreatmentSeries(
+            patient_id=request.patient_id,
+            provider_id=None if plan.any_provider else plan.provider_ids[0],
+            service_type_id=plan.service_type.id, location_id=plan.location.id,
+            protocol=plan.protocol.code, rrule=request.rrule, status=SeriesStatus.ACTIVE,
+            planned_sessions=len(plan.starts), first_start=plan.starts[0],
+            previous_session_at=plan.previous_at, created_by_key_id=actor.key_id)
+        writing = True
+        uow.session.add(series)
+        uow.session.flush()
+        for occurrence, start in zip(occurrences, plan.starts, strict=True):
+            bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
+                          now=now, series_id=series.id)
+        uow.record(SeriesCreated(series_id=series.id, occurred_at=now))
+        return _view(uow, series, now)
+
     try:
-        with uow:
-            plan = _plan(uow, actor, request, now)
-            assessor = _Assessor(uow, actor, plan, now)
-            occurrences = assessor.assess()
-            if not all(o.ok for o in occurrences):
-                assessor.add_alternatives(occurrences)
-                raise _conflict(occurrences)
-            series = TreatmentSeries(
-                patient_id=request.patient_id,
-                provider_id=None if plan.any_provider else plan.provider_ids[0],
-                service_type_id=plan.service_type.id, location_id=plan.location.id,
-                protocol=plan.protocol.code, rrule=request.rrule, status=SeriesStatus.ACTIVE,
-                planned_sessions=len(plan.starts), first_start=plan.starts[0],
-                previous_session_at=plan.previous_at, created_by_key_id=actor.key_id)
-            writing = True
-            uow.session.add(series)
-            uow.session.flush()
-            for occurrence, start in zip(occurrences, plan.starts, strict=True):
-                bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
-                              now=now, series_id=series.id)
-            on_series_created(uow.session, series, now=now)  # the series.created webhook
-            view = _view(uow, series, now)
-            uow.commit()
-            return view
+        return uow.run(work)
     except DomainError as error:
-        if not writing or error.code not in bookings.START_RULES:
+        if not writing or error.code not in placement.START_RULES:
             raise
         # Someone booked one of these times between the check and the insert (on PostgreSQL
         # the exclusion constraint refused it): nothing was written; report afresh.
@@ -566,7 +567,8 @@ def list_series(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
 def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason: str,
                   now: datetime) -> SeriesView:
     """Cancel every remaining (pending or booked) session; fulfilled ones stay as they are."""
-    with uow:
+
+    def work() -> SeriesView:
         series = _series(uow, actor, series_id, lock=True)
         if not bookings.may_transition(actor, "cancel"):
             raise Forbidden(f"The {actor.role.value} role may not cancel a series.",
@@ -589,9 +591,9 @@ def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason
         series.cancel_reason = reason.strip()
         series.cancelled_at = now
         uow.session.flush()
-        view = _view(uow, series, now)
-        uow.commit()
-        return view
+        return _view(uow, series, now)
+
+    return uow.run(work)
 
 
 def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: datetime,
@@ -600,9 +602,9 @@ def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: d
                 note: str | None = None) -> Booking:
     """Book one more session into the series (a missed or cancelled one, made up), with the
     booking's rules; never more live sessions than the series plans."""
-    request: bookings.BookingRequest | None = None
-    try:
-        with uow:
+    with bookings.offering_alternatives(uow, now=now) as asked:
+
+        def work() -> Booking:
             series = _series(uow, actor, series_id, lock=True)
             if series.status is SeriesStatus.CANCELLED:
                 raise InvalidState("The series is cancelled.", code="series_not_active")
@@ -622,16 +624,10 @@ def add_session(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, start: d
                 service_type_id=series.service_type_id, location_id=series.location_id,
                 start=start, patient_state=patient_state or (latest and latest.patient_state),
                 ride_home_confirmed=ride_home_confirmed, note=note)
-            booking = bookings.book(uow, actor, request, now=now, series_id=series.id)
-            uow.commit()
-            return booking
-    except bookings.SlotUnavailable as taken:
-        if request is not None:
-            taken.extras["alternatives"] = bookings.alternatives(
-                uow, service_type_id=request.service_type_id, provider_id=request.provider_id,
-                location_id=request.location_id, patient_id=request.patient_id,
-                patient_state=request.patient_state, after=start, now=now)
-        raise
+            asked.wanted = bookings.wanted(request)
+            return bookings.book(uow, actor, request, now=now, series_id=series.id)
+
+        return uow.run(work)
 
 
 # The series as it stands -----------------------------------------------------------------

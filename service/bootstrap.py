@@ -1,0 +1,52 @@
+"""Who reacts to what: every domain event and its handlers, in one place.
+
+A use case records what happened (``uow.record(BookingCreated(...))``) and knows nothing of
+the areas that react. When its unit of work commits, the message bus built here runs these
+handlers, in this order, inside the same transaction (``service/messagebus.py``): so a
+booking, its reminders, its change-feed row and its webhook deliveries commit together or
+not at all, and the scheduler (``python -m service.scheduler``) later sends what the outbox
+rows say.
+
+Every event type is listed, with ``[]`` when nothing reacts yet: the bus refuses an event it
+does not know, so a new event is a decision taken here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.domain.bookings import events as booking
+from service.domain.calendar import sync, webhooks
+from service.domain.consultations import services as consultations
+from service.domain.consultations.events import ClearanceChanged
+from service.domain.events import Event
+from service.domain.patients import services as patients
+from service.domain.reminders import services as reminders
+from service.domain.series.events import SeriesCreated
+from service.messagebus import FinalHandler, Handler, MessageBus
+
+HANDLERS: dict[type[Event], Sequence[Handler]] = {
+    booking.BookingCreated: [reminders.plan_new_booking, webhooks.enqueue_booking_change],
+    booking.BookingRescheduled: [reminders.replan_rescheduled,
+                                 webhooks.enqueue_booking_change],
+    booking.BookingConfirmed: [reminders.plan_confirmation],
+    booking.BookingCheckedIn: [reminders.cancel_before_visit],
+    booking.BookingCompleted: [consultations.open_rems_monitoring_task],
+    booking.BookingCancelled: [reminders.cancel_on_cancellation,
+                               webhooks.enqueue_booking_change],
+    booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
+    SeriesCreated: [webhooks.enqueue_series_created],
+    ClearanceChanged: [patients.follow_clearance],
+}
+
+# Run once per commit, after every handler above, with all the events of these kinds the
+# transaction handled. The change feed numbers its changes here: its counter row stays
+# locked until the commit, so it must be the last lock taken (see calendar/sync.py).
+FINAL: list[tuple[tuple[type[Event], ...], FinalHandler]] = [
+    (booking.BOOKING_CHANGES, sync.number_changes),
+]
+
+
+def bootstrap() -> MessageBus:
+    """The message bus every unit of work of the service commits through."""
+    return MessageBus(HANDLERS, final=FINAL)

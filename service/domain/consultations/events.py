@@ -1,0 +1,22 @@
+"""What happens in a consultation that other areas react to (see ``service/bootstrap.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from service.domain.consultations.models import ClearanceStatus
+from service.domain.events import Event
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClearanceChanged(Event):
+    """A new decision on the patient's readiness for treatment now stands (a clinician's, or
+    "needs review" set by screening answers)."""
+
+    patient_id: uuid.UUID
+    decision: ClearanceStatus
+
+    @property
+    def cleared(self) -> bool:
+        return self.decision is ClearanceStatus.CLEARED
