@@ -21,7 +21,7 @@ DOMAIN = Path(__file__).resolve().parents[2] / "service" / "domain"
 # record in several short transactions of their own (a lost race there is a row claimed by
 # the next run), and the Idempotency-Key store brackets a use case with its own steps.
 COMMITS_OUTSIDE_RUN = {"reminders/dispatch.py", "calendar/delivery.py",
-                       "bookings/idempotency.py"}
+                       "idempotency/services.py"}
 
 
 @pytest.fixture
