@@ -61,6 +61,7 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_phone": (422, "Not an E.164 phone number (for example +16025550123)."),
     "invalid_date_range": (422, "The end of a range comes before its start."),
     "invalid_input": (422, "The input breaks a rule; see detail."),
+    "invalid_birth_date": (422, "A birth date lies in the past, after 1900."),
     "address_required": (422, "A clinic location needs a full address."),
     "virtual_location_chairs": (422, "A virtual location has no treatment chairs."),
     "telehealth_chair": (422, "A telehealth service cannot need a chair."),

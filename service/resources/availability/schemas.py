@@ -7,13 +7,13 @@ import marshmallow as ma
 from service.domain.availability.services import MAX_OVERRIDE_WINDOWS, MAX_WEEKLY_RULES
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
-from service.resources.fields import Instant, optional_text
+from service.resources.fields import ClockTime, Instant, optional_text
 
 MAX_WINDOWS_PER_DAY = 48
 
 
 def _clock(example: str) -> ma.fields.Time:
-    return ma.fields.Time(format="%H:%M", required=True,
+    return ClockTime(required=True,
                           metadata={"description": "Local wall-clock time at the location, "
                                                    "HH:MM", "example": example})
 
