@@ -40,8 +40,8 @@ def _authenticate() -> None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
         return
-    if request.method in ("GET", "HEAD") and CALENDAR_FEED_PATH.fullmatch(request.path):
-        return
+    if CALENDAR_FEED_PATH.fullmatch(request.path):
+        return  # its token is its credential; any other method answers 405 as such
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
