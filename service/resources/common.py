@@ -22,8 +22,9 @@ IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": True,
-    "description": "The ETag of the version you read (from GET). Missing: 428; stale: 412.",
-    "schema": {"type": "string", "example": '"v1"'},
+    "description": "The ETag of the version you read (from GET), a strong entity tag "
+                   "(RFC 9110). Missing: 428; stale or not one of ours: 412.",
+    "schema": {"type": "string", "pattern": '^"[!#-~]*"$', "example": '"v1"'},
 }
 
 ETAG_HEADER = {"ETag": {"description": "Version tag; send it back in If-Match.",

@@ -29,10 +29,17 @@ from service.domain.errors import DomainError, NotFound
 from service.domain.fhir import mapping
 from service.domain.fhir import services as fhir
 from service.domain.records import Page
-from service.extensions import Blueprint, current_actor, unit_of_work
+from service.extensions import ERROR_HEADERS, Blueprint, current_actor, unit_of_work
 from service.resources.fhir.schemas import (
     AppointmentSearchSchema,
-    FhirResourceSchema,
+    FhirAppointmentBundleSchema,
+    FhirAppointmentSchema,
+    FhirOperationOutcomeSchema,
+    FhirPractitionerBundleSchema,
+    FhirPractitionerSchema,
+    FhirScheduleBundleSchema,
+    FhirScheduleSchema,
+    FhirSlotBundleSchema,
     PractitionerSearchSchema,
     ScheduleSearchSchema,
     SlotSearchSchema,
@@ -59,7 +66,9 @@ def _operation_outcome_docs(doc: dict[str, Any], _info: dict[str, Any], **_: Any
             doc["responses"][status] = {
                 "description": f"{phrase}: an OperationOutcome (the problem code in "
                                "issue[].details.coding)",
-                "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}
+                "content": {FHIR_JSON: {"schema": FhirOperationOutcomeSchema}}}
+            if status != "default" and int(status) in ERROR_HEADERS:
+                doc["responses"][status]["headers"] = ERROR_HEADERS[int(status)]
     return doc
 
 
@@ -97,16 +106,28 @@ def _paged(page: Page[Any], to_resource, args: dict[str, Any]) -> Response:  # t
                       page=args["page"], count=args["count"])
 
 
-SEARCH_DOC = {"responses": {200: {"description": "A searchset Bundle",
-                                  "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}}}
-READ_DOC = {"responses": {200: {"description": "The resource",
-                                "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}}}
+def _search_doc(bundle: type) -> dict[str, Any]:
+    return {"responses": {200: {"description": "A searchset Bundle",
+                                "content": {FHIR_JSON: {"schema": bundle}}}}}
+
+
+def _read_doc(resource: type, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": "The resource",
+                              "content": {FHIR_JSON: {"schema": resource}}}
+    if headers:
+        answer["headers"] = headers
+    return {"responses": {200: answer}}
+
+
+WEAK_ETAG_HEADER = {"ETag": {"description": "The resource's version (meta.versionId) as a "
+                                            "weak ETag",
+                             "schema": {"type": "string", "example": 'W/"1"'}}}
 
 
 @blp.route("/Appointment")
 class Appointments(MethodView):
     @blp.arguments(AppointmentSearchSchema, **STRICT)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirAppointmentBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @requires(*ALL_ROLES)
@@ -122,7 +143,7 @@ class Appointments(MethodView):
 
 @blp.route("/Appointment/<uuid:appointment_id>")
 class AppointmentById(MethodView):
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirAppointmentSchema, WEAK_ETAG_HEADER))
     @blp.alt_response(404, response="NOT_FOUND")
     @requires(*ALL_ROLES)
     def get(self, appointment_id: uuid.UUID):
@@ -136,7 +157,7 @@ class AppointmentById(MethodView):
 @blp.route("/Practitioner")
 class Practitioners(MethodView):
     @blp.arguments(PractitionerSearchSchema, **STRICT)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirPractitionerBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @requires(*ALL_ROLES)
@@ -151,7 +172,7 @@ class Practitioners(MethodView):
 
 @blp.route("/Practitioner/<uuid:practitioner_id>")
 class PractitionerById(MethodView):
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirPractitionerSchema))
     @blp.alt_response(404, response="NOT_FOUND")
     @requires(*ALL_ROLES)
     def get(self, practitioner_id: uuid.UUID):
@@ -163,7 +184,7 @@ class PractitionerById(MethodView):
 @blp.route("/Schedule")
 class Schedules(MethodView):
     @blp.arguments(ScheduleSearchSchema, **STRICT)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirScheduleBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @requires(*ALL_ROLES)
@@ -177,7 +198,7 @@ class Schedules(MethodView):
 
 @blp.route("/Schedule/<uuid:schedule_id>")
 class ScheduleById(MethodView):
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirScheduleSchema))
     @blp.alt_response(404, response="NOT_FOUND")
     @requires(*ALL_ROLES)
     def get(self, schedule_id: uuid.UUID):
@@ -189,7 +210,7 @@ class ScheduleById(MethodView):
 @blp.route("/Slot")
 class Slots(MethodView):
     @blp.arguments(SlotSearchSchema, **STRICT)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirSlotBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @requires(*ALL_ROLES)
@@ -238,3 +259,14 @@ def _operation_outcome(exc: Exception) -> Response:
 
 
 blp.register_error_handler(Exception, _operation_outcome)
+
+
+@blp.after_request
+def _allow_only_the_resources_methods(response: Response) -> Response:
+    """The automatic OPTIONS answer lists every rule matching the path, the catch-all's
+    POST/PUT/PATCH/DELETE included; a resource allows only its own rule's methods."""
+    rule = request.url_rule
+    if (request.method == "OPTIONS" and rule is not None and rule.methods
+            and rule.endpoint != f"{blp.name}.unsupported" and "Allow" in response.headers):
+        response.headers["Allow"] = ", ".join(sorted(rule.methods))
+    return response
