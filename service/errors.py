@@ -54,6 +54,7 @@ CODES: dict[str, tuple[int, str]] = {
     "duplicate_license": (409, "The board already has a license with this number."),
     "duplicate_code": (409, "A service type with this code already exists."),
     "precondition_failed": (412, "If-Match does not match the current version (ETag)."),
+    "payload_too_large": (413, "The request body is larger than the service accepts (1 MiB)."),
     "unsupported_media_type": (415, "The body must be application/json."),
     "validation_failed": (422, "Some fields are invalid; see errors."),
     "invalid_timezone": (422, "Not an IANA time zone name (for example America/Phoenix)."),
@@ -168,6 +169,7 @@ _HTTP_CODES = {
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
     412: "precondition_failed", 415: "unsupported_media_type", 422: "validation_failed",
     428: "precondition_required", 429: "rate_limited", 503: "service_unavailable",
+    413: "payload_too_large",
 }
 
 

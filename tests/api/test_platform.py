@@ -92,6 +92,15 @@ def test_problem_types_are_documented(client):
     assert client.get("/problems/nonsense").status_code == 404
 
 
+def test_a_body_over_1_mib_is_413_with_its_own_code(api):
+    """It was 413 with code bad_request, which /problems/bad_request says is a 400."""
+    body = b"{" + b" " * (1024 * 1024) + b"}"
+    response = api.post("/api/v1/locations", data=body,
+                        headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "payload_too_large"
+
+
 def test_internal_error_body_hides_details(app, api):
     view = app.view_functions["providers.providers_collection"]
 
