@@ -59,9 +59,8 @@ def _authenticate() -> None:
     request_id()
     if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
         return
-    if request.method in ("GET", "HEAD") and (CALENDAR_FEED_PATH.fullmatch(request.path)
-                                              or request.path in PUBLIC_PATHS):
-        return
+    if CALENDAR_FEED_PATH.fullmatch(request.path) or request.path in PUBLIC_PATHS:
+        return  # the feed's token is its credential; other methods answer 405 as such
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -56,6 +56,7 @@ CODES: dict[str, tuple[int, str]] = {
     "duplicate_license": (409, "The board already has a license with this number."),
     "duplicate_code": (409, "A service type with this code already exists."),
     "precondition_failed": (412, "If-Match does not match the current version (ETag)."),
+    "payload_too_large": (413, "The request body is larger than the service accepts (1 MiB)."),
     "unsupported_media_type": (415, "The body must be application/json."),
     "validation_failed": (422, "Some fields are invalid; see errors."),
     "invalid_timezone": (422, "Not an IANA time zone name (for example America/Phoenix)."),
@@ -63,6 +64,7 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_phone": (422, "Not an E.164 phone number (for example +16025550123)."),
     "invalid_date_range": (422, "The end of a range comes before its start."),
     "invalid_input": (422, "The input breaks a rule; see detail."),
+    "invalid_birth_date": (422, "A birth date lies in the past, after 1900."),
     "address_required": (422, "A clinic location needs a full address."),
     "virtual_location_chairs": (422, "A virtual location has no treatment chairs."),
     "telehealth_chair": (422, "A telehealth service cannot need a chair."),
@@ -164,7 +166,6 @@ CODES: dict[str, tuple[int, str]] = {
     "service_unavailable": (503, "A dependency (the database) is not available."),
     # Input refused before any schema reads it (service/parsing.py)
     "json_too_deep": (400, "The JSON body nests too deep (at most 32 levels)."),
-    "payload_too_large": (413, "The body is larger than the service accepts (1 MiB)."),
     "invalid_characters": (422, "Text holds NUL or a lone surrogate, or the query or form is "
                                 "not UTF-8."),
     "duplicate_parameter": (422, "A parameter that takes one value was given several."),

@@ -11,9 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import current_app, g, request
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
+from flask_smorest.pagination import PaginationMetadataSchema
 
 from service import errors
 from service.db import Database
@@ -27,39 +29,190 @@ MAX_PAGE = 100_000
 
 
 class ProblemFieldErrorSchema(ma.Schema):
+    """One invalid field of a request (``errors[]`` of a problem)."""
+
+    class Meta:
+        unknown = ma.INCLUDE  # documented as open: a later release may add members
+
     location = ma.fields.String(metadata={"example": "json"})
     field = ma.fields.String(allow_none=True, metadata={"example": "timezone"})
     message = ma.fields.String(metadata={"example": "Unknown IANA time zone."})
     code = ma.fields.String(metadata={"example": "invalid_timezone"})
 
 
+def _strings(description: str, **kwargs: Any) -> ma.fields.List:
+    return ma.fields.List(ma.fields.String(), metadata={"description": description}, **kwargs)
+
+
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+    """RFC 9457 problem details; ``code`` is stable and machine-readable.
+
+    Open (RFC 9457 section 3.2): the members below after ``errors`` are the extension
+    members some codes carry; a client ignores members it does not know.
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE  # -> additionalProperties: true
+        ordered = True
 
     type = ma.fields.String(metadata={"example": "/problems/validation_failed"})
     title = ma.fields.String(metadata={"example": "Invalid request"})
     status = ma.fields.Integer(metadata={"example": 422})
     code = ma.fields.String(metadata={"example": "validation_failed"})
     detail = ma.fields.String()
-    instance = ma.fields.String(metadata={"example": "/api/v1/providers"})
+    instance = ma.fields.String(allow_none=True, metadata={"example": "/api/v1/providers"})
     request_id = ma.fields.String()
-    errors = ma.fields.List(ma.fields.Nested(ProblemFieldErrorSchema))
+    errors = ma.fields.List(ma.fields.Nested(ProblemFieldErrorSchema), metadata={
+        "description": "The invalid fields (validation_failed, implausible_vitals, ...)"})
+    # Extension members, by the codes that carry them.
+    alternatives = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "slot_unavailable: the next free slots (start, end, provider_id, "
+                       "location_id)"})
+    occurrences = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "series_conflict: each session's status and nearest alternative"})
+    bookable = ma.fields.Boolean(metadata={"description": "series_conflict: always false"})
+    current_version = ma.fields.Integer(metadata={
+        "description": "precondition_failed: the version the record is at now (its ETag is "
+                       "\"v<current_version>\")"})
+    allowed_roles = _strings("forbidden: the roles that may do this")
+    # (data_key: ``fields`` and ``unknown`` are attribute names of a marshmallow Schema)
+    fields_ = _strings("field_not_editable: the fields the caller may not change",
+                       data_key="fields")
+    booking_status = ma.fields.String(metadata={
+        "description": "invalid_transition: the booking's status"})
+    allowed_from = _strings("invalid_transition: the statuses that allow the action")
+    reminder_status = ma.fields.String(metadata={
+        "description": "reminder_not_retryable: the reminder's status"})
+    missing = _strings("address_required, rems_requirements_not_met, "
+                       "session_vitals_incomplete: what is missing")
+    inactive = _strings("not_bookable: which of provider, patient, service_type, location "
+                        "is inactive")
+    clearance = ma.fields.String(metadata={
+        "description": "clearance_required: the patient's latest clearance decision"})
+    earliest = ma.fields.String(metadata={
+        "description": "outside_booking_window, protocol_not_satisfiable: the earliest "
+                       "allowed start or day"})
+    latest = ma.fields.String(metadata={
+        "description": "outside_booking_window, protocol_not_satisfiable: the latest "
+                       "allowed start or day"})
+    problems = _strings("protocol_not_satisfiable: why the days break the protocol")
+    location_ids = _strings("location_required: the locations that offer the service")
+    planned_sessions = ma.fields.Integer(metadata={
+        "description": "series_complete: the sessions the series plans"})
+    max_days = ma.fields.Integer(metadata={
+        "description": "range_too_long, rrule_too_long: the longest range allowed"})
+    max_occurrences = ma.fields.Integer(metadata={
+        "description": "rrule_too_long: the most sessions a series holds"})
+    expected_items = ma.fields.Integer(metadata={
+        "description": "invalid_answers: how many answers the instrument has"})
+    field = ma.fields.String(metadata={"description": "invalid_input: the field at fault"})
+    day = ma.fields.String(metadata={"description": "invalid_input: the day at fault"})
+    location_id = ma.fields.String(metadata={
+        "description": "invalid_input: the location at fault"})
+    unknown_ = _strings("invalid_input (webhook events): the unknown event names",
+                        data_key="unknown")
+    parameter = ma.fields.String(metadata={
+        "description": "invalid_search_parameter: the FHIR search parameter at fault"})
+
+
+def _header(description: str, **schema: Any) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string", **schema}}
+
+
+RETRY_AFTER_HEADER = {"Retry-After": _header("Seconds to wait before retrying", example="5")}
+IDEMPOTENT_REPLAYED_HEADER = {"Idempotent-Replayed": _header(
+    "`true` when this is the stored answer to an earlier request with the same "
+    "Idempotency-Key", enum=["true"])}
+# Headers the shared error mapping sends with some statuses.
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": _header("The scheme to authenticate with",
+                                      example='Bearer realm="api"')},
+    405: {"Allow": _header("The methods the resource allows", example="GET, POST")},
+    429: RETRY_AFTER_HEADER,
+    503: RETRY_AFTER_HEADER,
+}
+
+PAGINATION_HEADER = {
+    "description": "Pagination metadata: a JSON object, e.g. "
+                   '{"total": 3, "total_pages": 1, "first_page": 1, "last_page": 1, '
+                   '"page": 1}',
+    "content": {"application/json": {"schema": PaginationMetadataSchema}},
+}
+
+
+HTTP_METHODS = frozenset({"get", "put", "post", "patch", "delete"})
+WRITE_METHODS = frozenset({"put", "post", "patch", "delete"})
+
+
+def shared_error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses any operation of this shape can answer, whatever its view does:
+    the database behind authentication (503), the body parser (400 malformed JSON, 413 too
+    large, 415 not JSON, 422), the path converters (404) and the unit of work on writes
+    (409: a constraint or concurrent change)."""
+    statuses: set[int] = set()
+    if path.startswith(("/api/", "/fhir/")):
+        statuses.add(503)
+        if method in WRITE_METHODS:
+            statuses.add(409)
+    if "requestBody" in operation:
+        statuses |= {400, 413, 415, 422}
+    if "{" in path:
+        statuses.add(404)
+    return statuses
+
+
+class ErrorResponsesPlugin(BasePlugin):
+    """Documents on each operation the shared error statuses (``shared_error_statuses``),
+    in the form of the operation's default error response (problem+json, or the FHIR
+    facade's OperationOutcome)."""
+
+    def operation_helper(self, path: str | None = None,
+                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            if method not in HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            default = responses.get("default")
+            for status in sorted(shared_error_statuses(path or "", method, operation)):
+                if status not in responses and str(status) not in responses:
+                    responses[status] = self._like(default, http.HTTPStatus(status))
+
+    @staticmethod
+    def _like(default: Any, status: http.HTTPStatus) -> Any:
+        if not isinstance(default, dict):  # the shared component of that status
+            return status.name
+        # "<phrase>: <what the body is>", as the default's "Error: <what the body is>"
+        what = str(default.get("description", "")).split(": ", 1)[-1]
+        response = {**default, "description": f"{status.phrase}: {what}"}
+        if status in ERROR_HEADERS:
+            response["headers"] = {**response.get("headers", {}), **ERROR_HEADERS[status]}
+        return response
 
 
 class Api(BaseApi):
     ERROR_SCHEMA = ProblemSchema
 
+    def _init_spec(self, *, extra_plugins: Any = None, **kwargs: Any) -> None:
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ErrorResponsesPlugin()],
+                           **kwargs)
+
     def handle_http_exception(self, error):  # type: ignore[no-untyped-def,override]
         return errors.handle_http_exception(error)
 
     def _register_responses(self) -> None:
-        """Document every error response as ``application/problem+json``."""
+        """Document every error response as ``application/problem+json``, with the headers
+        the shared error mapping sends along."""
         for status in http.HTTPStatus:
             response: dict[str, Any] = {"description": status.phrase}
             if status >= 400:
                 response["content"] = {
                     errors.PROBLEM_JSON: {"schema": self.ERROR_SCHEMA}
                 }
+                headers = dict(ERROR_HEADERS.get(status, {}))
+                if status < 500:
+                    headers.update(IDEMPOTENT_REPLAYED_HEADER)
+                if headers:
+                    response["headers"] = headers
             self.spec.components.response(status.name, response, lazy=True)
         self.spec.components.response(
             "DEFAULT_ERROR",
@@ -67,6 +220,12 @@ class Api(BaseApi):
              "content": {errors.PROBLEM_JSON: {"schema": self.ERROR_SCHEMA}}},
             lazy=True,
         )
+
+    def _register_pagination_header(self) -> None:
+        """``X-Pagination`` carries a JSON object (flask-smorest sends ``json.dumps`` of the
+        metadata), so it is documented with ``content`` (OpenAPI 3.0.3, Header Object), not
+        as a ``simple``-style object (``total,3,page,1``), which is not what is sent."""
+        self.spec.components.header("PAGINATION", PAGINATION_HEADER, lazy=True)
 
 
 class Blueprint(BaseBlueprint):

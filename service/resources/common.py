@@ -25,9 +25,10 @@ IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": True,
-    "description": "The ETag of the version you read (from GET). Missing: 428; stale or "
-                   "weak (W/...): 412; `*`: whatever version is current.",
-    "schema": {"type": "string", "example": '"v1"'},
+    "description": "The ETag of the version you read (from GET), a strong entity tag "
+                   "(RFC 9110). Missing: 428; stale, weak (W/...) or not one of ours: 412; "
+                   "`*`: whatever version is current.",
+    "schema": {"type": "string", "pattern": '^(\\*|"[!#-~]*")$', "example": '"v1"'},
 }
 
 IF_NONE_MATCH = {

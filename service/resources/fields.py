@@ -93,6 +93,22 @@ class Instant(ma.fields.AwareDateTime):
         return moment
 
 
+class ClockTime(ma.fields.Time):
+    """A local wall-clock time, ``HH:MM`` (24-hour), exactly as documented (``strptime``
+    alone would also take ``9:5``)."""
+
+    PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {}).setdefault("pattern", self.PATTERN)
+        super().__init__(format="%H:%M", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(self.PATTERN, value):
+            raise self.make_error("invalid", input=value, obj_type="time (HH:MM)")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def text(max_length: int, **kwargs: Any) -> ma.fields.String:
     """A required-length-bounded string (every string has a length)."""
     return ma.fields.String(validate=ma.validate.Length(min=1, max=max_length), **kwargs)

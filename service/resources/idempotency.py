@@ -34,7 +34,7 @@ from flask import Response, after_this_request, current_app, g, request
 from service.db import utcnow
 from service.domain.errors import DomainError
 from service.domain.idempotency import services as idempotency
-from service.extensions import unit_of_work
+from service.extensions import IDEMPOTENT_REPLAYED_HEADER, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ IDEMPOTENCY_KEY = {
     "in": "header",
     "name": HEADER,
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
     "description": "Optional. A unique value (a UUID, say) that makes retrying this POST "
                    "safe: the first answer (2xx or 4xx) is kept 24 hours for your API key "
                    "and returned again, with `Idempotent-Replayed: true`, to a repeat of "
@@ -179,4 +179,8 @@ def _document(wrapper: Callable[..., Any]) -> None:
     responses.setdefault(400, ["BAD_REQUEST"])
     responses.setdefault(409, ["CONFLICT"])
     responses.setdefault(422, ["UNPROCESSABLE_ENTITY"])
+    for status in apidoc.get("success_status_codes", []):  # a replay says so
+        for answer in responses.get(status, []):
+            if isinstance(answer, dict):
+                answer["headers"] = {**(answer.get("headers") or {}), **IDEMPOTENT_REPLAYED_HEADER}
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]

@@ -136,6 +136,15 @@ def test_hours_ending_before_they_start_are_422(api, provider, clinic):
     assert_problem(api.put(path(provider), json=override), 422, "invalid_time_range")
 
 
+def test_clock_times_are_hh_mm_exactly_as_documented(api, provider, clinic):
+    """The document says HH:MM (24-hour); the parser took 9:5 too (found by the fuzz test)."""
+    for bad in ("", "9:05", "09:5", "24:00", "09:00:00", "0900"):
+        body = schedule(overrides=[{"location_id": clinic["id"], "day": days_ahead(2),
+                                    "hours": [{"start": "08:00", "end": bad}]}])
+        problem = assert_problem(api.put(path(provider), json=body), 422, "validation_failed")
+        assert [e["field"] for e in problem["errors"]] == ["overrides.0.hours.0.end"], bad
+
+
 def test_unknown_location_is_404(api, provider):
     body = schedule([rule({"id": UNKNOWN_ID}, 0, "09:00", "12:00")])
     problem = assert_problem(api.put(path(provider), json=body), 404, "location_not_found")

@@ -192,8 +192,14 @@ def test_a_revoked_or_unknown_token_is_404(clinic, api, app):
 
 def test_other_api_paths_still_need_a_key(clinic, api):
     assert_problem(api.get("/api/v1/calendars/x.json", role=None), 401, "unauthenticated")
-    assert_problem(api.post(f"/api/v1/calendars/{'x' * 10}.ics", role=None), 401,
-                   "unauthenticated")
+
+
+def test_a_feed_url_answers_other_methods_405_without_a_key(clinic, api):
+    """The feed's token is its credential, so no bearer key is asked for before the method
+    is refused (it was 401, where the document and RFC 9110 say 405)."""
+    response = api.post(f"/api/v1/calendars/{'x' * 10}.ics", role=None)
+    assert_problem(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
 
 
 def test_a_provider_manages_only_their_own_feed(clinic, api):

@@ -195,6 +195,13 @@ def test_errors_are_operation_outcomes(clinic, api):
     validate(post.get_json())
 
 
+def test_options_lists_only_the_resources_methods(clinic, api):
+    """Not the catch-all's POST/PUT/PATCH/DELETE, which only answer OperationOutcomes."""
+    for path in ("/fhir/R4/Appointment", f"/fhir/R4/Practitioner/{clinic.doctor['id']}"):
+        response = api.request("OPTIONS", path)
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
 def test_practitioners_and_schedules(clinic, api):
     other = clinic.add_provider("Dr. Ben Cole", NPIS[1], credential="DO")
     bundle = fhir_get(api, "Practitioner")

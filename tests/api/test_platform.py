@@ -35,6 +35,30 @@ def test_every_api_operation_documents_auth_errors(client):
             assert operation.get("summary"), (method, path)
 
 
+def test_the_document_says_what_is_sent(client):
+    """Problem is open and names its extension members; X-Pagination is a JSON object in a
+    header (documented with ``content``); the shared error answers are on every operation;
+    FHIR answers are FHIR resources."""
+    spec = client.get("/openapi.json").get_json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert problem["additionalProperties"] is True
+    assert {"errors", "alternatives", "current_version", "allowed_roles"} <= set(
+        problem["properties"])
+    pagination = spec["components"]["headers"]["PAGINATION"]
+    assert list(pagination["content"]) == ["application/json"] and "schema" not in pagination
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith(("/api/", "/fhir/")) and method != "parameters":
+                assert "503" in operation["responses"], (method, path)
+                if "requestBody" in operation:
+                    assert {"400", "413", "415", "422"} <= set(operation["responses"])
+    slots = spec["paths"]["/fhir/R4/Slot"]["get"]["responses"]
+    assert slots["200"]["content"]["application/fhir+json"]["schema"] == {
+        "$ref": "#/components/schemas/FhirSlotBundle"}
+    assert slots["401"]["content"]["application/fhir+json"]["schema"] == {
+        "$ref": "#/components/schemas/FhirOperationOutcome"}
+
+
 def test_swagger_ui_is_served_locally(client):
     page = client.get("/docs")
     assert page.status_code == 200
@@ -66,6 +90,15 @@ def test_problem_types_are_documented(client):
         body = client.get(f"/problems/{code}").get_json()
         assert body["status"] == status
     assert client.get("/problems/nonsense").status_code == 404
+
+
+def test_a_body_over_1_mib_is_413_with_its_own_code(api):
+    """It was 413 with code bad_request, which /problems/bad_request says is a 400."""
+    body = b"{" + b" " * (1024 * 1024) + b"}"
+    response = api.post("/api/v1/locations", data=body,
+                        headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "payload_too_large"
 
 
 def test_internal_error_body_hides_details(app, api):

@@ -392,6 +392,20 @@ def test_series_input_is_validated(clinic, api):
                    422, "validation_failed")
 
 
+def test_rules_across_series_fields_have_a_code(clinic, api):
+    """Rules between fields are not malformed input: invalid_input, not a bare field error."""
+    body = series_body(clinic, clinic.at(9))
+    after = {**body, "previous_session": clinic.at(9).isoformat()}  # not a booster
+    problem = assert_problem(api.post("/api/v1/series/preview", json=after), 422,
+                             "invalid_input")
+    assert problem["errors"][0]["field"] == "previous_session"
+    days = {k: v for k, v in body.items() if k != "protocol"}
+    days.update(rrule="FREQ=WEEKLY;COUNT=2", preferred_weekdays=[0])
+    problem = assert_problem(api.post("/api/v1/series/preview", json=days), 422,
+                             "invalid_input")
+    assert problem["errors"][0]["field"] == "preferred_weekdays"
+
+
 def test_far_away_dates_are_refused_never_a_500(clinic, api):
     for far in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-07:00"):
         body = {**series_body(clinic, clinic.at(9)), "first_start": far}

@@ -8,13 +8,13 @@ from service.domain.availability.services import MAX_OVERRIDE_WINDOWS, MAX_WEEKL
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
 from service.parsing import Integer
-from service.resources.fields import Date, Instant, optional_text
+from service.resources.fields import ClockTime, Date, Instant, optional_text
 
 MAX_WINDOWS_PER_DAY = 48
 
 
 def _clock(example: str) -> ma.fields.Time:
-    return ma.fields.Time(format="%H:%M", required=True,
+    return ClockTime(required=True,
                           metadata={"description": "Local wall-clock time at the location, "
                                                    "HH:MM", "example": example})
 

@@ -108,11 +108,14 @@ _register_tokens("provider", "a provider's")
 _register_tokens("patient", "a patient's")
 
 
+FEED_ETAG = {"ETag": {"description": "The feed's version (strong)",
+                      "schema": {"type": "string"}}}
 FEED_RESPONSES = {
     200: {"description": "The feed (RFC 5545), with a strong ETag",
           "content": {ICS_MEDIA_TYPE: {"schema": {"type": "string"}}},
-          "headers": {"ETag": {"schema": {"type": "string"}}}},
-    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+          "headers": FEED_ETAG},
+    304: {"description": "Not modified (If-None-Match matched the ETag)",
+          "headers": FEED_ETAG},
     401: {"description": "Not used: the token in the path authenticates the request"},
     403: {"description": "Not used: the token in the path authenticates the request"},
     404: {"description": "Unknown or revoked token",

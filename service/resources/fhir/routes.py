@@ -39,11 +39,23 @@ from service.domain.fhir import services as fhir
 from service.domain.fhir.policy import policy
 from service.domain.fhir.search import result_parameters
 from service.domain.records import Page
-from service.extensions import Blueprint, current_actor, unit_of_work
+from service.extensions import ERROR_HEADERS, Blueprint, current_actor, unit_of_work
 from service.resources.common import not_modified
 from service.resources.fhir.schemas import (
     AppointmentSearchSchema,
-    FhirResourceSchema,
+    FhirAppointmentBundleSchema,
+    FhirAppointmentSchema,
+    FhirCapabilityStatementSchema,
+    FhirLocationBundleSchema,
+    FhirLocationSchema,
+    FhirOperationOutcomeSchema,
+    FhirPatientBundleSchema,
+    FhirPatientSchema,
+    FhirPractitionerBundleSchema,
+    FhirPractitionerSchema,
+    FhirScheduleBundleSchema,
+    FhirScheduleSchema,
+    FhirSlotBundleSchema,
     LocationSearchSchema,
     PatientSearchSchema,
     PractitionerSearchSchema,
@@ -78,7 +90,9 @@ def _operation_outcome_docs(doc: dict[str, Any], _info: dict[str, Any], **_: Any
             doc["responses"][status] = {
                 "description": f"{phrase}: an OperationOutcome (the problem code in "
                                "issue[].details.coding)",
-                "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}
+                "content": {FHIR_JSON: {"schema": FhirOperationOutcomeSchema}}}
+            if status != "default" and int(status) in ERROR_HEADERS:
+                doc["responses"][status]["headers"] = ERROR_HEADERS[int(status)]
     return doc
 
 
@@ -185,17 +199,29 @@ def _versioned(resource: dict[str, Any]) -> Response:
                          headers={"ETag": f'W/"{resource["meta"]["versionId"]}"'})
 
 
-SEARCH_DOC = {"responses": {200: {"description": "A searchset Bundle",
-                                  "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}}}
-READ_DOC = {"responses": {200: {"description": "The resource",
-                                "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}}}
+def _search_doc(bundle: type) -> dict[str, Any]:
+    return {"responses": {200: {"description": "A searchset Bundle",
+                                "content": {FHIR_JSON: {"schema": bundle}}}}}
+
+
+def _read_doc(resource: type, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": "The resource",
+                              "content": {FHIR_JSON: {"schema": resource}}}
+    if headers:
+        answer["headers"] = headers
+    return {"responses": {200: answer}}
+
+
+WEAK_ETAG_HEADER = {"ETag": {"description": "The resource's version (meta.versionId) as a "
+                                            "weak ETag",
+                             "schema": {"type": "string", "example": 'W/"1"'}}}
 
 
 @blp.route("/metadata")
 class Capabilities(MethodView):
     @blp.doc(security=[], responses={200: {
         "description": "The CapabilityStatement",
-        "content": {FHIR_JSON: {"schema": FhirResourceSchema}}}})
+        "content": {FHIR_JSON: {"schema": FhirCapabilityStatementSchema}}}})
     def get(self):
         """The server's CapabilityStatement: resources, interactions, search parameters
         (no key needed)"""
@@ -208,7 +234,7 @@ class Capabilities(MethodView):
 @blp.route("/Appointment")
 class Appointments(MethodView):
     @blp.arguments(AppointmentSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirAppointmentBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_appointments")
@@ -227,7 +253,7 @@ class Appointments(MethodView):
 @blp.route("/Appointment/<uuid:appointment_id>")
 class AppointmentById(MethodView):
     @not_modified
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirAppointmentSchema, WEAK_ETAG_HEADER))
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_appointment")
     def get(self, appointment_id: uuid.UUID):
@@ -240,7 +266,7 @@ class AppointmentById(MethodView):
 @blp.route("/Patient")
 class Patients(MethodView):
     @blp.arguments(PatientSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirPatientBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_patients")
@@ -257,7 +283,7 @@ class Patients(MethodView):
 @blp.route("/Patient/<uuid:patient_id>")
 class PatientById(MethodView):
     @not_modified
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirPatientSchema, WEAK_ETAG_HEADER))
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_patient")
     def get(self, patient_id: uuid.UUID):
@@ -269,7 +295,7 @@ class PatientById(MethodView):
 @blp.route("/Practitioner")
 class Practitioners(MethodView):
     @blp.arguments(PractitionerSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirPractitionerBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_practitioners")
@@ -286,7 +312,7 @@ class Practitioners(MethodView):
 @blp.route("/Practitioner/<uuid:practitioner_id>")
 class PractitionerById(MethodView):
     @not_modified
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirPractitionerSchema, WEAK_ETAG_HEADER))
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_practitioner")
     def get(self, practitioner_id: uuid.UUID):
@@ -298,7 +324,7 @@ class PractitionerById(MethodView):
 @blp.route("/Location")
 class Locations(MethodView):
     @blp.arguments(LocationSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirLocationBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_locations")
@@ -315,7 +341,7 @@ class Locations(MethodView):
 @blp.route("/Location/<uuid:location_id>")
 class LocationById(MethodView):
     @not_modified
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirLocationSchema, WEAK_ETAG_HEADER))
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_location")
     def get(self, location_id: uuid.UUID):
@@ -327,7 +353,7 @@ class LocationById(MethodView):
 @blp.route("/Schedule")
 class Schedules(MethodView):
     @blp.arguments(ScheduleSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirScheduleBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_schedules")
@@ -342,7 +368,7 @@ class Schedules(MethodView):
 
 @blp.route("/Schedule/<uuid:schedule_id>")
 class ScheduleById(MethodView):
-    @blp.doc(**READ_DOC)
+    @blp.doc(**_read_doc(FhirScheduleSchema))
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read_schedule")
     def get(self, schedule_id: uuid.UUID):
@@ -354,7 +380,7 @@ class ScheduleById(MethodView):
 @blp.route("/Slot")
 class Slots(MethodView):
     @blp.arguments(SlotSearchSchema, **QUERY)
-    @blp.doc(**SEARCH_DOC)
+    @blp.doc(**_search_doc(FhirSlotBundleSchema))
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @authorize(policy, "search_slots")
@@ -399,3 +425,14 @@ def _operation_outcome(exc: Exception) -> Response:
 
 
 blp.register_error_handler(Exception, _operation_outcome)
+
+
+@blp.after_request
+def _allow_only_the_resources_methods(response: Response) -> Response:
+    """The automatic OPTIONS answer lists every rule matching the path, the catch-all's
+    POST/PUT/PATCH/DELETE included; a resource allows only its own rule's methods."""
+    rule = request.url_rule
+    if (request.method == "OPTIONS" and rule is not None and rule.methods
+            and rule.endpoint != f"{blp.name}.unsupported" and "Allow" in response.headers):
+        response.headers["Allow"] = ", ".join(sorted(rule.methods))
+    return response

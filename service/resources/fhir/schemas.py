@@ -13,7 +13,6 @@ from __future__ import annotations
 import marshmallow as ma
 
 from service.domain.fhir.capability import DEFAULT_COUNT, MAX_COUNT
-from service.extensions import Schema
 from service.parsing import Integer
 
 REFERENCE = ma.validate.Length(min=1, max=200)
@@ -97,8 +96,227 @@ class SlotSearchSchema(SearchArgsSchema):
                               metadata={"description": "Only free slots are served"})
 
 
-class FhirResourceSchema(Schema):
-    """A FHIR R4 resource (JSON); see https://hl7.org/fhir/R4/."""
+# The answers, as documentation: open objects (a FHIR reader ignores what it does not know)
+# that name the elements this facade fills in. See https://hl7.org/fhir/R4/.
 
-    resourceType = ma.fields.String(metadata={"example": "Bundle"})  # noqa: N815 - FHIR's name
+
+class FhirElement(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE  # -> additionalProperties: true
+        ordered = True
+
+
+def _resource_type(name: str) -> ma.fields.String:
+    return ma.fields.String(required=True, validate=ma.validate.OneOf([name]))
+
+
+def _list(schema: type[ma.Schema], **kwargs: object) -> ma.fields.List:
+    return ma.fields.List(ma.fields.Nested(schema), **kwargs)
+
+
+class FhirCoding(FhirElement):
+    system = ma.fields.String()
+    code = ma.fields.String()
+    display = ma.fields.String()
+
+
+class FhirCodeableConcept(FhirElement):
+    coding = _list(FhirCoding)
+    text = ma.fields.String()
+
+
+class FhirReference(FhirElement):
+    reference = ma.fields.String(metadata={"example": "Practitioner/3f6c..."})
+    display = ma.fields.String()
+
+
+class FhirIdentifier(FhirElement):
+    system = ma.fields.String(metadata={"example": "http://hl7.org/fhir/sid/us-npi"})
+    value = ma.fields.String()
+
+
+class FhirMeta(FhirElement):
+    versionId = ma.fields.String()  # noqa: N815 - FHIR's names
+    lastUpdated = ma.fields.DateTime()  # noqa: N815
+
+
+class FhirPeriod(FhirElement):
+    start = ma.fields.String(metadata={"description": "A FHIR date or dateTime"})
+    end = ma.fields.String(metadata={"description": "A FHIR date or dateTime"})
+
+
+class FhirResource(FhirElement):
     id = ma.fields.String()
+    meta = ma.fields.Nested(FhirMeta)
+
+
+class FhirParticipant(FhirElement):
+    actor = ma.fields.Nested(FhirReference)
+    required = ma.fields.String(validate=ma.validate.OneOf(
+        ["required", "optional", "information-only"]))
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["accepted", "declined", "tentative", "needs-action"]))
+
+
+class FhirAppointmentSchema(FhirResource):
+    """A booking as a FHIR R4 Appointment (participants by reference only)."""
+
+    resourceType = _resource_type("Appointment")  # noqa: N815
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
+         "entered-in-error", "checked-in", "waitlist"]))
+    serviceType = _list(FhirCodeableConcept)  # noqa: N815
+    start = ma.fields.DateTime()
+    end = ma.fields.DateTime()
+    minutesDuration = ma.fields.Integer()  # noqa: N815
+    created = ma.fields.DateTime()
+    participant = _list(FhirParticipant, required=True)
+    cancelationReason = ma.fields.Nested(FhirCodeableConcept)  # noqa: N815
+
+
+class FhirHumanName(FhirElement):
+    text = ma.fields.String()
+
+
+class FhirQualification(FhirElement):
+    identifier = _list(FhirIdentifier)
+    code = ma.fields.Nested(FhirCodeableConcept, required=True)
+    period = ma.fields.Nested(FhirPeriod)
+    issuer = ma.fields.Nested(FhirReference)
+
+
+class FhirPractitionerSchema(FhirResource):
+    """A provider as a FHIR R4 Practitioner (NPI identifier, licenses as qualifications)."""
+
+    resourceType = _resource_type("Practitioner")  # noqa: N815
+    identifier = _list(FhirIdentifier)
+    active = ma.fields.Boolean()
+    name = _list(FhirHumanName)
+    qualification = _list(FhirQualification)
+
+
+class FhirScheduleSchema(FhirResource):
+    """A provider's schedule (id = the provider's id)."""
+
+    resourceType = _resource_type("Schedule")  # noqa: N815
+    active = ma.fields.Boolean()
+    actor = _list(FhirReference, required=True)
+    comment = ma.fields.String()
+
+
+class FhirExtension(FhirElement):
+    url = ma.fields.String(required=True)
+    valueReference = ma.fields.Nested(FhirReference)  # noqa: N815
+
+
+class FhirSlotSchema(FhirResource):
+    """A free slot (its location in an extension)."""
+
+    resourceType = _resource_type("Slot")  # noqa: N815
+    serviceType = _list(FhirCodeableConcept)  # noqa: N815
+    schedule = ma.fields.Nested(FhirReference, required=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["busy", "free", "busy-unavailable", "busy-tentative", "entered-in-error"]))
+    start = ma.fields.DateTime(required=True)
+    end = ma.fields.DateTime(required=True)
+    extension = _list(FhirExtension)
+
+
+class FhirIssue(FhirElement):
+    severity = ma.fields.String(required=True, validate=ma.validate.OneOf(
+        ["fatal", "error", "warning", "information"]))
+    code = ma.fields.String(required=True, metadata={"example": "invalid"})
+    details = ma.fields.Nested(FhirCodeableConcept, metadata={
+        "description": "coding[0].code is the service's problem code (system <base>/problems)"})
+    diagnostics = ma.fields.String()
+    expression = ma.fields.List(ma.fields.String())
+
+
+class FhirOperationOutcomeSchema(FhirElement):
+    """An error: the HTTP status of the rest of the API, the problem code in details."""
+
+    resourceType = _resource_type("OperationOutcome")  # noqa: N815
+    issue = _list(FhirIssue, required=True)
+
+
+class FhirBundleLink(FhirElement):
+    relation = ma.fields.String(required=True, metadata={"example": "next"})
+    url = ma.fields.String(required=True)
+
+
+class FhirBundleSearch(FhirElement):
+    mode = ma.fields.String(validate=ma.validate.OneOf(["match", "include", "outcome"]))
+
+
+class FhirAddress(FhirElement):
+    line = ma.fields.List(ma.fields.String())
+    city = ma.fields.String()
+    state = ma.fields.String()
+    postalCode = ma.fields.String()  # noqa: N815
+
+
+class FhirPatientSchema(FhirResource):
+    """A patient as a FHIR R4 Patient (identifier urn:uuid:<id>)."""
+
+    resourceType = _resource_type("Patient")  # noqa: N815
+    identifier = _list(FhirIdentifier)
+    active = ma.fields.Boolean()
+    name = _list(FhirHumanName)
+    birthDate = ma.fields.String(metadata={"description": "A FHIR date"})  # noqa: N815
+
+
+class FhirLocationSchema(FhirResource):
+    """A clinic site or the virtual (telehealth) location as a FHIR R4 Location."""
+
+    resourceType = _resource_type("Location")  # noqa: N815
+    identifier = _list(FhirIdentifier)
+    status = ma.fields.String()
+    name = ma.fields.String()
+    mode = ma.fields.String()
+    address = ma.fields.Nested(FhirAddress)
+
+
+class FhirCapabilityStatementSchema(FhirElement):
+    """What this FHIR server serves: resources, interactions and search parameters."""
+
+    resourceType = _resource_type("CapabilityStatement")  # noqa: N815
+    status = ma.fields.String(required=True)
+    date = ma.fields.String(required=True)
+    kind = ma.fields.String(required=True)
+    fhirVersion = ma.fields.String(required=True)  # noqa: N815
+    format = ma.fields.List(ma.fields.String(), required=True)
+    rest = ma.fields.List(ma.fields.Dict(), required=True)
+
+
+class FhirEntryResource(FhirResource):
+    """A matched resource (``search.mode`` match), or an OperationOutcome (``search.mode``
+    outcome) naming the search parameters that were ignored."""
+
+    resourceType = ma.fields.String(required=True)  # noqa: N815
+
+
+def _searchset(name: str, resource: type[ma.Schema]) -> type[ma.Schema]:
+    """A searchset Bundle whose entries are ``resource``s (one named schema per type)."""
+    entry = type(f"Fhir{name}EntrySchema", (FhirElement,), {
+        "fullUrl": ma.fields.String(),
+        "resource": ma.fields.Nested(FhirEntryResource, required=True, metadata={
+            "description": f"A {name} (search.mode match), or an OperationOutcome "
+                           "(search.mode outcome) naming ignored search parameters"}),
+        "search": ma.fields.Nested(FhirBundleSearch),
+    })
+    return type(f"Fhir{name}BundleSchema", (FhirElement,), {
+        "__doc__": f"A searchset Bundle of {name} resources",
+        "resourceType": _resource_type("Bundle"),
+        "type": ma.fields.String(required=True, validate=ma.validate.OneOf(["searchset"])),
+        "total": ma.fields.Integer(metadata={"description": "Absent on Slot searches"}),
+        "link": _list(FhirBundleLink),
+        "entry": _list(entry),
+    })
+
+
+FhirAppointmentBundleSchema = _searchset("Appointment", FhirAppointmentSchema)
+FhirPractitionerBundleSchema = _searchset("Practitioner", FhirPractitionerSchema)
+FhirScheduleBundleSchema = _searchset("Schedule", FhirScheduleSchema)
+FhirSlotBundleSchema = _searchset("Slot", FhirSlotSchema)
+FhirPatientBundleSchema = _searchset("Patient", FhirPatientSchema)
+FhirLocationBundleSchema = _searchset("Location", FhirLocationSchema)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from service.errors import CodedMessage
 from service.extensions import PartialUpdate, RecordSchema, clinic_today
 from service.resources.fields import STATE, Date, Phone, TimeZone, text
 
@@ -29,7 +30,8 @@ class PatientSchema(RecordSchema):
     @ma.validates("birth_date")
     def _born_in_the_past(self, value, **kwargs):  # type: ignore[no-untyped-def]
         if value >= clinic_today() or value.year < 1900:
-            raise ma.ValidationError("A birth date in the past, after 1900.")
+            raise ma.ValidationError(CodedMessage("A birth date in the past, after 1900.",
+                                                  "invalid_birth_date"))
 
 
 class PatientUpdateSchema(PartialUpdate, PatientSchema):

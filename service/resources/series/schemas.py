@@ -12,7 +12,7 @@ from service.domain.series.protocols import MAX_RRULE_LENGTH, PROTOCOLS
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
 from service.parsing import Integer
-from service.resources.fields import STATE, Instant
+from service.resources.fields import STATE, ClockTime, Instant
 
 PROTOCOL_CODES = sorted(PROTOCOLS)
 
@@ -68,7 +68,7 @@ class SeriesRequestSchema(Schema):
         validate=ma.validate.Length(max=7),
         metadata={"description": "Later sessions on these weekdays (0 = Monday); default: "
                                  "the protocol's own cadence", "example": [0, 2, 4]})
-    preferred_time = ma.fields.Time(format="%H:%M", metadata={
+    preferred_time = ClockTime(metadata={
         "example": "10:00", "description": "Local wall-clock time of every session in the "
                                            "location's zone (kept across DST changes)"})
     previous_session = Instant(metadata={
@@ -89,10 +89,10 @@ class SeriesRequestSchema(Schema):
             raise _error("Give either protocol or rrule.", "protocol_or_rrule_required",
                          "protocol")
         if "rrule" in data and data.get("preferred_weekdays"):
-            raise _error("A custom rule sets its own days (BYDAY).", "invalid",
+            raise _error("A custom rule sets its own days (BYDAY).", "invalid_input",
                          "preferred_weekdays")
         if "previous_session" in data and data.get("protocol") != "booster":
-            raise _error("Only a booster follows a previous session.", "invalid",
+            raise _error("Only a booster follows a previous session.", "invalid_input",
                          "previous_session")
 
 
