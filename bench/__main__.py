@@ -1,4 +1,4 @@
-"""``python -m bench``: the three benchmarks one after the other, then a summary.
+"""``python -m bench``: the benchmarks one after the other, then a summary.
 
 Each benchmark's own report is printed as soon as it is done; a failing benchmark is
 reported and the others still run (the exit status is then 1).
@@ -13,13 +13,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import harness, race, reminders, slots, writes
+from bench import harness, outbox_kill, race, reminders, slots, writes
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
     ("race", race.run),
     ("writes", writes.run),
     ("reminders", reminders.run),
+    ("outbox_kill", outbox_kill.run),
 ]
 
 
