@@ -11,6 +11,7 @@ from flask_cors import CORS
 from service import auth, errors
 from service.config import Settings
 from service.db import Database
+from service.domain.reminders import services as reminder_services
 from service.extensions import Api
 
 API_TITLE = "Clinic scheduling API"
@@ -39,6 +40,7 @@ header carries the totals.
 
 def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     settings = Settings.from_env()
+    reminder_services.configure(settings)  # planning's quiet hours: injected, read once here
     app = Flask(__name__, static_folder=None)
     app.config.update(
         SETTINGS=settings,

@@ -3,12 +3,14 @@ the retry; the SMS gateway's STOP / START webhook."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import update
 
+from service.domain.reminders import services as reminder_services
 from service.domain.reminders.models import Reminder, ReminderStatus
 from service.extensions import unit_of_work
 from tests.api.test_directory import assert_problem
@@ -17,10 +19,13 @@ from tests.scenario import build_clinic
 
 
 @pytest.fixture(autouse=True)
-def _no_quiet_hours(monkeypatch):
+def _no_quiet_hours(app):
     """Planning runs on the real clock: keep the test's time of day out of it."""
-    monkeypatch.setenv("QUIET_HOURS_START", "00:00")
-    monkeypatch.setenv("QUIET_HOURS_END", "00:00")
+    settings = app.config["SETTINGS"]
+    reminder_services.configure(dataclasses.replace(
+        settings, quiet_hours_start=time(0, 0), quiet_hours_end=time(0, 0)))
+    yield
+    reminder_services.configure(settings)
 
 
 @pytest.fixture

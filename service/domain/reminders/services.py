@@ -41,29 +41,44 @@ from service.uow import UnitOfWork
 # Planning (inside the booking's transaction) ---------------------------------------------
 
 
-def quiet_hours(settings: Settings | None = None) -> planning.QuietHours:
-    settings = settings or Settings.from_env()
+def quiet_hours(settings: Settings) -> planning.QuietHours:
     return planning.QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
 
 
+_configured_quiet_hours = quiet_hours(Settings())
+
+
+def configure(settings: Settings) -> None:
+    """Give planning the process's settings (its quiet hours). The process's bootstrap
+    calls this once (``create_app``); until then the defaults apply. The environment is
+    never read here."""
+    global _configured_quiet_hours  # noqa: PLW0603 - set once per process, by its bootstrap
+    _configured_quiet_hours = quiet_hours(settings)
+
+
 def on_booking_event(session: Session, booking: Booking, kind: BookingEventKind, *,
-                     now: datetime | None = None) -> None:
-    """Plan, re-plan or cancel the booking's reminders for this change (no commit)."""
+                     now: datetime | None = None,
+                     quiet: planning.QuietHours | None = None) -> None:
+    """Plan, re-plan or cancel the booking's reminders for this change (no commit).
+
+    ``quiet``: the quiet hours to plan with (default: those given to ``configure``)."""
     now = now or utcnow()
+    quiet = quiet or _configured_quiet_hours
     if kind is BookingEventKind.CREATED:
         _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
-              confirmation=booking.status is BookingStatus.BOOKED)
+              quiet=quiet, confirmation=booking.status is BookingStatus.BOOKED)
     elif kind is BookingEventKind.RESCHEDULED:
         _cancel_open(session, booking.id, "rescheduled")
         _plan(session, booking, version=_current_version(session, booking.id) + 1, now=now,
-              confirmation=booking.status is BookingStatus.BOOKED)
+              quiet=quiet, confirmation=booking.status is BookingStatus.BOOKED)
     elif kind is BookingEventKind.CONFIRMED:
         version = _current_version(session, booking.id) or 1
         exists = session.scalar(select(Reminder.id).where(
             Reminder.booking_id == booking.id, Reminder.plan_version == version,
             Reminder.kind == planning.CONFIRMATION))
         if exists is None:
-            _plan(session, booking, version=version, now=now, only=[planning.CONFIRMATION])
+            _plan(session, booking, version=version, now=now, quiet=quiet,
+                  only=[planning.CONFIRMATION])
     elif kind is BookingEventKind.CHECKED_IN:
         _cancel_open(session, booking.id, "checked_in",
                      keep_kinds=(planning.NEXT_DAY_CHECK_IN,))
@@ -91,7 +106,8 @@ def _cancel_open(session: Session, booking_id: uuid.UUID, reason: str, *,
 
 
 def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
-          confirmation: bool = True, only: list[str] | None = None) -> None:
+          quiet: planning.QuietHours, confirmation: bool = True,
+          only: list[str] | None = None) -> None:
     service_type = session.get(ServiceType, booking.service_type_id)
     patient = session.get(Patient, booking.patient_id)
     assert service_type is not None and patient is not None
@@ -100,7 +116,7 @@ def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
         plan = planning.ReminderPlan(False, plan.hours_before, plan.next_day_check_in)
     for planned in planning.plan_reminders(
             plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
-            patient_zone=patient.timezone, now=now, quiet=quiet_hours(), kinds=only):
+            patient_zone=patient.timezone, now=now, quiet=quiet, kinds=only):
         session.add(Reminder(
             booking_id=booking.id, kind=planned.kind, plan_version=version,
             dedupe_key=dedupe_key(booking.id, planned.kind, version),
