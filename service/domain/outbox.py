@@ -47,7 +47,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -100,14 +100,6 @@ class Table:
     open: tuple[Any, ...]  # statuses a row may be claimed in (``sending``: a lost lease)
     sending: Any
     waiting: Any  # the status a row is given back in
-
-    def lock_claimed(self, session: Session, item: Claimed) -> Any | None:
-        """The row, locked, if it is still ours (``None``: its lease ran out and someone
-        claimed it again, or it was cancelled meanwhile)."""
-        model = self.model
-        return session.scalar(select(model).where(
-            model.id == item.id, model.claim_token == item.token,
-            model.status == self.sending).with_for_update())
 
 
 class Claimed(Protocol):
@@ -182,8 +174,22 @@ class Postponed:
     reason: str
 
 
-ItemT = TypeVar("ItemT", bound=Claimed)
 Result = Attempt | Postponed | Done
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """What a result means for the outbox row: the ``values`` of its UPDATE (the runner adds
+    ``claim_token`` and ``lease_until`` = NULL and writes it only while the claim still
+    holds), the ``outcome`` counted, and ``then``: more writes in the same transaction
+    (an attempt log...), only for unguarded outboxes."""
+
+    outcome: str
+    values: dict[str, Any]
+    then: Callable[[Session, Report], None] | None = None
+
+
+ItemT = TypeVar("ItemT", bound=Claimed)
 
 GUARD_SECONDS = 0.5
 """How long one guard holds its locks at most (then it is renewed for the next messages): a
@@ -219,10 +225,8 @@ class Outbox(Protocol[ItemT]):
         render it. ``None``: the row is no longer ours (cancelled, or claimed again)."""
         ...
 
-    def record(self, session: Session, item: ItemT, result: Result, *, row: Any,
-               at: datetime, report: Report) -> None:
-        """Write what the result means for the row, in the message's own transaction
-        (``row``: ``Send.row`` or ``Done.row``); count it in ``report``."""
+    def record(self, item: ItemT, result: Result, *, row: Any, at: datetime) -> RowUpdate:
+        """What the result means for the row (``row``: ``Send.row`` or ``Done.row``)."""
         ...
 
 
@@ -391,6 +395,8 @@ class OutboxRunner(Generic[ItemT]):
                     yield one, one
                 return
             with self.database.writer.connect() as second, _asynchronous_commits(second):
+                # A guarded outbox's outcome is one UPDATE (no ``then``): it commits alone.
+                second.execution_options(isolation_level="AUTOCOMMIT")
                 yield one, sessionmaker(bind=second, expire_on_commit=False)
 
     @contextmanager
@@ -408,13 +414,25 @@ class OutboxRunner(Generic[ItemT]):
                 result: Result, *, row: Any, at: datetime, report: Report) -> None:
         """Record one result and commit it: in the guard's transaction when they share the
         connection (SQLite), otherwise in a transaction of its own."""
-        if guard is not None:
-            self.outbox.record(guard.session, item, result, row=row, at=at, report=report)
-            guard.commit()
-            return
-        with UnitOfWork(outcomes, dialect=self.database.dialect) as uow:
-            self.outbox.record(uow.session, item, result, row=row, at=at, report=report)
+        change = self.outbox.record(item, result, row=row, at=at)
+        if change.then is not None and self.outbox.guarded:
+            raise ValueError("a guarded outbox records an outcome as one UPDATE (no then)")
+        table = self.outbox.table
+        model = table.model
+        statement = (update(model)
+                     .where(model.id == item.id, model.claim_token == item.token,
+                            model.status == table.sending)
+                     .values(claim_token=None, lease_until=None, **change.values))
+        with nullcontext(guard) if guard else UnitOfWork(
+                outcomes, dialect=self.database.dialect) as uow:
+            # A plain (Core) UPDATE on the session's connection: nothing of the ORM's bulk
+            # update machinery is needed, and this is the hot path.
+            ours = bool(uow.session.connection().execute(statement).rowcount)  # else: lost
+            if ours and change.then is not None:
+                change.then(uow.session, report)
             uow.commit()
+        if ours:
+            report.add(change.outcome)
 
     def _attempt(self, item: ItemT, step: Send, at: datetime, now: datetime | None,
                  adapters: dict[int, Adapter], down: set[Hashable]) -> Attempt | Postponed:

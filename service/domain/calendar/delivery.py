@@ -47,6 +47,7 @@ from service.domain.outbox import (
     Postponed,
     Report,
     Result,
+    RowUpdate,
     Send,
     Table,
 )
@@ -78,6 +79,7 @@ class ClaimedDelivery:
     event_id: uuid.UUID
     event_type: str
     payload: str
+    created_at: datetime  # retries stop WEBHOOK_RETRY_WINDOW_HOURS after it
 
 
 class WebhookOutbox:
@@ -119,7 +121,8 @@ class WebhookOutbox:
                 id=delivery.id, token=token, attempt=d.attempt,
                 subscription_id=subscription.id, url=subscription.url,
                 secret=subscription.secret, event_id=delivery.event_id,
-                event_type=delivery.event_type, payload=delivery.payload))
+                event_type=delivery.event_type, payload=delivery.payload,
+                created_at=delivery.created_at))
         return claimed
 
     def guard(self, session: Session, items: list[ClaimedDelivery]) -> None:
@@ -146,54 +149,44 @@ class WebhookOutbox:
         return Send(HttpPost(item.url, body, headers), adapter=self.http,
                     circuit=item.subscription_id, refused=refused)
 
-    def record(self, session: Session, item: ClaimedDelivery, outcome: Result, *,
-               row: None, at: datetime, report: Report) -> None:
-        assert not isinstance(outcome, Done)  # prepare always sends
-        delivery = TABLE.lock_claimed(session, item)
-        if delivery is None:  # the lease ran out and someone claimed it again
-            return
-        if isinstance(outcome, Postponed):  # given back, the attempt not counted
-            delivery.status = DeliveryStatus.PENDING
-            delivery.attempts -= 1
-            delivery.claim_token = None
-            delivery.lease_until = None
-            delivery.next_attempt_at = outcome.until
-            report.add("released")
-            return
-        session.add(WebhookAttempt(delivery_id=delivery.id, attempt=delivery.attempts,
-                                   attempted_at=at, status_code=outcome.status_code,
-                                   error=outcome.error, duration_ms=outcome.duration_ms))
-        delivery.last_status_code = outcome.status_code
-        delivery.last_error = outcome.error
-        delivery.claim_token = None
-        delivery.lease_until = None
-        delivery.updated_at = at
-        if outcome.accepted:
-            delivery.status = DeliveryStatus.DELIVERED
-            delivery.delivered_at = at
-            delivery.next_attempt_at = at
-            report.add("delivered")
-            log.debug("webhook delivery %s (%s) delivered", delivery.id, item.event_type)
-            return
-        assert outcome.retry_at is not None
-        give_up_at = delivery.created_at + timedelta(
-            hours=self.settings.webhook_retry_window_hours)
-        if outcome.retry_at > give_up_at:
-            delivery.status = DeliveryStatus.FAILED
-            delivery.next_attempt_at = at
-            report.add("failed")
-            session.flush()
+    def record(self, item: ClaimedDelivery, result: Result, *, row: None,
+               at: datetime) -> RowUpdate:
+        assert not isinstance(result, Done)  # prepare always sends
+        if isinstance(result, Postponed):  # given back, the attempt not counted
+            return RowUpdate("released", {
+                "status": DeliveryStatus.PENDING, "attempts": WebhookDelivery.attempts - 1,
+                "next_attempt_at": result.until})
+
+        def log_attempt(session: Session, report: Report) -> None:
+            session.add(WebhookAttempt(delivery_id=item.id, attempt=item.attempt,
+                                       attempted_at=at, status_code=result.status_code,
+                                       error=result.error, duration_ms=result.duration_ms))
+
+        values: dict[str, Any] = {"last_status_code": result.status_code,
+                                  "last_error": result.error, "updated_at": at}
+        if result.accepted:
+            log.debug("webhook delivery %s (%s) delivered", item.id, item.event_type)
+            return RowUpdate("delivered", {**values, "status": DeliveryStatus.DELIVERED,
+                                           "delivered_at": at, "next_attempt_at": at},
+                             then=log_attempt)
+        assert result.retry_at is not None
+        give_up_at = item.created_at + timedelta(hours=self.settings.webhook_retry_window_hours)
+        if result.retry_at <= give_up_at:
+            log.info("webhook delivery %s (%s) attempt %d failed (%s); retry at %s", item.id,
+                     item.event_type, item.attempt, result.error, result.retry_at.isoformat())
+            return RowUpdate("retried", {**values, "status": DeliveryStatus.PENDING,
+                                         "next_attempt_at": result.retry_at},
+                             then=log_attempt)
+
+        def log_attempt_and_disable(session: Session, report: Report) -> None:
+            log_attempt(session, report)
             report.add("disabled", _disable(session, item.subscription_id, at))
             log.warning("webhook delivery %s (%s) failed after %d attempts (%s); "
-                        "subscription %s disabled", delivery.id, item.event_type,
-                        delivery.attempts, outcome.error, item.subscription_id)
-        else:
-            delivery.status = DeliveryStatus.PENDING
-            delivery.next_attempt_at = outcome.retry_at
-            report.add("retried")
-            log.info("webhook delivery %s (%s) attempt %d failed (%s); retry at %s",
-                     delivery.id, item.event_type, delivery.attempts, outcome.error,
-                     outcome.retry_at.isoformat())
+                        "subscription %s disabled", item.id, item.event_type, item.attempt,
+                        result.error, item.subscription_id)
+
+        return RowUpdate("failed", {**values, "status": DeliveryStatus.FAILED,
+                                    "next_attempt_at": at}, then=log_attempt_and_disable)
 
 
 def _disable(session: Session, subscription_id: uuid.UUID, at: datetime) -> int:

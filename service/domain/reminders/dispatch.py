@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -37,6 +37,7 @@ from service.domain.outbox import (
     Postponed,
     Report,
     Result,
+    RowUpdate,
     Send,
     Table,
 )
@@ -190,61 +191,45 @@ class ReminderOutbox:
                             dedupe_key=row.dedupe_key)
         return Send(outgoing, adapter=self.channels[channel], circuit=channel, row=row)
 
-    def record(self, session: Session, item: ClaimedReminder, result: Result, *,
-               row: Row[Any], at: datetime, report: Report) -> None:
+    def record(self, item: ClaimedReminder, result: Result, *, row: Row[Any],
+               at: datetime) -> RowUpdate:
         """``row``: the reminder as ``guard`` read it."""
         if isinstance(result, Done):
             if result.until is not None:  # deferred by quiet hours: not an attempt
-                self._again(session, item, result.until, result.reason, counted=False,
-                            due_at=result.until)
                 log.info("reminder %s deferred by quiet hours", item.id)
-            else:
-                self._finish(session, item, row.kind, ReminderStatus(result.outcome),
-                             result.reason)
-            report.add(result.outcome)
-            return
+                return self._again(result.outcome, result.until, result.reason, counted=False,
+                                   due_at=result.until)
+            return self._finish(item, row.kind, ReminderStatus(result.outcome), result.reason)
         if isinstance(result, Postponed):
-            self._again(session, item, result.until, result.reason, counted=False)
-            report.add("retried")
-            return
+            return self._again("retried", result.until, result.reason, counted=False)
         if result.accepted:
-            self._finish(session, item, row.kind, ReminderStatus.SENT, None,
-                         channel=ReminderChannel(result.channel), sent_at=at)
-            report.add(ReminderStatus.SENT.value)
-            return
+            return self._finish(item, row.kind, ReminderStatus.SENT, None,
+                                channel=ReminderChannel(result.channel), sent_at=at)
         assert result.error is not None and result.retry_at is not None
         if result.permanent or row.attempts >= self.settings.reminder_max_attempts:
-            self._finish(session, item, row.kind, ReminderStatus.FAILED, result.error)
-            report.add(ReminderStatus.FAILED.value)
-            return
-        self._again(session, item, result.retry_at, result.error, counted=True)
-        report.add("retried")
+            return self._finish(item, row.kind, ReminderStatus.FAILED, result.error)
         log.warning("reminder %s attempt %d failed (%s); retry at %s", item.id, row.attempts,
                     result.error, result.retry_at.isoformat())
+        return self._again("retried", result.retry_at, result.error, counted=True)
 
     @staticmethod
-    def _update(session: Session, item: ClaimedReminder, **values: Any) -> None:
-        session.execute(update(Reminder)
-                        .where(Reminder.id == item.id, Reminder.claim_token == item.token)
-                        .values(claim_token=None, lease_until=None, **values)
-                        .execution_options(synchronize_session=False))
-
-    def _again(self, session: Session, item: ClaimedReminder, when: datetime,
-               reason: str | None, *, counted: bool, **values: Any) -> None:
+    def _again(outcome: str, when: datetime, reason: str | None, *, counted: bool,
+               **values: Any) -> RowUpdate:
         """Back to planned, for another attempt at ``when`` (``counted``: this one was an
         attempt; otherwise the claim's increment is undone)."""
         if not counted:
             values["attempts"] = Reminder.attempts - 1
-        self._update(session, item, status=ReminderStatus.PLANNED, next_attempt_at=when,
-                     reason=reason, **values)
+        return RowUpdate(outcome, dict(status=ReminderStatus.PLANNED, next_attempt_at=when,
+                                       reason=reason, **values))
 
-    def _finish(self, session: Session, item: ClaimedReminder, kind: str,
-                status: ReminderStatus, reason: str | None, **values: Any) -> None:
-        self._update(session, item, status=status, reason=reason, **values)
+    @staticmethod
+    def _finish(item: ClaimedReminder, kind: str, status: ReminderStatus, reason: str | None,
+                **values: Any) -> RowUpdate:
         if status is ReminderStatus.SENT:  # the common case: in the run's summary (INFO)
             log.debug("reminder %s (%s) sent via %s", item.id, kind, values.get("channel"))
         else:
             log.info("reminder %s (%s) %s (%s)", item.id, kind, status.value, reason)
+        return RowUpdate(status.value, dict(status=status, reason=reason, **values))
 
 
 class _Guarded(NamedTuple):
