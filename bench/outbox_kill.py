@@ -194,11 +194,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="REMINDER_LEASE_SECONDS for the schedulers")
     parser.add_argument("--poll", type=float, default=POLL_SECONDS,
                         help="REMINDER_POLL_SECONDS for the schedulers")
+    parser.add_argument("--repeat", type=int, default=1, help="runs, one after the other")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    result = run(args.count, args.processes, args.kills, args.lease, args.poll)
-    print(result.report(), flush=True)
-    return 0 if result.met() else 1
+    results = []
+    for _ in range(max(1, args.repeat)):
+        results.append(run(args.count, args.processes, args.kills, args.lease, args.poll))
+        print(results[-1].report(), flush=True)
+    if len(results) > 1:
+        print(f"== {len(results)} runs: duplicates "
+              f"{', '.join(str(r.duplicates) for r in results)}; lost "
+              f"{', '.join(str(r.lost) for r in results)} ==")
+    return 0 if all(r.met() for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class WebhookOutbox:
             select(WebhookDelivery, WebhookSubscription)
             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
             .where(WebhookDelivery.id.in_([d.id for d in due]))).all()}
-        inactive = [d.id for d, s in rows.values() if not s.active]
+        inactive = {d.id for d, s in rows.values() if not s.active}
         if inactive:
             session.execute(
                 update(WebhookDelivery).where(WebhookDelivery.id.in_(inactive))
