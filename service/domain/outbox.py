@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -179,10 +179,10 @@ Result = Attempt | Postponed | Done
 
 @dataclass(frozen=True)
 class RowUpdate:
-    """What a result means for the outbox row: the ``values`` of its UPDATE (the runner adds
-    ``claim_token`` and ``lease_until`` = NULL and writes it only while the claim still
-    holds), the ``outcome`` counted, and ``then``: more writes in the same transaction
-    (an attempt log...), only for unguarded outboxes."""
+    """What a result means for the outbox row: the ``values`` of its UPDATE (plain values by
+    column name; the runner adds ``claim_token`` and ``lease_until`` = NULL and writes them
+    only while the claim still holds), the ``outcome`` counted, and ``then``: more writes in
+    the same transaction (an attempt log...), only for unguarded outboxes."""
 
     outcome: str
     values: dict[str, Any]
@@ -276,6 +276,12 @@ class OutboxRunner(Generic[ItemT]):
         self.outbox = outbox
         self.clock = clock
         self._stopping = False  # a plain flag: safe to set from a signal handler
+        model, table = outbox.table.model, outbox.table
+        # One outcome: its SET clause comes from the parameters (RowUpdate.values), so the
+        # statement is built once and compiled once per set of columns.
+        self._outcome = update(model).where(
+            model.id == bindparam("outbox_row"), model.claim_token == bindparam("outbox_claim"),
+            model.status == table.sending)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
@@ -417,17 +423,11 @@ class OutboxRunner(Generic[ItemT]):
         change = self.outbox.record(item, result, row=row, at=at)
         if change.then is not None and self.outbox.guarded:
             raise ValueError("a guarded outbox records an outcome as one UPDATE (no then)")
-        table = self.outbox.table
-        model = table.model
-        statement = (update(model)
-                     .where(model.id == item.id, model.claim_token == item.token,
-                            model.status == table.sending)
-                     .values(claim_token=None, lease_until=None, **change.values))
+        parameters = {"outbox_row": item.id, "outbox_claim": item.token, "claim_token": None,
+                      "lease_until": None, **change.values}
         with nullcontext(guard) if guard else UnitOfWork(
                 outcomes, dialect=self.database.dialect) as uow:
-            # A plain (Core) UPDATE on the session's connection: nothing of the ORM's bulk
-            # update machinery is needed, and this is the hot path.
-            ours = bool(uow.session.connection().execute(statement).rowcount)  # else: lost
+            ours = bool(uow.session.connection().execute(self._outcome, parameters).rowcount)
             if ours and change.then is not None:
                 change.then(uow.session, report)
             uow.commit()

@@ -154,7 +154,7 @@ class WebhookOutbox:
         assert not isinstance(result, Done)  # prepare always sends
         if isinstance(result, Postponed):  # given back, the attempt not counted
             return RowUpdate("released", {
-                "status": DeliveryStatus.PENDING, "attempts": WebhookDelivery.attempts - 1,
+                "status": DeliveryStatus.PENDING, "attempts": item.attempt - 1,
                 "next_attempt_at": result.until})
 
         def log_attempt(session: Session, report: Report) -> None:

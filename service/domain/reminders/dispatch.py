@@ -197,11 +197,11 @@ class ReminderOutbox:
         if isinstance(result, Done):
             if result.until is not None:  # deferred by quiet hours: not an attempt
                 log.info("reminder %s deferred by quiet hours", item.id)
-                return self._again(result.outcome, result.until, result.reason, counted=False,
-                                   due_at=result.until)
+                return self._again(row, result.outcome, result.until, result.reason,
+                                   counted=False, due_at=result.until)
             return self._finish(item, row.kind, ReminderStatus(result.outcome), result.reason)
         if isinstance(result, Postponed):
-            return self._again("retried", result.until, result.reason, counted=False)
+            return self._again(row, "retried", result.until, result.reason, counted=False)
         if result.accepted:
             return self._finish(item, row.kind, ReminderStatus.SENT, None,
                                 channel=ReminderChannel(result.channel), sent_at=at)
@@ -210,15 +210,15 @@ class ReminderOutbox:
             return self._finish(item, row.kind, ReminderStatus.FAILED, result.error)
         log.warning("reminder %s attempt %d failed (%s); retry at %s", item.id, row.attempts,
                     result.error, result.retry_at.isoformat())
-        return self._again("retried", result.retry_at, result.error, counted=True)
+        return self._again(row, "retried", result.retry_at, result.error, counted=True)
 
     @staticmethod
-    def _again(outcome: str, when: datetime, reason: str | None, *, counted: bool,
-               **values: Any) -> RowUpdate:
+    def _again(row: Row[Any], outcome: str, when: datetime, reason: str | None, *,
+               counted: bool, **values: Any) -> RowUpdate:
         """Back to planned, for another attempt at ``when`` (``counted``: this one was an
         attempt; otherwise the claim's increment is undone)."""
         if not counted:
-            values["attempts"] = Reminder.attempts - 1
+            values["attempts"] = row.attempts - 1
         return RowUpdate(outcome, dict(status=ReminderStatus.PLANNED, next_attempt_at=when,
                                        reason=reason, **values))
 
