@@ -72,6 +72,20 @@ def test_a_booking_plans_its_reminders_in_the_same_transaction(clinic, api):
         assert reminder["dedupe_key"] == f"{booking['id']}.{kind}.v1"
 
 
+def test_planning_uses_the_injected_quiet_hours_never_the_environment(clinic, api,
+                                                                        monkeypatch):
+    # Quiet nearly all day in the environment: planning must not read it (the quiet hours
+    # come from the settings create_app read once; here: none, see _no_quiet_hours).
+    monkeypatch.setenv("QUIET_HOURS_START", "00:01")
+    monkeypatch.setenv("QUIET_HOURS_END", "00:00")
+    booking = book(clinic)
+    planned = by_kind(reminders(api, booking))
+    start = datetime.fromisoformat(booking["start"])
+    for hours in (72, 24, 2):
+        due = datetime.fromisoformat(planned[f"before_{hours}h"]["due_at"])
+        assert due == start - timedelta(hours=hours)
+
+
 def test_a_refused_booking_plans_nothing(clinic, api):
     book(clinic)
     other = clinic.add_patient(first_name="Other")
