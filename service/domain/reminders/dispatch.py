@@ -129,7 +129,8 @@ class ReminderOutbox:
 
     # Sending -------------------------------------------------------------------------
 
-    def guard(self, session: Session, items: list[ClaimedReminder]) -> dict[uuid.UUID, Row[Any]]:
+    def guard(self, session: Session,
+              items: list[ClaimedReminder]) -> dict[uuid.UUID, _Guarded]:
         """Lock the bookings, then the patients, of these reminders (``FOR SHARE``, the order
         a cancellation takes them in), then read the reminders still ours: a cancellation, a
         move or an opt-out either committed before (and is seen here) or waits."""
