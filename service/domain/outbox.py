@@ -298,10 +298,11 @@ class OutboxRunner(Generic[ItemT]):
         try:
             while not self._stopping:
                 claim = self.claim(now or self.clock(), limit=batch, report=report)
+                if not claim.selected:
+                    break  # nothing due (not "fewer than a batch": SKIP LOCKED passes over
+                    # rows another scheduler is claiming, so a short claim proves nothing)
                 if claim.items:
                     self._send_claimed(claim, now, report, adapters)
-                if claim.selected < batch:
-                    break
         finally:
             for adapter in adapters.values():
                 adapter.close()
