@@ -85,9 +85,9 @@ def _record(**values: object) -> dict[str, object]:
     return {"id": uuid.uuid4(), "created_at": now, "updated_at": now, "version": 1, **values}
 
 
-def seed(url: str, count: int, due_at: datetime) -> None:
+def seed(url: str, count: int, due_at: datetime, *, email_only: bool = False) -> None:
     """One telehealth clinic, ``count`` patients and visits, one reminder each due at
-    ``due_at`` (even patients by SMS, odd ones by email)."""
+    ``due_at`` (even patients by SMS, odd ones by email; ``email_only``: all by email)."""
     engine = make_engine(url)
     location = _record(name="Telehealth", kind=LocationKind.VIRTUAL, timezone="America/Phoenix",
                        chairs=0, rems_certified=False, active=True)
@@ -105,7 +105,7 @@ def seed(url: str, count: int, due_at: datetime) -> None:
     patients, bookings, reminders = [], [], []
     first_visit = due_at + timedelta(days=2)
     for n in range(count):
-        by_sms = n % 2 == 0
+        by_sms = n % 2 == 0 and not email_only
         patient = _record(first_name=f"Pat{n % 97}", last_name="Bench",
                           birth_date=date(1980, 1, 1), email=f"p{n}@example.com",
                           phone=f"+1602{5550000 + n:07d}", timezone="America/Phoenix",

@@ -78,7 +78,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
                                 echo=settings.sql_echo,
                                 timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
-    app.extensions["clinic.bus"] = bootstrap.bootstrap()
+    app.extensions["clinic.bus"] = bootstrap.bootstrap(settings)
 
     browsers.init_app(app, settings)
 

@@ -13,8 +13,10 @@ does not know, so a new event is a decision taken here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+from service.config import Settings
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync, webhooks
 from service.domain.consultations import services as consultations
@@ -25,19 +27,30 @@ from service.domain.reminders import services as reminders
 from service.domain.series.events import SeriesCreated
 from service.messagebus import FinalHandler, Handler, MessageBus
 
-HANDLERS: dict[type[Event], Sequence[Handler]] = {
-    booking.BookingCreated: [reminders.plan_new_booking, webhooks.enqueue_booking_change],
-    booking.BookingRescheduled: [reminders.replan_rescheduled,
+
+def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
+    """Every event type and its handlers, in order; ``settings`` configure the handlers that
+    need them (reminder planning: the quiet hours), so nothing reads the environment."""
+    quiet = reminders.quiet_hours(settings)
+
+    def planning(handler: Handler) -> Handler:
+        return functools.partial(handler, quiet=quiet)
+
+    return {
+        booking.BookingCreated: [planning(reminders.plan_new_booking),
                                  webhooks.enqueue_booking_change],
-    booking.BookingConfirmed: [reminders.plan_confirmation],
-    booking.BookingCheckedIn: [reminders.cancel_before_visit],
-    booking.BookingCompleted: [consultations.open_rems_monitoring_task],
-    booking.BookingCancelled: [reminders.cancel_on_cancellation,
-                               webhooks.enqueue_booking_change],
-    booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
-    SeriesCreated: [webhooks.enqueue_series_created],
-    ClearanceChanged: [patients.follow_clearance],
-}
+        booking.BookingRescheduled: [planning(reminders.replan_rescheduled),
+                                     webhooks.enqueue_booking_change],
+        booking.BookingConfirmed: [planning(reminders.plan_confirmation)],
+        booking.BookingCheckedIn: [reminders.cancel_before_visit],
+        booking.BookingCompleted: [consultations.open_rems_monitoring_task],
+        booking.BookingCancelled: [reminders.cancel_on_cancellation,
+                                   webhooks.enqueue_booking_change],
+        booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
+        SeriesCreated: [webhooks.enqueue_series_created],
+        ClearanceChanged: [patients.follow_clearance],
+    }
+
 
 # Run once per commit, after every handler above, with all the events of these kinds the
 # transaction handled. The change feed numbers its changes here: its counter row stays
@@ -47,6 +60,6 @@ FINAL: list[tuple[tuple[type[Event], ...], FinalHandler]] = [
 ]
 
 
-def bootstrap() -> MessageBus:
+def bootstrap(settings: Settings) -> MessageBus:
     """The message bus every unit of work of the service commits through."""
-    return MessageBus(HANDLERS, final=FINAL)
+    return MessageBus(handlers(settings), final=FINAL)

@@ -1,14 +1,16 @@
-"""``python -m service.scheduler``: the process that sends the outboxes.
+"""``python -m service.scheduler``: the process that sends the outboxes (the only one).
 
 An APScheduler ``BlockingScheduler`` in its own process (never inside the gunicorn workers),
-with ONE interval job per outbox, not one job per reminder: each run claims the due rows of
-its table with a lease (see ``service.domain.reminders.dispatch``), so any number of these
-processes can run side by side without sending anything twice.
+with ONE interval job per outbox, not one job per reminder. This module is where the outboxes
+meet the outside: it builds the channel adapters (``service.adapters``) from the settings,
+hands them to each area's outbox (``ReminderOutbox``, ``WebhookOutbox``) and runs each one
+with the one ``OutboxRunner`` (``service.domain.outbox``): claim with a lease, send, record
+each outcome in its own transaction, back off. Any number of these processes can run side by
+side; a killed one re-sends at most the message it had in flight, after the lease.
 
 - ``reminders``: every ``REMINDER_POLL_SECONDS`` (default 15 s); the first run at start-up,
   so reminders that fell due while no scheduler ran go out at once.
-- ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
-  (``service.domain.calendar.delivery``), claimed with a lease the same way.
+- ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
@@ -19,7 +21,7 @@ Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
 work itself is in the database, so a late run only ever sends later, never less).
 
 The reminder templates and the clinic alias pass the content check before anything starts:
-a forbidden word stops the process with exit status 2. SIGTERM (or Ctrl-C) lets the running
+a forbidden word stops the process with exit status 2. SIGTERM (or Ctrl-C) lets each running
 job finish its current send, gives the rest of its batch back, and exits.
 """
 
@@ -36,13 +38,20 @@ from typing import Any
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+import service.models  # noqa: F401 - every mapper, so the metadata is complete
+from service.adapters.http import HttpChannel
+from service.adapters.log import LogChannel
+from service.adapters.sms import SmsGatewayChannel
+from service.adapters.smtp import SmtpChannel
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
 from service.domain.calendar import history
-from service.domain.calendar.delivery import WebhookDispatcher
+from service.domain.calendar.delivery import WebhookOutbox
 from service.domain.idempotency import services as idempotency
+from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
-from service.domain.reminders.dispatch import Dispatcher
+from service.domain.reminders.channels import EMAIL, SMS
+from service.domain.reminders.dispatch import ReminderOutbox
 from service.uow import UnitOfWork
 
 log = logging.getLogger("service.scheduler")
@@ -72,31 +81,41 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+# The outboxes, wired to their adapters ------------------------------------------------------
+
+
+def reminder_channels(settings: Settings) -> dict[str, Adapter]:
+    """SMTP and the SMS gateway on the live channel; otherwise the log for both."""
+    if settings.reminder_channel == "live":
+        return {EMAIL: SmtpChannel(settings), SMS: SmsGatewayChannel(settings)}
+    log_channel = LogChannel()
+    return {EMAIL: log_channel, SMS: log_channel}
+
+
+def reminder_runner(database: Database, settings: Settings) -> OutboxRunner:
+    return OutboxRunner(database, ReminderOutbox(settings, reminder_channels(settings)))
+
+
+def webhook_runner(database: Database, settings: Settings) -> OutboxRunner:
+    return OutboxRunner(database, WebhookOutbox(
+        settings, HttpChannel(timeout_seconds=settings.webhook_timeout_seconds)))
+
+
 class OutboxScheduler:
-    """The scheduler, its jobs, and what they need (the database, the dispatcher)."""
+    """The scheduler, its jobs, and what they need (the database, the outbox runners)."""
 
     def __init__(self, settings: Settings, database: Database | None = None) -> None:
         content.check_templates(clinic_name=settings.clinic_name,
                                 clinic_phone=settings.clinic_phone)
-        import service.models  # noqa: F401 - every mapper, so the metadata is complete
-
         self.settings = settings
         self.database = database or Database.connect(
             settings.database_url, timeouts=DatabaseTimeouts.from_settings(settings))
-        self.dispatcher = Dispatcher(self.database, settings)
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
+        self.runners = [reminder_runner(self.database, settings),
+                        webhook_runner(self.database, settings)]
+        for runner in self.runners:
+            self.register(runner)
         now = datetime.now(UTC)
-        self.scheduler.add_job(
-            _guarded("reminders", self.dispatcher.run_once), id="reminders",
-            name="reminder outbox",
-            trigger=IntervalTrigger(seconds=settings.reminder_poll_seconds), next_run_time=now,
-            **JOB_DEFAULTS)
-        self.webhooks = WebhookDispatcher(self.database, settings)
-        self.scheduler.add_job(
-            _guarded("webhooks", self.webhooks.run_once), id="webhooks",
-            name="webhook delivery outbox",
-            trigger=IntervalTrigger(seconds=settings.webhook_poll_seconds), next_run_time=now,
-            **JOB_DEFAULTS)
         self.scheduler.add_job(
             _guarded("idempotency-purge", self.purge_idempotency_records),
             id="idempotency-purge", name="expired Idempotency-Key records",
@@ -107,6 +126,18 @@ class OutboxScheduler:
             id="history-purge", name="old change-feed rows and webhook delivery log",
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+
+    def register(self, runner: OutboxRunner) -> None:
+        """The outbox's own interval job; its first run at start-up."""
+        outbox = runner.outbox
+        self.scheduler.add_job(
+            _guarded(outbox.name, runner.run_once), id=outbox.name, name=outbox.title,
+            trigger=IntervalTrigger(seconds=outbox.poll_seconds),
+            next_run_time=datetime.now(UTC), **JOB_DEFAULTS)
+
+    def request_stop(self) -> None:
+        for runner in self.runners:
+            runner.request_stop()
 
     def purge_history(self) -> history.Purged:
         uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
@@ -131,21 +162,20 @@ class OutboxScheduler:
         def stop(signum: int, _frame: object) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self.dispatcher.request_stop()
-            self.webhooks.request_stop()
+            self.request_stop()
             raise Stop(signal.Signals(signum).name)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("scheduler started: reminders every %ss (%s channel)",
-                 self.settings.reminder_poll_seconds, self.settings.reminder_channel)
+        log.info("scheduler started: %s (reminders on the %s channel)",
+                 ", ".join(f"{r.outbox.name} polling every {r.outbox.poll_seconds:g}s"
+                           for r in self.runners), self.settings.reminder_channel)
         try:
             self.scheduler.start()
         except Stop as reason:
             log.info("%s received: stopping after the sends in flight", reason)
         finally:
-            self.dispatcher.request_stop()
-            self.webhooks.request_stop()
+            self.request_stop()
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=True)
             self.database.dispose()

@@ -3,12 +3,14 @@ the retry; the SMS gateway's STOP / START webhook."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import update
 
+from service import bootstrap
 from service.domain.reminders.models import Reminder, ReminderStatus
 from service.extensions import unit_of_work
 from tests.api.test_directory import assert_problem
@@ -17,10 +19,14 @@ from tests.scenario import build_clinic
 
 
 @pytest.fixture(autouse=True)
-def _no_quiet_hours(monkeypatch):
+def _no_quiet_hours(app):
     """Planning runs on the real clock: keep the test's time of day out of it."""
-    monkeypatch.setenv("QUIET_HOURS_START", "00:00")
-    monkeypatch.setenv("QUIET_HOURS_END", "00:00")
+    quiet_free = dataclasses.replace(app.config["SETTINGS"], quiet_hours_start=time(0, 0),
+                                     quiet_hours_end=time(0, 0))
+    bus = app.extensions["clinic.bus"]
+    app.extensions["clinic.bus"] = bootstrap.bootstrap(quiet_free)
+    yield
+    app.extensions["clinic.bus"] = bus
 
 
 @pytest.fixture
@@ -65,6 +71,20 @@ def test_a_booking_plans_its_reminders_in_the_same_transaction(clinic, api):
     for kind, reminder in planned.items():
         assert reminder["status"] == "planned" and reminder["attempts"] == 0
         assert reminder["dedupe_key"] == f"{booking['id']}.{kind}.v1"
+
+
+def test_planning_uses_the_injected_quiet_hours_never_the_environment(clinic, api,
+                                                                        monkeypatch):
+    # Quiet nearly all day in the environment: planning must not read it (the quiet hours
+    # come from the settings create_app read once; here: none, see _no_quiet_hours).
+    monkeypatch.setenv("QUIET_HOURS_START", "00:01")
+    monkeypatch.setenv("QUIET_HOURS_END", "00:00")
+    booking = book(clinic)
+    planned = by_kind(reminders(api, booking))
+    start = datetime.fromisoformat(booking["start"])
+    for hours in (72, 24, 2):
+        due = datetime.fromisoformat(planned[f"before_{hours}h"]["due_at"])
+        assert due == start - timedelta(hours=hours)
 
 
 def test_a_refused_booking_plans_nothing(clinic, api):

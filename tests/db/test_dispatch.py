@@ -28,14 +28,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from service import bootstrap
 from service.config import Settings
 from service.db import utcnow
+from service.domain.outbox import OutboxRunner
 from service.domain.reminders.content import OPT_OUT_TEXT, forbidden_words
-from service.domain.reminders.dispatch import Dispatcher
 from service.domain.reminders.models import Reminder, ReminderStatus, dedupe_key
 from service.domain.time import local_to_utc
 from service.extensions import unit_of_work
-from service.scheduler import OutboxScheduler
+from service.scheduler import OutboxScheduler, reminder_runner
 from tests.scenario import build_clinic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,10 +157,14 @@ def sinks():
 
 
 @pytest.fixture(autouse=True)
-def _no_quiet_hours_when_planning(monkeypatch):
+def _no_quiet_hours_when_planning(app):
     """Planning runs on the real clock: keep the test's time of day out of it."""
-    for name, value in NO_QUIET.items():
-        monkeypatch.setenv(name, value)
+    quiet_free = dataclasses.replace(app.config["SETTINGS"], quiet_hours_start=wall_time(0, 0),
+                                     quiet_hours_end=wall_time(0, 0))
+    bus = app.extensions["clinic.bus"]
+    app.extensions["clinic.bus"] = bootstrap.bootstrap(quiet_free)
+    yield
+    app.extensions["clinic.bus"] = bus
 
 
 def live_settings(sinks: Sinks, **overrides: Any) -> Settings:
@@ -169,8 +174,8 @@ def live_settings(sinks: Sinks, **overrides: Any) -> Settings:
     return dataclasses.replace(Settings.from_env(env), **overrides)
 
 
-def dispatcher(app, settings: Settings) -> Dispatcher:
-    return Dispatcher(app.extensions["clinic.database"], settings)
+def dispatcher(app, settings: Settings) -> OutboxRunner:
+    return reminder_runner(app.extensions["clinic.database"], settings)
 
 
 # The clinic --------------------------------------------------------------------------------
@@ -498,7 +503,7 @@ def test_two_dispatchers_in_threads_never_send_the_same_reminder_twice(app, api,
     workers = [dispatcher(app, settings) for _ in range(2)]
     barrier = threading.Barrier(2)
 
-    def drain(worker: Dispatcher) -> None:
+    def drain(worker: OutboxRunner) -> None:
         barrier.wait()
         worker.run_once(now=now + timedelta(seconds=1))
 
@@ -586,9 +591,9 @@ def require_postgresql(app) -> None:
 def dispatch_process(database_url: str, sinks: Sinks, log_path: Path, **extra: str):
     output = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.domain.reminders.dispatch", "--poll", "0.1"], cwd=ROOT,
-        env=process_env(database_url, sinks, **extra), stdout=output,
-        stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "service.scheduler"], cwd=ROOT,
+        env=process_env(database_url, sinks, **{"REMINDER_POLL_SECONDS": "0.1", **extra}),
+        stdout=output, stderr=subprocess.STDOUT)
     output.close()
     return process
 
@@ -652,3 +657,44 @@ def test_a_dispatcher_killed_after_claiming_resends_after_the_lease_with_the_sam
     sent = row(api, booking, "confirmation")
     assert (sent["status"], sent["attempts"]) == ("sent", 2)
     assert len(sinks.sms.requests) == 2
+
+
+def test_a_scheduler_killed_mid_batch_sends_again_only_the_message_in_flight(
+        app, api, clinic, sinks, database_url, tmp_path):
+    require_postgresql(app)
+    set_plan(api, clinic, "consultation", {**CONFIRMATION_ONLY, "confirmation": False})
+    bookings = [book(clinic, patient(clinic), hour) for hour in (13, 14, 15)]
+    expected = add_due_rows(app, bookings, 10, utcnow())  # 30 due: one batch
+    answered: list[str] = []
+    victim = dispatch_process(database_url, sinks, tmp_path / "victim.log")
+
+    def kill_on_the_eleventh(request: dict[str, Any]) -> bool:
+        if len(answered) < 10:
+            answered.append(request["key"])
+            return True
+        # The eleventh message reached the gateway; its sender dies before the answer.
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        sinks.sms.on_request = None
+        return False
+
+    sinks.sms.on_request = kill_on_the_eleventh
+    try:
+        assert wait_for(lambda: victim.poll() is not None)
+        assert victim.returncode == -signal.SIGKILL
+        # Each answered message was recorded at once, not at the end of the batch.
+        assert statuses(app)["sent"] == 10
+        in_flight = sinks.sms.keys()[10]
+        successor = dispatch_process(database_url, sinks, tmp_path / "successor.log")
+        try:
+            assert wait_for(lambda: set(sinks.sms.keys()) >= expected, timeout=60)
+            time.sleep(0.5)  # a duplicate would arrive now
+        finally:
+            stop(successor)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    counted = Counter(sinks.sms.keys())
+    assert set(counted) == expected
+    assert [k for k, n in counted.items() if n > 1] == [in_flight]
+    assert statuses(app) == Counter({"sent": len(expected)})

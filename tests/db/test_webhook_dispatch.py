@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from service.config import Settings
 from service.db import utcnow
-from service.domain.calendar.delivery import WebhookDispatcher
 from service.domain.calendar.models import DeliveryStatus, WebhookDelivery
+from service.domain.outbox import OutboxRunner
 from service.domain.retries import backoff
 from service.extensions import unit_of_work
-from service.scheduler import OutboxScheduler
+from service.scheduler import OutboxScheduler, webhook_runner
 from tests.scenario import build_clinic
 
 TOLERANCE = 300
@@ -114,8 +114,8 @@ def settings(**overrides: Any) -> Settings:
     return dataclasses.replace(Settings.from_env(env), **overrides)
 
 
-def dispatcher(app, **overrides: Any) -> WebhookDispatcher:
-    return WebhookDispatcher(app.extensions["clinic.database"], settings(**overrides))
+def dispatcher(app, **overrides: Any) -> OutboxRunner:
+    return webhook_runner(app.extensions["clinic.database"], settings(**overrides))
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ def test_two_dispatchers_never_send_the_same_delivery_twice(app, api, clinic, re
     workers = [dispatcher(app, webhook_batch_size=3) for _ in range(2)]
     barrier = threading.Barrier(2)
 
-    def drain(worker: WebhookDispatcher) -> None:
+    def drain(worker: OutboxRunner) -> None:
         barrier.wait()
         worker.run_once()
 

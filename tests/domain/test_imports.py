@@ -11,13 +11,7 @@ from pathlib import Path
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 # "module: the import" -> why it may stay inside its function.
-FUNCTION_LOCAL_ALLOWED = {
-    # Outbox runners, being reworked (issue 12, part 3): load every mapper before the first
-    # query of a separate process. No cycle to hide; drop these when the runners move.
-    "service.domain.reminders.dispatch: service.models":
-        "process entry point loads every models module",
-    "service.scheduler: service.models": "process entry point loads every models module",
-}
+FUNCTION_LOCAL_ALLOWED: dict[str, str] = {}
 
 
 def _module_name(path: Path) -> str:

@@ -1,22 +1,15 @@
-"""Sending the webhook outbox: claim due rows with a lease, POST them signed, record.
+"""The webhook outbox: what ``service.domain.outbox.OutboxRunner`` needs to deliver webhooks.
 
-The shape of the reminders dispatcher (``service.domain.reminders.dispatch``), run by the
-scheduler process as its ``webhooks`` job:
-
-1. Claim (one short transaction): the oldest open deliveries whose ``next_attempt_at`` has
-   come (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so several schedulers split the work;
-   SQLite: the write transaction is ``BEGIN IMMEDIATE``) become ``sending`` under this
-   batch's claim token, with ``attempts + 1`` and a lease (``next_attempt_at`` = end of the
-   lease), so the rows of a sender that died are claimed again once the lease ends.
-   Deliveries of a disabled subscription are cancelled instead.
-2. Send, with no transaction open: POST the stored body with a fresh ``X-Signature``, no
-   redirects followed, a timeout; only a 2xx answer counts as delivered. Before each send
-   the lease is checked: what cannot be sent within it is given back.
-3. Record (one short transaction per delivery, only while our claim token still holds): the
-   attempt goes to the log; delivered, or retried with exponential backoff
-   (``WEBHOOK_RETRY_BASE_SECONDS`` doubling, at most an hour apart) for
-   ``WEBHOOK_RETRY_WINDOW_HOURS`` after the event; after that the delivery is ``failed``,
-   the subscription is disabled and its other open deliveries are cancelled.
+- Due: open deliveries whose ``next_attempt_at`` has come. Deliveries of a disabled
+  subscription are cancelled at the claim instead of sent.
+- Not guarded: the stored body is POSTed with a fresh ``X-Signature`` with no transaction
+  open (no redirects followed, a timeout; only a 2xx answer counts as delivered), through
+  the HTTP adapter the scheduler hands in; the outcome is recorded right after, in its own
+  short transaction, only while our claim token still holds.
+- Outcomes: each attempt goes to the log; delivered, or retried with exponential backoff
+  (``WEBHOOK_RETRY_BASE_SECONDS`` doubling, at most an hour apart) for
+  ``WEBHOOK_RETRY_WINDOW_HOURS`` after the event; after that the delivery is ``failed``,
+  the subscription is disabled and its other open deliveries are cancelled.
 
 Delivery is at least once: a sender that dies between the POST and the record sends again
 after the lease. Receivers drop duplicates by ``X-Event-Id`` (the same for every attempt and
@@ -26,21 +19,17 @@ URL, a body or a secret.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import socket
-import ssl
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import Database, utcnow
 from service.domain.calendar import webhooks
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
@@ -50,170 +39,104 @@ from service.domain.calendar.models import (
     WebhookSubscription,
 )
 from service.domain.errors import InvalidInput
-from service.domain.retries import backoff
-from service.uow import UnitOfWork
+from service.domain.outbox import (
+    Adapter,
+    DeliveryError,
+    Done,
+    Due,
+    Postponed,
+    Report,
+    Result,
+    RowUpdate,
+    Send,
+    Table,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "clinic-scheduling-webhooks/1"
-RESPONSE_READ_LIMIT = 64 * 1024
-
-
-@dataclass
-class DeliveryReport:
-    claimed: int = 0
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    released: int = 0
-    disabled: int = 0
-
-    def __str__(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in vars(self).items() if v)
+TABLE = Table(model=WebhookDelivery, open=OPEN_DELIVERY_STATUSES,
+              sending=DeliveryStatus.SENDING, waiting=DeliveryStatus.PENDING)
 
 
 @dataclass(frozen=True)
-class Claimed:
+class HttpPost:
+    """What the HTTP adapter sends: a POST of ``body`` to ``url`` with ``headers``."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
     id: uuid.UUID
     token: uuid.UUID
+    attempt: int
     subscription_id: uuid.UUID
     url: str
     secret: str
     event_id: uuid.UUID
     event_type: str
     payload: str
-    attempt: int
+    created_at: datetime  # retries stop WEBHOOK_RETRY_WINDOW_HOURS after it
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status_code: int | None
-    error: str | None  # None: delivered
-    duration_ms: int
+class WebhookOutbox:
+    name = "webhooks"
+    title = "webhook delivery outbox"
+    summary = "webhook deliveries"
+    table = TABLE
+    guarded = False
 
-
-class WebhookDispatcher:
-    def __init__(self, database: Database, settings: Settings, *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.database = database
+    def __init__(self, settings: Settings, http: Adapter) -> None:
         self.settings = settings
-        self.clock = clock
-        self._stopping = False
+        self.http = http
+        self.poll_seconds = settings.webhook_poll_seconds
+        self.lease_seconds = settings.webhook_lease_seconds
+        self.batch_size = settings.webhook_batch_size
+        self.send_timeout_seconds = settings.webhook_timeout_seconds
+        self.retry_base_seconds = settings.webhook_retry_base_seconds
 
-    def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
-
-    def request_stop(self) -> None:
-        """Finish the POST in flight, give the rest of the batch back, return."""
-        self._stopping = True
-
-    # The job ----------------------------------------------------------------------------
-
-    def run_once(self, now: datetime | None = None) -> DeliveryReport:
-        """Send everything due (``now``: a fixed clock, for tests)."""
-        report = DeliveryReport()
-        batch = max(1, self.settings.webhook_batch_size)
-        while not self._stopping:
-            cancelled = report.cancelled
-            claimed = self.claim(now or self.clock(), limit=batch, report=report)
-            if claimed:
-                self._send(claimed, now, report)
-            if len(claimed) + report.cancelled - cancelled < batch:
-                break
-        if report.claimed:
-            log.info("webhook deliveries: %s", report)
-        return report
-
-    def claim(self, at: datetime, *, limit: int,
-              report: DeliveryReport | None = None) -> list[Claimed]:
-        report = report or DeliveryReport()
-        token = uuid.uuid4()
-        lease_until = at + timedelta(seconds=self.settings.webhook_lease_seconds)
-        with self._uow() as uow:
-            session = uow.session
-            ids = list(session.scalars(
-                select(WebhookDelivery.id)
-                .where(WebhookDelivery.status.in_(OPEN_DELIVERY_STATUSES),
-                       WebhookDelivery.next_attempt_at <= at)
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)))
-            if not ids:
-                return []
-            rows = session.execute(
-                select(WebhookDelivery, WebhookSubscription)
-                .join(WebhookSubscription,
-                      WebhookSubscription.id == WebhookDelivery.subscription_id)
-                .where(WebhookDelivery.id.in_(ids))).all()
-            inactive = [d.id for d, s in rows if not s.active]
-            if inactive:
-                session.execute(
-                    update(WebhookDelivery).where(WebhookDelivery.id.in_(inactive))
-                    .values(status=DeliveryStatus.CANCELLED, last_error="subscription_inactive",
-                            claim_token=None, lease_until=None, updated_at=at)
-                    .execution_options(synchronize_session=False))
-                report.cancelled += len(inactive)
-            active = {d.id: (d, s) for d, s in rows if s.active}
-            if active:
-                session.execute(
-                    update(WebhookDelivery).where(WebhookDelivery.id.in_(list(active)))
-                    .values(status=DeliveryStatus.SENDING, claim_token=token,
-                            lease_until=lease_until, next_attempt_at=lease_until,
-                            attempts=WebhookDelivery.attempts + 1, updated_at=at)
-                    .execution_options(synchronize_session=False))
-            claimed = []
-            for delivery_id in ids:  # oldest first
-                if delivery_id not in active:
-                    continue
-                delivery, subscription = active[delivery_id]
-                claimed.append(Claimed(
-                    id=delivery.id, token=token, subscription_id=subscription.id,
-                    url=subscription.url, secret=subscription.secret,
-                    event_id=delivery.event_id, event_type=delivery.event_type,
-                    payload=delivery.payload, attempt=delivery.attempts + 1))
-            uow.commit()
-        report.claimed += len(claimed)
+    def load(self, session: Session, due: list[Due], *, token: uuid.UUID, at: datetime,
+             report: Report) -> list[ClaimedDelivery]:
+        rows = {d.id: (d, s) for d, s in session.execute(
+            select(WebhookDelivery, WebhookSubscription)
+            .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+            .where(WebhookDelivery.id.in_([d.id for d in due]))).all()}
+        inactive = {d.id for d, s in rows.values() if not s.active}
+        if inactive:
+            session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id.in_(inactive))
+                .values(status=DeliveryStatus.CANCELLED, last_error="subscription_inactive",
+                        claim_token=None, lease_until=None, updated_at=at)
+                .execution_options(synchronize_session=False))
+            report.add("cancelled", len(inactive))
+        claimed = []
+        for d in due:  # oldest first
+            if d.id not in rows or d.id in inactive:
+                continue
+            delivery, subscription = rows[d.id]
+            claimed.append(ClaimedDelivery(
+                id=delivery.id, token=token, attempt=d.attempt,
+                subscription_id=subscription.id, url=subscription.url,
+                secret=subscription.secret, event_id=delivery.event_id,
+                event_type=delivery.event_type, payload=delivery.payload,
+                created_at=delivery.created_at))
         return claimed
 
-    def _send(self, claimed: list[Claimed], now: datetime | None,
-              report: DeliveryReport) -> None:
-        started = time.monotonic()
-        budget = self.settings.webhook_lease_seconds - self.settings.webhook_timeout_seconds
-        down: set[uuid.UUID] = set()  # subscriptions that failed in this batch
-        for index, item in enumerate(claimed):
-            if self._stopping or time.monotonic() - started > budget:
-                rest = claimed[index:]
-                report.released += self._release(rest, when=now or self.clock())
-                return
-            if item.subscription_id in down:
-                when = (now or self.clock()) + backoff(1, self.settings.webhook_retry_base_seconds)
-                report.released += self._release([item], when=when)
-                continue
-            outcome = self.post(item)
-            self._record(item, outcome, now or self.clock(), report)
-            if outcome.error is not None:
-                down.add(item.subscription_id)
+    def guard(self, session: Session, items: list[ClaimedDelivery]) -> None:
+        return None  # not guarded: nothing is locked while a delivery is sent
 
-    def post(self, item: Claimed) -> Outcome:
-        """One signed POST; never raises."""
+    def prepare(self, item: ClaimedDelivery, guarded: None, *,
+                at: datetime) -> Send | Done | None:
         body = item.payload.encode()
+        refused = None
         try:
             webhooks.check_target(item.url,
                                   allow_private=self.settings.webhook_allow_private_targets)
         except InvalidInput:
-            return Outcome(None, "target_not_allowed", 0)
-        parts = urlsplit(item.url)
-        timeout = self.settings.webhook_timeout_seconds
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=timeout,
-                context=ssl.create_default_context())
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                                    timeout=timeout)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            refused = DeliveryError("target_not_allowed", permanent=False)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -223,101 +146,55 @@ class WebhookDispatcher:
             "X-Delivery-Id": str(item.id),
             "X-Delivery-Attempt": str(item.attempt),
         }
-        started = time.monotonic()
-        status: int | None = None
-        error: str | None
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read(RESPONSE_READ_LIMIT)
-            status = response.status
-            error = None if 200 <= status < 300 else f"http_{status}"
-        except TimeoutError:
-            error = "timeout"
-        except ConnectionRefusedError:
-            error = "connection_refused"
-        except ssl.SSLError:
-            error = "tls_error"
-        except socket.gaierror:
-            error = "dns_error"
-        except (http.client.HTTPException, OSError) as exc:
-            error = f"network_{type(exc).__name__}"[:64]
-        finally:
-            connection.close()
-        return Outcome(status, error, int((time.monotonic() - started) * 1000))
+        return Send(HttpPost(item.url, body, headers), adapter=self.http,
+                    circuit=item.subscription_id, refused=refused)
 
-    def _record(self, item: Claimed, outcome: Outcome, at: datetime,
-                report: DeliveryReport) -> None:
-        with self._uow() as uow:
-            session = uow.session
-            delivery = session.scalar(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.id == item.id, WebhookDelivery.claim_token == item.token,
-                       WebhookDelivery.status == DeliveryStatus.SENDING)
-                .with_for_update())
-            if delivery is None:  # the lease ran out and someone claimed it again
-                return
-            session.add(WebhookAttempt(delivery_id=delivery.id, attempt=delivery.attempts,
-                                       attempted_at=at, status_code=outcome.status_code,
-                                       error=outcome.error, duration_ms=outcome.duration_ms))
-            delivery.last_status_code = outcome.status_code
-            delivery.last_error = outcome.error
-            delivery.claim_token = None
-            delivery.lease_until = None
-            delivery.updated_at = at
-            if outcome.error is None:
-                delivery.status = DeliveryStatus.DELIVERED
-                delivery.delivered_at = at
-                delivery.next_attempt_at = at
-                report.delivered += 1
-                log.debug("webhook delivery %s (%s) delivered", delivery.id, item.event_type)
-            else:
-                retry_at = at + backoff(delivery.attempts,
-                                        self.settings.webhook_retry_base_seconds)
-                give_up_at = delivery.created_at + timedelta(
-                    hours=self.settings.webhook_retry_window_hours)
-                if retry_at > give_up_at:
-                    delivery.status = DeliveryStatus.FAILED
-                    delivery.next_attempt_at = at
-                    report.failed += 1
-                    session.flush()
-                    report.disabled += self._disable(session, item.subscription_id, at)
-                    log.warning("webhook delivery %s (%s) failed after %d attempts (%s); "
-                                "subscription %s disabled", delivery.id, item.event_type,
-                                delivery.attempts, outcome.error, item.subscription_id)
-                else:
-                    delivery.status = DeliveryStatus.PENDING
-                    delivery.next_attempt_at = retry_at
-                    report.retried += 1
-                    log.info("webhook delivery %s (%s) attempt %d failed (%s); retry at %s",
-                             delivery.id, item.event_type, delivery.attempts, outcome.error,
-                             retry_at.isoformat())
-            uow.commit()
+    def record(self, item: ClaimedDelivery, result: Result, *, row: None,
+               at: datetime) -> RowUpdate:
+        assert not isinstance(result, Done)  # prepare always sends
+        if isinstance(result, Postponed):  # given back, the attempt not counted
+            return RowUpdate("released", {
+                "status": DeliveryStatus.PENDING, "attempts": item.attempt - 1,
+                "next_attempt_at": result.until})
 
-    @staticmethod
-    def _disable(session, subscription_id: uuid.UUID, at: datetime) -> int:  # type: ignore[no-untyped-def]
-        result = session.execute(
-            update(WebhookSubscription)
-            .where(WebhookSubscription.id == subscription_id,
-                   WebhookSubscription.active.is_(True))
-            .values(active=False, disabled_reason="delivery_failures", disabled_at=at,
-                    updated_at=at, version=WebhookSubscription.version + 1)
-            .execution_options(synchronize_session=False))
-        webhooks.cancel_open_deliveries(session, subscription_id, "subscription_disabled", at)
-        return result.rowcount or 0
+        def log_attempt(session: Session, report: Report) -> None:
+            session.add(WebhookAttempt(delivery_id=item.id, attempt=item.attempt,
+                                       attempted_at=at, status_code=result.status_code,
+                                       error=result.error, duration_ms=result.duration_ms))
 
-    def _release(self, items: list[Claimed], *, when: datetime) -> int:
-        """Give claimed, unsent rows back (the attempt is not counted)."""
-        if not items:
-            return 0
-        with self._uow() as uow:
-            result = uow.session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_([i.id for i in items]),
-                       WebhookDelivery.claim_token == items[0].token,
-                       WebhookDelivery.status == DeliveryStatus.SENDING)
-                .values(status=DeliveryStatus.PENDING, attempts=WebhookDelivery.attempts - 1,
-                        claim_token=None, lease_until=None, next_attempt_at=when)
-                .execution_options(synchronize_session=False))
-            uow.commit()
-            return result.rowcount or 0
+        values: dict[str, Any] = {"last_status_code": result.status_code,
+                                  "last_error": result.error, "updated_at": at}
+        if result.accepted:
+            log.debug("webhook delivery %s (%s) delivered", item.id, item.event_type)
+            return RowUpdate("delivered", {**values, "status": DeliveryStatus.DELIVERED,
+                                           "delivered_at": at, "next_attempt_at": at},
+                             then=log_attempt)
+        assert result.retry_at is not None
+        give_up_at = item.created_at + timedelta(hours=self.settings.webhook_retry_window_hours)
+        if result.retry_at <= give_up_at:
+            log.info("webhook delivery %s (%s) attempt %d failed (%s); retry at %s", item.id,
+                     item.event_type, item.attempt, result.error, result.retry_at.isoformat())
+            return RowUpdate("retried", {**values, "status": DeliveryStatus.PENDING,
+                                         "next_attempt_at": result.retry_at},
+                             then=log_attempt)
+
+        def log_attempt_and_disable(session: Session, report: Report) -> None:
+            log_attempt(session, report)
+            report.add("disabled", _disable(session, item.subscription_id, at))
+            log.warning("webhook delivery %s (%s) failed after %d attempts (%s); "
+                        "subscription %s disabled", item.id, item.event_type, item.attempt,
+                        result.error, item.subscription_id)
+
+        return RowUpdate("failed", {**values, "status": DeliveryStatus.FAILED,
+                                    "next_attempt_at": at}, then=log_attempt_and_disable)
+
+
+def _disable(session: Session, subscription_id: uuid.UUID, at: datetime) -> int:
+    result: Any = session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id, WebhookSubscription.active.is_(True))
+        .values(active=False, disabled_reason="delivery_failures", disabled_at=at,
+                updated_at=at, version=WebhookSubscription.version + 1)
+        .execution_options(synchronize_session=False))
+    webhooks.cancel_open_deliveries(session, subscription_id, "subscription_disabled", at)
+    return result.rowcount or 0

@@ -29,7 +29,6 @@ import ipaddress
 import json
 import re
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,15 +98,40 @@ def verify(secret: str, header: str, body: bytes, *, now: float,
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
 
 
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """The address a resolver reads in the numeric forms ``inet_aton`` accepts (``127.1``,
+    ``2130706433``, ``0x7f.0.0.1``, ``0177.1``: decimal, hex or octal parts, the last one
+    filling the remaining bytes); ``None`` when it is not one."""
+    parts = host.lower().split(".")
+    values = []
+    for part in parts:
+        if part.startswith("0x"):
+            digits, base = part[2:] or "0", 16
+        elif len(part) > 1 and part.startswith("0"):
+            digits, base = part[1:], 8
+        else:
+            digits, base = part, 10
+        try:
+            values.append(int(digits, base))
+        except ValueError:
+            return None
+    *leading, last = values
+    if any(value > 255 for value in leading) or last >= 256 ** (4 - len(leading)):
+        return None
+    number = last
+    for index, value in enumerate(leading):
+        number += value << (8 * (3 - index))
+    return ipaddress.IPv4Address(number)
+
+
 def _internal_address(host: str) -> bool:
     address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         if _NUMERIC_HOST.match(host):
-            try:  # the forms inet_aton accepts: 127.1, 2130706433, 0x7f.0.0.1
-                address = ipaddress.IPv4Address(socket.inet_aton(host))
-            except OSError:
+            address = _inet_aton(host)
+            if address is None:
                 return True  # numeric but not an address: refuse rather than guess
     if address is None:
         return False

@@ -48,26 +48,30 @@ from service.uow import UnitOfWork
 # Planning: handlers of the booking's events, inside its transaction --------------------------
 
 
-def quiet_hours(settings: Settings | None = None) -> planning.QuietHours:
-    settings = settings or Settings.from_env()
+def quiet_hours(settings: Settings) -> planning.QuietHours:
     return planning.QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
 
 
-def plan_new_booking(uow: UnitOfWork, event: BookingCreated) -> None:
+def plan_new_booking(uow: UnitOfWork, event: BookingCreated, *,
+                     quiet: planning.QuietHours) -> None:
     booking = uow.session.get(Booking, event.booking_id)
     _plan(uow.session, booking, version=_current_version(uow.session, booking.id) + 1,
-          now=event.occurred_at, confirmation=event.status is BookingStatus.BOOKED)
+          now=event.occurred_at, quiet=quiet,
+          confirmation=event.status is BookingStatus.BOOKED)
 
 
-def replan_rescheduled(uow: UnitOfWork, event: BookingRescheduled) -> None:
+def replan_rescheduled(uow: UnitOfWork, event: BookingRescheduled, *,
+                       quiet: planning.QuietHours) -> None:
     session = uow.session
     booking = session.get(Booking, event.booking_id)
     _cancel_open(session, booking.id, "rescheduled")
     _plan(session, booking, version=_current_version(session, booking.id) + 1,
-          now=event.occurred_at, confirmation=event.status is BookingStatus.BOOKED)
+          now=event.occurred_at, quiet=quiet,
+          confirmation=event.status is BookingStatus.BOOKED)
 
 
-def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed) -> None:
+def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed, *,
+                      quiet: planning.QuietHours) -> None:
     session = uow.session
     booking = session.get(Booking, event.booking_id)
     version = _current_version(session, booking.id) or 1
@@ -75,7 +79,7 @@ def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed) -> None:
         Reminder.booking_id == booking.id, Reminder.plan_version == version,
         Reminder.kind == planning.CONFIRMATION))
     if exists is None:
-        _plan(session, booking, version=version, now=event.occurred_at,
+        _plan(session, booking, version=version, now=event.occurred_at, quiet=quiet,
               only=[planning.CONFIRMATION])
 
 
@@ -111,7 +115,8 @@ def _cancel_open(session: Session, booking_id: uuid.UUID, reason: str, *,
 
 
 def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
-          confirmation: bool = True, only: list[str] | None = None) -> None:
+          quiet: planning.QuietHours, confirmation: bool = True,
+          only: list[str] | None = None) -> None:
     service_type = session.get(ServiceType, booking.service_type_id)
     patient = session.get(Patient, booking.patient_id)
     assert service_type is not None and patient is not None
@@ -120,7 +125,7 @@ def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
         plan = planning.ReminderPlan(False, plan.hours_before, plan.next_day_check_in)
     for planned in planning.plan_reminders(
             plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
-            patient_zone=patient.timezone, now=now, quiet=quiet_hours(), kinds=only):
+            patient_zone=patient.timezone, now=now, quiet=quiet, kinds=only):
         session.add(Reminder(
             booking_id=booking.id, kind=planned.kind, plan_version=version,
             dedupe_key=dedupe_key(booking.id, planned.kind, version),

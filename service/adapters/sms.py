@@ -1,0 +1,98 @@
+"""Reminder texts through a Twilio-compatible Messages endpoint (``SMS_*``).
+
+A form POST of To, From and Body with HTTP basic auth (account SID, auth token) and the dedupe
+key as ``Idempotency-Key``; 2xx means accepted. One kept-alive connection per batch
+(``close()`` ends it). Timeouts, network errors, 408/409/425/429 and 5xx are transient; other
+answers are refusals for good.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import ssl
+from urllib.parse import urlencode, urlsplit
+
+from service.config import Settings
+from service.domain.outbox import DeliveryError
+from service.domain.reminders.channels import Outgoing
+
+
+class SmsGatewayChannel:
+    """A Twilio-compatible Messages endpoint: form POST of To, From and Body with HTTP basic
+    auth (account SID, auth token); 2xx means accepted."""
+
+    name = "sms"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._connection: http.client.HTTPConnection | None = None
+        url = settings.sms_gateway_url
+        self._url = urlsplit(url) if url else None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        assert self._url is not None
+        timeout = self.settings.channel_timeout_seconds
+        connection: http.client.HTTPConnection
+        if self._url.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                self._url.hostname or "", self._url.port, timeout=timeout,
+                context=ssl.create_default_context())
+        else:
+            connection = http.client.HTTPConnection(self._url.hostname or "", self._url.port,
+                                                    timeout=timeout)
+        connection.connect()
+        # Headers and body leave in separate writes: without this, Nagle's algorithm and the
+        # peer's delayed ACK add ~40 ms to every request on a kept-alive connection.
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    def _request(self, body: str, headers: dict[str, str]) -> int:
+        assert self._url is not None
+        reused = self._connection is not None
+        if self._connection is None:
+            self._connection = self._connect()
+        path = self._url.path or "/"
+        if self._url.query:
+            path += "?" + self._url.query
+        try:
+            self._connection.request("POST", path, body=body.encode(), headers=headers)
+            response = self._connection.getresponse()
+            response.read()
+            if response.will_close:
+                self.close()
+            return response.status
+        except (http.client.HTTPException, OSError):
+            self.close()
+            if reused:  # the server closed a kept-alive connection: try a fresh one once
+                return self._request(body, headers)
+            raise
+
+    def send(self, message: Outgoing) -> int:
+        s = self.settings
+        if self._url is None or not s.sms_from:
+            raise DeliveryError("sms_gateway_not_configured", permanent=True)
+        body = urlencode({"To": message.to, "From": s.sms_from, "Body": message.text})
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "Accept": "application/json",
+                   "Idempotency-Key": message.dedupe_key}
+        if s.sms_account_sid:
+            token = base64.b64encode(
+                f"{s.sms_account_sid}:{s.sms_auth_token or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        try:
+            status = self._request(body, headers)
+        except TimeoutError:
+            raise DeliveryError("sms_timeout", permanent=False) from None
+        except (http.client.HTTPException, OSError) as error:
+            raise DeliveryError(f"sms_{type(error).__name__}", permanent=False) from None
+        if 200 <= status < 300:
+            return status
+        transient = status in (408, 409, 425, 429) or status >= 500
+        raise DeliveryError(f"sms_http_{status}", permanent=not transient, status_code=status)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
