@@ -213,6 +213,10 @@ class Api(BaseApi):
                     headers.update(IDEMPOTENT_REPLAYED_HEADER)
                 if headers:
                     response["headers"] = headers
+            elif status is http.HTTPStatus.NOT_MODIFIED:  # a conditional read's 304
+                response["headers"] = {"ETag": {
+                    "description": "The current version's tag (the one If-None-Match named)",
+                    "schema": {"type": "string"}}}
             self.spec.components.response(status.name, response, lazy=True)
         self.spec.components.response(
             "DEFAULT_ERROR",

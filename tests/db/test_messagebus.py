@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from service import bootstrap
+from service.config import Settings
 from service.db import utcnow
 from service.domain.access.actor import SYSTEM
 from service.domain.bookings.events import BookingCreated
@@ -24,6 +25,8 @@ from service.extensions import database
 from service.messagebus import MessageBus, UnknownEvent
 from service.uow import RETRIES, UnitOfWork
 from tests.scenario import build_clinic
+
+HANDLERS = bootstrap.handlers(Settings())  # the service's handlers, default settings
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def test_a_failing_handler_rolls_the_change_back(app, clinic):
     def broken(uow, event):  # type: ignore[no-untyped-def]
         raise RuntimeError("the outbox could not be written")
 
-    bus = MessageBus({**bootstrap.handlers(Settings()), BookingCreated: [broken]}, final=bootstrap.FINAL)
+    bus = MessageBus({**HANDLERS, BookingCreated: [broken]}, final=bootstrap.FINAL)
     with pytest.raises(RuntimeError):
         create_booking(_uow(app, bus), SYSTEM, _request(clinic), now=utcnow())
     assert (_count(app, Booking), _count(app, Reminder), _count(app, BookingChange)) == (0, 0, 0)
@@ -85,8 +88,8 @@ def test_handlers_run_before_the_commit_in_order_and_may_record_more(app, clinic
     def final(uow, events):  # type: ignore[no-untyped-def]
         seen.append(f"final:{len(events)}")
 
-    bus = MessageBus({**bootstrap.handlers(Settings()), Noted: [noted],
-                      BookingCreated: [first, second, *bootstrap.handlers(Settings())[BookingCreated]]},
+    bus = MessageBus({**HANDLERS, Noted: [noted],
+                      BookingCreated: [first, second, *HANDLERS[BookingCreated]]},
                      final=[((BookingCreated, Noted), final), *bootstrap.FINAL])
     booking = create_booking(_uow(app, bus), SYSTEM, _request(clinic), now=utcnow())
     assert seen == ["first", "second", "noted", "final:2"]
@@ -98,7 +101,7 @@ def test_handlers_run_before_the_commit_in_order_and_may_record_more(app, clinic
 
 
 def test_an_event_nobody_declared_is_refused_and_nothing_commits(app, clinic):
-    bus = MessageBus({**bootstrap.handlers(Settings()), BookingCreated: []})
+    bus = MessageBus({**HANDLERS, BookingCreated: []})
 
     def work():  # type: ignore[no-untyped-def]
         uow.session.execute(text("INSERT INTO sync_counters (name, value) "
@@ -119,7 +122,7 @@ def test_every_event_of_the_domain_is_declared_in_bootstrap():
 
     domain = {k for k in subclasses(Event)
               if k.__module__.startswith("service.") and k.__subclasses__() == []}
-    assert domain - set(bootstrap.handlers(Settings())) == set()
+    assert domain - set(HANDLERS) == set()
 
 
 def test_a_transaction_that_lost_a_deadlock_runs_again(app):
