@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from service.domain.access.actor import Actor, Role
 from service.domain.bookings import services as bookings
@@ -48,17 +48,17 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
+from service.domain.consultations.policy import alerts, policy, tasks
 from service.domain.consultations.screening import Contraindication
 from service.domain.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     InvalidState,
     NotFound,
     register_constraint,
 )
 from service.domain.patients.models import Patient
-from service.domain.patients.services import find_patient, visible_patients
+from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
 from service.domain.records import Page, apply_changes, paginate
@@ -73,11 +73,6 @@ REMS_FORM_DUE = timedelta(days=7)
 register_constraint("uq_in_person_evaluations_patient_id_provider_id_evaluated_on",
                     lambda: Conflict("This in-person evaluation is already recorded.",
                                      code="duplicate_evaluation"))
-
-
-def _clinician_only(actor: Actor, what: str) -> None:
-    if actor.role is not Role.PROVIDER:
-        raise Forbidden(f"Only a provider (a clinician) may {what}.", code="clinician_only")
 
 
 def _not_in_future(value: datetime, now: datetime, field: str) -> None:
@@ -194,7 +189,7 @@ def record_decision(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
     """A clinician's decision on the patient's readiness for treatment; only a provider can
     clear (staff may record "needs review" or "not cleared")."""
     if decision is ClearanceStatus.CLEARED:
-        _clinician_only(actor, "clear a patient for treatment")
+        policy.require(actor, "clear_for_treatment")
 
     def work() -> ClearanceDecision:
         patient = find_patient(uow, actor, patient_id)
@@ -295,7 +290,7 @@ def list_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: i
 
 def override_hold(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, reason: str,
                   now: datetime) -> SessionHold:
-    _clinician_only(actor, "override a blood pressure hold")
+    policy.require(actor, "sign_hold_override")
     if not reason.strip():
         raise InvalidInput("An override needs a reason.", code="invalid_input")
 
@@ -429,17 +424,11 @@ def list_assessments(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         return paginate(uow.session, query, page=page, page_size=page_size)
 
 
-def _visible_alerts(actor: Actor, query: Select) -> Select:
-    if actor.sees_every_patient:
-        return query
-    return query.where(Alert.patient_id.in_(visible_patients(actor, select(Patient.id))))
-
-
 def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = False,
                 patient_id: uuid.UUID | None = None, page: int,
                 page_size: int) -> Page[Alert]:
     """Open alerts, oldest first (staff: all; a provider: those of their patients)."""
-    query = _visible_alerts(actor, select(Alert))
+    query = alerts.visible(actor, select(Alert))
     if not include_acknowledged:
         query = query.where(Alert.acknowledged_at.is_(None))
     if patient_id is not None:
@@ -452,10 +441,7 @@ def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = F
 def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
                       now: datetime) -> Alert:
     def work() -> Alert:
-        alert = uow.session.scalar(_visible_alerts(actor, select(Alert))
-                                   .where(Alert.id == alert_id).with_for_update())
-        if alert is None:
-            raise NotFound("No such alert.", code="alert_not_found")
+        alert = alerts.load(uow.session, actor, alert_id, lock=True)
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by_key_id = actor.key_id
@@ -467,18 +453,12 @@ def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
 # Tasks -----------------------------------------------------------------------------------
 
 
-def _visible_tasks(actor: Actor, query: Select) -> Select:
-    if actor.role is Role.PROVIDER:
-        return query.where(Task.provider_id == actor.provider_id)
-    return query
-
-
 def list_tasks(uow: UnitOfWork, actor: Actor, *, due_before: datetime | None = None,
                status: TaskStatus | None = TaskStatus.OPEN,
                patient_id: uuid.UUID | None = None, page: int,
                page_size: int) -> Page[Task]:
     """Tasks by due time (staff: all; a provider: those of their own sessions)."""
-    query = _visible_tasks(actor, select(Task))
+    query = tasks.visible(actor, select(Task))
     if status is not None:
         query = query.where(Task.status == status)
     if due_before is not None:
@@ -504,10 +484,7 @@ def open_rems_monitoring_task(uow: UnitOfWork, event: BookingCompleted) -> None:
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,
                   now: datetime) -> Task:
     def work() -> Task:
-        task = uow.session.scalar(_visible_tasks(actor, select(Task))
-                                  .where(Task.id == task_id).with_for_update())
-        if task is None:
-            raise NotFound("No such task.", code="task_not_found")
+        task = tasks.load(uow.session, actor, task_id, lock=True)
         if task.status is TaskStatus.OPEN:
             task.status = TaskStatus.DONE
             task.completed_at = now
@@ -656,7 +633,7 @@ def record_evaluation(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
 
     def work() -> InPersonEvaluation:
         patient = find_patient(uow, actor, patient_id)
-        if actor.role is Role.PROVIDER and provider_id != actor.provider_id:
+        if not policy.may_evaluate_as(actor, provider_id):
             raise NotFound("No provider with this id.", code="provider_not_found")
         if uow.session.get(Provider, provider_id) is None:
             raise NotFound("No provider with this id.", code="provider_not_found")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from service.db import utcnow
 from service.domain.access.actor import Actor
@@ -15,12 +15,6 @@ from service.domain.patients.models import Patient
 from service.domain.patients.policy import policy
 from service.domain.records import Page, apply_changes, paginate
 from service.uow import UnitOfWork
-
-
-def visible_patients(actor: Actor, query: Select) -> Select:
-    """Restrict a query over patients to those the actor may see. Kept for
-    ``consultations.services`` until it asks ``patients.policy`` itself."""
-    return policy.visible(actor, query)
 
 
 def find_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID) -> Patient:
