@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from service.domain.bookings import events as booking
-from service.domain.calendar import sync, webhooks
+from service.domain.calendar import sync
 from service.domain.consultations import services as consultations
 from service.domain.consultations.events import ClearanceChanged
 from service.domain.events import Event
 from service.domain.patients import services as patients
 from service.domain.reminders import services as reminders
 from service.domain.series.events import SeriesCreated
+from service.domain.webhooks import services as webhooks
 from service.messagebus import FinalHandler, Handler, MessageBus
 
 HANDLERS: dict[type[Event], Sequence[Handler]] = {

@@ -8,7 +8,7 @@ processes can run side by side without sending anything twice.
 - ``reminders``: every ``REMINDER_POLL_SECONDS`` (default 15 s); the first run at start-up,
   so reminders that fell due while no scheduler ran go out at once.
 - ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
-  (``service.domain.calendar.delivery``), claimed with a lease the same way.
+  (``service.domain.webhooks.delivery``), claimed with a lease the same way.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
@@ -39,10 +39,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
 from service.domain.calendar import history
-from service.domain.calendar.delivery import WebhookDispatcher
 from service.domain.idempotency import services as idempotency
 from service.domain.reminders import content
 from service.domain.reminders.dispatch import Dispatcher
+from service.domain.webhooks.delivery import WebhookDispatcher
 from service.uow import UnitOfWork
 
 log = logging.getLogger("service.scheduler")

@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from service.config import Settings
 from service.db import utcnow
-from service.domain.calendar.delivery import WebhookDispatcher
 from service.domain.calendar.models import DeliveryStatus, WebhookDelivery
 from service.domain.retries import backoff
+from service.domain.webhooks.delivery import WebhookDispatcher
 from service.extensions import unit_of_work
 from service.scheduler import OutboxScheduler
 from tests.scenario import build_clinic

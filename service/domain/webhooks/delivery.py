@@ -41,7 +41,6 @@ from sqlalchemy import select, update
 
 from service.config import Settings
 from service.db import Database, utcnow
-from service.domain.calendar import webhooks
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -51,6 +50,7 @@ from service.domain.calendar.models import (
 )
 from service.domain.errors import InvalidInput
 from service.domain.retries import backoff
+from service.domain.webhooks import services as webhooks
 from service.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
