@@ -180,6 +180,10 @@ CODES: dict[str, tuple[int, str]] = {
     "key_role_not_allowed": (403, "The caller's role may not issue or manage keys of this "
                                   "role (staff: patient keys only)."),
     "invalid_key_expiry": (422, "A key's expiry must be in the future."),
+    # Clinical safety after booking time (gates re-checked, watched doses)
+    "booking_not_flagged": (409, "The booking has no attention flag to resolve."),
+    "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
+                                 "their minutes after it, discharge last."),
 }
 
 _HTTP_CODES = {

@@ -10,6 +10,9 @@ processes can run side by side without sending anything twice.
 - ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
   (``service.domain.webhooks.delivery``), claimed with a lease the same way.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
+- ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
+  so one whose provider's license has expired by its date is flagged for attention
+  (``service.domain.bookings.attention.recheck_licenses``).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
 
@@ -36,8 +39,10 @@ from typing import Any
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from service.bootstrap import bootstrap
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
+from service.domain.bookings import attention
 from service.domain.calendar import history
 from service.domain.idempotency import services as idempotency
 from service.domain.reminders import content
@@ -48,6 +53,7 @@ from service.uow import UnitOfWork
 log = logging.getLogger("service.scheduler")
 
 PURGE_INTERVAL_SECONDS = 3600
+LICENSE_RECHECK_SECONDS = 86400
 JOB_DEFAULTS: dict[str, Any] = {"max_instances": 1, "coalesce": True,
                                 "misfire_grace_time": None}
 
@@ -107,6 +113,19 @@ class OutboxScheduler:
             id="history-purge", name="old change-feed rows and webhook delivery log",
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+        self.scheduler.add_job(
+            _guarded("license-recheck", self.recheck_licenses),
+            id="license-recheck", name="future bookings against license expiry",
+            trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
+            **JOB_DEFAULTS)
+
+    def recheck_licenses(self) -> int:
+        uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                         bus=bootstrap())
+        flagged = attention.recheck_licenses(uow, now=utcnow())
+        if flagged:
+            log.info("flagged %d future bookings for attention", flagged)
+        return flagged
 
     def purge_history(self) -> history.Purged:
         uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)

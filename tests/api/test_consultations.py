@@ -51,10 +51,23 @@ def checked_in_session(clinic: Clinic, service: str = "esketamine", hour: int = 
     return booking
 
 
+def reading_time(phase: str, minutes_after_dose: int | None = None) -> str:
+    """When a reading of a session dosed 2 h 55 min ago was taken, in the session's order:
+    before the dose, at its minutes after it, discharge now."""
+    now = datetime.now().astimezone()
+    dose = now - timedelta(hours=3) + timedelta(minutes=5)
+    if phase == "pre":
+        return (dose - timedelta(minutes=5)).isoformat()
+    if phase == "during":
+        return (dose + timedelta(minutes=minutes_after_dose or 0)).isoformat()
+    return now.isoformat()
+
+
 def vitals(clinic: Clinic, booking: dict, phase: str = "pre", role: str = "staff", *,
            systolic: int = 128, diastolic: int = 82, **extra):
     body = {"phase": phase, "systolic": systolic, "diastolic": diastolic, "heart_rate": 72,
-            "spo2": 98, "taken_at": datetime.now().astimezone().isoformat(), **extra}
+            "spo2": 98, "taken_at": reading_time(phase, extra.get("minutes_after_dose")),
+            **extra}
     return clinic.api.post(f"/api/v1/bookings/{booking['id']}/vitals", json=body, role=role)
 
 

@@ -310,6 +310,11 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
     if action == "check_in":
+        if booking.attention is not None:
+            raise Conflict("This booking no longer passes a rule it passed when it was made; "
+                           "a provider must resolve it before check-in.",
+                           code=booking.attention, attention=booking.attention)
+        gates.check_standing(uow.session, booking)
         gates.check_in(uow.session, booking, service_type, attested_state=attested_state,
                        now=now)
         booking.checked_in_at = now

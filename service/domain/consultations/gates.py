@@ -9,6 +9,10 @@ The booking use cases ask three questions here, and nothing else of consultation
   attested again now, covered by the provider's licenses)? Records the attestation.
 - ``check_completion``: may this session be completed (no blood pressure hold left, the
   esketamine readings taken)?
+- ``check_standing``: does a booking made earlier still pass the rules it passed then (the
+  booking gates above, and the provider's license on the visit's date)? Asked again when an
+  input changes (a clearance decision, a screening, a REMS enrolment, a license: see
+  ``bookings/attention.py``) and at check-in.
 
 Each raises the domain error that answers "no"; the records behind them (screenings,
 decisions, holds, vital signs, telehealth visits) are written by ``services.py``.
@@ -33,7 +37,7 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
-from service.domain.errors import Conflict, InvalidInput
+from service.domain.errors import Conflict, DomainError, InvalidInput
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Credential, Modality, may_practice
 from service.domain.providers.models import Provider
@@ -138,3 +142,40 @@ def check_completion(session: Session, booking: Booking, service_type: ServiceTy
             raise Conflict("An esketamine session needs vital signs before dosing, about 40 "
                            "minutes after it and at discharge (with the ride home confirmed).",
                            code="session_vitals_incomplete", missing=missing)
+
+
+def check_license(*, provider: Provider, location: Location, service_type: ServiceType,
+                  start: datetime, patient_state: str | None) -> None:
+    """The provider holds an active license (or telehealth registration) covering the
+    visit's date, for where the patient will be."""
+    credentials = [Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
+                              status=c.status.value, issued_on=c.issued_on,
+                              expires_on=c.expires_on) for c in provider.licenses]
+    day = in_zone(start, location.timezone).date()
+    if not may_practice(credentials, on=day, modality=service_type.modality,
+                        patient_state=patient_state):
+        raise Conflict("No active Arizona license or telehealth registration of the provider "
+                       "covers that date.", code="provider_not_licensed")
+
+
+def check_standing(session: Session, booking: Booking) -> None:
+    """Does the booking still pass every rule about who may have it that it passed when it
+    was made: the REMS requirements, contraindications, the clinician's clearance, the ride
+    home, and the provider's license on the visit's date? Raises the first rule's error."""
+    patient = session.get(Patient, booking.patient_id)
+    provider = session.get(Provider, booking.provider_id)
+    location = session.get(Location, booking.location_id)
+    service_type = session.get(ServiceType, booking.service_type_id)
+    check_booking(session, patient=patient, provider=provider, location=location,
+                  service_type=service_type, ride_home_confirmed=booking.ride_home_confirmed)
+    check_license(provider=provider, location=location, service_type=service_type,
+                  start=booking.starts_at, patient_state=booking.patient_state)
+
+
+def failing_rule(session: Session, booking: Booking) -> str | None:
+    """The code of the first rule the booking no longer passes (None: it passes them all)."""
+    try:
+        check_standing(session, booking)
+    except DomainError as broken:
+        return broken.code
+    return None

@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from service.domain.access.actor import Actor, Role
 from service.domain.bookings import services as bookings
-from service.domain.bookings.events import BookingCompleted
+from service.domain.bookings.events import BookingCompleted, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
-from service.domain.consultations.events import ClearanceChanged
+from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.consultations.models import (
     Alert,
     AlertKind,
@@ -158,6 +158,7 @@ def record_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         uow.session.add(screening)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, (), now)
+        uow.record(ScreeningChanged(patient_id=screening.patient_id, occurred_at=now))
         return screening
 
     return uow.run(work)
@@ -173,6 +174,7 @@ def update_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         apply_changes(screening, changes, expected_version=expected_version)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, before, now)
+        uow.record(ScreeningChanged(patient_id=screening.patient_id, occurred_at=now))
         return screening
 
     return uow.run(work)
@@ -235,9 +237,15 @@ class VitalsInput:
 
 
 def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: VitalsInput,
-                  *, threshold: vital_rules.Threshold, now: datetime) -> VitalSign:
+                  *, threshold: vital_rules.Threshold, now: datetime,
+                  limits: vital_rules.WatchLimits | None = None) -> VitalSign:
     """Record one reading of a checked-in session. A pre-dose blood pressure above the
-    threshold puts the session on hold; no reading during dosing is taken while it holds."""
+    threshold puts the session on hold; no reading during dosing is taken while it holds.
+    Readings come in the session's order (before the dose, during at their minutes after
+    it, discharge last; none in the future). A reading during or after dosing beyond the
+    clinic's watch limits raises an urgent alert and marks the session
+    (``vitals_alert_at``)."""
+    limits = limits or vital_rules.WatchLimits()
     reading = values.reading()
     problems = vital_rules.implausible(reading)
     if values.taken_at > now + CLOCK_SKEW:
@@ -261,16 +269,30 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
+        recorded = uow.session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
+        disorder = vital_rules.out_of_order(
+            vital_rules.Timed(phase=reading.phase, taken_at=values.taken_at,
+                              minutes_after_dose=reading.minutes_after_dose),
+            [r.timed() for r in recorded])
+        if disorder is not None:
+            raise Conflict(disorder, code="vitals_out_of_order")
         above = vital_rules.holds_session(reading, threshold)
+        beyond = vital_rules.beyond_limits(reading, limits)
         row = VitalSign(
             booking_id=booking.id, patient_id=booking.patient_id, phase=reading.phase,
             minutes_after_dose=reading.minutes_after_dose, systolic=reading.systolic,
             diastolic=reading.diastolic, heart_rate=reading.heart_rate, spo2=reading.spo2,
-            taken_at=values.taken_at, above_threshold=above,
+            taken_at=values.taken_at, above_threshold=above, beyond_limits=beyond,
             ride_home_confirmed=values.ride_home_confirmed, recorded_at=now,
             recorded_by_key_id=actor.key_id)
         uow.session.add(row)
         uow.session.flush()
+        if beyond:
+            if booking.vitals_alert_at is None:
+                booking.vitals_alert_at = now
+            uow.session.add(Alert(patient_id=booking.patient_id, booking_id=booking.id,
+                                  kind=AlertKind.VITALS_OUT_OF_RANGE, urgent=True,
+                                  raised_at=now))
         if above and held is None:
             uow.session.add(SessionHold(booking_id=booking.id, reading_id=row.id, held_at=now))
         return row
@@ -479,6 +501,14 @@ def open_rems_monitoring_task(uow: UnitOfWork, event: BookingCompleted) -> None:
     uow.session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=booking.id,
                          patient_id=booking.patient_id, provider_id=booking.provider_id,
                          due_at=event.occurred_at + REMS_FORM_DUE))
+
+
+def raise_attention_alert(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
+    """A future booking no longer passes a rule: an alert for clinic staff and the
+    patient's providers (handler of ``BookingNeedsAttention``, in the same transaction)."""
+    uow.session.add(Alert(patient_id=event.patient_id, booking_id=event.booking_id,
+                          kind=AlertKind.BOOKING_ATTENTION, code=event.code, urgent=False,
+                          raised_at=event.occurred_at))
 
 
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,

@@ -22,7 +22,7 @@ from service.config import Settings
 from service.db import utcnow
 from service.domain.consultations import services
 from service.domain.consultations.policy import alerts, policy, tasks
-from service.domain.consultations.vitals import Threshold
+from service.domain.consultations.vitals import Threshold, WatchLimits
 from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.bookings.schemas import BookingSchema
 from service.resources.common import (
@@ -82,6 +82,14 @@ def _settings() -> Settings:
 def _threshold() -> Threshold:
     settings = _settings()
     return Threshold(systolic=settings.bp_hold_systolic, diastolic=settings.bp_hold_diastolic)
+
+
+def _watch_limits() -> WatchLimits:
+    settings = _settings()
+    return WatchLimits(systolic_max=settings.vitals_alert_systolic,
+                       diastolic_max=settings.vitals_alert_diastolic,
+                       heart_rate_max=settings.vitals_alert_heart_rate,
+                       spo2_min=settings.vitals_alert_spo2)
 
 
 def _telehealth_settings() -> dict[str, object]:
@@ -280,7 +288,8 @@ class BookingVitals(MethodView):
         """
         values = services.VitalsInput(**data)
         return services.record_vitals(unit_of_work(), current_actor(), booking_id, values,
-                                      threshold=_threshold(), now=utcnow()), 201
+                                      threshold=_threshold(), limits=_watch_limits(),
+                                      now=utcnow()), 201
 
 
 @sessions_blp.route("/bookings/<uuid:booking_id>/holds")
