@@ -76,6 +76,7 @@ class Settings:
     vitals_alert_diastolic: int = 110  # VITALS_ALERT_DIASTOLIC: above it
     vitals_alert_heart_rate: int = 120  # VITALS_ALERT_HEART_RATE: above it
     vitals_alert_spo2: int = 92  # VITALS_ALERT_SPO2: below it (%)
+    check_in_opens_minutes: int = 120  # CHECK_IN_OPENS_MINUTES: check-in opens this long before
     # Database faults: answer 503 database_unavailable fast instead of hanging (service/db.py)
     database_connect_timeout_seconds: int = 3
     database_statement_timeout_seconds: float = 5.0
@@ -221,6 +222,9 @@ def _consultation_settings(env: Mapping[str, str], defaults: Settings) -> dict[s
         "controlled_substance_cutoff": (date.fromisoformat(cutoff) if cutoff
                                         else defaults.controlled_substance_cutoff),
         **_watch_limits(env, defaults),
+        "check_in_opens_minutes": _non_negative(
+            "CHECK_IN_OPENS_MINUTES",
+            env.get("CHECK_IN_OPENS_MINUTES", str(defaults.check_in_opens_minutes))),
     }
 
 

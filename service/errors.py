@@ -182,6 +182,9 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_key_expiry": (422, "A key's expiry must be in the future."),
     # Clinical safety after booking time (gates re-checked, watched doses)
     "booking_not_flagged": (409, "The booking has no attention flag to resolve."),
+    "check_in_not_open": (409, "Check-in opens CHECK_IN_OPENS_MINUTES before the visit."),
+    "discharge_too_early": (409, "Discharge comes after the service type's monitoring time "
+                                 "after the dose (120 minutes after esketamine)."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
 }

@@ -95,3 +95,23 @@ def test_the_watch_limits_are_settings(clinic, api, app, monkeypatch):
     assert Settings.from_env({"VITALS_ALERT_SYSTOLIC": "170"}).vitals_alert_systolic == 170
     with pytest.raises(ValueError):
         Settings.from_env({"VITALS_ALERT_SPO2": "120"})
+
+
+def test_esketamine_discharge_waits_for_120_minutes_after_the_dose(clinic):
+    session = checked_in_session(clinic)
+    assert vitals(clinic, session, "pre", taken_at=at(60)).status_code == 201
+    assert vitals(clinic, session, "during", minutes_after_dose=40,
+                  taken_at=at(15)).status_code == 201  # the dose: 55 minutes ago
+    early = vitals(clinic, session, "discharge", ride_home_confirmed=True, taken_at=at(0))
+    assert assert_problem(early, 409, "discharge_too_early")["earliest"]
+
+
+def test_check_in_opens_shortly_before_the_visit(clinic, api, app, monkeypatch):
+    settings(app, monkeypatch, check_in_opens_minutes=120)
+    booking = clinic.book("esketamine", clinic.at(9))
+    assert booking.status_code == 201
+    refused = clinic.check_in(booking.get_json())  # ten days ahead
+    assert assert_problem(refused, 409, "check_in_not_open")["opens_at"]
+    visit = clinic.book("consultation", clinic.at(14)).get_json()
+    assert_problem(clinic.check_in(visit), 409, "check_in_not_open")  # telehealth too
+    assert Settings.from_env({}).check_in_opens_minutes == 120

@@ -276,6 +276,11 @@ TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus]] = {
 }
 
 
+# A visit is checked in from this long before its start (CHECK_IN_OPENS_MINUTES), not days
+# ahead: a session a week away is not "here".
+CHECK_IN_OPENS = timedelta(minutes=120)
+
+
 EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
     "confirm": events.BookingConfirmed,
     "check_in": events.BookingCheckedIn,
@@ -287,7 +292,8 @@ EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
 
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
                      now: datetime, reason: str | None = None,
-                     attested_state: str | None = None) -> Booking:
+                     attested_state: str | None = None,
+                     check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
     """Move a booking the actor may see (locked) to its next status, inside the caller's
     unit of work; records the event, does not commit. ``attested_state``: where the patient
     says they are, at a telehealth check-in."""
@@ -310,6 +316,10 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
     if action == "check_in":
+        opens = booking.starts_at - check_in_opens
+        if now < opens:
+            raise InvalidState("Check-in opens shortly before the visit, not days ahead.",
+                               code="check_in_not_open", opens_at=opens.isoformat())
         if booking.attention is not None:
             raise Conflict("This booking no longer passes a rule it passed when it was made; "
                            "a provider must resolve it before check-in.",
@@ -327,11 +337,12 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
 
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
-                       attested_state: str | None = None) -> Booking:
+                       attested_state: str | None = None,
+                       check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
     def work() -> Booking:
         booking = find_booking(uow, actor, booking_id, lock=True)
         return apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                                attested_state=attested_state)
+                                attested_state=attested_state, check_in_opens=check_in_opens)
 
     return uow.run(work)
 

@@ -269,13 +269,19 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
-        recorded = uow.session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
+        recorded = [r.timed() for r in uow.session.scalars(
+            select(VitalSign).where(VitalSign.booking_id == booking.id))]
         disorder = vital_rules.out_of_order(
             vital_rules.Timed(phase=reading.phase, taken_at=values.taken_at,
-                              minutes_after_dose=reading.minutes_after_dose),
-            [r.timed() for r in recorded])
+                              minutes_after_dose=reading.minutes_after_dose), recorded)
         if disorder is not None:
             raise Conflict(disorder, code="vitals_out_of_order")
+        if reading.phase is vital_rules.Phase.DISCHARGE and gates.is_treatment(service_type):
+            earliest = vital_rules.discharge_from(recorded, service_type.recovery_minutes)
+            if earliest is not None and values.taken_at < earliest:
+                raise Conflict(f"Discharge comes after {service_type.recovery_minutes} minutes "
+                               "of monitoring after the dose.", code="discharge_too_early",
+                               earliest=earliest.isoformat())
         above = vital_rules.holds_session(reading, threshold)
         beyond = vital_rules.beyond_limits(reading, limits)
         row = VitalSign(
@@ -623,13 +629,14 @@ def record_consent(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, now:
 
 
 def check_in_telehealth(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
-                        patient_state: str, now: datetime) -> Booking:
+                        patient_state: str, now: datetime,
+                        check_in_opens: timedelta = bookings.CHECK_IN_OPENS) -> Booking:
     """Check a telehealth visit in, with the patient's location attested again now."""
 
     def work() -> Booking:
         booking = _telehealth_booking(uow, actor, booking_id, lock=True)
         bookings.apply_transition(uow, actor, booking, "check_in", now=now,
-                                  attested_state=patient_state)
+                                  attested_state=patient_state, check_in_opens=check_in_opens)
         return booking
 
     return uow.run(work)

@@ -166,3 +166,12 @@ def out_of_order(new: Timed, recorded: Iterable[Timed]) -> str | None:
             r.taken_at for r in recorded):
         return "The discharge reading comes after every other reading of the session."
     return None
+
+
+def discharge_from(recorded: Iterable[Timed], monitoring_minutes: int) -> datetime | None:
+    """The earliest discharge after the dose the readings place: the dose plus the service
+    type's monitoring time (120 minutes after esketamine). None: no dose placed yet."""
+    doses = [d for d in (r.dosed_at for r in recorded) if d is not None]
+    if not doses:
+        return None
+    return min(doses) + timedelta(minutes=monitoring_minutes)

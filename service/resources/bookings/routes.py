@@ -23,6 +23,7 @@ from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    check_in_opens,
     etag,
     expected_version,
     not_modified,
@@ -126,7 +127,8 @@ def _transition_view(action: str, summary: str) -> type[MethodView]:
         @authorize(policy, "change_status")
         def post(self, booking_id: uuid.UUID):
             booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
-                                                  action, now=utcnow())
+                                                  action, now=utcnow(),
+                                                  check_in_opens=check_in_opens())
             return booking, etag(booking)
 
     Transition.post.__doc__ = summary

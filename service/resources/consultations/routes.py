@@ -29,6 +29,7 @@ from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    check_in_opens,
     etag,
     expected_version,
     not_modified,
@@ -240,7 +241,7 @@ class TelehealthCheckIn(MethodView):
         """
         booking = services.check_in_telehealth(unit_of_work(), current_actor(), booking_id,
                                                patient_state=data["patient_state"],
-                                               now=utcnow())
+                                               now=utcnow(), check_in_opens=check_in_opens())
         return booking, etag(booking)
 
 
