@@ -88,3 +88,9 @@ class Booking(Record, Base):
     attention_resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A reading during or after the dose went beyond the clinic's watch limits (the first).
     vitals_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def leaves_at(self) -> datetime:
+        """When the patient may leave: the visit plus its monitoring or recovery (the
+        patient's block; calendars and FHIR show this whole stay)."""
+        return self.hold_ends_at

@@ -21,6 +21,9 @@ class BookingSchema(RecordSchema):
         "description": "End of the visit (recovery or monitoring not included)"})
     hold_until = ma.fields.AwareDateTime(attribute="hold_ends_at", metadata={
         "description": "End of recovery or monitoring (the patient and chair are held)"})
+    leaves_at = ma.fields.AwareDateTime(attribute="leaves_at", metadata={
+        "description": "When the patient may leave: the visit plus its monitoring or recovery "
+                       "(esketamine: 2 h 15 min after the start). Drivers plan for this"})
     chair_number = ma.fields.Integer(allow_none=True)
     patient_state = ma.fields.String(allow_none=True, metadata={
         "description": "Where the patient attested to be (telehealth)"})
