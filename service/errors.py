@@ -185,6 +185,8 @@ CODES: dict[str, tuple[int, str]] = {
     "check_in_not_open": (409, "Check-in opens CHECK_IN_OPENS_MINUTES before the visit."),
     "discharge_too_early": (409, "Discharge comes after the service type's monitoring time "
                                  "after the dose (120 minutes after esketamine)."),
+    "contraindicated": (409, "A screening on record names a contraindication the service "
+                             "type declares."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
 }

@@ -61,6 +61,12 @@ def esketamine_contraindicated(session: Session, patient_id: uuid.UUID) -> bool:
     return any(s.outcome().esketamine_contraindicated for s in screenings)
 
 
+def contraindications_on_record(session: Session, patient_id: uuid.UUID) -> set[str]:
+    """Every contraindication any screening on record of the patient answers yes to."""
+    screenings = session.scalars(select(Screening).where(Screening.patient_id == patient_id))
+    return {c.value for s in screenings for c in (*s.outcome().hard, *s.outcome().review)}
+
+
 def active_hold(session: Session, booking_id: uuid.UUID) -> SessionHold | None:
     """The blood pressure hold on the session that no clinician has overridden yet."""
     return session.scalar(select(SessionHold).where(SessionHold.booking_id == booking_id,
@@ -86,6 +92,12 @@ def check_booking(session: Session, *, patient: Patient, provider: Provider,
     if service_type.requires_rems and esketamine_contraindicated(session, patient.id):
         raise Conflict("A screening on record names a hard contraindication to esketamine "
                        "(see the patient's consultation).", code="esketamine_contraindicated")
+    declared = set(service_type.contraindications or ())
+    named = sorted(declared & contraindications_on_record(session, patient.id))
+    if named:
+        raise Conflict("A screening on record names a contraindication to this kind of visit "
+                       "(see the patient's consultation).", code="contraindicated",
+                       contraindications=named)
     if service_type.needs_clearance:
         # The clinician's decision, not a flag anyone may set, clears a patient for treatment.
         decision = latest_decision(session, patient.id)
@@ -130,17 +142,25 @@ def check_in(session: Session, booking: Booking, service_type: ServiceType, *,
 
 
 def check_completion(session: Session, booking: Booking, service_type: ServiceType) -> None:
-    """A held session stays held; an esketamine session needs its REMS readings."""
+    """A held session stays held; every in-clinic treatment needs readings before dosing,
+    during monitoring and at discharge (esketamine: its REMS readings)."""
     if active_hold(session, booking.id) is not None:
         raise Conflict("A pre-dose blood pressure above the clinic's threshold holds this "
                        "session until a clinician overrides the hold with a reason.",
                        code="session_on_hold")
+    readings = [r.reading() for r in
+                session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))]
     if service_type.requires_rems:
-        readings = session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
-        missing = vitals.missing_for_esketamine(r.reading() for r in readings)
+        missing = vitals.missing_for_esketamine(readings)
         if missing:
             raise Conflict("An esketamine session needs vital signs before dosing, about 40 "
                            "minutes after it and at discharge (with the ride home confirmed).",
+                           code="session_vitals_incomplete", missing=missing)
+    elif is_treatment(service_type):
+        missing = vitals.missing_for_treatment(readings)
+        if missing:
+            raise Conflict("An in-clinic treatment needs vital signs before dosing, during "
+                           "monitoring and at discharge (with the ride home confirmed).",
                            code="session_vitals_incomplete", missing=missing)
 
 

@@ -92,6 +92,14 @@ def missing_for_esketamine(readings: Iterable[Reading]) -> list[str]:
     return [name for name, present in have.items() if not present]
 
 
+def missing_for_treatment(readings: Iterable[Reading]) -> list[str]:
+    """What any in-clinic treatment still lacks before it can be completed: ``pre``,
+    ``during`` and ``discharge`` readings."""
+    phases = {r.phase for r in readings}
+    return [phase.value for phase in (Phase.PRE, Phase.DURING, Phase.DISCHARGE)
+            if phase not in phases]
+
+
 # Watched doses ---------------------------------------------------------------------------
 
 
