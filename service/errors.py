@@ -187,6 +187,7 @@ CODES: dict[str, tuple[int, str]] = {
                                  "after the dose (120 minutes after esketamine)."),
     "contraindicated": (409, "A screening on record names a contraindication the service "
                              "type declares."),
+    "session_not_over": (409, "A session is completed once its dose could have ended."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
 }

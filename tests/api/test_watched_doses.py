@@ -115,3 +115,22 @@ def test_check_in_opens_shortly_before_the_visit(clinic, api, app, monkeypatch):
     visit = clinic.book("consultation", clinic.at(14)).get_json()
     assert_problem(clinic.check_in(visit), 409, "check_in_not_open")  # telehealth too
     assert Settings.from_env({}).check_in_opens_minutes == 120
+
+
+def test_a_session_completes_only_once_its_dose_could_have_ended(clinic, api):
+    # An in-clinic treatment dosed over an hour with no recovery time: discharge may follow
+    # the dose at once, completion waits for the hour.
+    slow = api.create("/api/v1/service-types", {
+        "code": "slow-infusion", "name": "Slow infusion", "modality": "in-person",
+        "duration_minutes": 60, "slot_interval_minutes": 15, "needs_chair": True,
+        "needs_clearance": True, "min_notice_minutes": 1440, "horizon_days": 90})
+    clinic.services["slow-infusion"] = slow
+    session = clinic.book("slow-infusion", clinic.at(9), ride_home_confirmed=True).get_json()
+    assert clinic.check_in(session).status_code == 200
+    assert vitals(clinic, session, "pre", taken_at=at(30)).status_code == 201
+    assert vitals(clinic, session, "during", minutes_after_dose=5,
+                  taken_at=at(20)).status_code == 201  # the dose: 25 minutes ago
+    assert vitals(clinic, session, "discharge", ride_home_confirmed=True,
+                  taken_at=at(0)).status_code == 201
+    early = api.post(f"/api/v1/bookings/{session['id']}/complete")
+    assert assert_problem(early, 409, "session_not_over")["earliest"]

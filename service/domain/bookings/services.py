@@ -329,7 +329,7 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
                        now=now)
         booking.checked_in_at = now
     if action == "complete":
-        gates.check_completion(uow.session, booking, service_type)
+        gates.check_completion(uow.session, booking, service_type, now=now)
     booking.status = target
     _record(uow, booking, EVENT_OF_ACTION[action], actor=actor, now=now)
     return booking

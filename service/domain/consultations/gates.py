@@ -141,7 +141,8 @@ def check_in(session: Session, booking: Booking, service_type: ServiceType, *,
     visit.attested_at = now
 
 
-def check_completion(session: Session, booking: Booking, service_type: ServiceType) -> None:
+def check_completion(session: Session, booking: Booking, service_type: ServiceType, *,
+                     now: datetime | None = None) -> None:
     """A held session stays held; every in-clinic treatment needs readings before dosing,
     during monitoring and at discharge (esketamine: its REMS readings)."""
     if active_hold(session, booking.id) is not None:
@@ -162,6 +163,14 @@ def check_completion(session: Session, booking: Booking, service_type: ServiceTy
             raise Conflict("An in-clinic treatment needs vital signs before dosing, during "
                            "monitoring and at discharge (with the ride home confirmed).",
                            code="session_vitals_incomplete", missing=missing)
+    if is_treatment(service_type) and now is not None:
+        timed = [r.timed() for r in
+                 session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))]
+        over = vitals.discharge_from(timed, service_type.duration_minutes)
+        if over is not None and now < over:
+            raise Conflict("The dose cannot have ended yet: a session is completed after its "
+                           f"{service_type.duration_minutes} minutes of dosing.",
+                           code="session_not_over", earliest=over.isoformat())
 
 
 def check_license(*, provider: Provider, location: Location, service_type: ServiceType,
