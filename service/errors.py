@@ -188,6 +188,8 @@ CODES: dict[str, tuple[int, str]] = {
     "contraindicated": (409, "A screening on record names a contraindication the service "
                              "type declares."),
     "session_not_over": (409, "A session is completed once its dose could have ended."),
+    "not_ready_for_discharge": (409, "Discharge readings must be back within the clinic's "
+                                     "watch limits (VITALS_ALERT_*)."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
 }

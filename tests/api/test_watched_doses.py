@@ -134,3 +134,19 @@ def test_a_session_completes_only_once_its_dose_could_have_ended(clinic, api):
                   taken_at=at(0)).status_code == 201
     early = api.post(f"/api/v1/bookings/{session['id']}/complete")
     assert assert_problem(early, 409, "session_not_over")["earliest"]
+
+
+def test_discharge_needs_readings_back_within_the_limits(clinic, api):
+    session = checked_in_session(clinic)
+    assert vitals(clinic, session, "pre", taken_at=at(170)).status_code == 201
+    assert vitals(clinic, session, "during", minutes_after_dose=40,
+                  taken_at=at(125)).status_code == 201  # the dose: 165 minutes ago
+    high = vitals(clinic, session, "discharge", ride_home_confirmed=True, taken_at=at(2),
+                  systolic=186, diastolic=104)
+    assert assert_problem(high, 409, "not_ready_for_discharge")["beyond_limits"] == [
+        "systolic"]
+    assert vitals(clinic, session, "during", minutes_after_dose=164,
+                  taken_at=at(1), systolic=186, diastolic=104).status_code == 201
+    assert vitals(clinic, session, "discharge", ride_home_confirmed=True,
+                  taken_at=at(0)).status_code == 201
+    assert api.post(f"/api/v1/bookings/{session['id']}/complete").status_code == 200

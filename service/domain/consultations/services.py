@@ -284,6 +284,11 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                                earliest=earliest.isoformat())
         above = vital_rules.holds_session(reading, threshold)
         beyond = vital_rules.beyond_limits(reading, limits)
+        if reading.phase is vital_rules.Phase.DISCHARGE and beyond:
+            raise Conflict("The patient is not ready for discharge: readings must be back "
+                           "within the clinic's limits (keep monitoring: record it as a "
+                           "reading during monitoring).", code="not_ready_for_discharge",
+                           beyond_limits=beyond)
         row = VitalSign(
             booking_id=booking.id, patient_id=booking.patient_id, phase=reading.phase,
             minutes_after_dose=reading.minutes_after_dose, systolic=reading.systolic,
