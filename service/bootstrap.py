@@ -17,14 +17,18 @@ import functools
 from collections.abc import Sequence
 
 from service.config import Settings
+from service.domain.bookings import attention
 from service.domain.bookings import events as booking
-from service.domain.calendar import sync, webhooks
+from service.domain.calendar import sync
 from service.domain.consultations import services as consultations
-from service.domain.consultations.events import ClearanceChanged
+from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.events import Event
 from service.domain.patients import services as patients
+from service.domain.patients.events import RemsEnrolmentChanged
+from service.domain.providers.events import LicenseChanged
 from service.domain.reminders import services as reminders
 from service.domain.series.events import SeriesCreated
+from service.domain.webhooks import services as webhooks
 from service.messagebus import FinalHandler, Handler, MessageBus
 
 
@@ -48,7 +52,14 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
                                    webhooks.enqueue_booking_change],
         booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
         SeriesCreated: [webhooks.enqueue_series_created],
-        ClearanceChanged: [patients.follow_clearance],
+        ClearanceChanged: [patients.follow_clearance, attention.recheck_patient],
+        # Gates re-checked when their inputs change: future bookings that no longer pass are
+        # flagged (bookings/attention.py), with an alert and a webhook.
+        ScreeningChanged: [attention.recheck_patient],
+        RemsEnrolmentChanged: [attention.recheck_patient],
+        LicenseChanged: [attention.recheck_provider],
+        booking.BookingNeedsAttention: [consultations.raise_attention_alert,
+                                        webhooks.enqueue_booking_attention],
     }
 
 

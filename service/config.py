@@ -71,6 +71,12 @@ class Settings:
     bp_hold_diastolic: int = 100
     telehealth_video_url_template: str = "https://video.example.invalid/visit/{booking_id}"
     controlled_substance_cutoff: date = date(2027, 1, 1)
+    # Watched doses: readings during or after dosing beyond these raise an urgent alert
+    vitals_alert_systolic: int = 180  # VITALS_ALERT_SYSTOLIC: above it
+    vitals_alert_diastolic: int = 110  # VITALS_ALERT_DIASTOLIC: above it
+    vitals_alert_heart_rate: int = 120  # VITALS_ALERT_HEART_RATE: above it
+    vitals_alert_spo2: int = 92  # VITALS_ALERT_SPO2: below it (%)
+    check_in_opens_minutes: int = 120  # CHECK_IN_OPENS_MINUTES: check-in opens this long before
     # Database faults: answer 503 database_unavailable fast instead of hanging (service/db.py)
     database_connect_timeout_seconds: int = 3
     database_statement_timeout_seconds: float = 5.0
@@ -215,7 +221,25 @@ def _consultation_settings(env: Mapping[str, str], defaults: Settings) -> dict[s
         "telehealth_video_url_template": template,
         "controlled_substance_cutoff": (date.fromisoformat(cutoff) if cutoff
                                         else defaults.controlled_substance_cutoff),
+        **_watch_limits(env, defaults),
+        "check_in_opens_minutes": _non_negative(
+            "CHECK_IN_OPENS_MINUTES",
+            env.get("CHECK_IN_OPENS_MINUTES", str(defaults.check_in_opens_minutes))),
     }
+
+
+def _watch_limits(env: Mapping[str, str], defaults: Settings) -> dict[str, int]:
+    """VITALS_ALERT_SYSTOLIC, VITALS_ALERT_DIASTOLIC, VITALS_ALERT_HEART_RATE,
+    VITALS_ALERT_SPO2: the limits of readings during and after dosing."""
+    values = {name: int(env.get(name.upper(), getattr(defaults, name))) for name in (
+        "vitals_alert_systolic", "vitals_alert_diastolic", "vitals_alert_heart_rate",
+        "vitals_alert_spo2")}
+    if not 0 < values["vitals_alert_diastolic"] < values["vitals_alert_systolic"]:
+        raise ValueError("VITALS_ALERT_DIASTOLIC must be above 0 and below "
+                         "VITALS_ALERT_SYSTOLIC")
+    if not 0 < values["vitals_alert_spo2"] <= 100:
+        raise ValueError("VITALS_ALERT_SPO2 is a percentage (1-100)")
+    return values
 
 
 IDEMPOTENCY_LEASE_MARGIN_SECONDS = 5.0

@@ -38,6 +38,7 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
+from service.domain.consultations.screening import HARD_FOR_ESKETAMINE, Contraindication
 from service.domain.consultations.vitals import Phase
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
@@ -49,6 +50,13 @@ from service.domain.providers.models import (
     Provider,
 )
 from service.uow import UnitOfWork
+
+# What rules each kind of treatment out, as the demo clinic declares it (screening answers).
+IV_CONTRAINDICATIONS = [c.value for c in (
+    Contraindication.UNCONTROLLED_HYPERTENSION, Contraindication.ANEURYSMAL_VASCULAR_DISEASE,
+    Contraindication.ARTERIOVENOUS_MALFORMATION, Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY,
+    Contraindication.HYPERSENSITIVITY, Contraindication.PREGNANCY)]
+ESKETAMINE_CONTRAINDICATIONS = [c.value for c in sorted(HARD_FOR_ESKETAMINE)]
 
 DEMO_KEYS: dict[str, str] = {
     role.value: f"ck_{role.value}_demo{role.value[:4]}0000_LOCAL-DEMO-KEY-{role.value.upper()}"
@@ -116,13 +124,15 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         duration_minutes=45, recovery_minutes=60, buffer_before_minutes=15,
                         buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
                         slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
-                        needs_clearance=True, reminder_plan=treatment_plan),
+                        needs_clearance=True, reminder_plan=treatment_plan,
+                        contraindications=IV_CONTRAINDICATIONS),
             ServiceType(code="esketamine", name="Esketamine (Spravato) session",
                         modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
                         buffer_before_minutes=15, buffer_after_minutes=0,
                         min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
-                        requires_rems=True, reminder_plan=treatment_plan),
+                        requires_rems=True, reminder_plan=treatment_plan,
+                        contraindications=ESKETAMINE_CONTRAINDICATIONS),
             ServiceType(code="follow-up", name="Follow-up check-in",
                         modality=Modality.TELEHEALTH, duration_minutes=20,
                         buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,

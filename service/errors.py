@@ -181,6 +181,18 @@ CODES: dict[str, tuple[int, str]] = {
     "key_role_not_allowed": (403, "The caller's role may not issue or manage keys of this "
                                   "role (staff: patient keys only)."),
     "invalid_key_expiry": (422, "A key's expiry must be in the future."),
+    # Clinical safety after booking time (gates re-checked, watched doses)
+    "booking_not_flagged": (409, "The booking has no attention flag to resolve."),
+    "check_in_not_open": (409, "Check-in opens CHECK_IN_OPENS_MINUTES before the visit."),
+    "discharge_too_early": (409, "Discharge comes after the service type's monitoring time "
+                                 "after the dose (120 minutes after esketamine)."),
+    "contraindicated": (409, "A screening on record names a contraindication the service "
+                             "type declares."),
+    "session_not_over": (409, "A session is completed once its dose could have ended."),
+    "not_ready_for_discharge": (409, "Discharge readings must be back within the clinic's "
+                                     "watch limits (VITALS_ALERT_*)."),
+    "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
+                                 "their minutes after it, discharge last."),
 }
 
 _HTTP_CODES = {

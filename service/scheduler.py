@@ -10,8 +10,12 @@ side; a killed one re-sends at most the message it had in flight, after the leas
 
 - ``reminders``: every ``REMINDER_POLL_SECONDS`` (default 15 s); the first run at start-up,
   so reminders that fell due while no scheduler ran go out at once.
-- ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox.
+- ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
+  (``service.domain.webhooks.delivery``), claimed with a lease the same way.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
+- ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
+  so one whose provider's license has expired by its date is flagged for attention
+  (``service.domain.bookings.attention.recheck_licenses``).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
 
@@ -43,20 +47,23 @@ from service.adapters.http import HttpChannel
 from service.adapters.log import LogChannel
 from service.adapters.sms import SmsGatewayChannel
 from service.adapters.smtp import SmtpChannel
+from service.bootstrap import bootstrap
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
+from service.domain.bookings import attention
 from service.domain.calendar import history
-from service.domain.calendar.delivery import WebhookOutbox
 from service.domain.idempotency import services as idempotency
 from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
 from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders.dispatch import ReminderOutbox
+from service.domain.webhooks.delivery import WebhookOutbox
 from service.uow import UnitOfWork
 
 log = logging.getLogger("service.scheduler")
 
 PURGE_INTERVAL_SECONDS = 3600
+LICENSE_RECHECK_SECONDS = 86400
 JOB_DEFAULTS: dict[str, Any] = {"max_instances": 1, "coalesce": True,
                                 "misfire_grace_time": None}
 
@@ -126,6 +133,19 @@ class OutboxScheduler:
             id="history-purge", name="old change-feed rows and webhook delivery log",
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+        self.scheduler.add_job(
+            _guarded("license-recheck", self.recheck_licenses),
+            id="license-recheck", name="future bookings against license expiry",
+            trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
+            **JOB_DEFAULTS)
+
+    def recheck_licenses(self) -> int:
+        uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                         bus=bootstrap(self.settings))
+        flagged = attention.recheck_licenses(uow, now=utcnow())
+        if flagged:
+            log.info("flagged %d future bookings for attention", flagged)
+        return flagged
 
     def register(self, runner: OutboxRunner) -> None:
         """The outbox's own interval job; its first run at start-up."""

@@ -7,6 +7,7 @@ PostgreSQL cannot be reached, the run fails instead of skipping.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -65,7 +66,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def app(database_url: str):
     migrate.upgrade(database_url)
+    # Tests book days ahead (minimum notice) and check in at once: check-in opens a year
+    # before the visit here; the clinic's window is tested in tests/api/test_watched_doses.py.
     application = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    application.config["SETTINGS"] = dataclasses.replace(
+        application.config["SETTINGS"], check_in_opens_minutes=366 * 24 * 60)
     yield application
     application.extensions["clinic.database"].dispose()
 

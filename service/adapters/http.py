@@ -14,8 +14,8 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
-from service.domain.calendar.delivery import HttpPost
 from service.domain.outbox import DeliveryError
+from service.domain.webhooks.delivery import HttpPost
 
 RESPONSE_READ_LIMIT = 64 * 1024
 

@@ -8,9 +8,10 @@ import re
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import PreconditionRequired
 
@@ -230,3 +231,8 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, policy: Policy, schema
 def roles(policy: Policy, action: str) -> str:
     """The roles ``policy`` allows ``action``, in the order it declares them (for a doc)."""
     return ", ".join(role.value for role in policy.roles(action))
+
+
+def check_in_opens() -> timedelta:
+    """How long before its start a visit can be checked in (CHECK_IN_OPENS_MINUTES)."""
+    return timedelta(minutes=current_app.config["SETTINGS"].check_in_opens_minutes)

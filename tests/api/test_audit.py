@@ -14,6 +14,7 @@ from service.domain.audit import services as audit_services
 from service.domain.audit.models import AuditEvent, AuditOutcome
 from service.extensions import unit_of_work
 from service.resources.audit import trail
+from tests.api.test_consultations import reading_time
 from tests.api.test_directory import assert_problem
 from tests.scenario import PHOENIX, Clinic, build_clinic
 
@@ -77,7 +78,7 @@ def clinic(api):
 
 def _vitals(phase: str, **extra: Any) -> dict[str, Any]:
     return {"phase": phase, "systolic": 128, "diastolic": 82, "heart_rate": 72, "spo2": 98,
-            "taken_at": datetime.now().astimezone().isoformat(), **extra}
+            "taken_at": reading_time(phase, extra.get("minutes_after_dose")), **extra}
 
 
 def test_every_patient_data_endpoint_writes_exactly_one_audit_row_per_request(app, clinic,
@@ -114,6 +115,8 @@ def test_every_patient_data_endpoint_writes_exactly_one_audit_row_per_request(ap
     walk("POST", f"{b2}/cancel", json={"reason": "Patient request"}, patient=me)
     walk("POST", f"{b2}/no-show", patient=me)
     walk("POST", f"{c}/check-in", patient=me)  # 409: no telehealth consent yet
+    walk("POST", f"{b2}/attention/resolve", role="doc", json={"reason": "Looked at it"},
+         patient=me)  # 409: nothing to resolve; still one row
 
     # Reminders
     reminders = walk("GET", f"{c}/reminders", role="me", patient=me).get_json()

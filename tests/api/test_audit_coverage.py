@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from service.domain.calendar.models import CalendarFeedToken
 from service.extensions import unit_of_work
 from service.resources.audit import trail
 from tests.api.test_audit import last_row_id, rows_after
+from tests.api.test_consultations import reading_time
 from tests.api.test_directory import assert_problem
 from tests.factories import Api
 from tests.scenario import Clinic, build_clinic
@@ -240,7 +241,7 @@ def test_every_audited_route_leaves_one_denied_row_without_a_key(app, api):
 
 def _vitals(phase: str, **extra: Any) -> dict[str, Any]:
     return {"phase": phase, "systolic": 128, "diastolic": 82, "heart_rate": 72, "spo2": 98,
-            "taken_at": datetime.now().astimezone().isoformat(), **extra}
+            "taken_at": reading_time(phase, extra.get("minutes_after_dose")), **extra}
 
 
 def _ok(response, status: int = 200) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def test_a_provider_feed_is_rfc_5545_with_one_stable_uid_per_booking(clinic, api
     assert len(times) == 10
     assert all(re.fullmatch(r"[A-Z-]+:\d{8}T\d{6}Z", line) for line in times), times
     treatment = found[chair["id"]]
-    assert str(treatment["SUMMARY"]) == "Clinic visit (45 min)"
+    assert str(treatment["SUMMARY"]) == "Clinic visit (105 min)"  # 45 min and 1 h recovery
     assert str(treatment["LOCATION"]).startswith("Phoenix - Camelback Wellness Pavilion, 2400")
     # The same data gives the same bytes: UIDs are stable.
     assert fetch(api, token).data == raw

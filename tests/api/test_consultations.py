@@ -51,11 +51,34 @@ def checked_in_session(clinic: Clinic, service: str = "esketamine", hour: int = 
     return booking
 
 
+def reading_time(phase: str, minutes_after_dose: int | None = None) -> str:
+    """When a reading of a session dosed 2 h 55 min ago was taken, in the session's order:
+    before the dose, at its minutes after it, discharge now."""
+    now = datetime.now().astimezone()
+    dose = now - timedelta(hours=3) + timedelta(minutes=5)
+    if phase == "pre":
+        return (dose - timedelta(minutes=5)).isoformat()
+    if phase == "during":
+        return (dose + timedelta(minutes=minutes_after_dose or 0)).isoformat()
+    return now.isoformat()
+
+
 def vitals(clinic: Clinic, booking: dict, phase: str = "pre", role: str = "staff", *,
            systolic: int = 128, diastolic: int = 82, **extra):
     body = {"phase": phase, "systolic": systolic, "diastolic": diastolic, "heart_rate": 72,
-            "spo2": 98, "taken_at": datetime.now().astimezone().isoformat(), **extra}
+            "spo2": 98, "taken_at": reading_time(phase, extra.get("minutes_after_dose")),
+            **extra}
     return clinic.api.post(f"/api/v1/bookings/{booking['id']}/vitals", json=body, role=role)
+
+
+def monitored(clinic: Clinic, booking: dict, *, pre: bool = True) -> None:
+    """Record the readings every in-clinic treatment needs to complete: before the dose,
+    40 minutes after it, and at discharge with the ride home."""
+    readings = [("during", {"minutes_after_dose": 40}),
+                ("discharge", {"ride_home_confirmed": True})]
+    for phase, extra in ([("pre", {})] if pre else []) + readings:
+        response = vitals(clinic, booking, phase, **extra)
+        assert response.status_code == 201, response.get_json()
 
 
 def new_patient_with_consultation(clinic: Clinic) -> tuple[dict, dict]:
@@ -212,6 +235,7 @@ def test_a_pre_dose_pressure_above_the_threshold_holds_until_a_clinician_overrid
     assert done.get_json()["overridden_by_provider_id"] == clinic.doctor["id"]
     assert_problem(api.post(override, json={"reason": "again"}, role="doc"), 409,
                    "no_active_hold")
+    monitored(clinic, booking, pre=False)
     assert api.post(f"{base}/complete").get_json()["status"] == "fulfilled"
 
 
@@ -268,6 +292,7 @@ def test_an_esketamine_session_leaves_a_rems_monitoring_form_task_due_within_7_d
 
 def test_an_iv_infusion_leaves_no_rems_task(clinic, api):
     booking = checked_in_session(clinic, "iv-infusion")
+    monitored(clinic, booking)
     assert api.post(f"/api/v1/bookings/{booking['id']}/complete").status_code == 200
     assert api.get("/api/v1/tasks").get_json() == []
 

@@ -20,7 +20,6 @@ from service.domain.availability.policy import policy as availability_policy
 from service.domain.bookings.models import Booking
 from service.domain.bookings.policy import policy as bookings_policy
 from service.domain.calendar import services as calendar
-from service.domain.calendar import webhooks
 from service.domain.calendar.policy import policy as calendar_policy
 from service.domain.consultations.models import Task, TaskKind
 from service.domain.consultations.policy import alerts as alerts_policy
@@ -30,6 +29,7 @@ from service.domain.fhir.policy import policy as fhir_policy
 from service.domain.patients.policy import policy as patients_policy
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.policy import policy as series_policy
+from service.domain.webhooks import services as webhooks
 from service.domain.webhooks.policy import policy as webhooks_policy
 from service.extensions import unit_of_work
 from tests.factories import NPIS

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.domain.series.protocols import PROTOCOLS, check_days
+from tests.api.test_consultations import monitored
 from tests.api.test_directory import assert_problem
 from tests.factories import NPIS, clinic_payload, clinic_today
 from tests.scenario import Clinic, build_clinic
@@ -487,6 +488,7 @@ def test_cancel_all_remaining_leaves_fulfilled_sessions_alone(clinic, api):
     series = book_series(clinic, clinic.at(9)).get_json()
     first = series["occurrences"][0]["id"]
     assert api.post(f"/api/v1/bookings/{first}/check-in").status_code == 200
+    monitored(clinic, {"id": first})
     assert api.post(f"/api/v1/bookings/{first}/complete").status_code == 200
     path = f"/api/v1/series/{series['id']}/cancel"
     assert_problem(api.post(path, json={}), 422, "validation_failed")

@@ -10,8 +10,8 @@ import socket
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.calendar.webhooks import check_target
 from service.domain.errors import InvalidInput
+from service.domain.webhooks.services import check_target
 
 NUMBERS = st.one_of(st.integers(0, 300), st.integers(0, 2**33),
                     st.sampled_from([0, 127, 255, 256, 65535, 65536, 2**24 - 1, 2**24,

@@ -15,24 +15,12 @@ class Role(enum.StrEnum):
     INTEGRATION = "integration"
 
 
-CLINIC_STAFF = frozenset({Role.ADMIN, Role.STAFF})
-
-
 @dataclass(frozen=True)
 class Actor:
     key_id: uuid.UUID | None
     role: Role
     provider_id: uuid.UUID | None = None
     patient_id: uuid.UUID | None = None
-
-    @property
-    def is_clinic_staff(self) -> bool:
-        return self.role in CLINIC_STAFF
-
-    @property
-    def sees_every_patient(self) -> bool:
-        """Staff, admins and integrations see every patient; others only their own."""
-        return self.role in CLINIC_STAFF or self.role is Role.INTEGRATION
 
 
 SYSTEM = Actor(key_id=None, role=Role.ADMIN)

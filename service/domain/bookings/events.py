@@ -76,3 +76,18 @@ class BookingNoShow(BookingChanged):
 BOOKING_CHANGES: tuple[type[BookingChanged], ...] = (
     BookingCreated, BookingRescheduled, BookingConfirmed, BookingCheckedIn, BookingCompleted,
     BookingCancelled, BookingNoShow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingNeedsAttention(Event):
+    """A future booking no longer passes one of the rules it passed when it was made (a gate
+    re-checked when its input changed): ``code`` is the rule's error code. Not a change of
+    the booking's times or status: the change feed does not number it."""
+
+    booking_id: uuid.UUID
+    patient_id: uuid.UUID
+    provider_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: BookingStatus
+    code: str

@@ -79,3 +79,18 @@ class Booking(Record, Base):
     series_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("treatment_series.id", ondelete="SET NULL"), index=True)
     created_by_key_id: Mapped[uuid.UUID | None]
+    # A rule the booking passed when made and no longer passes (its error code: clearance
+    # withdrawn, license lapsed, ...), found when an input of the gates changed; it blocks
+    # check-in until a provider resolves it (NULL: nothing to look at).
+    attention: Mapped[str | None] = mapped_column(String(64))
+    attention_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attention_resolution: Mapped[str | None] = mapped_column(String(500))
+    attention_resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A reading during or after the dose went beyond the clinic's watch limits (the first).
+    vitals_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def leaves_at(self) -> datetime:
+        """When the patient may leave: the visit plus its monitoring or recovery (the
+        patient's block; calendars and FHIR show this whole stay)."""
+        return self.hold_ends_at

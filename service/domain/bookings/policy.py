@@ -42,6 +42,10 @@ class BookingPolicy(Policy):
         "complete": _transition("complete", Role.PROVIDER),
         "no_show": _transition("no_show", Role.PROVIDER),
         "cancel": _transition("cancel", Role.PATIENT, Role.PROVIDER),
+        # a booking flagged for attention (a gate it no longer passes): a clinician's call
+        "resolve_attention": Rule((Role.ADMIN, Role.PROVIDER),
+                                  refusal="Only a provider or an admin may resolve a "
+                                          "booking's attention flag."),
     }
 
     def visible(self, actor: Actor, query: Select) -> Select:

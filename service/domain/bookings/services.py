@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.availability import placement, search
 from service.domain.availability.placement import SlotUnavailable
 from service.domain.bookings import events
@@ -30,11 +30,11 @@ from service.domain.bookings.models import (
     Booking,
     BookingStatus,
 )
+from service.domain.bookings.policy import policy
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import gates
 from service.domain.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -67,32 +67,14 @@ class BookingRequest:
     note: str | None = None
 
 
-# Visibility ------------------------------------------------------------------------------
-
-
-def visible_bookings(actor: Actor, query):  # type: ignore[no-untyped-def]
-    if actor.role is Role.PATIENT:
-        return query.where(Booking.patient_id == actor.patient_id)
-    if actor.role is Role.PROVIDER:
-        return query.where(Booking.provider_id == actor.provider_id)
-    return query
-
-
-def _booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, lock: bool = False
-             ) -> Booking:
-    query = visible_bookings(actor, select(Booking)).where(Booking.id == booking_id)
-    if lock:
-        query = query.with_for_update()
-    booking = uow.session.scalar(query)
-    if booking is None:
-        raise NotFound("No booking with this id.", code="booking_not_found")
-    return booking
+# Reads -----------------------------------------------------------------------------------
 
 
 def find_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                  lock: bool = False) -> Booking:
-    """The booking, if the actor may see it (for use inside a unit of work)."""
-    return _booking(uow, actor, booking_id, lock=lock)
+    """The booking, if the actor may see it (the bookings policy; for use inside a unit of
+    work)."""
+    return policy.load(uow.session, actor, booking_id, lock=lock)
 
 
 # Rules checked at booking time -----------------------------------------------------------
@@ -109,7 +91,7 @@ class _Parties:
 def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
     session = uow.session
     patient = find_patient(uow, actor, request.patient_id)
-    if actor.role is Role.PROVIDER and request.provider_id != actor.provider_id:
+    if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
     provider = session.get(Provider, request.provider_id)
     if provider is None:
@@ -258,7 +240,7 @@ def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
     with offering_alternatives(uow, now=now) as asked:
 
         def work() -> Booking:
-            booking = _booking(uow, actor, booking_id, lock=True)
+            booking = find_booking(uow, actor, booking_id, lock=True)
             if expected_version is not None and booking.version != expected_version:
                 raise PreconditionFailed("The booking changed since you read it.",
                                          current_version=booking.version)
@@ -283,19 +265,20 @@ def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         return uow.run(work)
 
 
-# Transitions: action -> (allowed from, to, roles that may do it besides staff)
-TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus, frozenset[Role]]] = {
-    "confirm": (frozenset({BookingStatus.PENDING}), BookingStatus.BOOKED,
-                frozenset({Role.PATIENT, Role.PROVIDER})),
-    "check_in": (frozenset({BookingStatus.BOOKED}), BookingStatus.CHECKED_IN,
-                 frozenset({Role.PROVIDER})),
-    "complete": (frozenset({BookingStatus.CHECKED_IN}), BookingStatus.FULFILLED,
-                 frozenset({Role.PROVIDER})),
-    "no_show": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}), BookingStatus.NOSHOW,
-                frozenset({Role.PROVIDER})),
+# Transitions: action -> (allowed from, to); who may do each is the bookings policy's rule.
+TRANSITIONS: dict[str, tuple[frozenset[BookingStatus], BookingStatus]] = {
+    "confirm": (frozenset({BookingStatus.PENDING}), BookingStatus.BOOKED),
+    "check_in": (frozenset({BookingStatus.BOOKED}), BookingStatus.CHECKED_IN),
+    "complete": (frozenset({BookingStatus.CHECKED_IN}), BookingStatus.FULFILLED),
+    "no_show": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}), BookingStatus.NOSHOW),
     "cancel": (frozenset({BookingStatus.PENDING, BookingStatus.BOOKED}),
-               BookingStatus.CANCELLED, frozenset({Role.PATIENT, Role.PROVIDER})),
+               BookingStatus.CANCELLED),
 }
+
+
+# A visit is checked in from this long before its start (CHECK_IN_OPENS_MINUTES), not days
+# ahead: a session a week away is not "here".
+CHECK_IN_OPENS = timedelta(minutes=120)
 
 
 EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
@@ -307,20 +290,15 @@ EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
 }
 
 
-def may_transition(actor: Actor, action: str) -> bool:
-    return actor.is_clinic_staff or actor.role in TRANSITIONS[action][2]
-
-
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
                      now: datetime, reason: str | None = None,
-                     attested_state: str | None = None) -> Booking:
+                     attested_state: str | None = None,
+                     check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
     """Move a booking the actor may see (locked) to its next status, inside the caller's
     unit of work; records the event, does not commit. ``attested_state``: where the patient
     says they are, at a telehealth check-in."""
-    allowed_from, target, _roles = TRANSITIONS[action]
-    if not may_transition(actor, action):
-        raise Forbidden(f"The {actor.role.value} role may not {action.replace('_', ' ')} "
-                        "a booking.", code="forbidden")
+    allowed_from, target = TRANSITIONS[action]
+    policy.require(actor, action)
     if booking.status not in allowed_from:
         raise InvalidState(
             f"A {booking.status.value} booking cannot be {target.value.replace('-', ' ')}.",
@@ -338,11 +316,20 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
     if action == "check_in":
+        opens = booking.starts_at - check_in_opens
+        if now < opens:
+            raise InvalidState("Check-in opens shortly before the visit, not days ahead.",
+                               code="check_in_not_open", opens_at=opens.isoformat())
+        if booking.attention is not None:
+            raise Conflict("This booking no longer passes a rule it passed when it was made; "
+                           "a provider must resolve it before check-in.",
+                           code=booking.attention, attention=booking.attention)
+        gates.check_standing(uow.session, booking)
         gates.check_in(uow.session, booking, service_type, attested_state=attested_state,
                        now=now)
         booking.checked_in_at = now
     if action == "complete":
-        gates.check_completion(uow.session, booking, service_type)
+        gates.check_completion(uow.session, booking, service_type, now=now)
     booking.status = target
     _record(uow, booking, EVENT_OF_ACTION[action], actor=actor, now=now)
     return booking
@@ -350,18 +337,19 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
 
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
-                       attested_state: str | None = None) -> Booking:
+                       attested_state: str | None = None,
+                       check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
     def work() -> Booking:
-        booking = _booking(uow, actor, booking_id, lock=True)
+        booking = find_booking(uow, actor, booking_id, lock=True)
         return apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                                attested_state=attested_state)
+                                attested_state=attested_state, check_in_opens=check_in_opens)
 
     return uow.run(work)
 
 
 def get_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Booking:
     with uow:
-        return _booking(uow, actor, booking_id)
+        return find_booking(uow, actor, booking_id)
 
 
 def list_bookings(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
@@ -369,7 +357,7 @@ def list_bookings(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
                   status: list[BookingStatus] | None = None, starts_from: datetime | None = None,
                   starts_before: datetime | None = None,
                   updated_since: datetime | None = None) -> Page[Booking]:
-    query = visible_bookings(actor, select(Booking)).order_by(Booking.starts_at, Booking.id)
+    query = policy.visible(actor, select(Booking)).order_by(Booking.starts_at, Booking.id)
     if provider_id is not None:
         query = query.where(Booking.provider_id == provider_id)
     if patient_id is not None:

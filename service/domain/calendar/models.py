@@ -79,6 +79,7 @@ class WebhookEvent(enum.StrEnum):
     BOOKING_CANCELLED = "booking.cancelled"
     BOOKING_NO_SHOW = "booking.no_show"
     SERIES_CREATED = "series.created"
+    BOOKING_ATTENTION = "booking.attention"  # a future booking no longer passes a rule
 
 
 class WebhookSubscription(Record, Base):

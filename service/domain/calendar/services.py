@@ -172,7 +172,7 @@ def calendar_feed(uow: UnitOfWork, token: str, *, now: datetime, refresh: timede
             query = query.where(Booking.patient_id == record.patient_id)
             name = "My clinic visits"
         events = [ics.FeedEvent(
-            uid=str(booking.id), start=booking.starts_at, end=booking.ends_at,
+            uid=str(booking.id), start=booking.starts_at, end=booking.leaves_at,
             created=booking.created_at, modified=booking.updated_at,
             sequence=booking.version - 1, status=_feed_status(booking.status),
             in_person=location.kind is LocationKind.CLINIC, location=_address(location))

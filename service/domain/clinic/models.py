@@ -70,6 +70,10 @@ class ServiceType(Record, Base):
     needs_chair: Mapped[bool] = mapped_column(default=False)
     needs_clearance: Mapped[bool] = mapped_column(default=False)
     requires_rems: Mapped[bool] = mapped_column(default=False)
+    # The screening answers (consultations/screening.py Contraindication values) that rule
+    # this kind of visit out: IV ketamine declares its own, esketamine its own on top of the
+    # REMS label's hard ones. NULL or empty: none.
+    contraindications: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     reminder_plan: Mapped[dict[str, Any]] = mapped_column(
         JSON, default=lambda: dict(DEFAULT_REMINDER_PLAN)
     )

@@ -20,3 +20,10 @@ class ClearanceChanged(Event):
     @property
     def cleared(self) -> bool:
         return self.decision is ClearanceStatus.CLEARED
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningChanged(Event):
+    """A screening's answers were recorded or changed (a contraindication may now stand)."""
+
+    patient_id: uuid.UUID

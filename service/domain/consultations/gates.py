@@ -9,6 +9,10 @@ The booking use cases ask three questions here, and nothing else of consultation
   attested again now, covered by the provider's licenses)? Records the attestation.
 - ``check_completion``: may this session be completed (no blood pressure hold left, the
   esketamine readings taken)?
+- ``check_standing``: does a booking made earlier still pass the rules it passed then (the
+  booking gates above, and the provider's license on the visit's date)? Asked again when an
+  input changes (a clearance decision, a screening, a REMS enrolment, a license: see
+  ``bookings/attention.py``) and at check-in.
 
 Each raises the domain error that answers "no"; the records behind them (screenings,
 decisions, holds, vital signs, telehealth visits) are written by ``services.py``.
@@ -33,7 +37,7 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
-from service.domain.errors import Conflict, InvalidInput
+from service.domain.errors import Conflict, DomainError, InvalidInput
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Credential, Modality, may_practice
 from service.domain.providers.models import Provider
@@ -55,6 +59,12 @@ def esketamine_contraindicated(session: Session, patient_id: uuid.UUID) -> bool:
     """Does any screening on record name a hard contraindication to esketamine?"""
     screenings = session.scalars(select(Screening).where(Screening.patient_id == patient_id))
     return any(s.outcome().esketamine_contraindicated for s in screenings)
+
+
+def contraindications_on_record(session: Session, patient_id: uuid.UUID) -> set[str]:
+    """Every contraindication any screening on record of the patient answers yes to."""
+    screenings = session.scalars(select(Screening).where(Screening.patient_id == patient_id))
+    return {c.value for s in screenings for c in (*s.outcome().hard, *s.outcome().review)}
 
 
 def active_hold(session: Session, booking_id: uuid.UUID) -> SessionHold | None:
@@ -82,6 +92,12 @@ def check_booking(session: Session, *, patient: Patient, provider: Provider,
     if service_type.requires_rems and esketamine_contraindicated(session, patient.id):
         raise Conflict("A screening on record names a hard contraindication to esketamine "
                        "(see the patient's consultation).", code="esketamine_contraindicated")
+    declared = set(service_type.contraindications or ())
+    named = sorted(declared & contraindications_on_record(session, patient.id))
+    if named:
+        raise Conflict("A screening on record names a contraindication to this kind of visit "
+                       "(see the patient's consultation).", code="contraindicated",
+                       contraindications=named)
     if service_type.needs_clearance:
         # The clinician's decision, not a flag anyone may set, clears a patient for treatment.
         decision = latest_decision(session, patient.id)
@@ -125,16 +141,70 @@ def check_in(session: Session, booking: Booking, service_type: ServiceType, *,
     visit.attested_at = now
 
 
-def check_completion(session: Session, booking: Booking, service_type: ServiceType) -> None:
-    """A held session stays held; an esketamine session needs its REMS readings."""
+def check_completion(session: Session, booking: Booking, service_type: ServiceType, *,
+                     now: datetime | None = None) -> None:
+    """A held session stays held; every in-clinic treatment needs readings before dosing,
+    during monitoring and at discharge (esketamine: its REMS readings)."""
     if active_hold(session, booking.id) is not None:
         raise Conflict("A pre-dose blood pressure above the clinic's threshold holds this "
                        "session until a clinician overrides the hold with a reason.",
                        code="session_on_hold")
+    readings = [r.reading() for r in
+                session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))]
     if service_type.requires_rems:
-        readings = session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))
-        missing = vitals.missing_for_esketamine(r.reading() for r in readings)
+        missing = vitals.missing_for_esketamine(readings)
         if missing:
             raise Conflict("An esketamine session needs vital signs before dosing, about 40 "
                            "minutes after it and at discharge (with the ride home confirmed).",
                            code="session_vitals_incomplete", missing=missing)
+    elif is_treatment(service_type):
+        missing = vitals.missing_for_treatment(readings)
+        if missing:
+            raise Conflict("An in-clinic treatment needs vital signs before dosing, during "
+                           "monitoring and at discharge (with the ride home confirmed).",
+                           code="session_vitals_incomplete", missing=missing)
+    if is_treatment(service_type) and now is not None:
+        timed = [r.timed() for r in
+                 session.scalars(select(VitalSign).where(VitalSign.booking_id == booking.id))]
+        over = vitals.discharge_from(timed, service_type.duration_minutes)
+        if over is not None and now < over:
+            raise Conflict("The dose cannot have ended yet: a session is completed after its "
+                           f"{service_type.duration_minutes} minutes of dosing.",
+                           code="session_not_over", earliest=over.isoformat())
+
+
+def check_license(*, provider: Provider, location: Location, service_type: ServiceType,
+                  start: datetime, patient_state: str | None) -> None:
+    """The provider holds an active license (or telehealth registration) covering the
+    visit's date, for where the patient will be."""
+    credentials = [Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
+                              status=c.status.value, issued_on=c.issued_on,
+                              expires_on=c.expires_on) for c in provider.licenses]
+    day = in_zone(start, location.timezone).date()
+    if not may_practice(credentials, on=day, modality=service_type.modality,
+                        patient_state=patient_state):
+        raise Conflict("No active Arizona license or telehealth registration of the provider "
+                       "covers that date.", code="provider_not_licensed")
+
+
+def check_standing(session: Session, booking: Booking) -> None:
+    """Does the booking still pass every rule about who may have it that it passed when it
+    was made: the REMS requirements, contraindications, the clinician's clearance, the ride
+    home, and the provider's license on the visit's date? Raises the first rule's error."""
+    patient = session.get(Patient, booking.patient_id)
+    provider = session.get(Provider, booking.provider_id)
+    location = session.get(Location, booking.location_id)
+    service_type = session.get(ServiceType, booking.service_type_id)
+    check_booking(session, patient=patient, provider=provider, location=location,
+                  service_type=service_type, ride_home_confirmed=booking.ride_home_confirmed)
+    check_license(provider=provider, location=location, service_type=service_type,
+                  start=booking.starts_at, patient_state=booking.patient_state)
+
+
+def failing_rule(session: Session, booking: Booking) -> str | None:
+    """The code of the first rule the booking no longer passes (None: it passes them all)."""
+    try:
+        check_standing(session, booking)
+    except DomainError as broken:
+        return broken.code
+    return None

@@ -29,7 +29,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from service.db import Base, UTCDateTime, enum_column, utcnow
 from service.domain.consultations.scoring import Band, Instrument
 from service.domain.consultations.screening import Contraindication, ScreeningOutcome, assess
-from service.domain.consultations.vitals import LIMITS, MINUTES_AFTER_DOSE, Phase, Reading
+from service.domain.consultations.vitals import (
+    LIMITS,
+    MINUTES_AFTER_DOSE,
+    Phase,
+    Reading,
+    Timed,
+)
 from service.domain.records import Record
 
 
@@ -138,6 +144,8 @@ class VitalSign(Base):
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Pre-dose: above the clinic's threshold as it was then (the setting may change later).
     above_threshold: Mapped[bool] = mapped_column(default=False)
+    # During or after dosing: the values beyond the clinic's watch limits then (empty: none).
+    beyond_limits: Mapped[list[str] | None] = mapped_column(JSON)
     # Discharge: the patient leaves with the ride home that was arranged.
     ride_home_confirmed: Mapped[bool] = mapped_column(default=False)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -147,6 +155,10 @@ class VitalSign(Base):
         return Reading(phase=self.phase, systolic=self.systolic, diastolic=self.diastolic,
                        heart_rate=self.heart_rate, spo2=self.spo2,
                        minutes_after_dose=self.minutes_after_dose)
+
+    def timed(self) -> Timed:
+        return Timed(phase=self.phase, taken_at=self.taken_at,
+                     minutes_after_dose=self.minutes_after_dose)
 
 
 class SessionHold(Base):
@@ -242,6 +254,8 @@ class Assessment(Base):
 
 class AlertKind(enum.StrEnum):
     PHQ9_ITEM_9 = "phq9_item_9"  # thoughts of self-harm reported: contact the patient
+    BOOKING_ATTENTION = "booking_attention"  # a booked visit no longer passes a gate (code)
+    VITALS_OUT_OF_RANGE = "vitals_out_of_range"  # a reading during or after dosing beyond limits
 
 
 class Alert(Base):
@@ -250,9 +264,11 @@ class Alert(Base):
 
     id: Mapped[uuid.UUID] = _id()
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
-    assessment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("assessments.id"),
-                                                     unique=True)
+    assessment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assessments.id"),
+                                                            unique=True)
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"), index=True)
     kind: Mapped[AlertKind] = mapped_column(enum_column(AlertKind, "alert_kind"))
+    code: Mapped[str | None] = mapped_column(String(64))  # the rule behind it, when a rule
     urgent: Mapped[bool] = mapped_column(default=True)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

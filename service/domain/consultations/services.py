@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from service.domain.access.actor import Actor, Role
 from service.domain.bookings import services as bookings
-from service.domain.bookings.events import BookingCompleted
+from service.domain.bookings.events import BookingCompleted, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
-from service.domain.consultations.events import ClearanceChanged
+from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.consultations.models import (
     Alert,
     AlertKind,
@@ -48,17 +48,17 @@ from service.domain.consultations.models import (
     TelehealthVisit,
     VitalSign,
 )
+from service.domain.consultations.policy import alerts, policy, tasks
 from service.domain.consultations.screening import Contraindication
 from service.domain.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     InvalidState,
     NotFound,
     register_constraint,
 )
 from service.domain.patients.models import Patient
-from service.domain.patients.services import find_patient, visible_patients
+from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
 from service.domain.records import Page, apply_changes, paginate
@@ -73,11 +73,6 @@ REMS_FORM_DUE = timedelta(days=7)
 register_constraint("uq_in_person_evaluations_patient_id_provider_id_evaluated_on",
                     lambda: Conflict("This in-person evaluation is already recorded.",
                                      code="duplicate_evaluation"))
-
-
-def _clinician_only(actor: Actor, what: str) -> None:
-    if actor.role is not Role.PROVIDER:
-        raise Forbidden(f"Only a provider (a clinician) may {what}.", code="clinician_only")
 
 
 def _not_in_future(value: datetime, now: datetime, field: str) -> None:
@@ -163,6 +158,7 @@ def record_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         uow.session.add(screening)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, (), now)
+        uow.record(ScreeningChanged(patient_id=screening.patient_id, occurred_at=now))
         return screening
 
     return uow.run(work)
@@ -178,6 +174,7 @@ def update_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
         apply_changes(screening, changes, expected_version=expected_version)
         uow.session.flush()
         _flag_new_review_items(uow, actor, screening, before, now)
+        uow.record(ScreeningChanged(patient_id=screening.patient_id, occurred_at=now))
         return screening
 
     return uow.run(work)
@@ -194,7 +191,7 @@ def record_decision(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
     """A clinician's decision on the patient's readiness for treatment; only a provider can
     clear (staff may record "needs review" or "not cleared")."""
     if decision is ClearanceStatus.CLEARED:
-        _clinician_only(actor, "clear a patient for treatment")
+        policy.require(actor, "clear_for_treatment")
 
     def work() -> ClearanceDecision:
         patient = find_patient(uow, actor, patient_id)
@@ -240,9 +237,15 @@ class VitalsInput:
 
 
 def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: VitalsInput,
-                  *, threshold: vital_rules.Threshold, now: datetime) -> VitalSign:
+                  *, threshold: vital_rules.Threshold, now: datetime,
+                  limits: vital_rules.WatchLimits | None = None) -> VitalSign:
     """Record one reading of a checked-in session. A pre-dose blood pressure above the
-    threshold puts the session on hold; no reading during dosing is taken while it holds."""
+    threshold puts the session on hold; no reading during dosing is taken while it holds.
+    Readings come in the session's order (before the dose, during at their minutes after
+    it, discharge last; none in the future). A reading during or after dosing beyond the
+    clinic's watch limits raises an urgent alert and marks the session
+    (``vitals_alert_at``)."""
+    limits = limits or vital_rules.WatchLimits()
     reading = values.reading()
     problems = vital_rules.implausible(reading)
     if values.taken_at > now + CLOCK_SKEW:
@@ -266,16 +269,41 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
+        recorded = [r.timed() for r in uow.session.scalars(
+            select(VitalSign).where(VitalSign.booking_id == booking.id))]
+        disorder = vital_rules.out_of_order(
+            vital_rules.Timed(phase=reading.phase, taken_at=values.taken_at,
+                              minutes_after_dose=reading.minutes_after_dose), recorded)
+        if disorder is not None:
+            raise Conflict(disorder, code="vitals_out_of_order")
+        if reading.phase is vital_rules.Phase.DISCHARGE and gates.is_treatment(service_type):
+            earliest = vital_rules.discharge_from(recorded, service_type.recovery_minutes)
+            if earliest is not None and values.taken_at < earliest:
+                raise Conflict(f"Discharge comes after {service_type.recovery_minutes} minutes "
+                               "of monitoring after the dose.", code="discharge_too_early",
+                               earliest=earliest.isoformat())
         above = vital_rules.holds_session(reading, threshold)
+        beyond = vital_rules.beyond_limits(reading, limits)
+        if reading.phase is vital_rules.Phase.DISCHARGE and beyond:
+            raise Conflict("The patient is not ready for discharge: readings must be back "
+                           "within the clinic's limits (keep monitoring: record it as a "
+                           "reading during monitoring).", code="not_ready_for_discharge",
+                           beyond_limits=beyond)
         row = VitalSign(
             booking_id=booking.id, patient_id=booking.patient_id, phase=reading.phase,
             minutes_after_dose=reading.minutes_after_dose, systolic=reading.systolic,
             diastolic=reading.diastolic, heart_rate=reading.heart_rate, spo2=reading.spo2,
-            taken_at=values.taken_at, above_threshold=above,
+            taken_at=values.taken_at, above_threshold=above, beyond_limits=beyond,
             ride_home_confirmed=values.ride_home_confirmed, recorded_at=now,
             recorded_by_key_id=actor.key_id)
         uow.session.add(row)
         uow.session.flush()
+        if beyond:
+            if booking.vitals_alert_at is None:
+                booking.vitals_alert_at = now
+            uow.session.add(Alert(patient_id=booking.patient_id, booking_id=booking.id,
+                                  kind=AlertKind.VITALS_OUT_OF_RANGE, urgent=True,
+                                  raised_at=now))
         if above and held is None:
             uow.session.add(SessionHold(booking_id=booking.id, reading_id=row.id, held_at=now))
         return row
@@ -295,7 +323,7 @@ def list_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: i
 
 def override_hold(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, reason: str,
                   now: datetime) -> SessionHold:
-    _clinician_only(actor, "override a blood pressure hold")
+    policy.require(actor, "sign_hold_override")
     if not reason.strip():
         raise InvalidInput("An override needs a reason.", code="invalid_input")
 
@@ -429,17 +457,11 @@ def list_assessments(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         return paginate(uow.session, query, page=page, page_size=page_size)
 
 
-def _visible_alerts(actor: Actor, query: Select) -> Select:
-    if actor.sees_every_patient:
-        return query
-    return query.where(Alert.patient_id.in_(visible_patients(actor, select(Patient.id))))
-
-
 def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = False,
                 patient_id: uuid.UUID | None = None, page: int,
                 page_size: int) -> Page[Alert]:
     """Open alerts, oldest first (staff: all; a provider: those of their patients)."""
-    query = _visible_alerts(actor, select(Alert))
+    query = alerts.visible(actor, select(Alert))
     if not include_acknowledged:
         query = query.where(Alert.acknowledged_at.is_(None))
     if patient_id is not None:
@@ -452,10 +474,7 @@ def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = F
 def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
                       now: datetime) -> Alert:
     def work() -> Alert:
-        alert = uow.session.scalar(_visible_alerts(actor, select(Alert))
-                                   .where(Alert.id == alert_id).with_for_update())
-        if alert is None:
-            raise NotFound("No such alert.", code="alert_not_found")
+        alert = alerts.load(uow.session, actor, alert_id, lock=True)
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by_key_id = actor.key_id
@@ -467,18 +486,12 @@ def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
 # Tasks -----------------------------------------------------------------------------------
 
 
-def _visible_tasks(actor: Actor, query: Select) -> Select:
-    if actor.role is Role.PROVIDER:
-        return query.where(Task.provider_id == actor.provider_id)
-    return query
-
-
 def list_tasks(uow: UnitOfWork, actor: Actor, *, due_before: datetime | None = None,
                status: TaskStatus | None = TaskStatus.OPEN,
                patient_id: uuid.UUID | None = None, page: int,
                page_size: int) -> Page[Task]:
     """Tasks by due time (staff: all; a provider: those of their own sessions)."""
-    query = _visible_tasks(actor, select(Task))
+    query = tasks.visible(actor, select(Task))
     if status is not None:
         query = query.where(Task.status == status)
     if due_before is not None:
@@ -501,13 +514,18 @@ def open_rems_monitoring_task(uow: UnitOfWork, event: BookingCompleted) -> None:
                          due_at=event.occurred_at + REMS_FORM_DUE))
 
 
+def raise_attention_alert(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
+    """A future booking no longer passes a rule: an alert for clinic staff and the
+    patient's providers (handler of ``BookingNeedsAttention``, in the same transaction)."""
+    uow.session.add(Alert(patient_id=event.patient_id, booking_id=event.booking_id,
+                          kind=AlertKind.BOOKING_ATTENTION, code=event.code, urgent=False,
+                          raised_at=event.occurred_at))
+
+
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,
                   now: datetime) -> Task:
     def work() -> Task:
-        task = uow.session.scalar(_visible_tasks(actor, select(Task))
-                                  .where(Task.id == task_id).with_for_update())
-        if task is None:
-            raise NotFound("No such task.", code="task_not_found")
+        task = tasks.load(uow.session, actor, task_id, lock=True)
         if task.status is TaskStatus.OPEN:
             task.status = TaskStatus.DONE
             task.completed_at = now
@@ -616,13 +634,14 @@ def record_consent(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, now:
 
 
 def check_in_telehealth(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
-                        patient_state: str, now: datetime) -> Booking:
+                        patient_state: str, now: datetime,
+                        check_in_opens: timedelta = bookings.CHECK_IN_OPENS) -> Booking:
     """Check a telehealth visit in, with the patient's location attested again now."""
 
     def work() -> Booking:
         booking = _telehealth_booking(uow, actor, booking_id, lock=True)
         bookings.apply_transition(uow, actor, booking, "check_in", now=now,
-                                  attested_state=patient_state)
+                                  attested_state=patient_state, check_in_opens=check_in_opens)
         return booking
 
     return uow.run(work)
@@ -656,7 +675,7 @@ def record_evaluation(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
 
     def work() -> InPersonEvaluation:
         patient = find_patient(uow, actor, patient_id)
-        if actor.role is Role.PROVIDER and provider_id != actor.provider_id:
+        if not policy.may_evaluate_as(actor, provider_id):
             raise NotFound("No provider with this id.", code="provider_not_found")
         if uow.session.get(Provider, provider_id) is None:
             raise NotFound("No provider with this id.", code="provider_not_found")

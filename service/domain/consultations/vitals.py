@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 
 class Phase(enum.StrEnum):
@@ -89,3 +90,96 @@ def missing_for_esketamine(readings: Iterable[Reading]) -> list[str]:
         "discharge": any(r.phase is Phase.DISCHARGE for r in readings),
     }
     return [name for name, present in have.items() if not present]
+
+
+def missing_for_treatment(readings: Iterable[Reading]) -> list[str]:
+    """What any in-clinic treatment still lacks before it can be completed: ``pre``,
+    ``during`` and ``discharge`` readings."""
+    phases = {r.phase for r in readings}
+    return [phase.value for phase in (Phase.PRE, Phase.DURING, Phase.DISCHARGE)
+            if phase not in phases]
+
+
+# Watched doses ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchLimits:
+    """The readings during and after dosing (``during``, ``discharge``) a clinician must see at
+    once: a blood pressure or heart rate above these, or an oxygen saturation below
+    ``spo2_min``, raises an urgent alert and marks the session."""
+
+    systolic_max: int = 180
+    diastolic_max: int = 110
+    heart_rate_max: int = 120
+    spo2_min: int = 92
+
+
+def beyond_limits(reading: Reading, limits: WatchLimits) -> list[str]:
+    """The values of a reading during or after dosing beyond the clinic's limits (a pre-dose
+    reading is the blood pressure hold's to judge)."""
+    if reading.phase is Phase.PRE:
+        return []
+    beyond = [name for name, over in (
+        ("systolic", reading.systolic > limits.systolic_max),
+        ("diastolic", reading.diastolic > limits.diastolic_max),
+        ("heart_rate", reading.heart_rate > limits.heart_rate_max),
+        ("spo2", reading.spo2 < limits.spo2_min),
+    ) if over]
+    return beyond
+
+
+# A dose is one moment: readings during monitoring place it (taken_at - minutes_after_dose)
+# within this many minutes of each other.
+DOSE_TOLERANCE_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A reading already recorded, as far as its order goes."""
+
+    phase: Phase
+    taken_at: datetime
+    minutes_after_dose: int | None = None
+
+    @property
+    def dosed_at(self) -> datetime | None:
+        if self.phase is not Phase.DURING or self.minutes_after_dose is None:
+            return None
+        return self.taken_at - timedelta(minutes=self.minutes_after_dose)
+
+
+def out_of_order(new: Timed, recorded: Iterable[Timed]) -> str | None:
+    """Why a reading cannot come where it says it was taken (None: it can). Readings go in
+    the order of the session: before the dose, during monitoring at their minutes after the
+    one dose, discharge last."""
+    recorded = list(recorded)
+    if any(r.phase is Phase.DISCHARGE for r in recorded):
+        return "The discharge reading is the session's last one."
+    doses = [d for d in (r.dosed_at for r in recorded) if d is not None]
+    pres = [r.taken_at for r in recorded if r.phase is Phase.PRE]
+    if new.phase is Phase.PRE and doses and new.taken_at > min(doses):
+        return "A reading before dosing is taken before the dose."
+    if new.phase is Phase.DURING:
+        dose = new.dosed_at
+        assert dose is not None
+        if pres and dose < max(pres):
+            return ("A reading during monitoring comes after the dose, and the dose after the "
+                    "readings before it (minutes_after_dose counts from the dose).")
+        tolerance = timedelta(minutes=DOSE_TOLERANCE_MINUTES)
+        if doses and any(abs(dose - d) > tolerance for d in doses):
+            return ("Its minutes after the dose place the dose elsewhere than the session's "
+                    "other readings during monitoring do.")
+    if new.phase is Phase.DISCHARGE and recorded and new.taken_at < max(
+            r.taken_at for r in recorded):
+        return "The discharge reading comes after every other reading of the session."
+    return None
+
+
+def discharge_from(recorded: Iterable[Timed], monitoring_minutes: int) -> datetime | None:
+    """The earliest discharge after the dose the readings place: the dose plus the service
+    type's monitoring time (120 minutes after esketamine). None: no dose placed yet."""
+    doses = [d for d in (r.dosed_at for r in recorded) if d is not None]
+    if not doses:
+        return None
+    return min(doses) + timedelta(minutes=monitoring_minutes)

@@ -65,8 +65,9 @@ def appointment(booking: Any, service_type: Any, location: Any) -> dict[str, Any
         "status": booking.status.value,
         "serviceType": [service_type_concept(service_type.code, service_type.name)],
         "start": instant(booking.starts_at),
-        "end": instant(booking.ends_at),
-        "minutesDuration": int((booking.ends_at - booking.starts_at).total_seconds() // 60),
+        # The whole stay: the visit plus monitoring or recovery (when the patient may leave).
+        "end": instant(booking.leaves_at),
+        "minutesDuration": int((booking.leaves_at - booking.starts_at).total_seconds() // 60),
         "created": instant(booking.created_at),
         "participant": [
             {"actor": reference("Patient", booking.patient_id), "required": "required",

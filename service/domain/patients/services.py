@@ -6,21 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from service.db import utcnow
 from service.domain.access.actor import Actor
 from service.domain.consultations.events import ClearanceChanged
+from service.domain.patients.events import RemsEnrolmentChanged
 from service.domain.patients.models import Patient
 from service.domain.patients.policy import policy
 from service.domain.records import Page, apply_changes, paginate
 from service.uow import UnitOfWork
-
-
-def visible_patients(actor: Actor, query: Select) -> Select:
-    """Restrict a query over patients to those the actor may see. Kept for
-    ``consultations.services`` until it asks ``patients.policy`` itself."""
-    return policy.visible(actor, query)
 
 
 def find_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID) -> Patient:
@@ -69,7 +64,12 @@ def update_patient(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
             applied = {**changes, "sms_opted_out_at": None}
         elif changes.get("sms_consent") is False and patient.sms_opted_out_at is None:
             applied = {**changes, "sms_opted_out_at": utcnow()}
+        enrolled = patient.rems_enrolled
         apply_changes(patient, applied, expected_version=expected_version)
+        if patient.rems_enrolled != enrolled:
+            uow.record(RemsEnrolmentChanged(patient_id=patient.id,
+                                            enrolled=patient.rems_enrolled,
+                                            occurred_at=utcnow()))
         return patient
 
     return uow.run(work)

@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service.db import utcnow
 from service.domain.access.actor import Actor
 from service.domain.errors import Conflict, InvalidInput, NotFound
+from service.domain.providers.events import LicenseChanged
 from service.domain.providers.models import Credential, License, Provider
 from service.domain.records import Page, apply_changes, deactivate, get_or_raise, paginate
 from service.uow import UnitOfWork
@@ -148,6 +150,7 @@ def update_license(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
             _check_unique_number(uow, changes.get("board", record.board),
                                  changes.get("number", record.number), exclude=record.id)
         apply_changes(record, changes, expected_version=expected_version)
+        uow.record(LicenseChanged(provider_id=record.provider_id, occurred_at=utcnow()))
         return record
 
     return uow.run(work)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from service.domain.access.actor import Actor, Role
+from service.domain.access.actor import Actor
 from service.domain.availability import placement, search
 from service.domain.availability import slots as engine
 from service.domain.bookings import services as bookings
@@ -25,7 +25,6 @@ from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import (
     Conflict,
     DomainError,
-    Forbidden,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -36,6 +35,7 @@ from service.domain.records import Page, paginate
 from service.domain.series import protocols
 from service.domain.series.events import SeriesCreated
 from service.domain.series.models import SeriesStatus, TreatmentSeries
+from service.domain.series.policy import policy
 from service.domain.series.protocols import PROTOCOLS, Protocol
 from service.domain.time import in_zone, local_to_utc
 from service.uow import UnitOfWork
@@ -72,10 +72,6 @@ TAKEN = {"provider": "the provider is booked then",
 class SeriesConflict(Conflict):
     code = "series_conflict"
     title = "The series cannot be booked"
-
-
-def series_not_found() -> NotFound:
-    return NotFound("No treatment series with this id.", code="series_not_found")
 
 
 @dataclass(frozen=True)
@@ -227,12 +223,9 @@ def _location(session, service_type: ServiceType, location_id: uuid.UUID | None 
 def _providers(session, actor: Actor, request: SeriesRequest, service_type: ServiceType,  # type: ignore[no-untyped-def]
                location: Location) -> tuple[list[uuid.UUID], bool]:
     """The providers to try, in order, and whether any licensed provider will do."""
-    if actor.role is Role.PROVIDER:
-        if request.provider_id not in (None, actor.provider_id):
-            raise NotFound("No provider with this id.", code="provider_not_found")
-        return [actor.provider_id], False  # type: ignore[list-item]
-    if request.provider_id is not None:
-        return [request.provider_id], False
+    chosen = policy.provider_for(actor, request.provider_id)
+    if chosen is not None:
+        return [chosen], False
     providers, _ = search.candidates(session, service_type, location_id=location.id)
     if not providers:
         raise Conflict("No active provider offers this service at this location.",
@@ -520,27 +513,9 @@ def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
         raise _conflict(occurrences) from error
 
 
-def visible_series(actor: Actor, query):  # type: ignore[no-untyped-def]
-    if actor.role is Role.PATIENT:
-        return query.where(TreatmentSeries.patient_id == actor.patient_id)
-    if actor.role is Role.PROVIDER:
-        return query.where(or_(
-            TreatmentSeries.provider_id == actor.provider_id,
-            TreatmentSeries.id.in_(select(Booking.series_id).where(
-                Booking.provider_id == actor.provider_id, Booking.series_id.is_not(None)))))
-    return query
-
-
 def _series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, lock: bool = False
             ) -> TreatmentSeries:
-    query = visible_series(actor, select(TreatmentSeries)).where(
-        TreatmentSeries.id == series_id)
-    if lock:
-        query = query.with_for_update()
-    series = uow.session.scalar(query)
-    if series is None:
-        raise series_not_found()
-    return series
+    return policy.load(uow.session, actor, series_id, lock=lock)
 
 
 def get_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *,
@@ -552,7 +527,7 @@ def get_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *,
 def list_series(uow: UnitOfWork, actor: Actor, *, page: int, page_size: int,
                 patient_id: uuid.UUID | None = None, provider_id: uuid.UUID | None = None,
                 status: SeriesStatus | None = None) -> Page[TreatmentSeries]:
-    query = visible_series(actor, select(TreatmentSeries)).order_by(
+    query = policy.visible(actor, select(TreatmentSeries)).order_by(
         TreatmentSeries.created_at.desc(), TreatmentSeries.id)
     if patient_id is not None:
         query = query.where(TreatmentSeries.patient_id == patient_id)
@@ -570,9 +545,7 @@ def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason
 
     def work() -> SeriesView:
         series = _series(uow, actor, series_id, lock=True)
-        if not bookings.may_transition(actor, "cancel"):
-            raise Forbidden(f"The {actor.role.value} role may not cancel a series.",
-                            code="forbidden")
+        policy.require(actor, "cancel_remaining")
         if series.status is SeriesStatus.CANCELLED:
             raise InvalidState("The series is already cancelled.", code="series_not_active")
         if not reason.strip():
@@ -581,10 +554,7 @@ def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason
             select(Booking).where(Booking.series_id == series.id,
                                   Booking.status.in_(CANCELLABLE))
             .order_by(Booking.starts_at).with_for_update()))
-        if actor.role is Role.PROVIDER and any(b.provider_id != actor.provider_id
-                                               for b in remaining):
-            raise Forbidden("Some remaining sessions are with another provider; the clinic "
-                            "cancels the series.", code="forbidden")
+        policy.check_remaining(actor, remaining)
         for booking in remaining:
             bookings.apply_transition(uow, actor, booking, "cancel", now=now, reason=reason)
         series.status = SeriesStatus.CANCELLED

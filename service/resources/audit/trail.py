@@ -52,6 +52,7 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "bookings.booking_check_in": ("booking", {"POST": UPDATE}),
     "bookings.booking_complete": ("booking", {"POST": UPDATE}),
     "bookings.booking_no_show": ("booking", {"POST": UPDATE}),
+    "bookings.BookingAttentionResolution": ("booking", {"POST": UPDATE}),
     "reminders.BookingReminders": ("reminder", {"GET": READ}),
     "reminders.Reminders": ("reminder", {"GET": READ}),
     "reminders.ReminderRetry": ("reminder", {"POST": UPDATE}),

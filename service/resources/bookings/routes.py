@@ -8,7 +8,7 @@ from flask.views import MethodView
 
 from service.auth import authorize
 from service.db import utcnow
-from service.domain.bookings import services
+from service.domain.bookings import attention, services
 from service.domain.bookings.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.schemas import (
@@ -17,11 +17,13 @@ from service.resources.bookings.schemas import (
     BookingSchema,
     CancelSchema,
     RescheduleSchema,
+    ResolveAttentionSchema,
 )
 from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    check_in_opens,
     etag,
     expected_version,
     not_modified,
@@ -125,7 +127,8 @@ def _transition_view(action: str, summary: str) -> type[MethodView]:
         @authorize(policy, "change_status")
         def post(self, booking_id: uuid.UUID):
             booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
-                                                  action, now=utcnow())
+                                                  action, now=utcnow(),
+                                                  check_in_opens=check_in_opens())
             return booking, etag(booking)
 
     Transition.post.__doc__ = summary
@@ -141,3 +144,18 @@ for _action, _path, _summary in (
 ):
     blp.route(f"/bookings/<uuid:booking_id>/{_path}", endpoint=f"booking_{_action}")(
         _transition_view(_action, _summary))
+
+
+@blp.route("/bookings/<uuid:booking_id>/attention/resolve")
+class BookingAttentionResolution(MethodView):
+    @idempotent
+    @blp.arguments(ResolveAttentionSchema)
+    @blp.response(200, BookingSchema, headers=ETAG_HEADER)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @authorize(policy, "resolve_attention")
+    def post(self, data, booking_id: uuid.UUID):
+        """Resolve a booking's attention flag (a provider or an admin, with a reason)"""
+        booking = attention.resolve_attention(unit_of_work(), current_actor(), booking_id,
+                                              reason=data["reason"], now=utcnow())
+        return booking, etag(booking)

@@ -21,6 +21,9 @@ class BookingSchema(RecordSchema):
         "description": "End of the visit (recovery or monitoring not included)"})
     hold_until = ma.fields.AwareDateTime(attribute="hold_ends_at", metadata={
         "description": "End of recovery or monitoring (the patient and chair are held)"})
+    leaves_at = ma.fields.AwareDateTime(attribute="leaves_at", metadata={
+        "description": "When the patient may leave: the visit plus its monitoring or recovery "
+                       "(esketamine: 2 h 15 min after the start). Drivers plan for this"})
     chair_number = ma.fields.Integer(allow_none=True)
     patient_state = ma.fields.String(allow_none=True, metadata={
         "description": "Where the patient attested to be (telehealth)"})
@@ -31,6 +34,17 @@ class BookingSchema(RecordSchema):
     late_cancellation = ma.fields.Boolean()
     checked_in_at = ma.fields.AwareDateTime(allow_none=True)
     series_id = ma.fields.UUID(allow_none=True)
+    attention = ma.fields.String(allow_none=True, metadata={
+        "description": "The code of a rule the booking passed when made and no longer passes "
+                       "(clearance withdrawn, license lapsed, ...): check-in is refused with "
+                       "it until a provider resolves it. null: nothing to look at"})
+    attention_since = ma.fields.AwareDateTime(allow_none=True)
+    attention_resolution = ma.fields.String(allow_none=True, metadata={
+        "description": "The reason the last flag was resolved with"})
+    attention_resolved_at = ma.fields.AwareDateTime(allow_none=True)
+    vitals_alert_at = ma.fields.AwareDateTime(allow_none=True, metadata={
+        "description": "When a reading during or after the dose first went beyond the "
+                       "clinic's watch limits (an urgent alert was raised)"})
 
 
 class BookingCreateSchema(Schema):
@@ -66,6 +80,11 @@ class BookingQueryArgsSchema(ma.Schema):
 class CancelSchema(Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
                               metadata={"example": "Patient request: schedule conflict"})
+
+
+class ResolveAttentionSchema(Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
+                              metadata={"example": "Re-cleared at today's consultation"})
 
 
 class RescheduleSchema(Schema):

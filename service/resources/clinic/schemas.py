@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from service.domain.clinic.models import LocationKind
+from service.domain.consultations.screening import Contraindication
 from service.domain.providers.licensing import Modality
 from service.extensions import PartialUpdate, RecordSchema, Schema
 from service.parsing import Integer
@@ -73,6 +74,13 @@ class ServiceTypeSchema(RecordSchema):
         load_default=False, metadata={"description": "Needs a cleared consultation first"})
     requires_rems = ma.fields.Boolean(
         load_default=False, metadata={"description": "Esketamine (Spravato REMS)"})
+    contraindications = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf([c.value for c in Contraindication])),
+        load_default=list, metadata={
+            "description": "Screening answers that rule this kind of visit out (409 "
+                           "`contraindicated` when a screening on record names one), e.g. IV "
+                           "ketamine: uncontrolled_hypertension, aneurysmal_vascular_disease, "
+                           "pregnancy"})
     reminder_plan = ma.fields.Nested(ReminderPlanSchema, load_default=lambda: {
         "confirmation": True, "hours_before": [72, 24, 2], "next_day_check_in": False})
     active = ma.fields.Boolean(load_default=True)

@@ -22,13 +22,14 @@ from service.config import Settings
 from service.db import utcnow
 from service.domain.consultations import services
 from service.domain.consultations.policy import alerts, policy, tasks
-from service.domain.consultations.vitals import Threshold
+from service.domain.consultations.vitals import Threshold, WatchLimits
 from service.extensions import Blueprint, clinic_today, current_actor, unit_of_work
 from service.resources.bookings.schemas import BookingSchema
 from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    check_in_opens,
     etag,
     expected_version,
     not_modified,
@@ -82,6 +83,14 @@ def _settings() -> Settings:
 def _threshold() -> Threshold:
     settings = _settings()
     return Threshold(systolic=settings.bp_hold_systolic, diastolic=settings.bp_hold_diastolic)
+
+
+def _watch_limits() -> WatchLimits:
+    settings = _settings()
+    return WatchLimits(systolic_max=settings.vitals_alert_systolic,
+                       diastolic_max=settings.vitals_alert_diastolic,
+                       heart_rate_max=settings.vitals_alert_heart_rate,
+                       spo2_min=settings.vitals_alert_spo2)
 
 
 def _telehealth_settings() -> dict[str, object]:
@@ -232,7 +241,7 @@ class TelehealthCheckIn(MethodView):
         """
         booking = services.check_in_telehealth(unit_of_work(), current_actor(), booking_id,
                                                patient_state=data["patient_state"],
-                                               now=utcnow())
+                                               now=utcnow(), check_in_opens=check_in_opens())
         return booking, etag(booking)
 
 
@@ -280,7 +289,8 @@ class BookingVitals(MethodView):
         """
         values = services.VitalsInput(**data)
         return services.record_vitals(unit_of_work(), current_actor(), booking_id, values,
-                                      threshold=_threshold(), now=utcnow()), 201
+                                      threshold=_threshold(), limits=_watch_limits(),
+                                      now=utcnow()), 201
 
 
 @sessions_blp.route("/bookings/<uuid:booking_id>/holds")

@@ -121,6 +121,9 @@ class VitalSignSchema(Schema):
     above_threshold = ma.fields.Boolean(dump_only=True, metadata={
         "description": "Pre-dose blood pressure above the clinic's threshold: the session "
                        "is held until a clinician overrides it"})
+    beyond_limits = ma.fields.List(ma.fields.String(), dump_only=True, allow_none=True, metadata={
+        "description": "During or after dosing: the values beyond the clinic's watch limits "
+                       "(VITALS_ALERT_*), which raised an urgent alert"})
     recorded_at = ma.fields.AwareDateTime(dump_only=True)
 
 
@@ -188,8 +191,11 @@ class AssessmentQueryArgsSchema(ma.Schema):
 class AlertSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     patient_id = ma.fields.UUID(dump_only=True)
-    assessment_id = ma.fields.UUID(dump_only=True)
+    assessment_id = ma.fields.UUID(dump_only=True, allow_none=True)
+    booking_id = ma.fields.UUID(dump_only=True, allow_none=True)
     kind = ma.fields.Enum(AlertKind, by_value=True, dump_only=True)
+    code = ma.fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "booking_attention: the code of the rule the booking no longer passes"})
     urgent = ma.fields.Boolean(dump_only=True)
     raised_at = ma.fields.AwareDateTime(dump_only=True)
     acknowledged_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)

@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from service.auth import authorize
 from service.db import utcnow
-from service.domain.calendar import webhooks
+from service.domain.webhooks import services as webhooks
 from service.domain.webhooks.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.common import (

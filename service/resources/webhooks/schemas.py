@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from service.domain.calendar.models import DeliveryStatus
-from service.domain.calendar.webhooks import EVENTS
+from service.domain.webhooks.services import EVENTS
 from service.extensions import PartialUpdate, RecordSchema, Schema
 from service.resources.fields import optional_text
 

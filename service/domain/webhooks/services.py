@@ -39,7 +39,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.domain.access.actor import Actor
-from service.domain.bookings.events import BookingChanged
+from service.domain.bookings.events import BookingChanged, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
@@ -219,6 +219,14 @@ def enqueue_booking_change(uow: UnitOfWork, event: BookingChanged) -> None:
         return
     data = booking_data(event.booking_id, event.starts_at, event.ends_at, event.status)
     _enqueue(uow.session, kind, data, event.occurred_at)
+
+
+def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
+    """Outbox rows for a booking flagged for attention: its id, times, status and the code
+    of the rule it no longer passes (no patient data)."""
+    data = {**booking_data(event.booking_id, event.starts_at, event.ends_at, event.status),
+            "attention": event.code}
+    _enqueue(uow.session, WebhookEvent.BOOKING_ATTENTION.value, data, event.occurred_at)
 
 
 def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:

@@ -30,7 +30,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.domain.calendar import webhooks
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -51,6 +50,7 @@ from service.domain.outbox import (
     Send,
     Table,
 )
+from service.domain.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
 
