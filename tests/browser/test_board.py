@@ -220,7 +220,7 @@ def test_the_day_board_in_chromium(app, client, demo_server, browser, tmp_path):
     # The patient's course, from the visit (opened with the keyboard): PHQ-9 over time.
     iv.focus()
     page.keyboard.press("Enter")
-    assert page.locator("#visit-dialog").is_visible()
+    expect(page.locator("#visit-dialog")).to_be_visible()  # waits: the dialog opens async
     assert "Chris Nguyen" in page.inner_text("#visit-fields")
     page.click("#visit-course")
     chart = page.locator('.course-content svg[data-instrument="PHQ-9"]')
