@@ -20,6 +20,7 @@ from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.models import Base
+from tests import contract
 from tests.factories import Api
 
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
@@ -66,8 +67,17 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def app(database_url: str):
     migrate.upgrade(database_url)
     application = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    contract.install(application)
     yield application
     application.extensions["clinic.database"].dispose()
+
+
+@pytest.fixture(autouse=True)
+def _answers_keep_the_contract() -> Iterator[None]:
+    """Every JSON answer a test got has the members its documented schema requires."""
+    contract.MISSING.clear()
+    yield
+    assert not contract.MISSING, contract.MISSING[:5]
 
 
 @pytest.fixture(autouse=True)
