@@ -357,6 +357,7 @@ class RequiredFieldsPlugin(BasePlugin):
 
     ``Meta.dump_required`` decides otherwise for a schema whose answers may leave members
     out: false (only what ``required=True`` says) or the tuple of the members always there.
+    (It also gives enum members their ``type: string``, which ``ma.fields.Enum`` leaves out.)
     Schemas of other bases (the FHIR facade's, ``ProblemSchema``) say ``required=True``
     themselves."""
 
@@ -370,6 +371,9 @@ class RequiredFieldsPlugin(BasePlugin):
         whole = issubclass(cls, Schema) and cls not in REQUEST_SCHEMAS and chosen is True
         required = list(definition.get("required", []))
         for field_name, prop in definition.get("properties", {}).items():
+            values = [v for v in prop.get("enum", ()) if v is not None]
+            if "type" not in prop and values and all(isinstance(v, str) for v in values):
+                prop["type"] = "string"  # ma.fields.Enum leaves it out; generators want it
             if field_name in required:
                 continue
             if (field_name in chosen) if isinstance(chosen, tuple) else (
