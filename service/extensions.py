@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 import http
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
@@ -16,6 +18,7 @@ from flask import current_app, g, request
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
 from flask_smorest.pagination import PaginationMetadataSchema
+from werkzeug.datastructures import MultiDict
 
 from service import errors
 from service.db import Database
@@ -40,6 +43,21 @@ class ProblemFieldErrorSchema(ma.Schema):
     code = ma.fields.String(metadata={"example": "invalid_timezone"})
 
 
+class ProblemAlternativeSchema(ma.Schema):
+    """A free slot offered instead (``alternatives[]`` of a ``slot_unavailable`` problem)."""
+
+    class Meta:
+        unknown = ma.INCLUDE  # documented as open: a later release may add members
+        ordered = True
+
+    start = ma.fields.String(required=True, metadata={
+        "format": "date-time", "example": "2026-12-01T10:30:00-07:00"})
+    end = ma.fields.String(required=True, metadata={
+        "format": "date-time", "example": "2026-12-01T11:30:00-07:00"})
+    provider_id = ma.fields.UUID(required=True)
+    location_id = ma.fields.UUID(required=True)
+
+
 def _strings(description: str, **kwargs: Any) -> ma.fields.List:
     return ma.fields.List(ma.fields.String(), metadata={"description": description}, **kwargs)
 
@@ -55,19 +73,18 @@ class ProblemSchema(ma.Schema):
         unknown = ma.INCLUDE  # -> additionalProperties: true
         ordered = True
 
-    type = ma.fields.String(metadata={"example": "/problems/validation_failed"})
-    title = ma.fields.String(metadata={"example": "Invalid request"})
-    status = ma.fields.Integer(metadata={"example": 422})
-    code = ma.fields.String(metadata={"example": "validation_failed"})
+    type = ma.fields.String(required=True, metadata={"example": "/problems/validation_failed"})
+    title = ma.fields.String(required=True, metadata={"example": "Invalid request"})
+    status = ma.fields.Integer(required=True, metadata={"example": 422})
+    code = ma.fields.String(required=True, metadata={"example": "validation_failed"})
     detail = ma.fields.String()
     instance = ma.fields.String(allow_none=True, metadata={"example": "/api/v1/providers"})
     request_id = ma.fields.String()
     errors = ma.fields.List(ma.fields.Nested(ProblemFieldErrorSchema), metadata={
         "description": "The invalid fields (validation_failed, implausible_vitals, ...)"})
     # Extension members, by the codes that carry them.
-    alternatives = ma.fields.List(ma.fields.Dict(), metadata={
-        "description": "slot_unavailable: the next free slots (start, end, provider_id, "
-                       "location_id)"})
+    alternatives = ma.fields.List(ma.fields.Nested(ProblemAlternativeSchema), metadata={
+        "description": "slot_unavailable: the next free slots"})
     occurrences = ma.fields.List(ma.fields.Dict(), metadata={
         "description": "series_conflict: each session's status and nearest alternative"})
     bookable = ma.fields.Boolean(metadata={"description": "series_conflict: always false"})
@@ -139,6 +156,30 @@ PAGINATION_HEADER = {
     "content": {"application/json": {"schema": PaginationMetadataSchema}},
 }
 
+LINK_HEADER = {
+    "description": "RFC 8288 links to the `first`, `prev`, `next` and `last` pages of the "
+                   "list (relative to the request), the page size and every other query "
+                   "parameter kept, e.g. "
+                   '`</api/v1/bookings?page=2&page_size=10>; rel="next"`',
+    "schema": {"type": "string"},
+}
+
+
+def page_links(path: str, query: MultiDict[str, str], page: int, last_page: int) -> str:
+    """The ``Link`` header of a list's page: first, prev, next, last (RFC 8288)."""
+    def url(number: int) -> str:
+        args = [(k, v) for k, v in query.items(multi=True) if k != "page"]
+        return f"{path}?{urlencode([*args, ('page', str(number))])}"
+
+    last_page = max(last_page, 1)
+    rels = [("first", 1)]
+    if page > 1:
+        rels.append(("prev", min(page - 1, last_page)))
+    if page < last_page:
+        rels.append(("next", page + 1))
+    rels.append(("last", last_page))
+    return ", ".join(f'<{url(number)}>; rel="{rel}"' for rel, number in rels)
+
 
 HTTP_METHODS = frozenset({"get", "put", "post", "patch", "delete"})
 WRITE_METHODS = frozenset({"put", "post", "patch", "delete"})
@@ -189,11 +230,165 @@ class ErrorResponsesPlugin(BasePlugin):
         return response
 
 
+# Path prefixes that do not name anything (the API's version, the FHIR facade's release).
+_PREFIXES = (("api", "v1"), ("fhir", "R4"))
+_NOT_PLURAL = frozenset({"series", "sms", "vitals", "time-off", "availability", "screening",
+                         "telehealth", "holds", "audit", "me"})
+
+
+def _camel(segment: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_.]", segment))
+
+
+def _singular(noun: str) -> str:
+    if noun in _NOT_PLURAL:
+        return noun
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    return noun[:-1] if noun.endswith("s") else noun
+
+
+def derive_operation_id(path: str, method: str, operation: dict[str, Any],
+                        siblings: Collection[str] = ()) -> str:
+    """A readable camelCase operationId from the path (the stable part of the contract):
+    ``GET /bookings`` listBookings, ``POST /bookings`` createBooking, ``GET /bookings/{id}``
+    getBooking, ``POST /bookings/{id}/confirm`` confirmBooking, ``GET
+    /providers/{id}/licenses`` listProviderLicenses, ``GET /fhir/R4/Patient``
+    searchFhirPatients (``siblings``: the path's other methods). ``OPERATION_IDS`` names
+    the operations whose path does not say it well."""
+    segments = [s for s in path.split("/") if s]
+    fhir = tuple(segments[:2]) == _PREFIXES[1]
+    if tuple(segments[:2]) in _PREFIXES:
+        segments = segments[2:]
+    # Each noun, singular when a parameter names one of it ({id} follows it).
+    nouns: list[str] = []
+    for i, segment in enumerate(segments):
+        if segment.startswith("{"):
+            continue
+        named = i + 1 < len(segments) and segments[i + 1].startswith("{")
+        nouns.append(_singular(segment) if named else segment)
+    item = bool(segments) and segments[-1].startswith("{")
+    if fhir:
+        base = "Fhir" + _camel(nouns[-1])
+        return ("read" + base) if item else ("search" + base + "s")
+    responses = operation.get("responses", {})
+    ok = responses.get("200", responses.get(200, {}))
+    schema = ok.get("content", {}).get("application/json", {}).get("schema", {}) \
+        if isinstance(ok, dict) else {}
+    if item:
+        verb = {"get": "get", "patch": "update", "put": "replace",
+                "delete": "delete"}.get(method, method)
+        return verb + "".join(map(_camel, nouns))
+    owner = "".join(_camel(_singular(n)) for n in nouns[:-1])
+    last = nouns[-1]
+    if method == "get":
+        listed = isinstance(schema, dict) and schema.get("type") == "array"
+        return ("list" if listed else "get") + owner + _camel(last)
+    if method == "post" and (last.endswith("s") or "get" in siblings):
+        return "create" + owner + _camel(_singular(last))
+    if method == "post":  # an action on the resource before it: confirm, cancel, ...
+        return _camel(last)[:1].lower() + _camel(last)[1:] + owner
+    verb = {"put": "replace", "patch": "update", "delete": "delete"}.get(method, method)
+    return verb + owner + _camel(last)
+
+
+# Explicit names, where the derived one would not read well; never rename one (generated
+# clients call them by these names).
+OPERATION_IDS: dict[tuple[str, str], str] = {
+    ("get", "/api/v1/slots"): "searchSlots",
+    ("get", "/api/v1/licenses/expiring"): "listExpiringLicenses",
+    ("post", "/api/v1/bookings/{booking_id}/no-show"): "markBookingNoShow",
+    ("post", "/api/v1/inbound/sms"): "receiveInboundSms",
+    ("get", "/api/v1/calendars/{token}.ics"): "getCalendarFeed",
+    ("get", "/api/v1/sync/bookings"): "syncBookings",
+    ("post", "/api/v1/bookings/{booking_id}/telehealth/consent"): "recordTelehealthConsent",
+    ("post", "/api/v1/bookings/{booking_id}/telehealth/check-in"): "checkInTelehealth",
+    ("post", "/api/v1/bookings/{booking_id}/telehealth/prescribing"):
+        "recordTelehealthPrescribing",
+    ("post", "/api/v1/bookings/{booking_id}/holds/override"): "overrideBookingHolds",
+    ("get", "/api/v1/audit"): "listAuditEvents",
+    ("delete", "/api/v1/api-keys/{key_id}"): "revokeApiKey",
+    ("get", "/fhir/R4/metadata"): "readFhirCapabilities",
+    ("get", "/healthz"): "checkLiveness",
+    ("get", "/readyz"): "checkReadiness",
+}
+
+
+class OperationIdPlugin(BasePlugin):
+    """Gives every operation a camelCase ``operationId``: the one a view declared
+    (``@blp.doc(operationId=...)``), else ``OPERATION_IDS``, else ``derive_operation_id``."""
+
+    def operation_helper(self, path: str | None = None,
+                         operations: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            if method in HTTP_METHODS:
+                operation.setdefault("operationId", OPERATION_IDS.get(
+                    (method, path or ""),
+                    derive_operation_id(path or "", method, operation, set(operations or ()))))
+
+
+# The schemas a request body is read with, and those they nest (``Blueprint.arguments``):
+# their fields are required in the document only as their ``required=True`` says.
+REQUEST_SCHEMAS: set[type[ma.Schema]] = set()
+
+
+def note_request_schema(schema: ma.Schema | type[ma.Schema]) -> None:
+    cls = schema if isinstance(schema, type) else type(schema)
+    if cls in REQUEST_SCHEMAS:
+        return
+    REQUEST_SCHEMAS.add(cls)
+    fields = list((schema() if isinstance(schema, type) else schema).fields.values())
+    while fields:
+        field = fields.pop()
+        if isinstance(field, ma.fields.Nested):
+            note_request_schema(field.schema)
+        elif isinstance(field, ma.fields.List):
+            fields.append(field.inner)
+
+
+class RequiredFieldsPlugin(BasePlugin):
+    """Marks in the document, as ``required``, the fields an answer always has, so typed
+    clients need not treat them as maybe unset:
+
+    - every ``dump_only`` (``readOnly``) field: OpenAPI applies ``required`` on a read-only
+      property to responses only, so a request schema does not get stricter;
+    - every field of the app's response-only schemas (``Schema`` subclasses that no
+      request body is read with).
+
+    ``Meta.dump_required`` decides otherwise for a schema whose answers may leave members
+    out: false (only what ``required=True`` says) or the tuple of the members always there.
+    (It also gives enum members their ``type: string``, which ``ma.fields.Enum`` leaves out.)
+    Schemas of other bases (the FHIR facade's, ``ProblemSchema``) say ``required=True``
+    themselves."""
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any
+                      ) -> dict[str, Any] | None:
+        schema = kwargs.get("schema")
+        if schema is None:
+            return None
+        cls = schema if isinstance(schema, type) else type(schema)
+        chosen = getattr(cls.Meta, "dump_required", True)
+        whole = issubclass(cls, Schema) and cls not in REQUEST_SCHEMAS and chosen is True
+        required = list(definition.get("required", []))
+        for field_name, prop in definition.get("properties", {}).items():
+            values = [v for v in prop.get("enum", ()) if v is not None]
+            if "type" not in prop and values and all(isinstance(v, str) for v in values):
+                prop["type"] = "string"  # ma.fields.Enum leaves it out; generators want it
+            if field_name in required:
+                continue
+            if (field_name in chosen) if isinstance(chosen, tuple) else (
+                    whole or (chosen and prop.get("readOnly"))):
+                required.append(field_name)
+        return {"required": required} if required else None
+
+
 class Api(BaseApi):
     ERROR_SCHEMA = ProblemSchema
 
     def _init_spec(self, *, extra_plugins: Any = None, **kwargs: Any) -> None:
-        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ErrorResponsesPlugin()],
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ErrorResponsesPlugin(),
+                                                         OperationIdPlugin(),
+                                                         RequiredFieldsPlugin()],
                            **kwargs)
 
     def handle_http_exception(self, error):  # type: ignore[no-untyped-def,override]
@@ -230,6 +425,7 @@ class Api(BaseApi):
         metadata), so it is documented with ``content`` (OpenAPI 3.0.3, Header Object), not
         as a ``simple``-style object (``total,3,page,1``), which is not what is sent."""
         self.spec.components.header("PAGINATION", PAGINATION_HEADER, lazy=True)
+        self.spec.components.header("LINK", LINK_HEADER, lazy=True)
 
 
 class Blueprint(BaseBlueprint):
@@ -238,6 +434,12 @@ class Blueprint(BaseBlueprint):
 
     ARGUMENTS_PARSER = RequestParser()
     PAGINATION_ARGUMENTS_PARSER = RequestParser()
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if location in ("json", "form", "files"):
+            note_request_schema(schema)
+        return super().arguments(schema, location=location, **kwargs)
 
     def paginate(self, pager: Any = None, *, page: int | None = None,
                  page_size: int | None = None, max_page_size: int | None = None
@@ -269,6 +471,19 @@ class Blueprint(BaseBlueprint):
             return checked
 
         return decorator
+
+    def _set_pagination_metadata(self, page_params: Any, result: Any,
+                                 headers: Any) -> tuple[Any, Any]:
+        """``X-Pagination`` (flask-smorest's), and beside it the RFC 8288 ``Link`` header."""
+        result, headers = super()._set_pagination_metadata(page_params, result, headers)
+        page_size, count = page_params.page_size, page_params.item_count
+        headers["Link"] = page_links(request.path, request.args, page_params.page,
+                                     (count - 1) // page_size + 1 if count else 1)
+        return result, headers
+
+    def _document_pagination_metadata(self, spec: Any, resp_doc: dict[str, Any]) -> None:
+        super()._document_pagination_metadata(spec, resp_doc)
+        resp_doc["headers"]["Link"] = "LINK"
 
 
 class Schema(ma.Schema):

@@ -21,6 +21,7 @@ from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.models import Base
+from tests import contract
 from tests.factories import Api
 
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
@@ -71,8 +72,17 @@ def app(database_url: str):
     application = create_app({"DATABASE_URL": database_url, "TESTING": True})
     application.config["SETTINGS"] = dataclasses.replace(
         application.config["SETTINGS"], check_in_opens_minutes=366 * 24 * 60)
+    contract.install(application)
     yield application
     application.extensions["clinic.database"].dispose()
+
+
+@pytest.fixture(autouse=True)
+def _answers_keep_the_contract() -> Iterator[None]:
+    """Every JSON answer a test got has the members its documented schema requires."""
+    contract.MISSING.clear()
+    yield
+    assert not contract.MISSING, contract.MISSING[:5]
 
 
 @pytest.fixture(autouse=True)

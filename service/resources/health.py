@@ -21,6 +21,9 @@ blp = Blueprint("health", __name__, description="Liveness and readiness probes."
 
 
 class HealthSchema(Schema):
+    class Meta(Schema.Meta):
+        dump_required = ("status",)  # liveness answers only its status
+
     status = ma.fields.String(metadata={"example": "ok"})
     database = ma.fields.String(metadata={"example": "ok"})
     migrations = ma.fields.String(metadata={"example": "at head"})

@@ -40,6 +40,24 @@ def test_create_get_list_provider(api):
     assert '"total": 1' in listed.headers["X-Pagination"]
 
 
+def test_lists_link_their_first_prev_next_and_last_pages(api):
+    """RFC 8288 ``Link`` beside ``X-Pagination``, every other query parameter kept."""
+    for npi in NPIS[:5]:
+        api.create("/api/v1/providers", provider_payload(npi=npi, name=f"Dr. {npi}"))
+    middle = api.get("/api/v1/providers?credential=MD&page_size=2&page=2")
+    assert middle.status_code == 200 and len(middle.get_json()) == 2
+    assert middle.headers["Link"] == ", ".join((
+        '</api/v1/providers?credential=MD&page_size=2&page=1>; rel="first"',
+        '</api/v1/providers?credential=MD&page_size=2&page=1>; rel="prev"',
+        '</api/v1/providers?credential=MD&page_size=2&page=3>; rel="next"',
+        '</api/v1/providers?credential=MD&page_size=2&page=3>; rel="last"'))
+    first = api.get("/api/v1/providers?page_size=5").headers["Link"]
+    assert first == ('</api/v1/providers?page_size=5&page=1>; rel="first", '
+                     '</api/v1/providers?page_size=5&page=1>; rel="last"')
+    empty = api.get("/api/v1/providers?credential=NP").headers["Link"]
+    assert 'rel="next"' not in empty and 'page=1>; rel="last"' in empty
+
+
 def test_post_answers_location_and_etag(api):
     response = api.post("/api/v1/providers", json=provider_payload())
     assert response.status_code == 201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from openapi_spec_validator import validate
@@ -57,6 +58,55 @@ def test_the_document_says_what_is_sent(client):
         "$ref": "#/components/schemas/FhirSlotBundle"}
     assert slots["401"]["content"]["application/fhir+json"]["schema"] == {
         "$ref": "#/components/schemas/FhirOperationOutcome"}
+
+
+OPERATION_ID = re.compile(r"[a-z]+(?:[A-Z0-9][a-z0-9]*)*")
+
+
+def test_every_operation_has_a_unique_camel_case_operation_id(client):
+    spec = client.get("/openapi.json").get_json()
+    ids = {(method, path): operation.get("operationId")
+           for path, operations in spec["paths"].items()
+           for method, operation in operations.items() if method != "parameters"}
+    assert all(isinstance(i, str) and OPERATION_ID.fullmatch(i) for i in ids.values()), [
+        key for key, i in ids.items() if not (i and OPERATION_ID.fullmatch(i))]
+    assert len(set(ids.values())) == len(ids), "operationIds must be unique"
+    # The names clients call (never rename one).
+    assert {ids[("get", "/api/v1/slots")], ids[("post", "/api/v1/bookings")],
+            ids[("get", "/api/v1/bookings/{booking_id}")],
+            ids[("post", "/api/v1/bookings/{booking_id}/confirm")],
+            ids[("post", "/api/v1/bookings/{booking_id}/cancel")],
+            ids[("get", "/api/v1/providers")], ids[("get", "/api/v1/me")],
+            ids[("post", "/api/v1/api-keys")], ids[("get", "/fhir/R4/metadata")],
+            ids[("get", "/api/v1/providers/{provider_id}/licenses")],
+            ids[("get", "/fhir/R4/Patient/{patient_id}")]} == {
+        "searchSlots", "createBooking", "getBooking", "confirmBooking", "cancelBooking",
+        "listProviders", "getMe", "createApiKey", "readFhirCapabilities",
+        "listProviderLicenses", "readFhirPatient"}
+
+
+def test_answers_say_which_members_are_always_there_and_type_instants(client):
+    """Response schemas mark what is always present ``required`` (request schemas stay as
+    loose as they are: only read-only members, which OpenAPI applies to answers only); slots,
+    alternatives and series sessions carry instants as ``date-time``."""
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    booking = schemas["Booking"]
+    assert set(booking["required"]) == set(booking["properties"])
+    assert {"id", "created_at", "version"} <= set(schemas["Patient"]["required"])
+    for name, schema in schemas.items():
+        for member in schema.get("required", []):
+            prop = schema["properties"][member]
+            if name in ("BookingCreate", "PatientUpdate"):
+                assert prop.get("readOnly") or member in (
+                    "patient_id", "provider_id", "service_type_id", "location_id", "start")
+    assert set(schemas["SyncedBooking"]["required"]) == {
+        "id", "status", "deleted", "cancelled_at", "updated_at", "version"}
+    for name in ("Slot", "Alternative", "Session", "Rebook", "OccurrenceReport",
+                 "ProblemAlternative"):
+        for member in ("start", "end"):
+            assert schemas[name]["properties"][member]["format"] == "date-time", name
+    alternatives = schemas["Problem"]["properties"]["alternatives"]
+    assert alternatives["items"] == {"$ref": "#/components/schemas/ProblemAlternative"}
 
 
 def test_swagger_ui_is_served_locally(client):

@@ -52,6 +52,9 @@ TOMBSTONE_FIELDS = ("id", "status", "deleted", "cancelled_at", "updated_at", "ve
 
 
 class SyncedBookingSchema(BookingSchema):
+    class Meta(BookingSchema.Meta):
+        dump_required = TOMBSTONE_FIELDS  # a tombstone carries only these
+
     deleted = ma.fields.Method("_deleted", metadata={
         "type": "boolean",
         "description": "true: a tombstone (the booking was cancelled); drop it. Tombstones "

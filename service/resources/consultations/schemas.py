@@ -58,9 +58,12 @@ class ScreeningSchema(RecordSchema):
     uncontrolled_hypertension = _answer(Contraindication.UNCONTROLLED_HYPERTENSION)
     psychosis_history = _answer(Contraindication.PSYCHOSIS_HISTORY)
     pregnancy = _answer(Contraindication.PREGNANCY)
-    esketamine_contraindicated = ma.fields.Method("_contraindicated", dump_only=True)
-    hard_contraindications = ma.fields.Method("_hard", dump_only=True)
+    esketamine_contraindicated = ma.fields.Method("_contraindicated", dump_only=True,
+                                                  metadata={"type": "boolean"})
+    hard_contraindications = ma.fields.Method("_hard", dump_only=True, metadata={
+        "type": "array", "items": {"type": "string"}})
     review_flags = ma.fields.Method("_review", dump_only=True, metadata={
+        "type": "array", "items": {"type": "string"},
         "description": "Answers that put the patient in front of a clinician"})
 
     def _contraindicated(self, screening):  # type: ignore[no-untyped-def]

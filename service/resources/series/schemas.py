@@ -97,8 +97,10 @@ class SeriesRequestSchema(Schema):
 
 
 class AlternativeSchema(Schema):
-    start = ma.fields.String(metadata={"example": "2027-11-08T10:00:00-07:00"})
-    end = ma.fields.String(metadata={"example": "2027-11-08T10:45:00-07:00"})
+    start = ma.fields.String(metadata={"example": "2027-11-08T10:00:00-07:00",
+                                       "format": "date-time"})
+    end = ma.fields.String(metadata={"example": "2027-11-08T10:45:00-07:00",
+                                     "format": "date-time"})
     provider_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
 

@@ -53,8 +53,10 @@ class SlotQueryArgsSchema(ma.Schema):
 
 
 class SlotSchema(Schema):
-    start = ma.fields.String(metadata={"example": "2026-12-01T10:00:00-07:00"})
-    end = ma.fields.String(metadata={"example": "2026-12-01T11:00:00-07:00"})
+    start = ma.fields.String(metadata={"example": "2026-12-01T10:00:00-07:00",
+                                       "format": "date-time"})
+    end = ma.fields.String(metadata={"example": "2026-12-01T11:00:00-07:00",
+                                     "format": "date-time"})
     provider_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
 
