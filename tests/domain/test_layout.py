@@ -17,6 +17,7 @@ DOMAIN_ONLY = {
     "records",  # paging and partial updates, shared by every area
     "events",  # the base class of domain events
     "retries",  # the backoff of the outboxes
+    "outbox",  # the one outbox runner (reminders, webhooks), driven by the scheduler
 }
 # HTTP surfaces with no rules of their own.
 RESOURCES_ONLY = {
