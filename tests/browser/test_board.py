@@ -279,13 +279,15 @@ def test_the_day_board_in_chromium(app, client, demo_server, browser, tmp_path):
           taken40: r.vitalsDue(b, spravato, at41, t(60)),
           atEnd: r.vitalsDue(b, spravato, at41, t(140)).map(d => d.kind),
           late: r.notArrived({...b, status: 'booked'}, t(12)),
-          flagged: r.flagsOf({flagged: true}),
+          flagged: r.flagsOf({attention: 'clearance_required', vitals_alert_at: iso(-5)}),
+          clear: r.flagsOf({attention: null, vitals_alert_at: null}),
         };
     }""")
     assert derived == {"dosing": "checked-in", "monitoring": "in-monitoring",
                        "discharge": "ready-for-discharge", "due40": ["forty-minutes"],
                        "late40": [True], "taken40": [], "atEnd": ["discharge"], "late": True,
-                       "flagged": ["flagged"]}
+                       "flagged": ["clearance required", "vitals beyond limits"],
+                       "clear": []}
 
     # Nothing names a patient in the title or the address; signing out forgets the key.
     assert page.title() == "Day board"

@@ -73,21 +73,15 @@ export function boardStatus(booking, now) {
   }
 }
 
-/** The reasons a booking carries a flag, if the API sends any (``flags``, ``flagged``). */
+/** Why a booking needs a person: ``attention`` (the clinical gate it no longer passes, set
+ * when a clearance, screening, REMS enrolment or license changed; cleared when a provider
+ * resolves it) and ``vitals_alert_at`` (a reading beyond the watch limits during the stay). */
 export function flagsOf(booking) {
   const reasons = [];
-  if (Array.isArray(booking.flags)) {
-    for (const flag of booking.flags) {
-      if (typeof flag === "string") reasons.push(flag);
-      else if (flag && typeof flag === "object" && !flag.resolved_at) {
-        reasons.push(String(flag.reason || flag.code || flag.kind || "flagged"));
-      }
-    }
+  if (typeof booking.attention === "string" && booking.attention) {
+    reasons.push(booking.attention.replaceAll("_", " "));
   }
-  if (typeof booking.flag === "string" && booking.flag) reasons.push(booking.flag);
-  if (booking.flagged === true && reasons.length === 0) {
-    reasons.push(String(booking.flag_reason || "flagged"));
-  }
+  if (booking.vitals_alert_at) reasons.push("vitals beyond limits");
   return reasons;
 }
 
