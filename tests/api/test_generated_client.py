@@ -8,11 +8,9 @@ Without the generator installed the test is skipped locally and fails when ``CI=
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,8 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.http_server import serving
 from tests.scenario import PHOENIX, build_clinic
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
@@ -64,19 +62,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
 
 @pytest.fixture
 def server(app) -> Iterator[str]:
-    quiet = logging.getLogger("werkzeug")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # no line per request
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="client-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-        httpd.server_close()
-        quiet.setLevel(level)
+    with serving(app, "client-server") as url:
+        yield url
 
 
 def _api(name: str) -> ModuleType:

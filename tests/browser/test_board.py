@@ -8,10 +8,8 @@ Without /usr/bin/chromium the browser test is skipped locally and fails when CI=
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from service.demo import DEMO_KEYS, seed_demo
 from service.extensions import unit_of_work
 from service.resources.board.routes import CONTENT_SECURITY_POLICY
 from tests.factories import clinic_today
+from tests.http_server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -80,19 +78,8 @@ def demo_server(app) -> Iterator[str]:
     """The demo clinic behind a real HTTP server on a free loopback port."""
     with app.app_context():
         assert seed_demo(unit_of_work, today=clinic_today())
-    quiet = logging.getLogger("werkzeug")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # no line per request
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="board-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        quiet.setLevel(level)
+    with serving(app, "board-server") as url:
+        yield url
 
 
 @pytest.fixture
