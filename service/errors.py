@@ -141,6 +141,11 @@ CODES: dict[str, tuple[int, str]] = {
     "not_a_consultation": (409, "A screening belongs to a consultation (a visit that needs no "
                                 "clearance itself)."),
     "not_telehealth": (409, "This booking is not a telehealth visit."),
+    "consultation_not_found": (404, "No consultation of this patient with this id."),
+    "consultation_not_completed": (409, "The cited consultation is not completed; a clearance "
+                                        "decision before it needs a reason."),
+    "clearance_reason_required": (422, "A clearance decision citing no completed consultation "
+                                       "(or clearing without its screening) needs a reason."),
     "screening_exists": (409, "This consultation already has a screening; PATCH it with "
                               "If-Match."),
     "esketamine_contraindicated": (409, "A screening on record has a hard contraindication to "

@@ -4,7 +4,8 @@ Clinical records are for clinic staff and providers; a patient sees its own asse
 vital signs and telehealth link, and may submit its own assessments and telehealth consent.
 Records hang off a booking or a patient, and are reached only through the bookings and
 patients policies (someone else's record is "not found"). Only a provider, a clinician,
-clears a patient for treatment or overrides a blood pressure hold; a provider records only
+clears a patient for treatment (any provider, for
+any patient: a covering provider too) or overrides a blood pressure hold; a provider records only
 its own in-person evaluations. Alerts: clinic staff see all, a provider those of the
 patients it sees. Tasks: a provider sees those of its own sessions, clinic staff all.
 """
@@ -68,6 +69,12 @@ class ConsultationPolicy(Policy):
         """A provider key records only its own in-person evaluations (another provider is
         "not found"); clinic staff record any provider's."""
         return acts_for_provider(actor, provider_id)
+
+    def decides_for_any_patient(self, actor: Actor) -> bool:
+        """Any provider of the clinic records a clearance decision for any patient (a
+        covering provider with no visit with them); reading the patient's records still
+        goes through the patients policy."""
+        return actor.role is Role.PROVIDER or patients.sees_every_patient(actor)
 
 
 class AlertPolicy(Policy):

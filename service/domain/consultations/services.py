@@ -185,23 +185,63 @@ def get_screening(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Scree
         return _screening(uow, _consultation(uow, actor, booking_id))
 
 
+def _cited_consultation(uow: UnitOfWork, patient: Patient,
+                        booking_id: uuid.UUID) -> Booking:
+    """The consultation a decision cites: the patient's own, a consultation service type (a
+    booking of another patient is "not found", whoever asks)."""
+    booking = uow.session.get(Booking, booking_id)
+    if booking is None or booking.patient_id != patient.id:
+        raise NotFound("No consultation of this patient with this id.",
+                       code="consultation_not_found")
+    if not is_consultation(_service_type(uow, booking)):
+        raise Conflict("A clearance decision cites a consultation, not a treatment session.",
+                       code="not_a_consultation")
+    return booking
+
+
+def _require_grounds(uow: UnitOfWork, decision: ClearanceStatus, reason: str | None,
+                     consultation: Booking | None) -> None:
+    """A decision rests on a completed consultation (and, to clear, on its screening);
+    without them the clinician says why in ``reason``."""
+    if reason and reason.strip():
+        return
+    if consultation is None:
+        raise InvalidInput("A decision that cites no consultation needs a reason.",
+                           code="clearance_reason_required", field="reason")
+    if consultation.status is not BookingStatus.FULFILLED:
+        raise Conflict("The cited consultation is not completed; a decision before it needs "
+                       "a reason.", code="consultation_not_completed",
+                       booking_status=consultation.status.value)
+    if decision is ClearanceStatus.CLEARED and uow.session.scalar(
+            select(Screening.id).where(Screening.booking_id == consultation.id)) is None:
+        raise InvalidInput("Clearing without a screening on the cited consultation needs a "
+                           "reason.", code="clearance_reason_required", field="reason")
+
+
 def record_decision(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
                     decision: ClearanceStatus, reason: str | None,
                     consultation_id: uuid.UUID | None, now: datetime) -> ClearanceDecision:
     """A clinician's decision on the patient's readiness for treatment; only a provider can
-    clear (staff may record "needs review" or "not cleared")."""
+    clear (staff may record "needs review" or "not cleared"). Any provider of the clinic may
+    record one (a covering provider with no visit with the patient): the patient is looked
+    up past the visibility rules for this write only. The decision cites the consultation it
+    rests on (``consultation_id``, the consultation booking); a consultation not completed,
+    no consultation, or clearing without its screening needs a ``reason``."""
     if decision is ClearanceStatus.CLEARED:
         policy.require(actor, "clear_for_treatment")
 
     def work() -> ClearanceDecision:
-        patient = find_patient(uow, actor, patient_id)
-        if consultation_id is not None:
-            consultation = _consultation(uow, actor, consultation_id)
-            if consultation.patient_id != patient.id:
-                raise NotFound("No booking with this id.", code="booking_not_found")
-        row = _decide(uow, patient, decision=decision, source=DecisionSource.CLINICIAN,
-                      actor=actor, now=now, reason=reason, consultation_id=consultation_id)
-        return row
+        if policy.decides_for_any_patient(actor):
+            patient = uow.session.get(Patient, patient_id)
+            if patient is None:
+                raise NotFound("No such patient.", code="patient_not_found")
+        else:
+            patient = find_patient(uow, actor, patient_id)
+        cited = (_cited_consultation(uow, patient, consultation_id)
+                 if consultation_id is not None else None)
+        _require_grounds(uow, decision, reason, cited)
+        return _decide(uow, patient, decision=decision, source=DecisionSource.CLINICIAN,
+                       actor=actor, now=now, reason=reason, consultation_id=consultation_id)
 
     return uow.run(work)
 

@@ -161,12 +161,15 @@ class ClearanceDecisions(MethodView):
     @consultations_blp.arguments(DecisionSchema)
     @consultations_blp.response(201, DecisionSchema)
     @consultations_blp.alt_response(404, response="NOT_FOUND")
+    @consultations_blp.alt_response(409, response="CONFLICT")
     @authorize(policy, "record_decision")
     def post(self, data, patient_id: uuid.UUID):
         """Record a clearance decision (only a provider can clear)
 
         The latest decision gates treatment bookings and is read out as the patient's
-        `cleared_for_treatment`.
+        `cleared_for_treatment`. It cites the consultation booking it rests on; one not
+        completed, none, or clearing without its screening needs a `reason`. Any provider
+        of the clinic may record it, for any patient.
         """
         return services.record_decision(
             unit_of_work(), current_actor(), patient_id, decision=data["decision"],

@@ -85,9 +85,14 @@ class DecisionSchema(Schema):
     patient_id = ma.fields.UUID(dump_only=True)
     decision = ma.fields.Enum(ClearanceStatus, by_value=True, required=True, metadata={
         "description": "cleared (a provider only), not_cleared or needs_review"})
-    reason = optional_text(500)
-    consultation_id = ma.fields.UUID(allow_none=True, metadata={
-        "description": "The consultation the decision was made at, if any"})
+    reason = optional_text(500, metadata={
+        "description": "Why the decision rests on no completed consultation or screening "
+                       "(required then)"})
+    consultation_booking_id = ma.fields.UUID(attribute="consultation_id", allow_none=True,
+                                             metadata={
+        "description": "The consultation booking (and its intake screening) the decision "
+                       "rests on; without a completed one, or clearing without its "
+                       "screening, `reason` is required"})
     source = ma.fields.Enum(DecisionSource, by_value=True, dump_only=True, metadata={
         "description": "clinician, or screening when answers flagged the patient for review"})
     decided_at = ma.fields.AwareDateTime(dump_only=True)
