@@ -69,7 +69,8 @@ def test_a_flagged_booking_is_checked_in_only_once_a_provider_resolved_it(clinic
     assert decide(clinic, clinic.patient, "not_cleared",
                   reason="Blood pressure to be controlled first").status_code == 201
     assert read(clinic, iv)["attention"] == "clearance_required"
-    assert decide(clinic, clinic.patient, "cleared").status_code == 201
+    assert decide(clinic, clinic.patient, "cleared",
+                  reason="Blood pressure controlled, per the GP's letter").status_code == 201
     # Cleared again: the flag stays until a clinician looked at the booking.
     assert read(clinic, iv)["attention"] == "clearance_required"
     assert_problem(clinic.check_in(iv), 409, "clearance_required")
@@ -87,7 +88,8 @@ def test_a_flagged_booking_is_checked_in_only_once_a_provider_resolved_it(clinic
 
 def test_check_in_asks_the_gates_again_even_after_a_resolution(clinic, api):
     iv = booked(clinic)
-    assert decide(clinic, clinic.patient, "needs_review", role="staff").status_code == 201
+    assert decide(clinic, clinic.patient, "needs_review", role="staff",
+                  reason="New medication to review").status_code == 201
     assert resolve(clinic, iv, role="admin").status_code == 200
     assert_problem(clinic.check_in(iv), 409, "clearance_required")
 
