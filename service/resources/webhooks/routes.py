@@ -89,6 +89,7 @@ class WebhookEventTypes(MethodView):
 
 @blp.route("/webhooks/<uuid:webhook_id>/rotate-secret")
 class WebhookSecretRotation(MethodView):
+    @idempotent
     @blp.response(200, RotatedSecretSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.doc(operationId="rotateWebhookSecret")
