@@ -66,6 +66,7 @@ class Settings:
     webhook_retry_base_seconds: float = 30.0
     webhook_retry_window_hours: float = 24.0
     webhook_allow_private_targets: bool = False
+    webhook_secret_overlap_hours: float = 24.0
     # Consultations (service/domain/consultations)
     bp_hold_systolic: int = 160  # BP_HOLD_THRESHOLD: a pre-dose reading above it holds
     bp_hold_diastolic: int = 100
@@ -189,6 +190,8 @@ def _integration_settings(env: Mapping[str, str], defaults: Settings) -> dict[st
             env.get("WEBHOOK_RETRY_WINDOW_HOURS", defaults.webhook_retry_window_hours)),
         "webhook_allow_private_targets": env.get(
             "WEBHOOK_ALLOW_PRIVATE_TARGETS", "").strip().lower() in {"1", "true", "yes"},
+        "webhook_secret_overlap_hours": float(
+            env.get("WEBHOOK_SECRET_OVERLAP_HOURS", defaults.webhook_secret_overlap_hours)),
     }
     for name, value in values.items():
         if not isinstance(value, bool) and value <= 0:

@@ -91,6 +91,9 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     "/api/v1/webhooks": {"GET", "POST"},
     "/api/v1/webhooks/<uuid:webhook_id>": {"GET", "PATCH", "DELETE"},
     "/api/v1/webhooks/<uuid:webhook_id>/deliveries": {"GET"},
+    # The event catalogue (types and schemas) and a secret rotation: no patient data.
+    "/api/v1/webhooks/events": {"GET"},
+    "/api/v1/webhooks/<uuid:webhook_id>/rotate-secret": {"POST"},
 }
 
 # Audited only when a patient is concerned (a patient_id asked for, or a patient's key):

@@ -1,12 +1,11 @@
 """Webhook delivery against a real receiver: a local HTTP server, written here, that checks
-the signature the way the README tells integrators to. Time is simulated by passing ``now``
-to ``run_once``."""
+the signature with the reference Standard Webhooks verifier (the ``standardwebhooks``
+package), the way the README tells integrators to. Time is simulated by passing ``now`` to
+``run_once``."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -15,24 +14,27 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import jsonschema
 import pytest
 from sqlalchemy import select
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.config import Settings
 from service.db import utcnow
 from service.domain.calendar.models import DeliveryStatus, WebhookDelivery
 from service.domain.outbox import OutboxRunner
 from service.domain.retries import backoff
+from service.domain.webhooks.services import new_secret
 from service.extensions import unit_of_work
 from service.scheduler import OutboxScheduler, webhook_runner
 from tests.scenario import build_clinic
 
-TOLERANCE = 300
-
 
 class Receiver:
-    """An integrator's endpoint: verifies X-Signature, answers the statuses it is told to
-    (then 200), keeps every request, and counts the accepted events."""
+    """An integrator's endpoint: verifies the Standard Webhooks signature, answers the
+    statuses it is told to (then 200), keeps every request, and counts the accepted
+    events."""
 
     def __init__(self) -> None:
         self.secret = ""
@@ -46,7 +48,7 @@ class Receiver:
 
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                valid = receiver.verify(self.headers.get("X-Signature", ""), body)
+                valid = receiver.verify(dict(self.headers), body)
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if not valid:
@@ -70,22 +72,20 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/clinic?source=test"
 
-    def verify(self, header: str, body: bytes) -> bool:
-        """The receiver's check, independent of the service's code."""
-        fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-        if not fields.get("t", "").isdigit() or "v1" not in fields:
+    def verify(self, headers: dict[str, str], body: bytes, secret: str | None = None) -> bool:
+        """The receiver's check, by the reference library (it also refuses a timestamp more
+        than five minutes off)."""
+        try:
+            Webhook(secret or self.secret).verify(body, headers)
+        except WebhookVerificationError:
             return False
-        if abs(time.time() - int(fields["t"])) > TOLERANCE:
-            return False
-        expected = hmac.new(self.secret.encode(), fields["t"].encode() + b"." + body,
-                            hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, fields["v1"])
+        return True
 
     def accepted(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["valid"] and 200 <= r["status"] < 300]
 
     def events(self) -> list[str]:
-        return [r["headers"]["X-Event-Id"] for r in self.requests]
+        return [r["headers"]["webhook-id"] for r in self.requests]
 
 
 @pytest.fixture
@@ -165,7 +165,11 @@ def test_a_delivery_is_signed_thin_and_verified_by_the_receiver(app, api, clinic
     assert headers["X-Event-Type"] == "booking.created"
     assert headers["X-Delivery-Attempt"] == "1"
     body = json.loads(request["body"])
-    assert body["id"] == headers["X-Event-Id"] and body["type"] == "booking.created"
+    assert body["id"] == headers["webhook-id"] and body["type"] == "booking.created"
+    assert "X-Signature" not in headers and "X-Event-Id" not in headers
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert headers["webhook-signature"].startswith("v1,") and " " not in headers[
+        "webhook-signature"]
     assert body["data"]["booking_id"] == booking["id"] and body["data"]["status"] == "booked"
     for secret in (clinic.patient["first_name"], clinic.patient["last_name"],
                    clinic.patient["email"], clinic.patient["phone"]):
@@ -173,9 +177,65 @@ def test_a_delivery_is_signed_thin_and_verified_by_the_receiver(app, api, clinic
     [row] = rows(app)
     assert row.status is DeliveryStatus.DELIVERED and row.attempts == 1
     assert log_of(api, hook, row.id)["log"][0]["status_code"] == 200
-    # A tampered body or another secret fails the receiver's check.
-    assert not receiver.verify(headers["X-Signature"], request["body"] + b" ")
+    # A tampered body, an old timestamp or another secret fails the library's check.
+    assert receiver.verify(headers, request["body"])
+    assert not receiver.verify(headers, request["body"] + b" ")
+    old = str(int(headers["webhook-timestamp"]) - 600)
+    assert not receiver.verify({**headers, "webhook-timestamp": old}, request["body"])
+    assert not receiver.verify(headers, request["body"], secret=new_secret())
     assert dispatcher(app).run_once().claimed == 0  # nothing twice
+
+
+def test_a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends(
+        app, api, clinic, receiver, local_targets):
+    hook = subscribe(api, receiver)
+    old = hook["secret"]
+    response = api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", role="integration")
+    assert response.status_code == 200, response.get_json()
+    rotated = response.get_json()
+    new = rotated["secret"]
+    assert new != old and new.startswith("whsec_")
+    receiver.secret = new
+    expires = datetime.fromisoformat(rotated["previous_secret_expires_at"])
+    assert timedelta(hours=23, minutes=59) < expires - utcnow() <= timedelta(hours=24)
+    read = api.get(f"/api/v1/webhooks/{hook['id']}", role="integration").get_json()
+    assert "secret" not in read and "previous_secret" not in read
+    book(clinic, 14)
+    assert dispatcher(app).run_once().delivered == 1  # during the overlap
+    during = receiver.requests[-1]
+    assert len(during["headers"]["webhook-signature"].split(" ")) == 2
+    assert receiver.verify(during["headers"], during["body"], secret=new)
+    assert receiver.verify(during["headers"], during["body"], secret=old)
+    book(clinic, 16)
+    assert dispatcher(app).run_once(now=expires + timedelta(seconds=1)).delivered == 1
+    late = receiver.requests[-1]  # after it
+    assert len(late["headers"]["webhook-signature"].split(" ")) == 1
+    assert receiver.verify(late["headers"], late["body"], secret=new)
+    assert not receiver.verify(late["headers"], late["body"], secret=old)
+
+
+def test_deliveries_match_the_published_event_catalogue(app, api, clinic, receiver,
+                                                        local_targets):
+    catalogue = api.get("/api/v1/webhooks/events", role="integration")
+    assert catalogue.status_code == 200, catalogue.get_json()
+    schemas = {entry["type"]: entry["schema"] for entry in catalogue.get_json()}
+    assert set(schemas) == {"booking.created", "booking.rescheduled", "booking.cancelled",
+                            "booking.no_show", "series.created", "booking.attention"}
+    for schema in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    subscribe(api, receiver, ["booking.created", "booking.cancelled"])
+    booking = book(clinic)
+    cancelled = api.post(f"/api/v1/bookings/{booking['id']}/cancel", role="staff",
+                         json={"reason": "patient request"})
+    assert cancelled.status_code in (200, 201), cancelled.get_json()
+    assert dispatcher(app).run_once().delivered == 2
+    for request in receiver.requests:
+        body = json.loads(request["body"])
+        checker = jsonschema.Draft202012Validator(
+            schemas[body["type"]], format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        checker.validate(body)
+    assert [json.loads(r["body"])["type"] for r in receiver.requests] == [
+        "booking.created", "booking.cancelled"]
 
 
 def test_a_receiver_that_fails_twice_then_succeeds_accepts_exactly_one(app, api, clinic,
@@ -253,7 +313,7 @@ def test_redelivery_sends_the_same_event_with_a_fresh_signature(app, api, clinic
     assert len(receiver.requests) == 2 and all(r["valid"] for r in receiver.requests)
     one, two = receiver.requests
     assert one["body"] == two["body"]
-    assert one["headers"]["X-Event-Id"] == two["headers"]["X-Event-Id"]
+    assert one["headers"]["webhook-id"] == two["headers"]["webhook-id"]
     assert one["headers"]["X-Delivery-Id"] != two["headers"]["X-Delivery-Id"]
 
 

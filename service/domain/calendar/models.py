@@ -89,6 +89,9 @@ class WebhookSubscription(Record, Base):
     events: Mapped[list[str]] = mapped_column(JSON)
     # The signing secret must be readable to sign: it is shown once, never listed again.
     secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the previous secret also signs deliveries until it expires.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     description: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(default=True, index=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(64))

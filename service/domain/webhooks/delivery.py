@@ -2,7 +2,8 @@
 
 - Due: open deliveries whose ``next_attempt_at`` has come. Deliveries of a disabled
   subscription are cancelled at the claim instead of sent.
-- Not guarded: the stored body is POSTed with a fresh ``X-Signature`` with no transaction
+- Not guarded: the stored body is POSTed with a fresh Standard Webhooks signature
+  (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) with no transaction
   open (no redirects followed, a timeout; only a 2xx answer counts as delivered), through
   the HTTP adapter the scheduler hands in; the outcome is recorded right after, in its own
   short transaction, only while our claim token still holds.
@@ -12,9 +13,9 @@
   the subscription is disabled and its other open deliveries are cancelled.
 
 Delivery is at least once: a sender that dies between the POST and the record sends again
-after the lease. Receivers drop duplicates by ``X-Event-Id`` (the same for every attempt and
-redelivery of an event). Logs carry ids, event types, status codes and error codes; never a
-URL, a body or a secret.
+after the lease. Receivers drop duplicates by ``webhook-id`` (the event id, the same for
+every attempt and redelivery of an event). Logs carry ids, event types, status codes and
+error codes; never a URL, a body or a secret.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ClaimedDelivery:
     attempt: int
     subscription_id: uuid.UUID
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current secret, and the previous one during an overlap
     event_id: uuid.UUID
     event_type: str
     payload: str
@@ -120,7 +121,8 @@ class WebhookOutbox:
             claimed.append(ClaimedDelivery(
                 id=delivery.id, token=token, attempt=d.attempt,
                 subscription_id=subscription.id, url=subscription.url,
-                secret=subscription.secret, event_id=delivery.event_id,
+                secrets=tuple(webhooks.signing_secrets(subscription, at)),
+                event_id=delivery.event_id,
                 event_type=delivery.event_type, payload=delivery.payload,
                 created_at=delivery.created_at))
         return claimed
@@ -137,11 +139,14 @@ class WebhookOutbox:
                                   allow_private=self.settings.webhook_allow_private_targets)
         except InvalidInput:
             refused = DeliveryError("target_not_allowed", permanent=False)
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            webhooks.SIGNATURE_HEADER: webhooks.signature(item.secret, body, int(time.time())),
-            "X-Event-Id": str(item.event_id),
+            webhooks.ID_HEADER: str(item.event_id),
+            webhooks.TIMESTAMP_HEADER: str(timestamp),
+            webhooks.SIGNATURE_HEADER: webhooks.signature_header(
+                list(item.secrets), str(item.event_id), timestamp, body),
             "X-Event-Type": item.event_type,
             "X-Delivery-Id": str(item.id),
             "X-Delivery-Attempt": str(item.attempt),

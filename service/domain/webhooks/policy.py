@@ -29,6 +29,8 @@ class WebhookPolicy(Policy):
         "list_deliveries": Rule(MANAGERS),
         "read_delivery": Rule(MANAGERS),
         "redeliver": Rule(MANAGERS),
+        "rotate_secret": Rule(MANAGERS),
+        "events": Rule(MANAGERS),
     }
 
     def visible(self, actor: Actor, query: Select) -> Select:

@@ -10,8 +10,12 @@ Payloads are thin: the event's id, type, time and API version, the booking's id,
 status. Never a patient's name, contact or a clinical word: a receiver that needs more asks
 the API with its own key, under the same access rules as everyone.
 
-Signature: ``X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``,
-computed at each attempt, so a receiver can refuse old timestamps (replays).
+Signature (Standard Webhooks, https://www.standardwebhooks.com): ``webhook-id`` (the event
+id), ``webhook-timestamp`` (unix seconds of the attempt) and ``webhook-signature:
+v1,<base64 HMAC-SHA256("<id>.<timestamp>.<body>")>`` keyed with the base64-decoded part of
+the ``whsec_`` secret, computed at each attempt, so a receiver can refuse old timestamps
+(replays). After a rotation, deliveries carry the new and the previous signature
+(space-separated) until the previous secret expires.
 
 Targets: only ``http``/``https`` URLs without credentials. Unless
 ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` is on, a literal IP address in a loopback, private,
@@ -23,6 +27,8 @@ scheduler behind an egress proxy for that).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -31,7 +37,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,7 +63,11 @@ from service.domain.webhooks.policy import policy
 from service.uow import UnitOfWork
 
 API_VERSION = "v1"
-SIGNATURE_HEADER = "X-Signature"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32  # the spec allows 24 to 64
 EVENTS = tuple(e.value for e in WebhookEvent)
 BOOKING_EVENTS = frozenset({WebhookEvent.BOOKING_CREATED, WebhookEvent.BOOKING_RESCHEDULED,
                             WebhookEvent.BOOKING_CANCELLED, WebhookEvent.BOOKING_NO_SHOW})
@@ -68,29 +78,51 @@ MAX_URL_LENGTH = 2000
 
 
 def new_secret() -> str:
-    return f"whsec_{secrets.token_urlsafe(32)}"
+    """``whsec_`` and the base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def signature(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def _key(secret: str) -> bytes:
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        # Secrets issued before Standard Webhooks were token_urlsafe: decode them leniently
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
 
 
-def verify(secret: str, header: str, body: bytes, *, now: float,
+def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One ``v1,<base64>`` signature of ``body`` for event ``msg_id`` sent at ``timestamp``."""
+    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def signature_header(secrets_: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: one signature per secret, space-separated."""
+    return " ".join(signature(s, msg_id, timestamp, body) for s in secrets_)
+
+
+def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
+    """The current secret, and the previous one while its overlap lasts."""
+    keys = [subscription.secret]
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret and expires is not None and now < expires:
+        keys.append(subscription.previous_secret)
+    return keys
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float,
            tolerance: float = 300.0) -> bool:
-    """What a receiver does: parse ``t`` and every ``v1``, refuse an old or future
-    timestamp, compare in constant time."""
-    parts = [part.strip().partition("=") for part in header.split(",")]
-    stamps = [value for key, _, value in parts if key == "t"]
-    candidates = [value for key, _, value in parts if key == "v1"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not candidates:
+    """What a receiver does (the spec's algorithm): refuse an old or future timestamp,
+    compare every ``v1`` signature in constant time."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp = lower.get(ID_HEADER), lower.get(TIMESTAMP_HEADER, "")
+    if not msg_id or not stamp.isdigit() or abs(now - int(stamp)) > tolerance:
         return False
-    timestamp = int(stamps[0])
-    if abs(now - timestamp) > tolerance:
-        return False
-    expected = signature(secret, body, timestamp).rpartition("v1=")[2]
-    return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
+    expected = signature(secret, msg_id, int(stamp), body)
+    return any(hmac.compare_digest(expected, candidate)
+               for candidate in lower.get(SIGNATURE_HEADER, "").split()
+               if candidate.startswith("v1,"))
 
 
 # Targets ----------------------------------------------------------------------------------
@@ -321,6 +353,22 @@ def update_subscription(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUI
             changes.update(disabled_reason="disabled_by_user", disabled_at=now)
         apply_changes(record, changes, expected_version=expected_version)
         return record
+
+    return uow.run(work)
+
+
+def rotate_secret(uow: UnitOfWork, actor: Actor, subscription_id: uuid.UUID, *,
+                  overlap: timedelta, now: datetime) -> CreatedSubscription:
+    """A new signing secret (shown once). Deliveries are signed with the new and the old one
+    until ``now + overlap``, then with the new one only."""
+    secret = new_secret()
+
+    def work() -> CreatedSubscription:
+        record = _subscription(uow, actor, subscription_id, lock=True)
+        apply_changes(record, {"previous_secret": record.secret,
+                               "previous_secret_expires_at": now + overlap,
+                               "secret": secret, "updated_at": now}, expected_version=None)
+        return CreatedSubscription(record=record, secret=secret)
 
     return uow.run(work)
 

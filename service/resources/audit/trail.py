@@ -142,6 +142,8 @@ NOT_PATIENT_DATA = frozenset({
     # Webhook subscriptions (URL, events) and their delivery log (event type, status and
     # attempt times, never the payload, which only a delivery's own page shows).
     "webhooks.Webhooks", "webhooks.WebhookById", "webhooks.WebhookDeliveries",
+    # The event catalogue (schemas only) and a secret rotation (no patient data).
+    "webhooks.WebhookEventTypes", "webhooks.WebhookSecretRotation",
 })
 
 DEFAULT_ACTIONS = {"GET": READ, "POST": CREATE, "PUT": UPDATE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from flask import current_app
 from flask.views import MethodView
@@ -10,6 +11,7 @@ from flask.views import MethodView
 from service.auth import authorize
 from service.db import utcnow
 from service.domain.webhooks import services as webhooks
+from service.domain.webhooks.catalogue import catalogue
 from service.domain.webhooks.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.common import (
@@ -26,6 +28,8 @@ from service.resources.webhooks.schemas import (
     DeliveryDetailSchema,
     DeliveryQueryArgsSchema,
     DeliverySchema,
+    EventTypeSchema,
+    RotatedSecretSchema,
     WebhookCreatedSchema,
     WebhookQueryArgsSchema,
     WebhookSchema,
@@ -34,12 +38,16 @@ from service.resources.webhooks.schemas import (
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1",
-    description="Signed webhooks for booking.created, booking.rescheduled, booking.cancelled, "
-                "booking.no_show and series.created. Thin payloads (ids, times, status; no "
-                "patient data), `X-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"t.body\">`, "
-                "at-least-once through a durable outbox (dedupe by X-Event-Id), retried with "
-                "backoff for 24 hours, then the subscription is disabled. Integration keys "
-                "see the subscriptions they made; staff see all.")
+    description="Webhooks signed per Standard Webhooks (https://www.standardwebhooks.com) for "
+                "the event types listed by GET /api/v1/webhooks/events (each with the JSON "
+                "Schema of its body). Thin payloads (ids, times, status; no patient data); "
+                "headers `webhook-id` (the event id), `webhook-timestamp` (unix seconds) and "
+                "`webhook-signature: v1,<base64 HMAC-SHA256 of \"id.timestamp.body\">` keyed "
+                "with the base64-decoded part of the `whsec_` secret (two signatures, "
+                "space-separated, during a rotation's overlap); at-least-once through a "
+                "durable outbox (dedupe by webhook-id), retried with backoff for 24 hours, "
+                "then the subscription is disabled. Integration keys see the subscriptions "
+                "they made; staff see all.")
 
 
 def _allow_private() -> bool:
@@ -68,6 +76,31 @@ class Webhooks(MethodView):
             allow_private=_allow_private(), now=utcnow())
         record = created.record
         return created, 201, {**etag(record), "Location": f"/api/v1/webhooks/{record.id}"}
+
+
+@blp.route("/webhooks/events")
+class WebhookEventTypes(MethodView):
+    @blp.response(200, EventTypeSchema(many=True))
+    @authorize(policy, "events")
+    def get(self):
+        """The event catalogue: every event type and the JSON Schema of its body"""
+        return catalogue()
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/rotate-secret")
+class WebhookSecretRotation(MethodView):
+    @idempotent
+    @blp.response(200, RotatedSecretSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(operationId="rotateWebhookSecret")
+    @authorize(policy, "rotate_secret")
+    def post(self, webhook_id: uuid.UUID):
+        """A new signing secret (shown once); the old one also signs until the overlap ends"""
+        hours = current_app.config["SETTINGS"].webhook_secret_overlap_hours
+        rotated = webhooks.rotate_secret(unit_of_work(), current_actor(), webhook_id,
+                                         overlap=timedelta(hours=hours), now=utcnow())
+        return {"secret": rotated.secret,
+                "previous_secret_expires_at": rotated.record.previous_secret_expires_at}
 
 
 @blp.route("/webhooks/<uuid:webhook_id>")
@@ -135,7 +168,7 @@ class WebhookRedelivery(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     @authorize(policy, "redeliver")
     def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
-        """Send an event again (same X-Event-Id and body, a fresh signature and retry window)"""
+        """Send an event again (same webhook-id and body, a fresh signature and retry window)"""
         again = webhooks.redeliver(unit_of_work(), current_actor(), webhook_id, delivery_id,
                                    now=utcnow())
         return again, 201, {

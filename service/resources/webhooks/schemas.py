@@ -40,8 +40,24 @@ class WebhookUpdateSchema(PartialUpdate, WebhookSchema):
 class WebhookCreatedSchema(WebhookSchema):
     secret = ma.fields.String(dump_only=True, metadata={
         "description": "The signing secret: shown once, in this answer only. Verify "
-                       "X-Signature with it (see the README).",
+                       "the webhook-signature header with it (Standard Webhooks; see the README).",
         "example": "whsec_Jm3b2y7lqgQX4Sx0QF6mR7uU1yJ0aYq4cB2nK8tZp1E"})
+
+
+class RotatedSecretSchema(Schema):
+    secret = ma.fields.String(required=True, metadata={
+        "description": "The new signing secret: shown once, in this answer only",
+        "example": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    previous_secret_expires_at = ma.fields.AwareDateTime(required=True, metadata={
+        "description": "Until then deliveries carry a signature with the new and one with "
+                       "the previous secret (WEBHOOK_SECRET_OVERLAP_HOURS)"})
+
+
+class EventTypeSchema(Schema):
+    type = ma.fields.String(required=True, metadata={"example": "booking.created"})
+    description = ma.fields.String(required=True)
+    schema = ma.fields.Dict(required=True, metadata={
+        "description": "JSON Schema (2020-12) of the delivered body"})
 
 
 class WebhookQueryArgsSchema(ma.Schema):
@@ -60,7 +76,7 @@ class DeliverySchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     subscription_id = ma.fields.UUID(dump_only=True)
     event_id = ma.fields.UUID(dump_only=True, metadata={
-        "description": "Sent as X-Event-Id: the same for every attempt and redelivery"})
+        "description": "Sent as webhook-id: the same for every attempt and redelivery"})
     event_type = ma.fields.String(dump_only=True, metadata={"example": "booking.created"})
     status = ma.fields.Enum(DeliveryStatus, by_value=True, dump_only=True)
     attempts = ma.fields.Integer(dump_only=True)
