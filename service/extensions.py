@@ -24,6 +24,7 @@ from service import errors
 from service.db import Database
 from service.domain.access.actor import Actor
 from service.parsing import Integer, RequestParser
+from service.rendering import LocalInstant
 from service.uow import UnitOfWork
 
 # The last page a list serves: beyond it the offset is no use to anyone, and far beyond it
@@ -498,8 +499,8 @@ class RecordSchema(Schema):
     """The fields every stored record shows: id, timestamps, version (its ETag)."""
 
     id = ma.fields.UUID(dump_only=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    updated_at = ma.fields.AwareDateTime(dump_only=True)
+    created_at = LocalInstant(dump_only=True)
+    updated_at = LocalInstant(dump_only=True)
     version = ma.fields.Integer(dump_only=True)
 
 

@@ -20,6 +20,7 @@ from service.domain.access.policy import Policy
 from service.domain.errors import PreconditionFailed
 from service.domain.records import Page, Record
 from service.extensions import Blueprint, current_actor, unit_of_work
+from service.rendering import rendering_zone
 from service.resources.idempotency import idempotent
 
 IF_MATCH = {
@@ -48,13 +49,16 @@ LOCATION_HEADER = {"Location": {"description": "URL of the new resource",
                                 "schema": {"type": "string"}}}
 
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
-_OUR_TAG = re.compile(r"v([0-9]{1,18})")
+_OUR_TAG = re.compile(r"v([0-9]{1,18})(?:@[A-Za-z0-9_+/-]{1,64})?")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def etag(record: Record) -> dict[str, str]:
-    return {"ETag": f'"v{record.version}"'}
+    """``"v<version>"``; a read shown in another zone (``?timezone=``) is another
+    representation of that version: ``"v<version>@<zone>"`` (If-Match takes either)."""
+    zone = rendering_zone()
+    return {"ETag": f'"v{record.version}@{zone}"' if zone else f'"v{record.version}"'}
 
 
 def expected_version() -> int | None:

@@ -11,6 +11,7 @@ import marshmallow as ma
 from service.domain.providers.npi import is_valid_npi
 from service.domain.time import SUPPORTED_YEARS, in_supported_range, is_valid_zone
 from service.errors import CodedMessage
+from service.rendering import LocalInstant, render_in
 
 
 def coded_error(message: str, code: str) -> ma.ValidationError:
@@ -76,13 +77,13 @@ class Date(ma.fields.Date):
         return supported(super()._deserialize(value, attr, data, **kwargs))
 
 
-class Instant(ma.fields.AwareDateTime):
+class Instant(LocalInstant):
     """An RFC 3339 time with an offset, in the years 1900 to 2200; naive times are
-    refused."""
+    refused. Shown with the offset of the zone it belongs to (``LocalInstant``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {}).setdefault("example", "2026-12-01T10:00:00-07:00")
-        super().__init__(format="iso", **kwargs)
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         if isinstance(value, str) and not re.search(r"(Z|[+-]\d{2}:?\d{2})$", value.strip()):
@@ -145,3 +146,18 @@ STATE = CodedOneOf(US_STATES, code="unknown_state",
                    error="Not a US state or territory code (two capital letters, e.g. AZ).")
 JURISDICTION = CodedOneOf([f"US-{state}" for state in US_STATES], code="unknown_state",
                           error="Not a US jurisdiction like US-AZ (ISO 3166-2).")
+
+
+class ZoneQueryArgsSchema(ma.Schema):
+    """``?timezone=``: a read shows its instants in another zone (422 with code
+    ``invalid_timezone`` for a name that is not one)."""
+
+    timezone = TimeZone(metadata={
+        "description": "Show the instants in this IANA zone (default: each in its "
+                       "location's zone). Storage and the booking's own `timezone` do not "
+                       "change"})
+
+    @ma.post_load
+    def _render(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        render_in(data.pop("timezone", None))
+        return data

@@ -24,6 +24,7 @@ from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import Conflict, InvalidInput
 from service.domain.providers.licensing import ARIZONA, state_jurisdiction
 from service.domain.providers.models import Provider
+from service.domain.time import in_zone
 from service.uow import UnitOfWork
 
 ALTERNATIVES = 3
@@ -155,16 +156,21 @@ def alternatives(uow: UnitOfWork, wanted: Wanted, *, now: datetime) -> list[dict
         if service_type is None:
             return []
         after, end = wanted.start, wanted.start + timedelta(days=ALTERNATIVES_SEARCH_DAYS)
-        found = search.search(session, service_type=service_type, start=after, end=end,
+        first = search.search(session, service_type=service_type, start=after, end=end,
                               now=now, provider_ids=[wanted.provider_id],
                               location_id=wanted.location_id, patient_id=wanted.patient_id,
-                              patient_state=wanted.patient_state, limit=ALTERNATIVES).slots
+                              patient_state=wanted.patient_state, limit=ALTERNATIVES)
+        found, others_zones = list(first.slots), {}
         if len(found) < ALTERNATIVES:
             others = search.search(session, service_type=service_type, start=after, end=end,
                                    now=now, patient_id=wanted.patient_id,
                                    patient_state=wanted.patient_state,
-                                   limit=ALTERNATIVES * 4).slots
-            found += [s for s in others if s not in found][:ALTERNATIVES - len(found)]
-        return [{"start": s.start.isoformat(), "end": s.end.isoformat(),
+                                   limit=ALTERNATIVES * 4)
+            others_zones = others.zones
+            found += [s for s in others.slots if s not in found][:ALTERNATIVES - len(found)]
+        zones = {**others_zones, **first.zones}
+        # Each shown in its location's zone, as the slot search and the booking show it.
+        return [{"start": in_zone(s.start, zones[s.location_id]).isoformat(),
+                 "end": in_zone(s.end, zones[s.location_id]).isoformat(),
                  "provider_id": str(s.provider_id), "location_id": str(s.location_id)}
                 for s in found]

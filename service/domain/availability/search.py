@@ -241,6 +241,8 @@ class SlotSearch:
     slots: list[OfferedSlot]
     truncated: bool
     timezone: str = "UTC"  # the zone the answer is shown in
+    # Each offered location's own zone (a slot is shown in it unless a zone is asked for).
+    zones: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)
 
 
 def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
@@ -292,7 +294,8 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
                          location_id=location_id)
              for start_at, provider_id, location_id in itertools.islice(merged, limit)]
     truncated = next(merged, None) is not None
-    return SlotSearch(service_type=service_type, slots=found, truncated=truncated)
+    return SlotSearch(service_type=service_type, slots=found, truncated=truncated,
+                      zones={location.id: location.timezone for location in locations})
 
 
 def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,

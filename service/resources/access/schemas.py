@@ -45,8 +45,8 @@ class ApiKeySchema(Schema):
     expires_at = Instant(allow_none=True, load_default=None, metadata={
         "description": "When the key stops working (401 api_key_expired after); null: "
                        "never"})
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    revoked_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    created_at = Instant(dump_only=True)
+    revoked_at = Instant(dump_only=True, allow_none=True)
     state = ma.fields.Method("_state", dump_only=True, metadata={
         "type": "string", "enum": list(STATES), "description": "At the time of the answer"})
 
@@ -84,6 +84,6 @@ class MeSchema(Schema):
         "description": "The patient a patient key acts for; null for other roles"})
     provider_id = ma.fields.UUID(allow_none=True, metadata={
         "description": "The provider a provider key acts for; null for other roles"})
-    expires_at = ma.fields.AwareDateTime(allow_none=True, metadata={
+    expires_at = Instant(allow_none=True, metadata={
         "description": "When the key stops working; null: never"})
-    created_at = ma.fields.AwareDateTime()
+    created_at = Instant()

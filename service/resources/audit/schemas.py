@@ -11,7 +11,7 @@ from service.resources.fields import Instant
 
 class AuditEventSchema(Schema):
     id = ma.fields.Integer(dump_only=True)
-    occurred_at = ma.fields.AwareDateTime(dump_only=True)
+    occurred_at = Instant(dump_only=True)
     key_id = ma.fields.UUID(dump_only=True, allow_none=True, metadata={
         "description": "The API key (principal) that made the request"})
     role = ma.fields.String(dump_only=True, allow_none=True)

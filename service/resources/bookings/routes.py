@@ -29,6 +29,7 @@ from service.resources.common import (
     not_modified,
     paged,
 )
+from service.resources.fields import ZoneQueryArgsSchema
 from service.resources.idempotency import idempotent
 
 blp = Blueprint(
@@ -41,7 +42,7 @@ CONFLICT_EXAMPLE = {
     "type": "/problems/slot_unavailable", "title": "The slot is no longer available",
     "status": 409, "code": "slot_unavailable",
     "detail": "The provider, the patient or every chair is taken then.",
-    "alternatives": [{"start": "2026-12-01T17:30:00+00:00", "end": "2026-12-01T18:30:00+00:00",
+    "alternatives": [{"start": "2026-12-01T10:30:00-07:00", "end": "2026-12-01T11:30:00-07:00",
                       "provider_id": "5b7f0c1e-0d2a-4c61-9a53-1f0e6c2d9b11",
                       "location_id": "0c9e4f7a-51f3-4b2e-8c5d-7a1e2f3b4c5d"}],
 }
@@ -73,6 +74,7 @@ class Bookings(MethodView):
 @blp.route("/bookings/<uuid:booking_id>")
 class BookingById(MethodView):
     @not_modified
+    @blp.arguments(ZoneQueryArgsSchema, location="query", as_kwargs=True)
     @blp.response(200, BookingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read")

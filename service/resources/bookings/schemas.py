@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
-from service.domain.bookings.models import BookingStatus
+from service.domain.bookings.models import Booking, BookingStatus
 from service.extensions import RecordSchema, Schema
-from service.resources.fields import STATE, Instant
+from service.rendering import know_patient_zones, location_zone, patient_local, patient_zone
+from service.resources.fields import STATE, Instant, ZoneQueryArgsSchema
 
 
 class BookingSchema(RecordSchema):
@@ -16,12 +19,12 @@ class BookingSchema(RecordSchema):
     location_id = ma.fields.UUID()
     status = ma.fields.Enum(BookingStatus, by_value=True, metadata={
         "description": "FHIR Appointment status"})
-    start = ma.fields.AwareDateTime(attribute="starts_at")
-    end = ma.fields.AwareDateTime(attribute="ends_at", metadata={
+    start = Instant(attribute="starts_at")
+    end = Instant(attribute="ends_at", metadata={
         "description": "End of the visit (recovery or monitoring not included)"})
-    hold_until = ma.fields.AwareDateTime(attribute="hold_ends_at", metadata={
+    hold_until = Instant(attribute="hold_ends_at", metadata={
         "description": "End of recovery or monitoring (the patient and chair are held)"})
-    leaves_at = ma.fields.AwareDateTime(attribute="leaves_at", metadata={
+    leaves_at = Instant(attribute="leaves_at", metadata={
         "description": "When the patient may leave: the visit plus its monitoring or recovery "
                        "(esketamine: 2 h 15 min after the start). Drivers plan for this"})
     chair_number = ma.fields.Integer(allow_none=True)
@@ -30,21 +33,40 @@ class BookingSchema(RecordSchema):
     ride_home_confirmed = ma.fields.Boolean()
     note = ma.fields.String(allow_none=True)
     cancel_reason = ma.fields.String(allow_none=True)
-    cancelled_at = ma.fields.AwareDateTime(allow_none=True)
+    cancelled_at = Instant(allow_none=True)
     late_cancellation = ma.fields.Boolean()
-    checked_in_at = ma.fields.AwareDateTime(allow_none=True)
+    checked_in_at = Instant(allow_none=True)
     series_id = ma.fields.UUID(allow_none=True)
     attention = ma.fields.String(allow_none=True, metadata={
         "description": "The code of a rule the booking passed when made and no longer passes "
                        "(clearance withdrawn, license lapsed, ...): check-in is refused with "
                        "it until a provider resolves it. null: nothing to look at"})
-    attention_since = ma.fields.AwareDateTime(allow_none=True)
+    attention_since = Instant(allow_none=True)
     attention_resolution = ma.fields.String(allow_none=True, metadata={
         "description": "The reason the last flag was resolved with"})
-    attention_resolved_at = ma.fields.AwareDateTime(allow_none=True)
-    vitals_alert_at = ma.fields.AwareDateTime(allow_none=True, metadata={
+    attention_resolved_at = Instant(allow_none=True)
+    vitals_alert_at = Instant(allow_none=True, metadata={
         "description": "When a reading during or after the dose first went beyond the "
                        "clinic's watch limits (an urgent alert was raised)"})
+    timezone = ma.fields.Function(location_zone, metadata={
+        "type": "string", "example": "America/Phoenix",
+        "description": "The booking's zone (IANA): its location's. Every instant of the "
+                       "booking is shown with this zone's offset, unless a read asked for "
+                       "another with ?timezone="})
+    patient_timezone = ma.fields.Function(patient_zone, metadata={
+        "type": "string", "nullable": True, "example": "America/Denver",
+        "description": "Telehealth: the patient's zone (IANA); null for a visit in person"})
+    patient_local_start = ma.fields.Function(
+        lambda booking: patient_local(booking.starts_at, booking), metadata={
+            "type": "string", "format": "date-time", "nullable": True,
+            "example": "2026-07-01T11:00:00-06:00",
+            "description": "Telehealth: the start on the patient's clock (in "
+                           "patient_timezone); null for a visit in person"})
+
+    @ma.pre_dump(pass_collection=True)
+    def _patient_zones(self, data: Any, many: bool, **kwargs: Any) -> Any:
+        know_patient_zones([b for b in (data if many else [data]) if isinstance(b, Booking)])
+        return data
 
 
 class BookingCreateSchema(Schema):
@@ -66,7 +88,7 @@ class BookingCreateSchema(Schema):
         "description": "Scheduling note; no clinical detail"})
 
 
-class BookingQueryArgsSchema(ma.Schema):
+class BookingQueryArgsSchema(ZoneQueryArgsSchema):
     provider_id = ma.fields.UUID()
     patient_id = ma.fields.UUID()
     status = ma.fields.List(ma.fields.Enum(BookingStatus, by_value=True),

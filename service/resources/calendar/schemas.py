@@ -10,7 +10,7 @@ from service.domain.bookings.models import BookingStatus
 from service.extensions import Schema
 from service.parsing import Integer
 from service.resources.bookings.schemas import BookingSchema
-from service.resources.fields import text
+from service.resources.fields import Instant, text
 
 
 class CalendarTokenCreateSchema(Schema):
@@ -23,8 +23,8 @@ class CalendarTokenSchema(Schema):
     provider_id = ma.fields.UUID(dump_only=True, allow_none=True)
     patient_id = ma.fields.UUID(dump_only=True, allow_none=True)
     label = ma.fields.String(dump_only=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    revoked_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    created_at = Instant(dump_only=True)
+    revoked_at = Instant(dump_only=True, allow_none=True)
 
 
 class IssuedCalendarTokenSchema(CalendarTokenSchema):

@@ -95,7 +95,7 @@ class DecisionSchema(Schema):
                        "screening, `reason` is required"})
     source = ma.fields.Enum(DecisionSource, by_value=True, dump_only=True, metadata={
         "description": "clinician, or screening when answers flagged the patient for review"})
-    decided_at = ma.fields.AwareDateTime(dump_only=True)
+    decided_at = Instant(dump_only=True)
     decided_by_provider_id = ma.fields.UUID(dump_only=True, allow_none=True)
 
 
@@ -104,7 +104,7 @@ class EvaluationSchema(Schema):
     patient_id = ma.fields.UUID(dump_only=True)
     provider_id = ma.fields.UUID(required=True)
     evaluated_on = Date(required=True, metadata={"example": "2026-11-02"})
-    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+    recorded_at = Instant(dump_only=True)
 
 
 # Vital signs, holds and side effects -----------------------------------------------------
@@ -132,16 +132,16 @@ class VitalSignSchema(Schema):
     beyond_limits = ma.fields.List(ma.fields.String(), dump_only=True, allow_none=True, metadata={
         "description": "During or after dosing: the values beyond the clinic's watch limits "
                        "(VITALS_ALERT_*), which raised an urgent alert"})
-    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+    recorded_at = Instant(dump_only=True)
 
 
 class HoldSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     booking_id = ma.fields.UUID(dump_only=True)
     reading_id = ma.fields.UUID(dump_only=True)
-    held_at = ma.fields.AwareDateTime(dump_only=True)
+    held_at = Instant(dump_only=True)
     active = ma.fields.Boolean(dump_only=True)
-    overridden_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    overridden_at = Instant(dump_only=True, allow_none=True)
     overridden_by_provider_id = ma.fields.UUID(dump_only=True, allow_none=True)
     override_reason = ma.fields.String(dump_only=True, allow_none=True)
 
@@ -159,7 +159,7 @@ class SideEffectSchema(RecordSchema):
     note = optional_text(500)
     noted_at = Instant(metadata={"description": "When it was observed (default: now)"})
     resolved = ma.fields.Boolean(load_default=False)
-    resolved_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    resolved_at = Instant(dump_only=True, allow_none=True)
 
 
 class SideEffectUpdateSchema(PartialUpdate, Schema):
@@ -187,7 +187,7 @@ class AssessmentSchema(Schema):
     band = ma.fields.Enum(Band, by_value=True, dump_only=True)
     urgent = ma.fields.Boolean(dump_only=True, metadata={
         "description": "PHQ-9 item 9 above 0: an urgent alert was raised"})
-    recorded_at = ma.fields.AwareDateTime(dump_only=True)
+    recorded_at = Instant(dump_only=True)
 
 
 class AssessmentQueryArgsSchema(ma.Schema):
@@ -205,8 +205,8 @@ class AlertSchema(Schema):
     code = ma.fields.String(dump_only=True, allow_none=True, metadata={
         "description": "booking_attention: the code of the rule the booking no longer passes"})
     urgent = ma.fields.Boolean(dump_only=True)
-    raised_at = ma.fields.AwareDateTime(dump_only=True)
-    acknowledged_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    raised_at = Instant(dump_only=True)
+    acknowledged_at = Instant(dump_only=True, allow_none=True)
 
 
 class AlertQueryArgsSchema(ma.Schema):
@@ -224,9 +224,9 @@ class TaskSchema(Schema):
     patient_id = ma.fields.UUID(dump_only=True)
     provider_id = ma.fields.UUID(dump_only=True)
     status = ma.fields.Enum(TaskStatus, by_value=True, dump_only=True)
-    due_at = ma.fields.AwareDateTime(dump_only=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    completed_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    due_at = Instant(dump_only=True)
+    created_at = Instant(dump_only=True)
+    completed_at = Instant(dump_only=True, allow_none=True)
 
 
 class TaskQueryArgsSchema(ma.Schema):
@@ -242,10 +242,10 @@ class TelehealthSchema(Schema):
     booking_id = ma.fields.UUID(dump_only=True)
     video_url = ma.fields.String(dump_only=True, metadata={
         "description": "The visit's video link (TELEHEALTH_VIDEO_URL_TEMPLATE)"})
-    consent_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    consent_at = Instant(dump_only=True, allow_none=True)
     attested_state = ma.fields.String(dump_only=True, allow_none=True, metadata={
         "description": "Where the patient attested to be at check-in"})
-    attested_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    attested_at = Instant(dump_only=True, allow_none=True)
     prescribing_controlled_substance = ma.fields.Boolean(dump_only=True)
     in_person_evaluation_on = ma.fields.Date(dump_only=True, allow_none=True, metadata={
         "description": "The latest in-person evaluation by this provider, on or before the "

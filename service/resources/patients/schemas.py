@@ -6,7 +6,7 @@ import marshmallow as ma
 
 from service.errors import CodedMessage
 from service.extensions import PartialUpdate, RecordSchema, clinic_today
-from service.resources.fields import STATE, Date, Phone, TimeZone, text
+from service.resources.fields import STATE, Date, Instant, Phone, TimeZone, text
 
 
 class PatientSchema(RecordSchema):
@@ -19,7 +19,7 @@ class PatientSchema(RecordSchema):
     home_state = ma.fields.String(validate=STATE, allow_none=True, metadata={"example": "AZ"})
     sms_consent = ma.fields.Boolean(load_default=False)
     email_consent = ma.fields.Boolean(load_default=False)
-    sms_opted_out_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    sms_opted_out_at = Instant(dump_only=True, allow_none=True)
     rems_enrolled = ma.fields.Boolean(load_default=False,
                                       metadata={"description": "Enrolled in the Spravato REMS"})
     cleared_for_treatment = ma.fields.Boolean(dump_only=True, metadata={

@@ -23,16 +23,16 @@ class ReminderSchema(Schema):
     status = ma.fields.Enum(ReminderStatus, by_value=True, dump_only=True)
     channel = ma.fields.Enum(ReminderChannel, by_value=True, allow_none=True, dump_only=True,
                              metadata={"description": "How it went out (once sent)"})
-    due_at = ma.fields.AwareDateTime(dump_only=True, metadata={
+    due_at = Instant(dump_only=True, metadata={
         "description": "When it is due (after any quiet-hours deferral)"})
-    next_attempt_at = ma.fields.AwareDateTime(dump_only=True)
+    next_attempt_at = Instant(dump_only=True)
     attempts = ma.fields.Integer(dump_only=True)
     reason = ma.fields.String(allow_none=True, dump_only=True, metadata={
         "description": "Why it was skipped, cancelled or failed (a machine code)",
         "example": "past_due_at_planning"})
-    sent_at = ma.fields.AwareDateTime(allow_none=True, dump_only=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    updated_at = ma.fields.AwareDateTime(dump_only=True)
+    sent_at = Instant(allow_none=True, dump_only=True)
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
 
 
 class ReminderQueryArgsSchema(ma.Schema):

@@ -14,6 +14,7 @@ from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.routes import CONFLICT_EXAMPLE
 from service.resources.bookings.schemas import BookingSchema
 from service.resources.common import ETAG_HEADER, LOCATION_HEADER, etag, page_of, paged
+from service.resources.fields import ZoneQueryArgsSchema
 from service.resources.idempotency import idempotent
 from service.resources.series.schemas import (
     ProtocolSchema,
@@ -105,6 +106,7 @@ class Series(MethodView):
 
 @blp.route("/series/<uuid:series_id>")
 class SeriesById(MethodView):
+    @blp.arguments(ZoneQueryArgsSchema, location="query", as_kwargs=True)
     @blp.response(200, SeriesDetailSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @authorize(policy, "read")

@@ -12,7 +12,7 @@ from service.domain.series.protocols import MAX_RRULE_LENGTH, PROTOCOLS
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
 from service.parsing import Integer
-from service.resources.fields import STATE, ClockTime, Instant
+from service.resources.fields import STATE, ClockTime, Instant, ZoneQueryArgsSchema
 
 PROTOCOL_CODES = sorted(PROTOCOLS)
 
@@ -112,9 +112,9 @@ class RebookSchema(AlternativeSchema):
 
 class OccurrenceReportSchema(Schema):
     index = ma.fields.Integer(metadata={"description": "1-based session number"})
-    start = ma.fields.AwareDateTime(metadata={"example": "2027-11-08T10:00:00-07:00",
+    start = Instant(metadata={"example": "2027-11-08T10:00:00-07:00",
                                               "description": "In the location's zone"})
-    end = ma.fields.AwareDateTime(metadata={"example": "2027-11-08T10:45:00-07:00"})
+    end = Instant(metadata={"example": "2027-11-08T10:45:00-07:00"})
     status = ma.fields.String(metadata={
         "example": "ok", "description": "ok, conflict, chair_full, outside_hours, unlicensed, "
                                         "outside_booking_window, misaligned_start"})
@@ -134,7 +134,7 @@ class SeriesPreviewSchema(Schema):
     service_type_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
     provider_id = ma.fields.UUID(allow_none=True)
-    previous_session = ma.fields.AwareDateTime(allow_none=True)
+    previous_session = Instant(allow_none=True)
     bookable = ma.fields.Boolean(metadata={"description": "Every session is ok"})
     occurrences = ma.fields.List(ma.fields.Nested(OccurrenceReportSchema))
 
@@ -148,18 +148,18 @@ class SeriesSchema(RecordSchema):
     rrule = ma.fields.String(allow_none=True)
     status = ma.fields.Enum(SeriesStatus, by_value=True)
     planned_sessions = ma.fields.Integer()
-    first_start = ma.fields.AwareDateTime()
-    previous_session_at = ma.fields.AwareDateTime(allow_none=True)
+    first_start = Instant()
+    previous_session_at = Instant(allow_none=True)
     cancel_reason = ma.fields.String(allow_none=True)
-    cancelled_at = ma.fields.AwareDateTime(allow_none=True)
+    cancelled_at = Instant(allow_none=True)
 
 
 class SessionSchema(Schema):
     id = ma.fields.UUID(metadata={"description": "The booking's id"})
     version = ma.fields.Integer(metadata={"description": "The booking's version (ETag)"})
     status = ma.fields.Enum(BookingStatus, by_value=True)
-    start = ma.fields.AwareDateTime(metadata={"description": "In the location's zone"})
-    end = ma.fields.AwareDateTime()
+    start = Instant(metadata={"description": "In the location's zone"})
+    end = Instant()
     provider_id = ma.fields.UUID()
     chair_number = ma.fields.Integer(allow_none=True)
     cancel_reason = ma.fields.String(allow_none=True)
@@ -188,12 +188,12 @@ class ProtocolWindowSchema(Schema):
 class SeriesDetailSchema(SeriesSchema):
     timezone = ma.fields.String(metadata={"example": "America/Phoenix"})
     progress = ma.fields.Nested(ProgressSchema)
-    next_due = ma.fields.AwareDateTime(allow_none=True)
+    next_due = Instant(allow_none=True)
     protocol_window = ma.fields.Nested(ProtocolWindowSchema)
     occurrences = ma.fields.List(ma.fields.Nested(SessionSchema))
 
 
-class SeriesQueryArgsSchema(ma.Schema):
+class SeriesQueryArgsSchema(ZoneQueryArgsSchema):
     patient_id = ma.fields.UUID()
     provider_id = ma.fields.UUID()
     status = ma.fields.Enum(SeriesStatus, by_value=True)

@@ -9,8 +9,8 @@ from service.auth import authorize
 from service.db import utcnow
 from service.domain.availability.policy import policy
 from service.domain.availability.search import find_open_slots
-from service.domain.time import in_zone
 from service.extensions import Blueprint, current_actor, unit_of_work
+from service.rendering import render_in
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
 
 blp = Blueprint("slots", __name__, url_prefix="/api/v1",
@@ -35,13 +35,14 @@ class Slots(MethodView):
             zone_name=args.get("timezone"), provider_ids=args.get("provider_id"),
             location_id=args.get("location_id"), patient_id=args.get("patient_id"),
             patient_state=args.get("patient_state"), limit=args["limit"])
-        zone = found.timezone
+        # Each slot in its location's zone (as the booking will show it), or all in the
+        # zone asked for.
+        render_in(args.get("timezone"))
         return {
             "service_type_id": found.service_type.id,
-            "timezone": zone,
+            "timezone": found.timezone,
             "truncated": found.truncated,
-            "slots": [{"start": in_zone(s.start, zone).isoformat(),
-                       "end": in_zone(s.end, zone).isoformat(),
+            "slots": [{"start": s.start, "end": s.end,
                        "provider_id": s.provider_id, "location_id": s.location_id}
                       for s in found.slots],
         }

@@ -53,16 +53,18 @@ class SlotQueryArgsSchema(ma.Schema):
 
 
 class SlotSchema(Schema):
-    start = ma.fields.String(metadata={"example": "2026-12-01T10:00:00-07:00",
-                                       "format": "date-time"})
-    end = ma.fields.String(metadata={"example": "2026-12-01T11:00:00-07:00",
-                                     "format": "date-time"})
+    start = Instant(metadata={"example": "2026-12-01T10:00:00-07:00",
+                              "description": "In the location's zone (or the one asked)"})
+    end = Instant(metadata={"example": "2026-12-01T11:00:00-07:00"})
     provider_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
 
 
 class SlotListSchema(Schema):
     service_type_id = ma.fields.UUID()
-    timezone = ma.fields.String(metadata={"example": "America/Phoenix"})
+    timezone = ma.fields.String(metadata={
+        "example": "America/Phoenix",
+        "description": "The zone dates of the range were read in: the one asked for, else "
+                       "the location's, else the clinic's"})
     slots = ma.fields.List(ma.fields.Nested(SlotSchema))
     truncated = ma.fields.Boolean(metadata={"description": "More slots exist than `limit`"})

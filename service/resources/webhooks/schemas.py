@@ -10,7 +10,7 @@ import marshmallow as ma
 from service.domain.calendar.models import DeliveryStatus
 from service.domain.webhooks.services import EVENTS
 from service.extensions import PartialUpdate, RecordSchema, Schema
-from service.resources.fields import optional_text
+from service.resources.fields import Instant, optional_text
 
 EVENT = ma.fields.String(validate=ma.validate.OneOf(EVENTS))
 
@@ -30,7 +30,7 @@ class WebhookSchema(RecordSchema):
                        "redeliver them)"})
     disabled_reason = ma.fields.String(dump_only=True, allow_none=True, metadata={
         "description": "delivery_failures (24 hours of failed retries) or disabled_by_user"})
-    disabled_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    disabled_at = Instant(dump_only=True, allow_none=True)
 
 
 class WebhookUpdateSchema(PartialUpdate, WebhookSchema):
@@ -48,7 +48,7 @@ class RotatedSecretSchema(Schema):
     secret = ma.fields.String(required=True, metadata={
         "description": "The new signing secret: shown once, in this answer only",
         "example": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
-    previous_secret_expires_at = ma.fields.AwareDateTime(required=True, metadata={
+    previous_secret_expires_at = Instant(required=True, metadata={
         "description": "Until then deliveries carry a signature with the new and one with "
                        "the previous secret (WEBHOOK_SECRET_OVERLAP_HOURS)"})
 
@@ -66,7 +66,7 @@ class WebhookQueryArgsSchema(ma.Schema):
 
 class AttemptSchema(Schema):
     attempt = ma.fields.Integer()
-    attempted_at = ma.fields.AwareDateTime()
+    attempted_at = Instant()
     status_code = ma.fields.Integer(allow_none=True)
     error = ma.fields.String(allow_none=True, metadata={"example": "http_503"})
     duration_ms = ma.fields.Integer()
@@ -80,16 +80,16 @@ class DeliverySchema(Schema):
     event_type = ma.fields.String(dump_only=True, metadata={"example": "booking.created"})
     status = ma.fields.Enum(DeliveryStatus, by_value=True, dump_only=True)
     attempts = ma.fields.Integer(dump_only=True)
-    next_attempt_at = ma.fields.AwareDateTime(dump_only=True)
+    next_attempt_at = Instant(dump_only=True)
     last_status_code = ma.fields.Integer(dump_only=True, allow_none=True)
     last_error = ma.fields.String(dump_only=True, allow_none=True, metadata={
         "description": "A machine code: http_<status>, timeout, connection_refused, "
                        "tls_error, dns_error, target_not_allowed, subscription_disabled, "
                        "subscription_inactive"})
-    delivered_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    delivered_at = Instant(dump_only=True, allow_none=True)
     redelivery_of = ma.fields.UUID(dump_only=True, allow_none=True)
-    created_at = ma.fields.AwareDateTime(dump_only=True)
-    updated_at = ma.fields.AwareDateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
 
 
 class DeliveryDetailSchema(DeliverySchema):

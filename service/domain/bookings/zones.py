@@ -1,0 +1,48 @@
+"""The zones a booking is shown in: its location's (every instant of it), and, for a
+telehealth visit, the patient's own (where the patient sits when the visit starts).
+
+A read for the HTTP layer's rendering of time: the clinic has a handful of locations and
+service types, so both are read whole, once per answer; patients only by the ids asked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from service.domain.clinic.models import Location, ServiceType
+from service.domain.patients.models import Patient
+from service.domain.providers.licensing import Modality
+from service.uow import UnitOfWork
+
+
+@dataclass
+class Zones:
+    locations: dict[uuid.UUID, str] = field(default_factory=dict)
+    telehealth_services: frozenset[uuid.UUID] = frozenset()
+    patients: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+def clinic_zones(uow: UnitOfWork) -> Zones:
+    """Every location's zone, and which service types are telehealth."""
+    with uow:
+        session = uow.session
+        rows = session.execute(select(Location.id, Location.timezone))
+        return Zones(
+            locations={row[0]: row[1] for row in rows},
+            telehealth_services=frozenset(session.scalars(
+                select(ServiceType.id).where(ServiceType.modality == Modality.TELEHEALTH))))
+
+
+def patient_zones(uow: UnitOfWork, patient_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The zones of these patients (the caller already sees their bookings)."""
+    ids = list(set(patient_ids))
+    if not ids:
+        return {}
+    with uow:
+        rows = uow.session.execute(
+            select(Patient.id, Patient.timezone).where(Patient.id.in_(ids)))
+        return {row[0]: row[1] for row in rows}

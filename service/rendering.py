@@ -1,0 +1,147 @@
+"""One rendering of time: every instant leaves the service with the offset of the zone it
+belongs to; storage stays UTC.
+
+The zone is decided here, per request (``flask.g``): ``render_in`` records the
+``?timezone=`` of a read (``ZoneQueryArgsSchema`` in ``service/resources/fields.py``), and
+the location zones (and the patient zones of telehealth bookings) are read once per answer.
+``LocalInstant`` is the field every response schema shows instants with (``Instant`` of
+``service/resources/fields.py`` adds the strict reading of input), so no schema converts
+by hand. (It lives outside ``service/resources`` because ``RecordSchema`` in
+``service/extensions.py`` uses it too.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import marshmallow as ma
+from flask import current_app, g, has_request_context
+
+from service.domain.bookings.zones import Zones, clinic_zones, patient_zones
+from service.domain.time import in_zone, is_valid_zone
+from service.uow import UnitOfWork
+
+
+class LocalInstant(ma.fields.AwareDateTime):
+    """An instant shown (dumped) as RFC 3339 with the offset of the zone it belongs to,
+    ``zone_of``: the one ``?timezone=`` asked for, else the zone the domain already showed
+    it in, else its record's location's, else its record's own ``timezone``, else the
+    clinic's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return render(value, obj)
+
+
+def _read() -> UnitOfWork:
+    """A read-only unit of work on the app's database (``service.extensions.unit_of_work``,
+    which imports this module)."""
+    db = current_app.extensions["clinic.database"]
+    return UnitOfWork(db.read_sessions, dialect=db.dialect,
+                      bus=current_app.extensions["clinic.bus"])
+
+
+# One rendering of time --------------------------------------------------------------------
+#
+# Storage is UTC; every instant leaves in the zone it belongs to. The zone is decided here,
+# per request (``flask.g``): ``render_in`` records the ``?timezone=`` of a read, and the
+# location zones (and patient zones of telehealth bookings) are read once per answer.
+
+
+def render_in(zone_name: str | None) -> None:
+    """Show this request's instants in ``zone_name`` (a read's ``?timezone=``); None: each
+    in its own zone."""
+    g.render_zone = zone_name
+
+
+def rendering_zone() -> str | None:
+    """The zone this request asked its instants in (``?timezone=``), if any."""
+    return g.get("render_zone") if has_request_context() else None
+
+
+def _zones() -> Zones:
+    if "clinic_zones" not in g:
+        g.clinic_zones = clinic_zones(_read())
+    return g.clinic_zones
+
+
+def _attribute(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _clinic_zone() -> str:
+    return current_app.config["SETTINGS"].clinic_timezone
+
+
+def location_zone(obj: Any) -> str:
+    """The zone of the record's location (a booking, a series, a slot), else the record's
+    own ``timezone`` (a patient, a provider, a location), else the clinic's."""
+    location_id = _attribute(obj, "location_id")
+    if location_id is not None and has_request_context():
+        zone = _zones().locations.get(
+            location_id if isinstance(location_id, uuid.UUID) else uuid.UUID(str(location_id)))
+        if zone:
+            return zone
+    own = _attribute(obj, "timezone")
+    if isinstance(own, str) and is_valid_zone(own):
+        return own
+    return _clinic_zone()
+
+
+def zone_of(value: datetime, obj: Any) -> str | None:
+    """The zone ``value`` (an instant of ``obj``) is shown in; None: as the domain showed
+    it (already in a named zone, e.g. a series session in its location's zone)."""
+    asked = rendering_zone()
+    if asked:
+        return asked
+    if isinstance(value.tzinfo, ZoneInfo) and value.tzinfo.key != "UTC":
+        return None
+    return location_zone(obj)
+
+
+def render(value: datetime, obj: Any) -> str:
+    """An instant as RFC 3339 text with the offset of the zone it belongs to."""
+    if not has_request_context():
+        return value.isoformat()
+    zone = zone_of(value, obj)
+    return (value if zone is None else in_zone(value, zone)).isoformat()
+
+
+def is_telehealth(booking: Any) -> bool:
+    return _attribute(booking, "service_type_id") in _zones().telehealth_services
+
+
+def know_patient_zones(bookings: Iterable[Any]) -> None:
+    """Read at once the zones of the patients of these telehealth bookings (for
+    ``patient_zone``)."""
+    known: dict[uuid.UUID, str] = g.setdefault("patient_zones", {})
+    wanted = {b.patient_id for b in bookings
+              if is_telehealth(b) and b.patient_id not in known}
+    if wanted:
+        known.update(patient_zones(_read(), wanted))
+
+
+def patient_zone(booking: Any) -> str | None:
+    """A telehealth booking's patient's zone (None for a visit in person)."""
+    if not has_request_context() or not is_telehealth(booking):
+        return None
+    know_patient_zones([booking])
+    return g.patient_zones.get(booking.patient_id)
+
+
+def patient_local(value: datetime | None, booking: Any) -> str | None:
+    """``value`` on the patient's clock (telehealth), else None."""
+    zone = patient_zone(booking)
+    return None if value is None or zone is None else in_zone(value, zone).isoformat()
+
+
