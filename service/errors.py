@@ -41,6 +41,8 @@ CODES: dict[str, tuple[int, str]] = {
     "revoked_api_key": (401, "The API key was revoked."),
     "forbidden": (403, "The caller's role may not do this."),
     "field_not_editable": (403, "The caller may not change some of the given fields."),
+    "read_only_field": (422, "A read-only field was sent with another value than its "
+                             "current one (send it as read, or leave it out); see fields."),
     "not_found": (404, "No such resource."),
     "provider_not_found": (404, "No such provider (or not visible to the caller)."),
     "license_not_found": (404, "No such license for this provider."),

@@ -94,7 +94,8 @@ class ProblemSchema(ma.Schema):
                        "\"v<current_version>\")"})
     allowed_roles = _strings("forbidden: the roles that may do this")
     # (data_key: ``fields`` and ``unknown`` are attribute names of a marshmallow Schema)
-    fields_ = _strings("field_not_editable: the fields the caller may not change",
+    fields_ = _strings("field_not_editable: the fields the caller may not change; "
+                       "read_only_field: the read-only fields sent with another value",
                        data_key="fields")
     booking_status = ma.fields.String(metadata={
         "description": "invalid_transition: the booking's status"})
@@ -504,13 +505,49 @@ class RecordSchema(Schema):
     version = ma.fields.Integer(dump_only=True)
 
 
+class Changes(dict[str, Any]):
+    """A PATCH body's changes; ``read_back`` holds the read-only fields it sent back as
+    read (parsed), ``read_only_fields`` the schema's fields for them (to compare)."""
+
+    read_back: dict[str, Any]
+    read_only_fields: dict[str, ma.fields.Field]
+
+
 class PartialUpdate:
     """Mixin for PATCH schemas: every field optional, nothing defaulted, but at least one
-    field given (an empty PATCH is a client's mistake, not a successful no-op)."""
+    field given (an empty PATCH is a client's mistake, not a successful no-op).
+
+    A resource read by GET may be sent back whole: its read-only fields (``readOnly`` in
+    the document: ``dump_only``) are set aside, never applied, and compared with the
+    current record (``service.resources.common.check_read_back``): equal, ignored;
+    different, 422 ``read_only_field``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("partial", True)
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def load(self, data: Any, **kwargs: Any) -> Any:
+        read_only = {name: field for name, field in
+                     self.fields.items()  # type: ignore[attr-defined]
+                     if field.dump_only}
+        sent: dict[str, Any] = {}
+        if isinstance(data, dict):
+            keys = {field.data_key or name: name for name, field in read_only.items()}
+            sent = {keys[key]: value for key, value in data.items() if key in keys}
+            data = {key: value for key, value in data.items() if key not in keys}
+        changes = Changes(super().load(data, **kwargs))  # type: ignore[misc]
+        read_back: dict[str, Any] = {}
+        invalid: dict[str, Any] = {}
+        for name, value in sent.items():
+            try:
+                read_back[name] = read_only[name].deserialize(value)
+            except ma.ValidationError as error:
+                invalid[read_only[name].data_key or name] = error.messages
+        if invalid:
+            raise ma.ValidationError(invalid)
+        changes.read_back = read_back
+        changes.read_only_fields = {name: read_only[name] for name in read_back}
+        return changes
 
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:

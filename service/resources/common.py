@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import PreconditionRequired
 
 from service.auth import authorize
 from service.domain.access.policy import Policy
-from service.domain.errors import PreconditionFailed
+from service.domain.errors import InvalidInput, PreconditionFailed
 from service.domain.records import Page, Record
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.rendering import rendering_zone
@@ -94,6 +95,37 @@ def expected_version() -> int | None:
     if versions:
         raise PreconditionFailed("If-Match names several versions: send the one you read.")
     raise PreconditionFailed("If-Match does not name a version of this resource.")
+
+
+READ_BACK = ("A body read by GET may be sent back whole: read-only fields are ignored when "
+             "they equal the current values, refused (422 read_only_field) otherwise.")
+
+
+def check_read_back(changes: Any, read_current: Callable[[], Any]) -> None:
+    """A PATCH body that sent back read-only fields (``extensions.PartialUpdate``): each
+    must equal the current record's value (instants as instants, whatever the offset),
+    else 422 ``read_only_field`` naming them. Reads the record only when some were sent;
+    when If-Match names another version than the current one, the update answers 412."""
+    sent = getattr(changes, "read_back", None)
+    if not sent:
+        return
+    current = read_current()
+    expected = expected_version()
+    if expected is not None and getattr(current, "version", expected) != expected:
+        return
+    fields = changes.read_only_fields
+    refused = sorted(fields[name].data_key or name for name, value in sent.items()
+                     if _shown(fields[name], name, current) != value)
+    if refused:
+        raise InvalidInput(f"Read-only field(s) {', '.join(refused)} cannot be changed: send "
+                           "them as read, or leave them out.", code="read_only_field",
+                           fields=refused)
+
+
+def _shown(field: ma.fields.Field, name: str, record: Any) -> Any:
+    """The record's value of a field as a client would send it back, parsed again."""
+    shown = field.serialize(name, record)
+    return None if shown is None else field.deserialize(shown)
 
 
 def not_modified(view: F) -> F:
@@ -201,6 +233,8 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, policy: Policy, schema
         @blp.doc(parameters=[IF_MATCH])
         @authorize(policy, "update")
         def patch(self, changes, **ids):
+            check_read_back(changes, lambda: catalog.get(
+                unit_of_work(read_only=True), current_actor(), ids[id_name]))
             record = catalog.update(unit_of_work(), current_actor(), ids[id_name],
                                     expected_version=expected_version(), changes=changes)
             return record, etag(record)
@@ -219,7 +253,7 @@ def register_catalog(blp: Blueprint, catalog: Catalog, *, policy: Policy, schema
     Collection.post.__doc__ = f"Add a {noun}\n\nRoles: {roles(policy, 'create')}."
     Item.get.__doc__ = f"Get a {noun}\n\nRoles: {roles(policy, 'read')}."
     Item.patch.__doc__ = (f"Update a {noun} (send If-Match with its ETag)\n\n"
-                          f"Roles: {roles(policy, 'update')}.")
+                          f"{READ_BACK} Roles: {roles(policy, 'update')}.")
     Deactivation.post.__doc__ = (f"Deactivate a {noun}\n\n{title} records are kept for "
                                  f"history; a deactivated one offers no new bookings. "
                                  f"Roles: {roles(policy, 'deactivate')}.")

@@ -437,6 +437,12 @@ def update_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID,
     return uow.run(work)
 
 
+def get_side_effect(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID,
+                    side_effect_id: uuid.UUID) -> SideEffect:
+    with uow:
+        return _side_effect(uow, bookings.find_booking(uow, actor, booking_id), side_effect_id)
+
+
 def list_side_effects(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *, page: int,
                       page_size: int) -> Page[SideEffect]:
     with uow:

@@ -30,6 +30,7 @@ from service.resources.common import (
     IF_MATCH,
     LOCATION_HEADER,
     check_in_opens,
+    check_read_back,
     etag,
     expected_version,
     not_modified,
@@ -140,7 +141,12 @@ class BookingScreening(MethodView):
     @consultations_blp.doc(parameters=[IF_MATCH])
     @authorize(policy, "update_screening")
     def patch(self, changes, booking_id: uuid.UUID):
-        """Correct a screening's answers (send If-Match)"""
+        """Correct a screening's answers (send If-Match)
+
+        A screening read by GET may be sent back whole: read-only fields are ignored when
+        they equal the current values, refused (422 read_only_field) otherwise."""
+        check_read_back(changes, lambda: services.get_screening(
+            unit_of_work(read_only=True), current_actor(), booking_id))
         screening = services.update_screening(
             unit_of_work(), current_actor(), booking_id, expected_version=expected_version(),
             changes=changes, now=utcnow())
@@ -357,7 +363,12 @@ class SideEffectById(MethodView):
     @sessions_blp.doc(parameters=[IF_MATCH])
     @authorize(policy, "update_side_effect")
     def patch(self, changes, booking_id: uuid.UUID, side_effect_id: uuid.UUID):
-        """Update a side effect: severity, note, resolved (send If-Match)"""
+        """Update a side effect: severity, note, resolved (send If-Match)
+
+        One read from the list may be sent back whole: read-only fields are ignored when
+        they equal the current values, refused (422 read_only_field) otherwise."""
+        check_read_back(changes, lambda: services.get_side_effect(
+            unit_of_work(read_only=True), current_actor(), booking_id, side_effect_id))
         row = services.update_side_effect(
             unit_of_work(), current_actor(), booking_id, side_effect_id,
             expected_version=expected_version(), changes=changes, now=utcnow())

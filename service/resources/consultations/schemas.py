@@ -162,9 +162,11 @@ class SideEffectSchema(RecordSchema):
     resolved_at = Instant(dump_only=True, allow_none=True)
 
 
-class SideEffectUpdateSchema(PartialUpdate, Schema):
-    severity = ma.fields.Enum(Severity, by_value=True)
-    note = optional_text(500)
+class SideEffectUpdateSchema(PartialUpdate, SideEffectSchema):
+    """PATCH body: severity, note, resolved (what was seen, and when, stays as logged)."""
+
+    kind = ma.fields.Enum(SideEffectKind, by_value=True, dump_only=True)
+    noted_at = Instant(dump_only=True)
     resolved = ma.fields.Boolean()
 
 

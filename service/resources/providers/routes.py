@@ -15,6 +15,7 @@ from service.resources.common import (
     IF_MATCH,
     LOCATION_HEADER,
     Catalog,
+    check_read_back,
     etag,
     expected_version,
     not_modified,
@@ -92,7 +93,12 @@ class LicenseById(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @authorize(policy, "update_license")
     def patch(self, changes, provider_id: uuid.UUID, license_id: uuid.UUID):
-        """Update a license: renewal dates, status (suspended, revoked, ...); send If-Match"""
+        """Update a license: renewal dates, status (suspended, revoked, ...); send If-Match
+
+        A license read by GET may be sent back whole: read-only fields are ignored when
+        they equal the current values, refused (422 read_only_field) otherwise."""
+        check_read_back(changes, lambda: services.get_license(
+            unit_of_work(read_only=True), current_actor(), provider_id, license_id))
         record = services.update_license(unit_of_work(), current_actor(), provider_id,
                                          license_id, expected_version=expected_version(),
                                          changes=changes)

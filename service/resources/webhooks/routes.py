@@ -18,6 +18,7 @@ from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    check_read_back,
     etag,
     expected_version,
     not_modified,
@@ -123,7 +124,12 @@ class WebhookById(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @authorize(policy, "update")
     def patch(self, changes, webhook_id: uuid.UUID):
-        """Update a subscription: URL, events, description, or enable it again (If-Match)"""
+        """Update a subscription: URL, events, description, or enable it again (If-Match)
+
+        A subscription read by GET may be sent back whole: read-only fields are ignored
+        when they equal the current values, refused (422 read_only_field) otherwise."""
+        check_read_back(changes, lambda: webhooks.get_subscription(
+            unit_of_work(read_only=True), current_actor(), webhook_id))
         record = webhooks.update_subscription(
             unit_of_work(), current_actor(), webhook_id, expected_version=expected_version(),
             changes=changes, allow_private=_allow_private(), now=utcnow())
