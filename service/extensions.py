@@ -536,6 +536,9 @@ class PartialUpdate:
             sent = {keys[key]: value for key, value in data.items() if key in keys}
             data = {key: value for key, value in data.items() if key not in keys}
         changes = Changes(super().load(data, **kwargs))  # type: ignore[misc]
+        if not changes and not sent:
+            raise ma.ValidationError({"_schema": [errors.CodedMessage(
+                "Send at least one field to change.", "empty_update")]})
         read_back: dict[str, Any] = {}
         invalid: dict[str, Any] = {}
         for name, value in sent.items():
@@ -548,12 +551,6 @@ class PartialUpdate:
         changes.read_back = read_back
         changes.read_only_fields = {name: read_only[name] for name in read_back}
         return changes
-
-    @ma.validates_schema
-    def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data:
-            raise ma.ValidationError(errors.CodedMessage(
-                "Send at least one field to change.", "empty_update"))
 
 
 def database() -> Database:

@@ -102,6 +102,13 @@ def test_a_generated_client_books_through_typed_models(generated, server, api):
     assert (read.id, read.version, read.start, read.end) == (
         booking.id, booking.version, booking.start, booking.end)
     assert isinstance(read.created_at, datetime) and read.created_at.tzinfo is not None
+    # One rendering of time: the location's zone and offset, in POST and GET alike
+    assert read.timezone == booking.timezone == "America/Phoenix"
+    assert read.start.utcoffset() == booking.start.utcoffset() == slot.start.utcoffset()
+    assert read.patient_local_start is None  # in person: no patient-local time
+    shown = _api("bookings.get_booking").sync(booking.id, client=client,
+                                              timezone="America/New_York")
+    assert shown.start == read.start and shown.start.utcoffset() != read.start.utcoffset()
 
     # 409 slot_unavailable: a typed Problem that keeps its alternatives
     taken = _api("bookings.create_booking").sync(client=client, body=wanted)
@@ -112,6 +119,7 @@ def test_a_generated_client_books_through_typed_models(generated, server, api):
     assert isinstance(alternative.start, datetime) and alternative.start > slot.start
     assert alternative.provider_id == slot.provider_id
     assert alternative.start.astimezone(PHOENIX).date() >= clinic.day
+    assert alternative.start.utcoffset() == slot.start.utcoffset()
 
     # confirmBooking, then cancelBooking
     confirmed = _api("bookings.confirm_booking").sync(booking.id, client=client)
