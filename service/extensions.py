@@ -24,7 +24,7 @@ from service import errors
 from service.db import Database
 from service.domain.access.actor import Actor
 from service.parsing import Integer, RequestParser
-from service.rendering import LocalInstant
+from service.rendering import LocalInstant, know_booking_locations
 from service.uow import UnitOfWork
 
 # The last page a list serves: beyond it the offset is no use to anyone, and far beyond it
@@ -494,6 +494,14 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_dump(pass_collection=True)
+    def _know_booking_zones(self, data: Any, many: bool, **kwargs: Any) -> Any:
+        """A list of records attached to bookings (reminders, readings, ...) shows their
+        instants in the bookings' zones: read the bookings' locations at once."""
+        if many and isinstance(data, list):
+            know_booking_locations(data)
+        return data
 
 
 class RecordSchema(Schema):

@@ -21,7 +21,12 @@ from zoneinfo import ZoneInfo
 import marshmallow as ma
 from flask import current_app, g, has_request_context
 
-from service.domain.bookings.zones import Zones, clinic_zones, patient_zones
+from service.domain.bookings.zones import (
+    Zones,
+    booking_locations,
+    clinic_zones,
+    patient_zones,
+)
 from service.domain.time import in_zone, is_valid_zone
 from service.uow import UnitOfWork
 
@@ -83,13 +88,35 @@ def _clinic_zone() -> str:
     return current_app.config["SETTINGS"].clinic_timezone
 
 
+def _uuid(value: Any) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))
+
+
+def know_booking_locations(records: Iterable[Any]) -> None:
+    """Read at once the locations of the bookings these records belong to (a reminder, a
+    reading, ...: records with a ``booking_id`` and no ``location_id`` of their own)."""
+    if not has_request_context():
+        return
+    known: dict[uuid.UUID, uuid.UUID] = g.setdefault("booking_locations", {})
+    wanted = {booking for booking in (
+        _uuid(_attribute(r, "booking_id")) for r in records
+        if _attribute(r, "location_id") is None) if booking and booking not in known}
+    if wanted:
+        known.update(booking_locations(_read(), wanted))
+
+
 def location_zone(obj: Any) -> str:
-    """The zone of the record's location (a booking, a series, a slot), else the record's
-    own ``timezone`` (a patient, a provider, a location), else the clinic's."""
+    """The zone of the record's location (a booking, a series, a slot; the booking's, for a
+    record attached to one), else the record's own ``timezone`` (a patient, a provider, a
+    location), else the clinic's."""
     location_id = _attribute(obj, "location_id")
+    if location_id is None and has_request_context() and _attribute(obj, "booking_id"):
+        know_booking_locations([obj])
+        location_id = g.booking_locations.get(_uuid(_attribute(obj, "booking_id")))
     if location_id is not None and has_request_context():
-        zone = _zones().locations.get(
-            location_id if isinstance(location_id, uuid.UUID) else uuid.UUID(str(location_id)))
+        zone = _zones().locations.get(_uuid(location_id))
         if zone:
             return zone
     own = _attribute(obj, "timezone")

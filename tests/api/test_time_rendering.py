@@ -163,3 +163,29 @@ def test_an_in_person_visit_has_no_patient_local_time(app):
     with app.test_request_context("/"):
         g.clinic_zones = Zones(locations={booking.location_id: "America/Phoenix"})
         assert patient_local(booking.starts_at, booking) is None
+
+
+def test_a_location_in_another_zone_shows_its_bookings_and_their_reminders_in_it(clinic, api):
+    chicago = ZoneInfo("America/Chicago")  # never Phoenix's offset
+    video = api.create("/api/v1/locations", {"name": "Video (Chicago)", "kind": "virtual",
+                                             "timezone": "America/Chicago"})
+    clinic.set_hours(clinic.doctor, clinic.standard_hours() + [
+        {"location_id": video["id"], "weekday": d, "start": "19:00", "end": "21:00"}
+        for d in range(7)])
+    start = datetime.combine(clinic.day, datetime.min.time().replace(hour=19), tzinfo=chicago)
+    slots = clinic.slots("consultation", location_id=video["id"])
+    assert slots[0]["start"] == start.isoformat()
+    response = clinic.book("consultation", start.astimezone(UTC), location=video)
+    assert response.status_code == 201, response.get_json()
+    booking = response.get_json()
+    assert booking["timezone"] == "America/Chicago"
+    assert booking["start"] == start.isoformat()
+    assert booking["patient_timezone"] == "America/Phoenix"
+    assert booking["patient_local_start"] == start.astimezone(PHOENIX).isoformat()
+    reminders = api.get("/api/v1/reminders", query_string={"booking_id": booking["id"]})
+    assert reminders.status_code == 200, reminders.get_json()
+    assert reminders.get_json()
+    for reminder in reminders.get_json():
+        due = datetime.fromisoformat(reminder["due_at"])
+        assert due.utcoffset() == due.astimezone(chicago).utcoffset()
+        assert offset_of(reminder["created_at"]) == offset_of(booking["created_at"])

@@ -1,5 +1,6 @@
-"""The zones a booking is shown in: its location's (every instant of it), and, for a
-telehealth visit, the patient's own (where the patient sits when the visit starts).
+"""The zones a booking is shown in: its location's (every instant of it, and of the records
+attached to it: reminders, readings, ...), and, for a telehealth visit, the patient's own
+(where the patient sits when the visit starts).
 
 A read for the HTTP layer's rendering of time: the clinic has a handful of locations and
 service types, so both are read whole, once per answer; patients only by the ids asked.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from service.domain.bookings.models import Booking
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
@@ -35,6 +37,18 @@ def clinic_zones(uow: UnitOfWork) -> Zones:
             locations={row[0]: row[1] for row in rows},
             telehealth_services=frozenset(session.scalars(
                 select(ServiceType.id).where(ServiceType.modality == Modality.TELEHEALTH))))
+
+
+def booking_locations(uow: UnitOfWork, booking_ids: Iterable[uuid.UUID]
+                      ) -> dict[uuid.UUID, uuid.UUID]:
+    """The location of each of these bookings (for the records attached to them)."""
+    ids = list(set(booking_ids))
+    if not ids:
+        return {}
+    with uow:
+        rows = uow.session.execute(
+            select(Booking.id, Booking.location_id).where(Booking.id.in_(ids)))
+        return {row[0]: row[1] for row in rows}
 
 
 def patient_zones(uow: UnitOfWork, patient_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
