@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -42,21 +43,18 @@ def clinic_zones(uow: UnitOfWork) -> Zones:
 def booking_locations(uow: UnitOfWork, booking_ids: Iterable[uuid.UUID]
                       ) -> dict[uuid.UUID, uuid.UUID]:
     """The location of each of these bookings (for the records attached to them)."""
-    ids = list(set(booking_ids))
-    if not ids:
-        return {}
-    with uow:
-        rows = uow.session.execute(
-            select(Booking.id, Booking.location_id).where(Booking.id.in_(ids)))
-        return {row[0]: row[1] for row in rows}
+    return _by_id(uow, Booking.id, Booking.location_id, booking_ids)
 
 
 def patient_zones(uow: UnitOfWork, patient_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     """The zones of these patients (the caller already sees their bookings)."""
-    ids = list(set(patient_ids))
-    if not ids:
+    return _by_id(uow, Patient.id, Patient.timezone, patient_ids)
+
+
+def _by_id(uow: UnitOfWork, key: Any, value: Any, ids: Iterable[uuid.UUID]) -> dict[Any, Any]:
+    wanted = list(set(ids))
+    if not wanted:
         return {}
     with uow:
-        rows = uow.session.execute(
-            select(Patient.id, Patient.timezone).where(Patient.id.in_(ids)))
+        rows = uow.session.execute(select(key, value).where(key.in_(wanted)))
         return {row[0]: row[1] for row in rows}
