@@ -151,6 +151,8 @@ def is_telehealth(booking: Any) -> bool:
 def know_patient_zones(bookings: Iterable[Any]) -> None:
     """Read at once the zones of the patients of these telehealth bookings (for
     ``patient_zone``)."""
+    if not has_request_context():
+        return
     known: dict[uuid.UUID, str] = g.setdefault("patient_zones", {})
     wanted = {b.patient_id for b in bookings
               if is_telehealth(b) and b.patient_id not in known}
