@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 from service.config import Settings
 from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
 from service.domain.consultations import services as consultations
-from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
+from service.domain.consultations.events import (
+    AlertAcknowledged,
+    AlertRaised,
+    ClearanceChanged,
+    ScreeningChanged,
+)
 from service.domain.events import Event
+from service.domain.oncall import services as oncall
 from service.domain.patients import services as patients
 from service.domain.patients.events import RemsEnrolmentChanged
 from service.domain.providers.events import LicenseChanged
@@ -39,6 +46,10 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
 
     def planning(handler: Handler) -> Handler:
         return functools.partial(handler, quiet=quiet)
+
+    def escalating(handler: Handler) -> Handler:
+        return functools.partial(
+            handler, escalation=timedelta(minutes=settings.alert_escalation_minutes))
 
     return {
         booking.BookingCreated: [planning(reminders.plan_new_booking),
@@ -60,6 +71,10 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
         LicenseChanged: [attention.recheck_provider],
         booking.BookingNeedsAttention: [consultations.raise_attention_alert,
                                         webhooks.enqueue_booking_attention],
+        # Escalated alerts: an urgent alert tells the on-call rota at once and the next tier
+        # while nobody acknowledges it (oncall/), and every alert reaches the webhooks.
+        AlertRaised: [escalating(oncall.notify_on_call), webhooks.enqueue_alert_raised],
+        AlertAcknowledged: [oncall.stop_escalation, webhooks.enqueue_alert_acknowledged],
     }
 
 

@@ -198,6 +198,12 @@ CODES: dict[str, tuple[int, str]] = {
                                      "watch limits (VITALS_ALERT_*)."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
+    # Escalated alerts and the on-call rota
+    "on_call_contact_not_found": (404, "No such on-call contact."),
+    "contact_address_required": (422, "An on-call contact needs an email address or a "
+                                      "phone number."),
+    "sedation_score_required": (409, "After a sedation score below DISCHARGE_MOAAS during "
+                                     "the session, the discharge reading gives one (MOAA/S)."),
 }
 
 _HTTP_CODES = {

@@ -28,6 +28,7 @@ from service.domain.consultations.models import (
     VitalSign,
 )
 from service.domain.idempotency.models import IdempotencyRecord
+from service.domain.oncall.models import AlertNotice, OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 from service.domain.reminders.models import Reminder
@@ -42,4 +43,5 @@ __all__ = [
     "WebhookSubscription",
     "Alert", "Assessment", "AuditEvent", "ClearanceDecision", "InPersonEvaluation",
     "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
+    "AlertNotice", "OnCallContact",
 ]

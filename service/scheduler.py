@@ -12,6 +12,10 @@ side; a killed one re-sends at most the message it had in flight, after the leas
   so reminders that fell due while no scheduler ran go out at once.
 - ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
   (``service.domain.webhooks.delivery``), claimed with a lease the same way.
+- ``alert-notices``: every ``ALERT_POLL_SECONDS`` (default 5 s), the notices of urgent
+  alerts to the on-call rota (``service.domain.oncall.dispatch``): tier 1 at once, the next
+  tier after ``ALERT_ESCALATION_MINUTES`` while nobody acknowledged the alert. Claimed with
+  a lease like the others, so two schedulers send each notice once.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 - ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
   so one whose provider's license has expired by its date is flagged for attention
@@ -53,6 +57,7 @@ from service.db import Database, DatabaseTimeouts, describe_failure, is_unavaila
 from service.domain.bookings import attention
 from service.domain.calendar import history
 from service.domain.idempotency import services as idempotency
+from service.domain.oncall.dispatch import AlertNoticeOutbox
 from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
 from service.domain.reminders.channels import EMAIL, SMS
@@ -103,6 +108,11 @@ def reminder_runner(database: Database, settings: Settings) -> OutboxRunner:
     return OutboxRunner(database, ReminderOutbox(settings, reminder_channels(settings)))
 
 
+def alert_notice_runner(database: Database, settings: Settings) -> OutboxRunner:
+    """Urgent alert notices go through the reminder channels (their own adapters)."""
+    return OutboxRunner(database, AlertNoticeOutbox(settings, reminder_channels(settings)))
+
+
 def webhook_runner(database: Database, settings: Settings) -> OutboxRunner:
     return OutboxRunner(database, WebhookOutbox(
         settings, HttpChannel(timeout_seconds=settings.webhook_timeout_seconds)))
@@ -119,7 +129,8 @@ class OutboxScheduler:
             settings.database_url, timeouts=DatabaseTimeouts.from_settings(settings))
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self.runners = [reminder_runner(self.database, settings),
-                        webhook_runner(self.database, settings)]
+                        webhook_runner(self.database, settings),
+                        alert_notice_runner(self.database, settings)]
         for runner in self.runners:
             self.register(runner)
         now = datetime.now(UTC)

@@ -66,6 +66,10 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     "/api/v1/service-types/<uuid:service_type_id>": {"GET", "PATCH"},
     "/api/v1/service-types/<uuid:service_type_id>/deactivate": {"POST"},
     "/api/v1/protocols": {"GET"},
+    # The on-call rota: clinic staff's names and work addresses.
+    "/api/v1/on-call-contacts": {"GET", "POST"},
+    "/api/v1/on-call-contacts/<uuid:contact_id>": {"GET", "PATCH"},
+    "/api/v1/on-call-contacts/<uuid:contact_id>/deactivate": {"POST"},
     # FHIR Practitioner and Schedule: the same directory of providers.
     "/fhir/R4/Practitioner": {"GET"},
     "/fhir/R4/Practitioner/<uuid:practitioner_id>": {"GET"},

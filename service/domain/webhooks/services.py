@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingChanged, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.consultations.events import AlertAcknowledged, AlertRaised
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -259,6 +260,20 @@ def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> 
     data = {**booking_data(event.booking_id, event.starts_at, event.ends_at, event.status),
             "attention": event.code}
     _enqueue(uow.session, WebhookEvent.BOOKING_ATTENTION.value, data, event.occurred_at)
+
+
+def enqueue_alert_raised(uow: UnitOfWork, event: AlertRaised) -> None:
+    """Outbox rows for a new alert: its id, whether it is urgent and when it was raised (no
+    patient, no kind, no value: a receiver asks ``GET /api/v1/alerts`` with its own key)."""
+    data = {"alert_id": str(event.alert_id), "urgent": event.urgent,
+            "raised_at": _instant(event.occurred_at)}
+    _enqueue(uow.session, WebhookEvent.ALERT_RAISED.value, data, event.occurred_at)
+
+
+def enqueue_alert_acknowledged(uow: UnitOfWork, event: AlertAcknowledged) -> None:
+    """Outbox rows for an acknowledged alert: its id and when."""
+    data = {"alert_id": str(event.alert_id), "acknowledged_at": _instant(event.occurred_at)}
+    _enqueue(uow.session, WebhookEvent.ALERT_ACKNOWLEDGED.value, data, event.occurred_at)
 
 
 def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:

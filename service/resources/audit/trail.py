@@ -130,6 +130,9 @@ NOT_PATIENT_DATA = frozenset({
     "service-types.service_types_collection", "service-types.service_types_item",
     "service-types.service_types_deactivation",
     "series.Protocols",
+    # The on-call rota (clinic staff's names and work addresses, no patient data).
+    "on-call.on_call_contacts_collection", "on-call.on_call_contacts_item",
+    "on-call.on_call_contacts_deactivation",
     "fhir.Practitioners", "fhir.PractitionerById", "fhir.Schedules", "fhir.ScheduleById",
     # FHIR Location (the clinic's sites) and the server's CapabilityStatement.
     "fhir.Locations", "fhir.LocationById", "fhir.Capabilities",
