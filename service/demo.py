@@ -25,6 +25,8 @@ from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.consultations import scoring
 from service.domain.consultations import services as consultations
 from service.domain.consultations.models import (
+    Alert,
+    AlertKind,
     Assessment,
     ClearanceDecision,
     ClearanceStatus,
@@ -40,6 +42,7 @@ from service.domain.consultations.models import (
 )
 from service.domain.consultations.screening import HARD_FOR_ESKETAMINE, Contraindication
 from service.domain.consultations.vitals import Phase
+from service.domain.oncall.models import OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import (
@@ -152,6 +155,14 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                          email_consent=True, rems_enrolled=True)
         session.add_all([rivera, begay, nguyen])
         session.flush()
+        # The on-call rota: Dr. Whitfield first, Marcus Lee when she does not acknowledge.
+        session.add_all([
+            OnCallContact(name="Dr. Elena Whitfield (on call)", tier=1,
+                          provider_id=whitfield.id, email="oncall.whitfield@desertbloom.example",
+                          phone="+16025550190"),
+            OnCallContact(name="Marcus Lee, PA-C (backup)", tier=2, provider_id=lee.id,
+                          email="oncall.lee@desertbloom.example", phone="+16025550191"),
+        ])
         clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
         weekdays, hours = range(5), WeeklyHours
         session.add_all(
@@ -275,6 +286,19 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
             session.add(Assessment(patient_id=patient, instrument=result.instrument,
                                    answers=answers, total=result.total, band=result.band,
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
+        # Jordan Rivera's intake PHQ-9, filled in yesterday evening before his consultation:
+        # item 9 above 0, an urgent alert the console shows open (seeded directly: no
+        # notices go out for it).
+        answers = [2, 2, 1, 2, 1, 2, 1, 1, 1]
+        result = scoring.score(scoring.Instrument.PHQ9, answers)
+        taken = datetime.combine(today - timedelta(days=1), time(19, 30), tzinfo=phoenix)
+        intake = Assessment(patient_id=ids["rivera"], instrument=result.instrument,
+                            answers=answers, total=result.total, band=result.band,
+                            urgent=result.urgent, taken_at=taken, recorded_at=taken)
+        session.add(intake)
+        session.flush()
+        session.add(Alert(patient_id=ids["rivera"], assessment_id=intake.id,
+                          kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
                          patient_id=patient, provider_id=whitfield,
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))

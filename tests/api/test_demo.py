@@ -63,3 +63,17 @@ def test_demo_has_a_cleared_patient_one_needing_review_and_an_esketamine_session
     assert any(r["minutes_after_dose"] == 40 for r in readings)
     tasks = client.get("/api/v1/tasks", headers=staff).get_json()
     assert [t["booking_id"] for t in tasks] == [session["id"]]
+
+
+def test_the_demo_console_has_one_open_urgent_alert_and_an_on_call_rota(app, client):
+    with app.app_context():
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
+    staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
+    [alert] = client.get("/api/v1/alerts", headers=staff).get_json()
+    rivera = next(p for p in client.get("/api/v1/patients", headers=staff).get_json()
+                  if p["last_name"] == "Rivera")
+    assert (alert["kind"], alert["urgent"], alert["patient_id"]) == (
+        "phq9_item_9", True, rivera["id"])
+    assert alert["acknowledged_at"] is None
+    rota = client.get("/api/v1/on-call-contacts", headers=staff).get_json()
+    assert [c["tier"] for c in rota] == [1, 2]

@@ -4,6 +4,7 @@ multi-process tests (PostgreSQL) run real processes on the real clock with short
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import json
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from datetime import time as wall_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,8 +144,9 @@ class Sinks:
                 "SMS_AUTH_TOKEN": "secret", "SMS_FROM": SMS_FROM}
 
 
-@pytest.fixture
-def sinks():
+@contextlib.contextmanager
+def running_sinks() -> Iterator[Sinks]:
+    """A local SMTP server and SMS gateway, stopped at the end of the block."""
     mail, sms = MailSink(), SmsSink()
     mail.controller.start()
     sms.thread.start()
@@ -154,6 +156,12 @@ def sinks():
         mail.controller.stop()
         sms.server.shutdown()
         sms.server.server_close()
+
+
+@pytest.fixture
+def sinks():
+    with running_sinks() as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)

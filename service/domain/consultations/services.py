@@ -350,7 +350,8 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
             booking_id=booking.id, patient_id=booking.patient_id, phase=reading.phase,
             minutes_after_dose=reading.minutes_after_dose, systolic=reading.systolic,
             diastolic=reading.diastolic, heart_rate=reading.heart_rate, spo2=reading.spo2,
-            sedation_moaas=reading.sedation_moaas, taken_at=values.taken_at, above_threshold=above, beyond_limits=beyond,
+            sedation_moaas=reading.sedation_moaas, taken_at=values.taken_at,
+            above_threshold=above, beyond_limits=beyond,
             ride_home_confirmed=values.ride_home_confirmed, recorded_at=now,
             recorded_by_key_id=actor.key_id)
         uow.session.add(row)

@@ -47,7 +47,6 @@ from sqlalchemy.orm import Session
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingChanged, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.consultations.events import AlertAcknowledged, AlertRaised
 from service.domain.calendar.models import (
     OPEN_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -56,6 +55,7 @@ from service.domain.calendar.models import (
     WebhookEvent,
     WebhookSubscription,
 )
+from service.domain.consultations.events import AlertAcknowledged, AlertRaised
 from service.domain.errors import InvalidInput, InvalidState, NotFound
 from service.domain.records import Page, apply_changes, paginate
 from service.domain.series.events import SeriesCreated
