@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from service.domain.access.actor import Actor
 from service.domain.consultations.events import AlertAcknowledged, AlertRaised
 from service.domain.errors import InvalidInput, NotFound
+from service.domain.oncall.escalation import escalation_plan
 from service.domain.oncall.models import (
     OPEN_NOTICE_STATUSES,
     AlertNotice,
@@ -113,18 +114,18 @@ def notify_on_call(uow: UnitOfWork, event: AlertRaised, *, escalation: timedelta
     if not contacts:
         log.warning("urgent alert %s raised with nobody on the on-call rota", event.alert_id)
         return
-    tiers = sorted({contact.tier for contact in contacts})
     now = event.occurred_at
+    plan = escalation_plan((contact.tier for contact in contacts), raised_at=now,
+                           escalation=escalation)
     for contact in contacts:
-        step = tiers.index(contact.tier)
-        due = now + step * escalation
+        due = plan[contact.tier]
         for channel, address in ((NoticeChannel.EMAIL, contact.email),
                                  (NoticeChannel.SMS, contact.phone)):
             if not address:
                 continue
             session.add(AlertNotice(
                 alert_id=event.alert_id, contact_id=contact.id, tier=contact.tier,
-                escalated=step > 0, channel=channel,
+                escalated=due > now, channel=channel,
                 dedupe_key=notice_key(event.alert_id, contact.tier, contact.id, channel.value),
                 status=NoticeStatus.PLANNED, due_at=due, next_attempt_at=due, attempts=0,
                 created_at=now, updated_at=now))
