@@ -100,6 +100,9 @@ def test_chosen_sessions_must_exist_once_and_with_the_series_provider(clinic):
                      [{"index": 2, "start": start}, {"index": 2, "start": start}]):
         assert_problem(book_series(clinic, clinic.at(9), sessions=sessions), 422,
                        "invalid_input")
+    assert_problem(book_series(clinic, clinic.at(9), sessions=[
+        {"index": 2, "start": clinic.at(9, day=clinic.day + timedelta(days=1000)).isoformat()}]),
+        422, "outside_booking_window")
     stranger = clinic.add_provider("Dr. Ben Cole", NPIS[1])
     assert_problem(book_series(clinic, clinic.at(9), sessions=[
         {"index": 2, "start": start, "provider_id": stranger["id"]}]), 422, "invalid_input")

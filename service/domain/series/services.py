@@ -317,11 +317,11 @@ def _plan(uow: UnitOfWork, actor: Actor, request: SeriesRequest, now: datetime) 
                  days=days, starts=protocols.starts(days, at, zone), provider_ids=provider_ids,
                  any_provider=any_provider,
                  override_reason=adherence.confirmed(actor, request.override_reason))
-    _choose(plan)
+    _choose(plan, now)
     return plan
 
 
-def _choose(plan: _Plan) -> None:
+def _choose(plan: _Plan, now: datetime) -> None:
     """The starts the request chose (the preview's alternatives) replace the planned ones;
     together with the others they must keep the protocol, unless the override confirms."""
     chosen = plan.request.sessions
@@ -334,6 +334,9 @@ def _choose(plan: _Plan) -> None:
         if sum(other.index == session.index for other in chosen) > 1:
             raise InvalidInput(f"Session {session.index} is given twice.",
                                code="invalid_input", field="sessions")
+        if abs(session.start - now) > REACH:
+            raise InvalidInput(f"Session {session.index} is more than two years from today.",
+                               code="outside_booking_window", field="sessions")
         if session.provider_id is not None:
             if session.provider_id not in plan.provider_ids:
                 raise InvalidInput(
