@@ -118,6 +118,17 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_rrule": (422, "Not a usable RRULE (RFC 5545; DAILY, WEEKLY or MONTHLY)."),
     "rrule_unbounded": (422, "The RRULE never ends: give COUNT or UNTIL."),
     "rrule_too_long": (422, "A series holds at most 52 sessions within one year."),
+    "protocol_spacing": (409, "The change leaves series sessions closer than the protocol's "
+                              "least gap; a provider or an admin may confirm with "
+                              "override.reason."),
+    "protocol_window": (409, "The change takes the series outside the protocol's window (the "
+                             "whole course within its days, a booster within its weeks); a "
+                             "provider or an admin may confirm with override.reason."),
+    "protocol_rhythm": (409, "The change puts more sessions in a week than the protocol's "
+                             "weekly rhythm; a provider or an admin may confirm with "
+                             "override.reason."),
+    "protocol_override_not_allowed": (403, "Only a provider or an admin may confirm a change "
+                                           "that breaks a series' protocol."),
     # Calendar feeds, the changes feed, webhooks, the FHIR facade
     "calendar_feed_not_found": (404, "No calendar feed with this token (unknown or revoked)."),
     "calendar_token_not_found": (404, "No such calendar feed token for this owner."),

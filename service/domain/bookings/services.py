@@ -46,6 +46,7 @@ from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
+from service.domain.series import adherence
 from service.uow import UnitOfWork
 
 for _name, _what in ((PROVIDER_OVERLAP, "The provider is already booked then."),
@@ -236,7 +237,11 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
 
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                        start: datetime, expected_version: int | None, now: datetime,
-                       patient_state: str | None = None) -> Booking:
+                       patient_state: str | None = None,
+                       override_reason: str | None = None) -> Booking:
+    """Move a booking to a new start with every slot rule; a session of a treatment series
+    must also keep its protocol (``series/adherence.py``) unless a provider or an admin
+    confirms the change with ``override_reason``."""
     with offering_alternatives(uow, now=now) as asked:
 
         def work() -> Booking:
@@ -256,8 +261,11 @@ def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
             asked.wanted = wanted(request)
             parties = _parties(uow, actor, request)
             state = _patient_state(parties, request)
-            _place(booking, placement.place(uow.session, _visit(parties, state), start,
-                                            now=now, exclude_booking_id=booking.id))
+            placed = placement.place(uow.session, _visit(parties, state), start, now=now,
+                                     exclude_booking_id=booking.id)
+            adherence.keep_on_reschedule(uow, actor, booking, placed.start,
+                                         override_reason=override_reason, now=now)
+            _place(booking, placed)
             booking.patient_state = state
             _record(uow, booking, events.BookingRescheduled, actor=actor, now=now)
             return booking
@@ -293,10 +301,13 @@ EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
                      now: datetime, reason: str | None = None,
                      attested_state: str | None = None,
-                     check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
+                     check_in_opens: timedelta = CHECK_IN_OPENS,
+                     override_reason: str | None = None) -> Booking:
     """Move a booking the actor may see (locked) to its next status, inside the caller's
     unit of work; records the event, does not commit. ``attested_state``: where the patient
-    says they are, at a telehealth check-in."""
+    says they are, at a telehealth check-in. Cancelling a session of a treatment series
+    must leave room to make it up within its protocol, unless a provider or an admin
+    confirms it with ``override_reason``."""
     allowed_from, target = TRANSITIONS[action]
     policy.require(actor, action)
     if booking.status not in allowed_from:
@@ -312,6 +323,7 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
         if not reason or not reason.strip():
             raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
         late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
+        adherence.keep_on_cancel(uow, actor, booking, override_reason=override_reason, now=now)
         booking.cancel_reason = reason.strip()
         booking.cancelled_at = now
         booking.late_cancellation = now >= late_from
@@ -338,11 +350,13 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
                        attested_state: str | None = None,
-                       check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
+                       check_in_opens: timedelta = CHECK_IN_OPENS,
+                       override_reason: str | None = None) -> Booking:
     def work() -> Booking:
         booking = find_booking(uow, actor, booking_id, lock=True)
         return apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                                attested_state=attested_state, check_in_opens=check_in_opens)
+                                attested_state=attested_state, check_in_opens=check_in_opens,
+                                override_reason=override_reason)
 
     return uow.run(work)
 

@@ -77,9 +77,23 @@ class BookingQueryArgsSchema(ma.Schema):
     updated_since = Instant(metadata={"description": "Changed at or after"})
 
 
+class ProtocolOverrideSchema(Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
+                              metadata={"example": "Patient travelling; clinically acceptable "
+                                                   "to extend the induction by 3 days"})
+
+
+OVERRIDE_DESCRIPTION = (
+    "A session of a treatment series: confirm a change that breaks the series' protocol "
+    "(409 protocol_spacing, protocol_window or protocol_rhythm) with a reason. A provider or "
+    "an admin only; recorded on the series (protocol_overrides).")
+
+
 class CancelSchema(Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
                               metadata={"example": "Patient request: schedule conflict"})
+    override = ma.fields.Nested(ProtocolOverrideSchema,
+                                metadata={"description": OVERRIDE_DESCRIPTION})
 
 
 class ResolveAttentionSchema(Schema):
@@ -90,3 +104,5 @@ class ResolveAttentionSchema(Schema):
 class RescheduleSchema(Schema):
     start = Instant(required=True)
     patient_state = ma.fields.String(validate=STATE)
+    override = ma.fields.Nested(ProtocolOverrideSchema,
+                                metadata={"description": OVERRIDE_DESCRIPTION})
