@@ -1,7 +1,7 @@
 """series protocol overrides: confirmed changes that break a protocol
 
 Revision ID: c26d2b0b4f30
-Revises: 5b7e1c9d2a40
+Revises: f36195c15c8c
 Create Date: 2026-11-30 08:17:58.782751+00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = 'c26d2b0b4f30'
-down_revision = '5b7e1c9d2a40'
+down_revision = 'f36195c15c8c'
 branch_labels = None
 depends_on = None
 
