@@ -91,6 +91,10 @@ class Settings:
     # An Idempotency-Key left in progress is free again after this (a request's worker is
     # dead by then): the worker timeout plus a margin for the arbiter's check and the kill.
     idempotency_lease_seconds: float = 35.0
+    # The waitlist (service/domain/waitlist): how long a freed slot is held for the offered
+    # patient, and how often the scheduler looks for freed slots and lapsed offers.
+    waitlist_hold_minutes: int = 30
+    waitlist_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -113,6 +117,7 @@ class Settings:
             **_integration_settings(env, defaults),
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
+            **_waitlist_settings(env, defaults),
         )
 
 
@@ -285,3 +290,12 @@ def _database_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
         raise ValueError("IDEMPOTENCY_LEASE_SECONDS must be longer than GUNICORN_TIMEOUT: "
                          "a key must not be taken over while its request may still run")
     return values
+
+
+def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS."""
+    hold = int(env.get("WAITLIST_HOLD_MINUTES", defaults.waitlist_hold_minutes))
+    poll = float(env.get("WAITLIST_POLL_SECONDS", defaults.waitlist_poll_seconds))
+    if hold <= 0 or poll <= 0:
+        raise ValueError("WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS must be positive")
+    return {"waitlist_hold_minutes": hold, "waitlist_poll_seconds": poll}

@@ -36,6 +36,7 @@ from service.domain.clinic.models import ServiceType
 from service.domain.errors import Conflict, NotFound
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
+from service.domain.waitlist.events import WaitlistOffered
 from service.domain.reminders import planning
 from service.domain.reminders.models import (
     OPEN_STATUSES,
@@ -81,6 +82,22 @@ def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed, *,
     if exists is None:
         _plan(session, booking, version=version, now=event.occurred_at, quiet=quiet,
               only=[planning.CONFIRMATION])
+
+
+def plan_waitlist_offer(uow: UnitOfWork, event: WaitlistOffered, *,
+                        quiet: planning.QuietHours) -> None:
+    """The offer message for a slot held for a waitlisted patient, at once (after the
+    patient's quiet hours: the hold runs from then); sent like any reminder of the hold."""
+    session = uow.session
+    booking = session.get(Booking, event.booking_id)
+    patient = session.get(Patient, booking.patient_id)
+    version = _current_version(session, booking.id) or 1
+    due = quiet.next_allowed(event.occurred_at, patient.timezone)
+    session.add(Reminder(
+        booking_id=booking.id, kind=planning.WAITLIST_OFFER, plan_version=version,
+        dedupe_key=dedupe_key(booking.id, planning.WAITLIST_OFFER, version),
+        status=ReminderStatus.PLANNED, due_at=due, next_attempt_at=due, attempts=0,
+        created_at=event.occurred_at, updated_at=event.occurred_at))
 
 
 def cancel_before_visit(uow: UnitOfWork, event: BookingCheckedIn) -> None:

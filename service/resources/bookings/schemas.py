@@ -6,6 +6,7 @@ import marshmallow as ma
 
 from service.domain.bookings.models import BookingStatus
 from service.extensions import RecordSchema, Schema
+from service.resources.clinic.schemas import VisitCancellationSchema
 from service.resources.fields import STATE, Instant
 
 
@@ -32,6 +33,11 @@ class BookingSchema(RecordSchema):
     cancel_reason = ma.fields.String(allow_none=True)
     cancelled_at = ma.fields.AwareDateTime(allow_none=True)
     late_cancellation = ma.fields.Boolean()
+    fee_cents = ma.fields.Integer(allow_none=True, metadata={
+        "description": "The fee a late cancellation or a no-show incurred (cents; null: none)"})
+    cancellation = ma.fields.Nested(VisitCancellationSchema, metadata={
+        "description": "The service type's cancellation policy and what it means for this "
+                       "visit now"})
     checked_in_at = ma.fields.AwareDateTime(allow_none=True)
     series_id = ma.fields.UUID(allow_none=True)
     attention = ma.fields.String(allow_none=True, metadata={
