@@ -59,8 +59,8 @@ from service.domain.calendar import history
 from service.domain.idempotency import services as idempotency
 from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
-from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders import services as reminders
+from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders.dispatch import ReminderOutbox
 from service.domain.waitlist import services as waitlist
 from service.domain.webhooks.delivery import WebhookOutbox

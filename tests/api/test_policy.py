@@ -29,9 +29,9 @@ from service.domain.fhir.policy import policy as fhir_policy
 from service.domain.patients.policy import policy as patients_policy
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.policy import policy as series_policy
-from service.domain.webhooks import services as webhooks
 from service.domain.waitlist.policy import entries as waitlist_entries
 from service.domain.waitlist.policy import offers as waitlist_offers
+from service.domain.webhooks import services as webhooks
 from service.domain.webhooks.policy import policy as webhooks_policy
 from service.extensions import unit_of_work
 from tests.api.test_waitlist import run_job

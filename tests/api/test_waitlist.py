@@ -197,7 +197,8 @@ def test_entries_are_the_patients_own_and_expire_at_their_range_end(app, api, cl
                      headers={"If-Match": '"v1"'})
     assert moved.status_code == 403
     assert api.get("/api/v1/waitlist", role="integration").status_code == 403
-    assert ok(api.request("DELETE", f"/api/v1/waitlist/{own['id']}", role="may"))["status"] == "withdrawn"
+    withdrawn = ok(api.request("DELETE", f"/api/v1/waitlist/{own['id']}", role="may"))
+    assert withdrawn["status"] == "withdrawn"
     run = run_job(app, at=datetime.combine(clinic.day + timedelta(days=2), time(12),
                                            tzinfo=clinic.at(0).tzinfo))
     assert run.entries_expired == 1

@@ -36,7 +36,6 @@ from service.domain.clinic.models import ServiceType
 from service.domain.errors import Conflict, NotFound
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
-from service.domain.waitlist.events import WaitlistOffered
 from service.domain.reminders import planning
 from service.domain.reminders.models import (
     OPEN_STATUSES,
@@ -44,6 +43,7 @@ from service.domain.reminders.models import (
     ReminderStatus,
     dedupe_key,
 )
+from service.domain.waitlist.events import WaitlistOffered
 from service.uow import UnitOfWork
 
 # Planning: handlers of the booking's events, inside its transaction --------------------------

@@ -422,13 +422,12 @@ def run_waitlist(new_uow: Callable[[], UnitOfWork], *, now: Callable[[], datetim
 
     run.entries_expired = uow.run(expire_entries)
     for _ in range(limit):
-        uow = new_uow()
-        if not uow.run(lambda: _expire_one(uow, now())):
+        if not _in_own_transaction(new_uow, lambda u: _expire_one(u, now())):
             break
         run.offers_expired += 1
     for _ in range(limit):
-        uow = new_uow()
-        outcome = uow.run(lambda: _offer_one(uow, now(), zone=zone, hold=hold, quiet=quiet))
+        outcome = _in_own_transaction(
+            new_uow, lambda u: _offer_one(u, now(), zone=zone, hold=hold, quiet=quiet))
         if outcome is None:
             break
         if isinstance(outcome, WaitlistOffer):
@@ -437,6 +436,12 @@ def run_waitlist(new_uow: Callable[[], UnitOfWork], *, now: Callable[[], datetim
         else:
             run.unmatched += 1
     return run
+
+
+def _in_own_transaction(new_uow: Callable[[], UnitOfWork],
+                        work: Callable[[UnitOfWork], Any]) -> Any:
+    uow = new_uow()
+    return uow.run(lambda: work(uow))
 
 
 def _expire_one(uow: UnitOfWork, now: datetime) -> bool:

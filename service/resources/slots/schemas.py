@@ -8,8 +8,8 @@ from typing import Any
 import marshmallow as ma
 
 from service.extensions import Schema
-from service.resources.clinic.schemas import CancellationPolicySchema
 from service.parsing import Integer
+from service.resources.clinic.schemas import CancellationPolicySchema
 from service.resources.fields import STATE, Instant, TimeZone, coded_error, supported
 
 
