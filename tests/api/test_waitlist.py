@@ -308,6 +308,7 @@ def test_a_patient_sees_and_manages_only_their_own_visits(app, api, clinic):
     mine = ok(clinic.book("consultation", clinic.at(13), patient=me, role="tam"), 201)
     theirs = ok(clinic.book("consultation", clinic.at(15), patient=other), 201)
     assert [b["id"] for b in ok(api.get("/api/v1/bookings", role="tam"))] == [mine["id"]]
+    assert "quiet, private place" in mine["preparation"]  # a video visit's advice
     for method, path in (("GET", f"/api/v1/bookings/{theirs['id']}"),
                          ("POST", f"/api/v1/bookings/{theirs['id']}/cancel"),
                          ("GET", f"/api/v1/patients/{other['id']}"),

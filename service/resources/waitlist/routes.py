@@ -89,6 +89,7 @@ class EntryById(MethodView):
 
 @blp.route("/waitlist/<uuid:entry_id>/move")
 class EntryMove(MethodView):
+    @idempotent
     @blp.arguments(EntryMoveSchema)
     @blp.response(200, EntrySchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
