@@ -98,6 +98,10 @@ class Settings:
     # Watched doses: a sedation score (MOAA/S, 0-5) at or below it raises an urgent alert
     vitals_alert_moaas: int = 2  # VITALS_ALERT_MOAAS
     discharge_moaas: int = 5  # DISCHARGE_MOAAS: discharge after sedation needs at least it
+    # The waitlist (service/domain/waitlist): how long a freed slot is held for the offered
+    # patient, and how often the scheduler looks for freed slots and lapsed offers.
+    waitlist_hold_minutes: int = 30
+    waitlist_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -121,6 +125,7 @@ class Settings:
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
             **_alert_settings(env, defaults),
+            **_waitlist_settings(env, defaults),
         )
 
 
@@ -311,3 +316,10 @@ def _alert_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any
         raise ValueError("VITALS_ALERT_MOAAS and DISCHARGE_MOAAS are MOAA/S scores (0-5), "
                          "the alert level below the discharge level")
     return values
+def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS."""
+    hold = int(env.get("WAITLIST_HOLD_MINUTES", defaults.waitlist_hold_minutes))
+    poll = float(env.get("WAITLIST_POLL_SECONDS", defaults.waitlist_poll_seconds))
+    if hold <= 0 or poll <= 0:
+        raise ValueError("WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS must be positive")
+    return {"waitlist_hold_minutes": hold, "waitlist_poll_seconds": poll}

@@ -215,6 +215,16 @@ CODES: dict[str, tuple[int, str]] = {
                                       "phone number."),
     "sedation_score_required": (409, "After a sedation score below DISCHARGE_MOAAS during "
                                      "the session, the discharge reading gives one (MOAA/S)."),
+    # Patient self-service and the waitlist
+    "patient_notice_passed": (409, "A patient changes or cancels their own visit only up to "
+                                   "the service type's patient_notice_hours before it; later, "
+                                   "the clinic does (patient_changes_until)."),
+    "waitlist_entry_not_found": (404, "No waitlist entry with this id (or not yours)."),
+    "waitlist_offer_not_found": (404, "No waitlist offer with this id (or not yours)."),
+    "offer_not_open": (409, "The offer was already accepted, declined or expired."),
+    "offer_expired": (409, "The offer's hold ran out; the slot went to the next patient."),
+    "waitlist_entry_closed": (409, "The waitlist entry is no longer waiting (filled, expired "
+                                   "or withdrawn)."),
 }
 
 _HTTP_CODES = {

@@ -33,6 +33,7 @@ from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 from service.domain.reminders.models import Reminder
 from service.domain.series.models import TreatmentSeries
+from service.domain.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistOpening
 
 __all__ = [
     "ApiKey", "Base", "Booking", "BookingEvent", "DateOverride", "IdempotencyRecord",
@@ -44,4 +45,5 @@ __all__ = [
     "Alert", "Assessment", "AuditEvent", "ClearanceDecision", "InPersonEvaluation",
     "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
     "AlertNotice", "OnCallContact",
+    "WaitlistEntry", "WaitlistOffer", "WaitlistOpening",
 ]

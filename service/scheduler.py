@@ -20,6 +20,10 @@ side; a killed one re-sends at most the message it had in flight, after the leas
 - ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
   so one whose provider's license has expired by its date is flagged for attention
   (``service.domain.bookings.attention.recheck_licenses``).
+- ``waitlist``: every ``WAITLIST_POLL_SECONDS`` (default 5 s): waitlist entries past their
+  range expire, lapsed offers are released, and freed slots are offered to waitlisted
+  patients (``service.domain.waitlist.services.run_waitlist``; each opening and each lapsed
+  offer claimed with ``FOR UPDATE SKIP LOCKED`` in its own short transaction).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
 
@@ -60,8 +64,10 @@ from service.domain.idempotency import services as idempotency
 from service.domain.oncall.dispatch import AlertNoticeOutbox
 from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
+from service.domain.reminders import services as reminders
 from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders.dispatch import ReminderOutbox
+from service.domain.waitlist import services as waitlist
 from service.domain.webhooks.delivery import WebhookOutbox
 from service.uow import UnitOfWork
 
@@ -145,6 +151,11 @@ class OutboxScheduler:
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
         self.scheduler.add_job(
+            _guarded("waitlist", self.run_waitlist),
+            id="waitlist", name="waitlist offers",
+            trigger=IntervalTrigger(seconds=settings.waitlist_poll_seconds), next_run_time=now,
+            **JOB_DEFAULTS)
+        self.scheduler.add_job(
             _guarded("license-recheck", self.recheck_licenses),
             id="license-recheck", name="future bookings against license expiry",
             trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
@@ -157,6 +168,21 @@ class OutboxScheduler:
         if flagged:
             log.info("flagged %d future bookings for attention", flagged)
         return flagged
+
+    def new_uow(self) -> UnitOfWork:
+        return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                          bus=bootstrap(self.settings))
+
+    def run_waitlist(self) -> waitlist.WaitlistRun:
+        run = waitlist.run_waitlist(
+            self.new_uow, now=utcnow, zone=self.settings.clinic_timezone,
+            hold=timedelta(minutes=self.settings.waitlist_hold_minutes),
+            quiet=reminders.quiet_hours(self.settings))
+        if run.offered or run.offers_expired or run.entries_expired or run.unmatched:
+            log.info("waitlist: %d offered (lag max %.1f s), %d unmatched, %d offers lapsed, "
+                     "%d entries expired", run.offered, max(run.lags or [0.0]), run.unmatched,
+                     run.offers_expired, run.entries_expired)
+        return run
 
     def register(self, runner: OutboxRunner) -> None:
         """The outbox's own interval job; its first run at start-up."""

@@ -25,13 +25,14 @@ from service.resources.providers.routes import blp as providers_blp
 from service.resources.reminders.routes import blp as reminders_blp
 from service.resources.series.routes import blp as series_blp
 from service.resources.slots.routes import blp as slots_blp
+from service.resources.waitlist.routes import blp as waitlist_blp
 from service.resources.webhooks.routes import blp as webhooks_blp
 
 MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availability_blp,
            slots_blp, bookings_blp, reminders_blp, series_blp,
            calendar_blp, sync_blp, webhooks_blp, fhir_blp,
            consultations_blp, sessions_blp, assessments_blp, audit_blp, access_blp,
-           oncall_blp)
+           oncall_blp, waitlist_blp)
 
 
 def register_blueprints(api: Api) -> None:

@@ -532,13 +532,14 @@ def test_scheduler_jobs_never_overlap_and_never_drop_a_late_run(app):
     outbox = OutboxScheduler(Settings.from_env({}), database=app.extensions["clinic.database"])
     jobs = {job.id: job for job in outbox.scheduler.get_jobs()}
     assert set(jobs) == {"reminders", "webhooks", "idempotency-purge", "history-purge",
-                         "license-recheck", "alert-notices"}
+                         "license-recheck", "alert-notices", "waitlist"}
     for job in jobs.values():
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
     assert jobs["reminders"].trigger.interval == timedelta(seconds=15)
     assert jobs["alert-notices"].trigger.interval == timedelta(seconds=5)
     assert jobs["idempotency-purge"].trigger.interval == timedelta(hours=1)
     assert jobs["license-recheck"].trigger.interval == timedelta(days=1)
+    assert jobs["waitlist"].trigger.interval == timedelta(seconds=5)
 
 
 def process_env(database_url: str, sinks: Sinks, **extra: str) -> dict[str, str]:

@@ -221,7 +221,8 @@ def test_deliveries_match_the_published_event_catalogue(app, api, clinic, receiv
     schemas = {entry["type"]: entry["schema"] for entry in catalogue.get_json()}
     assert set(schemas) == {"booking.created", "booking.rescheduled", "booking.cancelled",
                             "booking.no_show", "series.created", "booking.attention",
-                            "alert.raised", "alert.acknowledged"}
+                            "alert.raised", "alert.acknowledged",
+                            "waitlist.offered", "waitlist.filled"}
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
     subscribe(api, receiver, ["booking.created", "booking.cancelled"])

@@ -52,6 +52,15 @@ DATA: dict[WebhookEvent, tuple[str, dict[str, Any]]] = {
         "first_start": _INSTANT,
         "bookings": {"type": "array", "items": BOOKING},
     })),
+    WebhookEvent.WAITLIST_OFFERED: (
+        "A freed slot is held for a waitlisted patient (the pending booking) until "
+        "expires_at.", _object({
+            "offer_id": _UUID, "entry_id": _UUID, "booking_id": _UUID, "start": _INSTANT,
+            "end": _INSTANT, "expires_at": _INSTANT})),
+    WebhookEvent.WAITLIST_FILLED: (
+        "The waitlisted patient accepted the offer: the held booking is booked.", _object({
+            "offer_id": _UUID, "entry_id": _UUID, "booking_id": _UUID, "start": _INSTANT,
+            "end": _INSTANT})),
 }
 
 

@@ -60,6 +60,7 @@ from service.domain.errors import InvalidInput, InvalidState, NotFound
 from service.domain.records import Page, apply_changes, paginate
 from service.domain.series.events import SeriesCreated
 from service.domain.series.models import TreatmentSeries
+from service.domain.waitlist.events import WaitlistFilled, WaitlistOffered
 from service.domain.webhooks.policy import policy
 from service.uow import UnitOfWork
 
@@ -289,6 +290,21 @@ def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
             "bookings": [booking_data(b.id, b.starts_at, b.ends_at, b.status)
                          for b in sessions]}
     _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, event.occurred_at)
+
+
+def enqueue_waitlist_offered(uow: UnitOfWork, event: WaitlistOffered) -> None:
+    """Outbox rows for a waitlist offer: ids and times only (no patient data)."""
+    data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
+            "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
+            "end": _instant(event.ends_at), "expires_at": _instant(event.expires_at)}
+    _enqueue(uow.session, WebhookEvent.WAITLIST_OFFERED.value, data, event.occurred_at)
+
+
+def enqueue_waitlist_filled(uow: UnitOfWork, event: WaitlistFilled) -> None:
+    data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
+            "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
+            "end": _instant(event.ends_at)}
+    _enqueue(uow.session, WebhookEvent.WAITLIST_FILLED.value, data, event.occurred_at)
 
 
 # Subscriptions ----------------------------------------------------------------------------

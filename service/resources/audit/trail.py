@@ -107,6 +107,14 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "access.ApiKeys": ("api_key", {"GET": READ, "POST": CREATE}),
     "access.ApiKeyById": ("api_key", {"GET": READ, "DELETE": DELETE}),
     "access.Me": ("api_key", {"GET": READ}),
+    # The waitlist: who waits for what kind of visit, and the slots offered to them.
+    "waitlist.Entries": ("waitlist_entry", {"GET": READ, "POST": CREATE}),
+    "waitlist.EntryById": ("waitlist_entry", {"GET": READ, "DELETE": DELETE}),
+    "waitlist.EntryMove": ("waitlist_entry", {"POST": UPDATE}),
+    "waitlist.Offers": ("waitlist_offer", {"GET": READ}),
+    "waitlist.OfferById": ("waitlist_offer", {"GET": READ}),
+    "waitlist.OfferAcceptance": ("waitlist_offer", {"POST": UPDATE}),
+    "waitlist.OfferDecline": ("waitlist_offer", {"POST": UPDATE}),
 }
 
 # Routes that read patient data only for a patient's key or a ``patient_id`` asked for.
