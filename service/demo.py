@@ -21,10 +21,17 @@ from service.domain.availability.models import WeeklyHours
 from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.services import BookingRequest, create_booking
-from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.clinic.models import (
+    CancellationOutcome,
+    Location,
+    LocationKind,
+    ServiceType,
+)
 from service.domain.consultations import scoring
 from service.domain.consultations import services as consultations
 from service.domain.consultations.models import (
+    Alert,
+    AlertKind,
     Assessment,
     ClearanceDecision,
     ClearanceStatus,
@@ -40,6 +47,7 @@ from service.domain.consultations.models import (
 )
 from service.domain.consultations.screening import HARD_FOR_ESKETAMINE, Contraindication
 from service.domain.consultations.vitals import Phase
+from service.domain.oncall.models import OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import (
@@ -49,6 +57,7 @@ from service.domain.providers.models import (
     LicenseStatus,
     Provider,
 )
+from service.domain.waitlist import services as waitlist
 from service.uow import UnitOfWork
 
 # What rules each kind of treatment out, as the demo clinic declares it (screening answers).
@@ -57,6 +66,13 @@ IV_CONTRAINDICATIONS = [c.value for c in (
     Contraindication.ARTERIOVENOUS_MALFORMATION, Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY,
     Contraindication.HYPERSENSITIVITY, Contraindication.PREGNANCY)]
 ESKETAMINE_CONTRAINDICATIONS = [c.value for c in sorted(HARD_FOR_ESKETAMINE)]
+# Treatments: patients change their own visits up to a day ahead; a late cancellation (48 h)
+# or a no-show of a chair costs a fee.
+TREATMENT_CANCELLATION = {"patient_notice_hours": 24,
+                          "late_cancel_outcome": CancellationOutcome.FEE,
+                          "late_cancel_fee_cents": 7500,
+                          "no_show_outcome": CancellationOutcome.FEE,
+                          "no_show_fee_cents": 15000}
 
 DEMO_KEYS: dict[str, str] = {
     role.value: f"ck_{role.value}_demo{role.value[:4]}0000_LOCAL-DEMO-KEY-{role.value.upper()}"
@@ -119,20 +135,22 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
             ServiceType(code="consultation", name="Telehealth consultation",
                         modality=Modality.TELEHEALTH, duration_minutes=60,
                         buffer_after_minutes=10, min_notice_minutes=120, horizon_days=60,
-                        slot_interval_minutes=30, late_cancel_hours=24, reminder_plan=plan),
+                        slot_interval_minutes=30, late_cancel_hours=24, reminder_plan=plan,
+                        patient_notice_hours=24),
             ServiceType(code="iv-infusion", name="IV infusion", modality=Modality.IN_PERSON,
                         duration_minutes=45, recovery_minutes=60, buffer_before_minutes=15,
                         buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
                         slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
                         needs_clearance=True, reminder_plan=treatment_plan,
-                        contraindications=IV_CONTRAINDICATIONS),
+                        contraindications=IV_CONTRAINDICATIONS, **TREATMENT_CANCELLATION),
             ServiceType(code="esketamine", name="Esketamine (Spravato) session",
                         modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
                         buffer_before_minutes=15, buffer_after_minutes=0,
                         min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         requires_rems=True, reminder_plan=treatment_plan,
-                        contraindications=ESKETAMINE_CONTRAINDICATIONS),
+                        contraindications=ESKETAMINE_CONTRAINDICATIONS,
+                        **TREATMENT_CANCELLATION),
             ServiceType(code="follow-up", name="Follow-up check-in",
                         modality=Modality.TELEHEALTH, duration_minutes=20,
                         buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
@@ -152,6 +170,14 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                          email_consent=True, rems_enrolled=True)
         session.add_all([rivera, begay, nguyen])
         session.flush()
+        # The on-call rota: Dr. Whitfield first, Marcus Lee when she does not acknowledge.
+        session.add_all([
+            OnCallContact(name="Dr. Elena Whitfield (on call)", tier=1,
+                          provider_id=whitfield.id, email="oncall.whitfield@desertbloom.example",
+                          phone="+16025550190"),
+            OnCallContact(name="Marcus Lee, PA-C (backup)", tier=2, provider_id=lee.id,
+                          email="oncall.lee@desertbloom.example", phone="+16025550191"),
+        ])
         clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
         weekdays, hours = range(5), WeeklyHours
         session.add_all(
@@ -170,10 +196,12 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
         uow.commit()
         provider_id, patient_id = whitfield.id, rivera.id
         ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
-               "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id}
+               "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id,
+               "begay": begay.id}
 
     _demo_history(unit_of_work, ids, today)
     _demo_bookings(unit_of_work, ids, today)
+    _demo_waitlist(unit_of_work, ids, today)
 
     for role, key in DEMO_KEYS.items():
         keys.issue_key(unit_of_work(), role=role, label=f"demo {role} (local only)", key=key,
@@ -275,10 +303,47 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
             session.add(Assessment(patient_id=patient, instrument=result.instrument,
                                    answers=answers, total=result.total, band=result.band,
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
+        # Jordan Rivera's intake PHQ-9, filled in yesterday evening before his consultation:
+        # item 9 above 0, an urgent alert the console shows open (seeded directly: no
+        # notices go out for it).
+        answers = [2, 2, 1, 2, 1, 2, 1, 1, 1]
+        result = scoring.score(scoring.Instrument.PHQ9, answers)
+        taken = datetime.combine(today - timedelta(days=1), time(19, 30), tzinfo=phoenix)
+        intake = Assessment(patient_id=ids["rivera"], instrument=result.instrument,
+                            answers=answers, total=result.total, band=result.band,
+                            urgent=result.urgent, taken_at=taken, recorded_at=taken)
+        session.add(intake)
+        session.flush()
+        session.add(Alert(patient_id=ids["rivera"], assessment_id=intake.id,
+                          kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
                          patient_id=patient, provider_id=whitfield,
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))
         uow.commit()
+
+
+def _next_monday(today: date) -> date:
+    """The Monday of the demo's "next week" (at least three days away)."""
+    monday = today + timedelta(days=7 - today.weekday())
+    if monday - today < timedelta(days=3):
+        monday += timedelta(days=7)
+    return monday
+
+
+def _demo_waitlist(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                   today: date) -> None:
+    """Ava Begay waits for a video consultation with Dr. Whitfield next week, in the
+    afternoon: when Jordan Rivera's Monday consultation is cancelled (the README's
+    walk-through), the scheduler offers her that slot."""
+    with unit_of_work() as uow:
+        consultation = uow.session.scalar(select(ServiceType.id).where(
+            ServiceType.code == "consultation"))
+    monday = _next_monday(today)
+    waitlist.join_waitlist(unit_of_work(), SYSTEM, waitlist.EntryRequest(
+        patient_id=ids["begay"], service_type_id=consultation,
+        provider_ids=[ids["whitfield"]], earliest_date=monday,
+        latest_date=monday + timedelta(days=4), times_of_day=["afternoon"],
+        patient_state="AZ"), today=today)
 
 
 def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
@@ -286,9 +351,7 @@ def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
     """Two visits next week, booked through the real use case so they obey every rule."""
     with unit_of_work() as uow:
         types = {t.code: t.id for t in uow.session.scalars(select(ServiceType))}
-    monday = today + timedelta(days=7 - today.weekday())
-    if monday - today < timedelta(days=3):
-        monday += timedelta(days=7)
+    monday = _next_monday(today)
     phoenix = ZoneInfo("America/Phoenix")
     visits = [
         BookingRequest(patient_id=ids["rivera"], provider_id=ids["whitfield"],

@@ -78,10 +78,16 @@ def _side_effect(clinic: Clinic) -> tuple[str, str, Any]:
     return f"{base}/{created['id']}", "severity", "moderate"
 
 
+def _on_call_contact(clinic: Clinic) -> tuple[str, str, Any]:
+    created = clinic.api.post("/api/v1/on-call-contacts", role="admin", json={
+        "name": "Dr. Echo (on call)", "tier": 1, "phone": "+16025550111"}).get_json()
+    return f"/api/v1/on-call-contacts/{created['id']}", "tier", 2
+
+
 RESOURCES: dict[str, Callable[[Clinic], tuple[str, str, Any]]] = {
     "patient": _patient, "provider": _provider, "license": _license, "location": _location,
     "service_type": _service_type, "webhook": _webhook, "screening": _screening,
-    "side_effect": _side_effect,
+    "side_effect": _side_effect, "on_call_contact": _on_call_contact,
 }
 
 
@@ -166,4 +172,4 @@ def test_read_only_fields_are_marked_in_every_patch_body_schema():
             assert body["properties"][name]["readOnly"] is True, (path, name)
         assert "read_only_field" in operations["patch"]["description"], path
         patched.append(path)
-    assert len(patched) == 8
+    assert len(patched) == len(RESOURCES)

@@ -9,6 +9,7 @@ from service.auth import authorize
 from service.db import utcnow
 from service.domain.availability.policy import policy
 from service.domain.availability.search import find_open_slots
+from service.domain.clinic.cancellation import CancellationTerms
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.rendering import render_in
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
@@ -25,6 +26,7 @@ class Slots(MethodView):
     @blp.arguments(SlotQueryArgsSchema, location="query")
     @blp.response(200, SlotListSchema)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
     @authorize(policy, "search_slots")
     def get(self, args):
         """Search free slots for a service type"""
@@ -35,6 +37,7 @@ class Slots(MethodView):
             zone_name=args.get("timezone"), provider_ids=args.get("provider_id"),
             location_id=args.get("location_id"), patient_id=args.get("patient_id"),
             patient_state=args.get("patient_state"), limit=args["limit"])
+        terms = CancellationTerms.of(found.service_type)
         # Each slot in its location's zone (as the booking will show it), or all in the
         # zone asked for.
         render_in(args.get("timezone"))
@@ -42,7 +45,10 @@ class Slots(MethodView):
             "service_type_id": found.service_type.id,
             "timezone": found.timezone,
             "truncated": found.truncated,
+            "cancellation_policy": terms,
             "slots": [{"start": s.start, "end": s.end,
-                       "provider_id": s.provider_id, "location_id": s.location_id}
+                       "provider_id": s.provider_id, "location_id": s.location_id,
+                       "late_cancel_from": terms.late_from(s.start),
+                       "patient_changes_until": terms.patient_changes_until(s.start)}
                       for s in found.slots],
         }

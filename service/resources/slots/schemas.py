@@ -9,6 +9,7 @@ import marshmallow as ma
 
 from service.extensions import Schema
 from service.parsing import Integer
+from service.resources.clinic.schemas import CancellationPolicySchema
 from service.resources.fields import STATE, Instant, TimeZone, coded_error, supported
 
 
@@ -58,10 +59,16 @@ class SlotSchema(Schema):
     end = Instant(metadata={"example": "2026-12-01T11:00:00-07:00"})
     provider_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
+    late_cancel_from = Instant(metadata={
+        "description": "Booked, a cancellation from then on is late"})
+    patient_changes_until = Instant(metadata={
+        "description": "Booked, the patient may change or cancel it until then"})
 
 
 class SlotListSchema(Schema):
     service_type_id = ma.fields.UUID()
+    cancellation_policy = ma.fields.Nested(CancellationPolicySchema, metadata={
+        "description": "The service type's cancellation policy, to show before booking"})
     timezone = ma.fields.String(metadata={
         "example": "America/Phoenix",
         "description": "The zone dates of the range were read in: the one asked for, else "
