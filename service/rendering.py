@@ -46,6 +46,17 @@ class LocalInstant(ma.fields.AwareDateTime):
         return render(value, obj)
 
 
+class NestedInParentZone(ma.fields.Nested):
+    """A nested plain mapping (no record of its own, e.g. a booking's cancellation terms)
+    whose instants are shown in its parent record's location's zone."""
+
+    def _serialize(self, nested_obj: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        location_id = _attribute(obj, "location_id")
+        if isinstance(nested_obj, Mapping) and location_id is not None:
+            nested_obj = {**nested_obj, "location_id": location_id}
+        return super()._serialize(nested_obj, attr, obj, **kwargs)
+
+
 def _read() -> UnitOfWork:
     """A read-only unit of work on the app's database (``service.extensions.unit_of_work``,
     which imports this module)."""

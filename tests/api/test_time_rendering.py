@@ -182,6 +182,8 @@ def test_a_location_in_another_zone_shows_its_bookings_and_their_reminders_in_it
     assert booking["start"] == start.isoformat()
     assert booking["patient_timezone"] == "America/Phoenix"
     assert booking["patient_local_start"] == start.astimezone(PHOENIX).isoformat()
+    late_from = datetime.fromisoformat(booking["cancellation"]["late_from"])
+    assert late_from.utcoffset() == late_from.astimezone(chicago).utcoffset()
     reminders = api.get("/api/v1/reminders", query_string={"booking_id": booking["id"]})
     assert reminders.status_code == 200, reminders.get_json()
     assert reminders.get_json()

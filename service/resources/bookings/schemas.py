@@ -10,7 +10,13 @@ from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.providers.licensing import Modality
 from service.domain.reminders.content import PREPARATION
 from service.extensions import RecordSchema, Schema
-from service.rendering import know_patient_zones, location_zone, patient_local, patient_zone
+from service.rendering import (
+    NestedInParentZone,
+    know_patient_zones,
+    location_zone,
+    patient_local,
+    patient_zone,
+)
 from service.resources.clinic.schemas import VisitCancellationSchema
 from service.resources.fields import STATE, Instant, ZoneQueryArgsSchema
 
@@ -45,7 +51,7 @@ class BookingSchema(RecordSchema):
         "description": "How to prepare (generic, the same advice the reminders give): in "
                        "the clinic eat lightly, hydrate, arrange a ride home; on video a "
                        "quiet, private place"})
-    cancellation = ma.fields.Nested(VisitCancellationSchema, metadata={
+    cancellation = NestedInParentZone(VisitCancellationSchema, metadata={
         "description": "The service type's cancellation policy and what it means for this "
                        "visit now"})
     checked_in_at = Instant(allow_none=True)
