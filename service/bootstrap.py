@@ -21,6 +21,7 @@ from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
 from service.domain.consultations import services as consultations
+from service.domain.connections import writeback as connected_calendars
 from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.events import Event
 from service.domain.patients import services as patients
@@ -42,14 +43,18 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
 
     return {
         booking.BookingCreated: [planning(reminders.plan_new_booking),
-                                 webhooks.enqueue_booking_change],
+                                 webhooks.enqueue_booking_change,
+                                 connected_calendars.enqueue_writes],
         booking.BookingRescheduled: [planning(reminders.replan_rescheduled),
-                                     webhooks.enqueue_booking_change],
-        booking.BookingConfirmed: [planning(reminders.plan_confirmation)],
+                                     webhooks.enqueue_booking_change,
+                                     connected_calendars.enqueue_writes],
+        booking.BookingConfirmed: [planning(reminders.plan_confirmation),
+                                   connected_calendars.enqueue_writes],
         booking.BookingCheckedIn: [reminders.cancel_before_visit],
         booking.BookingCompleted: [consultations.open_rems_monitoring_task],
         booking.BookingCancelled: [reminders.cancel_on_cancellation,
-                                   webhooks.enqueue_booking_change],
+                                   webhooks.enqueue_booking_change,
+                                   connected_calendars.enqueue_writes],
         booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
         SeriesCreated: [webhooks.enqueue_series_created],
         ClearanceChanged: [patients.follow_clearance, attention.recheck_patient],

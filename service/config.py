@@ -91,6 +91,15 @@ class Settings:
     # An Idempotency-Key left in progress is free again after this (a request's worker is
     # dead by then): the worker timeout plus a margin for the arbiter's check and the kill.
     idempotency_lease_seconds: float = 35.0
+    # Connected calendars (service/domain/connections): busy time in, visits written back
+    calendar_secret_key: str | None = field(default=None, repr=False)  # a Fernet key
+    calendar_sync_poll_seconds: float = 60.0
+    calendar_sync_interval_minutes: int = 15  # a connection's default interval
+    calendar_stale_multiple: float = 3.0
+    calendar_sync_days: int = 120
+    calendar_timeout_seconds: float = 15.0
+    calendar_allow_private_targets: bool = False
+    calendar_write_poll_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -113,6 +122,7 @@ class Settings:
             **_integration_settings(env, defaults),
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
+            **_connected_calendar_settings(env, defaults),
         )
 
 
@@ -284,4 +294,31 @@ def _database_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
     if values["idempotency_lease_seconds"] <= worker_timeout:
         raise ValueError("IDEMPOTENCY_LEASE_SECONDS must be longer than GUNICORN_TIMEOUT: "
                          "a key must not be taken over while its request may still run")
+    return values
+
+
+def _connected_calendar_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """CALENDAR_SECRET_KEY, CALENDAR_SYNC_*, CALENDAR_STALE_MULTIPLE, CALENDAR_TIMEOUT_SECONDS,
+    CALENDAR_ALLOW_PRIVATE_TARGETS and CALENDAR_WRITE_POLL_SECONDS."""
+    values: dict[str, Any] = {
+        "calendar_secret_key": env.get("CALENDAR_SECRET_KEY") or None,
+        "calendar_sync_poll_seconds": float(
+            env.get("CALENDAR_SYNC_POLL_SECONDS", defaults.calendar_sync_poll_seconds)),
+        "calendar_sync_interval_minutes": int(
+            env.get("CALENDAR_SYNC_INTERVAL_MINUTES", defaults.calendar_sync_interval_minutes)),
+        "calendar_stale_multiple": float(
+            env.get("CALENDAR_STALE_MULTIPLE", defaults.calendar_stale_multiple)),
+        "calendar_sync_days": int(env.get("CALENDAR_SYNC_DAYS", defaults.calendar_sync_days)),
+        "calendar_timeout_seconds": float(
+            env.get("CALENDAR_TIMEOUT_SECONDS", defaults.calendar_timeout_seconds)),
+        "calendar_allow_private_targets": env.get(
+            "CALENDAR_ALLOW_PRIVATE_TARGETS", "").lower() in {"1", "true", "yes"},
+        "calendar_write_poll_seconds": float(
+            env.get("CALENDAR_WRITE_POLL_SECONDS", defaults.calendar_write_poll_seconds)),
+    }
+    for name, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    if values["calendar_stale_multiple"] < 1:
+        raise ValueError("CALENDAR_STALE_MULTIPLE must be at least 1")
     return values

@@ -15,6 +15,7 @@ from service.domain.calendar.models import (
     WebhookSubscription,
 )
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.connections.models import CalendarConnection, CalendarWrite, ExternalBusy
 from service.domain.consultations.models import (
     Alert,
     Assessment,
@@ -42,4 +43,5 @@ __all__ = [
     "WebhookSubscription",
     "Alert", "Assessment", "AuditEvent", "ClearanceDecision", "InPersonEvaluation",
     "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
+    "CalendarConnection", "CalendarWrite", "ExternalBusy",
 ]

@@ -40,6 +40,7 @@ class Slots(MethodView):
             "service_type_id": found.service_type.id,
             "timezone": zone,
             "truncated": found.truncated,
+            "stale_calendar_provider_ids": list(found.stale_sources),
             "slots": [{"start": in_zone(s.start, zone).isoformat(),
                        "end": in_zone(s.end, zone).isoformat(),
                        "provider_id": s.provider_id, "location_id": s.location_id}
