@@ -115,7 +115,7 @@ class ClaimedWrite:
 
 def visit_event(item: ics.FeedEvent) -> bytes:
     """One visit as a calendar object resource (no METHOD: RFC 4791 forbids it there)."""
-    calendar = Calendar.new(prodid=PRODID)
+    calendar = Calendar.new(prodid=PRODID, uid=item.uid)
     event = Event.new(
         uid=item.uid, start=item.start, end=item.end, stamp=item.modified,
         created=item.created, last_modified=item.modified, sequence=item.sequence,
