@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import DateTime, or_, select, type_coerce
 
 from service.domain.connections.models import CalendarConnection, ExternalBusy, SyncStatus
 
@@ -33,8 +33,11 @@ def busy_between(connection, provider_ids: Sequence[uuid.UUID], start: datetime,
     found = ExternalBusyTime(intervals={}, stale_providers=set())
     if not provider_ids:
         return found
+    starts, ends = ExternalBusy.starts_at, ExternalBusy.ends_at
+    if connection.dialect.name == "postgresql":  # instants arrive as UTC: no per-row decoding
+        starts, ends = (type_coerce(c, DateTime(timezone=True)) for c in (starts, ends))
     for provider_id, first, last in connection.execute(
-            select(ExternalBusy.provider_id, ExternalBusy.starts_at, ExternalBusy.ends_at)
+            select(ExternalBusy.provider_id, starts, ends)
             .join(CalendarConnection, CalendarConnection.id == ExternalBusy.connection_id)
             .where(ExternalBusy.provider_id.in_(list(provider_ids)),
                    CalendarConnection.active.is_(True),
