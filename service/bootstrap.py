@@ -20,8 +20,8 @@ from service.config import Settings
 from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
-from service.domain.consultations import services as consultations
 from service.domain.connections import writeback as connected_calendars
+from service.domain.consultations import services as consultations
 from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.events import Event
 from service.domain.patients import services as patients

@@ -22,11 +22,12 @@ import socket
 import ssl
 from collections.abc import Callable
 from datetime import datetime
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import caldav
 from caldav.lib import error as caldav_error
 
+from service.adapters.http import open_connection
 from service.domain.connections.models import ConnectionKind
 from service.domain.connections.polling import Fetched, SourceError
 from service.domain.connections.secrets import Sealed
@@ -89,16 +90,7 @@ class CalendarSources:
         raise SourceError("too_many_redirects")
 
     def _request(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        parts = urlsplit(url)
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout,
-                context=ssl.create_default_context())
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                                    timeout=self.timeout)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection, path = open_connection(url, self.timeout)
         try:
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()

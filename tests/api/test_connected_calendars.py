@@ -311,11 +311,15 @@ def test_caldav_busy_time_blocks_and_visits_are_written_back_once(
     remote = caldav_calendar(radicale)
     remote.add_event(ical=calendar(meeting("shift@hospital", clinic.at(14), clinic.at(15)))
                      .decode())
+    earlier = clinic.book("consultation", clinic.at(13))  # before the calendar was connected
+    assert earlier.status_code == 201, earlier.get_json()
     connection = connect(api, doctor, kind="caldav", url=str(remote.url), username="ada",
                          password="app-password-1", write_back=True)
     assert not {"username", "password", "url"} & set(connection)
     assert sync(app, settings)["synced"] == 1
     assert clinic.at(14) not in offered(clinic)
+    assert write_back(app, settings).written == 1  # the visit booked before
+    assert "SUMMARY:Video visit (60 min)" in remote.event_by_uid(earlier.get_json()["id"]).data
 
     booked = clinic.book("consultation", clinic.at(16))
     assert booked.status_code == 201, booked.get_json()
@@ -329,7 +333,7 @@ def test_caldav_busy_time_blocks_and_visits_are_written_back_once(
     # Our own visit, read back, is not outside busy time.
     sync_soon(api, doctor, connection)
     assert sync(app, settings)["synced"] == 1
-    assert api.get(path(doctor, connection)).get_json()["busy_count"] == 1
+    assert api.get(path(doctor, connection)).get_json()["busy_count"] == 1  # the shift only
 
     moved = api.post(f"/api/v1/bookings/{booking['id']}/reschedule",
                      json={"start": clinic.at(15).isoformat()},
@@ -338,14 +342,14 @@ def test_caldav_busy_time_blocks_and_visits_are_written_back_once(
     assert write_back(app, settings).written == 1
     copy = remote.event_by_uid(booking["id"]).data
     assert f"DTSTART:{utc(clinic.at(15))}" in copy
-    assert len(remote.events()) == 2  # the shift and one copy of the visit
+    assert len(remote.events()) == 3  # the shift, the earlier visit, one copy of this one
 
     cancelled = api.post(f"/api/v1/bookings/{booking['id']}/cancel",
                          json={"reason": "Patient asked"})
     assert cancelled.status_code == 200, cancelled.get_json()
     assert write_back(app, settings).written == 1
     assert "STATUS:CANCELLED" in remote.event_by_uid(booking["id"]).data
-    assert len(remote.events()) == 2
+    assert len(remote.events()) == 3
 
 
 def test_a_caldav_calendar_that_cannot_be_read_is_an_error_the_connection_shows(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, select
 
 from service.config import Settings
 from service.domain.access.actor import Actor
@@ -29,6 +29,7 @@ from service.domain.connections.models import (
 )
 from service.domain.connections.policy import policy
 from service.domain.connections.secrets import Sealed, SecretBox
+from service.domain.connections.writeback import queue_future_visits
 from service.domain.errors import InvalidInput, NotFound
 from service.domain.providers.models import Provider
 from service.domain.records import Page, apply_changes, paginate
@@ -150,6 +151,8 @@ def create_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, *,
             created_at=now, updated_at=now)
         uow.session.add(record)
         uow.session.flush()
+        if write_back:
+            queue_future_visits(uow.session, record, now=now)
         return record
 
     return uow.run(work)
@@ -209,9 +212,13 @@ def update_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
         if changes.get("write_back") and record.kind is not ConnectionKind.CALDAV:
             raise InvalidInput("Visits are written back to CalDAV calendars only.",
                                code="invalid_input")
+        turned_on = (changes.get("write_back") and not record.write_back) or (
+            changes.get("active") and not record.active and record.write_back)
         for name in ("label", "include_all_day", "write_back", "active"):
             if name in changes:
                 setattr(record, name, changes[name])
+        if turned_on:
+            queue_future_visits(uow.session, record, now=now)
         if changes.get("include_all_day") is not None:
             record.etag = record.last_modified = None  # read the whole feed again
             record.next_sync_at = now

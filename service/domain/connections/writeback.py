@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 TABLE = Table(model=CalendarWrite, open=OPEN_WRITE_STATUSES, sending=WriteStatus.SENDING,
               waiting=WriteStatus.PENDING)
 PRODID = "-//Clinic scheduling//Connected calendars//EN"
+WRITTEN_STATUSES = (BookingStatus.PENDING, BookingStatus.BOOKED, BookingStatus.CHECKED_IN)
 
 
 # The handler ----------------------------------------------------------------------------------
@@ -87,6 +88,25 @@ def enqueue_writes(uow: UnitOfWork, event: BookingChanged) -> None:
             row.attempts = 0
             row.next_attempt_at = event.occurred_at
             row.updated_at = event.occurred_at
+
+
+def queue_future_visits(session: Session, connection: CalendarConnection, *,
+                        now: datetime, limit: int = 2000) -> int:
+    """A calendar just set to write-back: queue the provider's upcoming visits (not the
+    cancelled ones), so it shows them all, not only those that change from now on."""
+    upcoming = session.scalars(
+        select(Booking.id).where(Booking.provider_id == connection.provider_id,
+                                 Booking.starts_at >= now,
+                                 Booking.status.in_(WRITTEN_STATUSES))
+        .order_by(Booking.starts_at).limit(limit)).all()
+    queued = set(session.scalars(select(CalendarWrite.booking_id).where(
+        CalendarWrite.connection_id == connection.id)))
+    for booking_id in upcoming:
+        if booking_id not in queued:
+            session.add(CalendarWrite(connection_id=connection.id, booking_id=booking_id,
+                                      status=WriteStatus.PENDING, attempts=0,
+                                      next_attempt_at=now, created_at=now, updated_at=now))
+    return len(upcoming)
 
 
 # What one write is ---------------------------------------------------------------------------
