@@ -351,6 +351,13 @@ def test_caldav_busy_time_blocks_and_visits_are_written_back_once(
     assert "STATUS:CANCELLED" in remote.event_by_uid(booking["id"]).data
     assert len(remote.events()) == 3
 
+    # The shift is deleted on the server: the next sync frees its time.
+    remote.event_by_uid("shift@hospital").delete()
+    sync_soon(api, doctor, connection)
+    assert sync(app, settings)["synced"] == 1
+    assert clinic.at(14) in offered(clinic)
+    assert api.get(path(doctor, connection)).get_json()["busy_count"] == 0
+
 
 def test_a_caldav_calendar_that_cannot_be_read_is_an_error_the_connection_shows(
         app, api, clinic, settings, radicale):

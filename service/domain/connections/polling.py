@@ -170,6 +170,8 @@ class CalendarSync:
             return self._failed(item, at, "secret_key_unavailable")
         except (SourceError, busy.UnreadableCalendar) as error:
             return self._failed(item, at, error.reason)
+        except Exception as error:  # noqa: BLE001 - one odd document must not stop the others
+            return self._failed(item, at, f"unexpected_{type(error).__name__}")
         return self._synced(item, at, fetched, found)
 
     def _mine(self, uow: UnitOfWork, item: Claimed) -> CalendarConnection | None:
