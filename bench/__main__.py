@@ -13,7 +13,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import faults, harness, outbox_kill, race, reminders, slots, waitlist, writes
+from bench import (connected, faults, harness, outbox_kill, race, reminders, slots, waitlist,
+                   writes)
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
@@ -23,6 +24,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("faults", faults.run),
     ("outbox_kill", outbox_kill.run),
     ("waitlist", waitlist.run),
+    ("connected", connected.run),
 ]
 
 

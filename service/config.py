@@ -102,6 +102,15 @@ class Settings:
     # patient, and how often the scheduler looks for freed slots and lapsed offers.
     waitlist_hold_minutes: int = 30
     waitlist_poll_seconds: float = 5.0
+    # Connected calendars (service/domain/connections): busy time in, visits written back
+    calendar_secret_key: str | None = field(default=None, repr=False)  # a Fernet key
+    calendar_sync_poll_seconds: float = 60.0
+    calendar_sync_interval_minutes: int = 15  # a connection's default interval
+    calendar_stale_multiple: float = 3.0
+    calendar_sync_days: int = 120
+    calendar_timeout_seconds: float = 15.0
+    calendar_allow_private_targets: bool = False
+    calendar_write_poll_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -126,6 +135,7 @@ class Settings:
             **_database_settings(env, defaults),
             **_alert_settings(env, defaults),
             **_waitlist_settings(env, defaults),
+            **_connected_calendar_settings(env, defaults),
         )
 
 
@@ -316,6 +326,8 @@ def _alert_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any
         raise ValueError("VITALS_ALERT_MOAAS and DISCHARGE_MOAAS are MOAA/S scores (0-5), "
                          "the alert level below the discharge level")
     return values
+
+
 def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
     """WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS."""
     hold = int(env.get("WAITLIST_HOLD_MINUTES", defaults.waitlist_hold_minutes))
@@ -323,3 +335,30 @@ def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
     if hold <= 0 or poll <= 0:
         raise ValueError("WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS must be positive")
     return {"waitlist_hold_minutes": hold, "waitlist_poll_seconds": poll}
+
+
+def _connected_calendar_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """CALENDAR_SECRET_KEY, CALENDAR_SYNC_*, CALENDAR_STALE_MULTIPLE, CALENDAR_TIMEOUT_SECONDS,
+    CALENDAR_ALLOW_PRIVATE_TARGETS and CALENDAR_WRITE_POLL_SECONDS."""
+    values: dict[str, Any] = {
+        "calendar_secret_key": env.get("CALENDAR_SECRET_KEY") or None,
+        "calendar_sync_poll_seconds": float(
+            env.get("CALENDAR_SYNC_POLL_SECONDS", defaults.calendar_sync_poll_seconds)),
+        "calendar_sync_interval_minutes": int(
+            env.get("CALENDAR_SYNC_INTERVAL_MINUTES", defaults.calendar_sync_interval_minutes)),
+        "calendar_stale_multiple": float(
+            env.get("CALENDAR_STALE_MULTIPLE", defaults.calendar_stale_multiple)),
+        "calendar_sync_days": int(env.get("CALENDAR_SYNC_DAYS", defaults.calendar_sync_days)),
+        "calendar_timeout_seconds": float(
+            env.get("CALENDAR_TIMEOUT_SECONDS", defaults.calendar_timeout_seconds)),
+        "calendar_allow_private_targets": env.get(
+            "CALENDAR_ALLOW_PRIVATE_TARGETS", "").lower() in {"1", "true", "yes"},
+        "calendar_write_poll_seconds": float(
+            env.get("CALENDAR_WRITE_POLL_SECONDS", defaults.calendar_write_poll_seconds)),
+    }
+    for name, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    if values["calendar_stale_multiple"] < 1:
+        raise ValueError("CALENDAR_STALE_MULTIPLE must be at least 1")
+    return values

@@ -225,6 +225,16 @@ CODES: dict[str, tuple[int, str]] = {
     "offer_expired": (409, "The offer's hold ran out; the slot went to the next patient."),
     "waitlist_entry_closed": (409, "The waitlist entry is no longer waiting (filled, expired "
                                    "or withdrawn)."),
+    # Connected calendars (service/domain/connections)
+    "calendar_connection_not_found": (404, "No such connected calendar for this provider."),
+    "calendar_url_not_allowed": (422, "The calendar address is not http(s), holds credentials, "
+                                      "or points at an internal address."),
+    "calendar_secrets_unavailable": (409, "CALENDAR_SECRET_KEY is not set (or does not open a "
+                                          "stored secret): addresses cannot be stored."),
+    "busy_outside_window": (422, "A pushed busy interval starts outside the window it "
+                                 "replaces."),
+    "not_a_push_connection": (422, "Only a push connection takes busy intervals through the "
+                                   "API."),
 }
 
 _HTTP_CODES = {

@@ -26,6 +26,11 @@ side; a killed one re-sends at most the message it had in flight, after the leas
   offer claimed with ``FOR UPDATE SKIP LOCKED`` in its own short transaction).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
+- ``calendar-sync``: every ``CALENDAR_SYNC_POLL_SECONDS`` (default 60 s), reads the connected
+  iCalendar and CalDAV calendars that are due (claimed with a lease), and flags stale ones
+  (``service.domain.connections.polling``).
+- ``calendar-writes``: every ``CALENDAR_WRITE_POLL_SECONDS`` (default 10 s), the write-back
+  outbox (``service.domain.connections.writeback``) through the one ``OutboxRunner``.
 
 Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
 ``coalesce=True`` (runs missed while busy collapse into one) and ``misfire_grace_time=None``
@@ -51,6 +56,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 import service.models  # noqa: F401 - every mapper, so the metadata is complete
+from service.adapters.calendars import CalDavWriter, CalendarSources
 from service.adapters.http import HttpChannel
 from service.adapters.log import LogChannel
 from service.adapters.sms import SmsGatewayChannel
@@ -60,6 +66,9 @@ from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
 from service.domain.bookings import attention
 from service.domain.calendar import history
+from service.domain.connections import services as connections
+from service.domain.connections.polling import CalendarSync, SyncSettings
+from service.domain.connections.writeback import CalendarWriteOutbox
 from service.domain.idempotency import services as idempotency
 from service.domain.oncall.dispatch import AlertNoticeOutbox
 from service.domain.outbox import Adapter, OutboxRunner
@@ -124,6 +133,36 @@ def webhook_runner(database: Database, settings: Settings) -> OutboxRunner:
         settings, HttpChannel(timeout_seconds=settings.webhook_timeout_seconds)))
 
 
+def _calendar_url_check(settings: Settings) -> Callable[[str], str]:
+    def check(url: str) -> str:
+        return connections.calendar_url(
+            url, allow_private=settings.calendar_allow_private_targets)
+
+    return check
+
+
+def calendar_write_runner(database: Database, settings: Settings) -> OutboxRunner:
+    rules = connections.connection_rules(settings)
+    writer = CalDavWriter(timeout_seconds=settings.calendar_timeout_seconds,
+                          check_url=_calendar_url_check(settings))
+    return OutboxRunner(database, CalendarWriteOutbox(
+        writer, rules.box, poll_seconds=settings.calendar_write_poll_seconds,
+        send_timeout_seconds=settings.calendar_timeout_seconds,
+        lease_seconds=max(60.0, settings.calendar_timeout_seconds * 4)))
+
+
+def calendar_sync(database: Database, settings: Settings) -> CalendarSync:
+    reader = CalendarSources(timeout_seconds=settings.calendar_timeout_seconds,
+                             check_url=_calendar_url_check(settings))
+    return CalendarSync(database, reader, connections.connection_rules(settings).box,
+                        SyncSettings(default_zone=settings.clinic_timezone,
+                                     window_days=settings.calendar_sync_days,
+                                     stale_multiple=settings.calendar_stale_multiple,
+                                     poll_seconds=settings.calendar_sync_poll_seconds,
+                                     lease_seconds=max(120.0,
+                                                       settings.calendar_timeout_seconds * 4)))
+
+
 class OutboxScheduler:
     """The scheduler, its jobs, and what they need (the database, the outbox runners)."""
 
@@ -136,7 +175,8 @@ class OutboxScheduler:
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self.runners = [reminder_runner(self.database, settings),
                         webhook_runner(self.database, settings),
-                        alert_notice_runner(self.database, settings)]
+                        alert_notice_runner(self.database, settings),
+                        calendar_write_runner(self.database, settings)]
         for runner in self.runners:
             self.register(runner)
         now = datetime.now(UTC)
@@ -160,6 +200,12 @@ class OutboxScheduler:
             id="license-recheck", name="future bookings against license expiry",
             trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+        self.calendar_sync = calendar_sync(self.database, settings)
+        self.scheduler.add_job(
+            _guarded(self.calendar_sync.name, self.calendar_sync.run_once),
+            id=self.calendar_sync.name, name=self.calendar_sync.title,
+            trigger=IntervalTrigger(seconds=self.calendar_sync.poll_seconds),
+            next_run_time=now, **JOB_DEFAULTS)
 
     def recheck_licenses(self) -> int:
         uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,

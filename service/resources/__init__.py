@@ -12,6 +12,7 @@ from service.resources.bookings.routes import blp as bookings_blp
 from service.resources.calendar.routes import blp as calendar_blp
 from service.resources.calendar.routes import sync_blp
 from service.resources.clinic.routes import locations_blp, service_types_blp
+from service.resources.connections.routes import blp as connections_blp
 from service.resources.consultations.routes import (
     assessments_blp,
     consultations_blp,
@@ -32,7 +33,7 @@ MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availa
            slots_blp, bookings_blp, reminders_blp, series_blp,
            calendar_blp, sync_blp, webhooks_blp, fhir_blp,
            consultations_blp, sessions_blp, assessments_blp, audit_blp, access_blp,
-           oncall_blp, waitlist_blp)
+           oncall_blp, waitlist_blp, connections_blp)
 
 
 def register_blueprints(api: Api) -> None:

@@ -532,7 +532,8 @@ def test_scheduler_jobs_never_overlap_and_never_drop_a_late_run(app):
     outbox = OutboxScheduler(Settings.from_env({}), database=app.extensions["clinic.database"])
     jobs = {job.id: job for job in outbox.scheduler.get_jobs()}
     assert set(jobs) == {"reminders", "webhooks", "idempotency-purge", "history-purge",
-                         "license-recheck", "alert-notices", "waitlist"}
+                         "license-recheck", "alert-notices", "waitlist", "calendar-sync",
+                         "calendar-writes"}
     for job in jobs.values():
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
     assert jobs["reminders"].trigger.interval == timedelta(seconds=15)

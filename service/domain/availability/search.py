@@ -26,6 +26,7 @@ from service.domain.availability.models import DateOverride, TimeOff, WeeklyHour
 from service.domain.availability.policy import policy
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.connections import blocking as connected
 from service.domain.errors import Conflict, InvalidInput, NotFound
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
@@ -97,6 +98,7 @@ class Schedule:
         default_factory=lambda: defaultdict(list))
     patient_busy: list[engine.Interval] = field(default_factory=list)
     chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
+    stale_sources: set[uuid.UUID] = field(default_factory=set)  # providers (connected calendars)
 
     @functools.cached_property
     def rules(self) -> engine.SlotRules:
@@ -186,6 +188,11 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
     for row in session.scalars(select(TimeOff).where(
             TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo, TimeOff.starts_at < hi)):
         schedule.time_off[row.provider_id].append(engine.Interval(row.starts_at, row.ends_at))
+    # Connected calendars: their busy time blocks the provider like another booking.
+    external = connected.busy_between(connection, provider_ids, lo, hi)
+    for provider_id, intervals in external.intervals.items():
+        schedule.provider_busy[provider_id].extend(engine.Interval(s, e) for s, e in intervals)
+    schedule.stale_sources = external.stale_providers
     for provider in providers:
         schedule.credentials[provider.id] = [
             Credential(jurisdiction=c.jurisdiction, kind=c.kind.value, status=c.status.value,
@@ -241,6 +248,7 @@ class SlotSearch:
     slots: list[OfferedSlot]
     truncated: bool
     timezone: str = "UTC"  # the zone the answer is shown in
+    stale_sources: tuple[uuid.UUID, ...] = ()  # providers whose connected calendar is stale
 
 
 def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
@@ -292,7 +300,8 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
                          location_id=location_id)
              for start_at, provider_id, location_id in itertools.islice(merged, limit)]
     truncated = next(merged, None) is not None
-    return SlotSearch(service_type=service_type, slots=found, truncated=truncated)
+    return SlotSearch(service_type=service_type, slots=found, truncated=truncated,
+                      stale_sources=tuple(sorted(schedule.stale_sources, key=str)))
 
 
 def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,

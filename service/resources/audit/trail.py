@@ -155,6 +155,10 @@ NOT_PATIENT_DATA = frozenset({
     "webhooks.Webhooks", "webhooks.WebhookById", "webhooks.WebhookDeliveries",
     # The event catalogue (schemas only) and a secret rotation (no patient data).
     "webhooks.WebhookEventTypes", "webhooks.WebhookSecretRotation",
+    # Connected calendars: a provider's busy intervals and the sources' freshness (never a
+    # title, an attendee or a patient).
+    "connections.Connections", "connections.ConnectionById", "connections.ConnectionBusy",
+    "connections.ConnectionSync", "connections.ConnectionOverview",
 })
 
 DEFAULT_ACTIONS = {"GET": READ, "POST": CREATE, "PUT": UPDATE,

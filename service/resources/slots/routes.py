@@ -44,6 +44,7 @@ class Slots(MethodView):
             "timezone": zone,
             "truncated": found.truncated,
             "cancellation_policy": terms,
+            "stale_calendar_provider_ids": list(found.stale_sources),
             "slots": [{"start": in_zone(s.start, zone).isoformat(),
                        "end": in_zone(s.end, zone).isoformat(),
                        "provider_id": s.provider_id, "location_id": s.location_id,
