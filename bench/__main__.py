@@ -13,8 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import (connected, faults, harness, outbox_kill, race, reminders, slots, waitlist,
-                   writes)
+from bench import connected, faults, harness, outbox_kill, race, reminders, slots, waitlist, writes
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
