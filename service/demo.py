@@ -21,7 +21,7 @@ from service.domain.availability.models import WeeklyHours
 from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.services import BookingRequest, create_booking
-from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.clinic.models import Location, LocationKind, Route, ServiceType
 from service.domain.consultations import scoring
 from service.domain.consultations import services as consultations
 from service.domain.consultations.models import (
@@ -49,6 +49,7 @@ from service.domain.providers.models import (
     LicenseStatus,
     Provider,
 )
+from service.domain.series import services as series
 from service.uow import UnitOfWork
 
 # What rules each kind of treatment out, as the demo clinic declares it (screening answers).
@@ -57,6 +58,68 @@ IV_CONTRAINDICATIONS = [c.value for c in (
     Contraindication.ARTERIOVENOUS_MALFORMATION, Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY,
     Contraindication.HYPERSENSITIVITY, Contraindication.PREGNANCY)]
 ESKETAMINE_CONTRAINDICATIONS = [c.value for c in sorted(HARD_FOR_ESKETAMINE)]
+# The pill (oral or sublingual ketamine) declares the same as IV ketamine.
+PILL_CONTRAINDICATIONS = IV_CONTRAINDICATIONS
+
+
+def _say(text: str, reminder: str | None = None) -> dict[str, str | None]:
+    """An instruction: the patient's text, and its PHI-free wording for reminders (or None)."""
+    return {"text": text, "reminder": reminder}
+
+
+# How to prepare and what to do after, per kind of visit, in the demo clinic's words.
+DRIVER = _say("Arrive with a driver who will take you home: you may not drive after "
+              "ketamine.", "Arrive with a driver.")
+NO_DRIVING = _say("No driving, cycling or operating machinery until the next day, after a "
+                  "night's sleep.", "No driving until the next day.")
+INSTRUCTIONS: dict[str, dict[str, list[dict[str, str | None]]]] = {
+    "consultation": {
+        "preparation": [_say("Join the video call from a quiet, private place a few minutes "
+                             "early, with a list of the medicines you take.",
+                             "Join from a quiet, private place.")],
+        "after_care": []},
+    "iv-infusion": {
+        "preparation": [
+            _say("Eat lightly on the day of your infusion and nothing for 2 hours before it; "
+                 "clear fluids are fine until then.", "Eat lightly; nothing 2 h before."),
+            _say("Drink water the day before and the morning of your visit.", "Stay hydrated."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "esketamine": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours and nothing to drink for 30 minutes before your "
+                 "Spravato session.", "Nothing to eat 2 h before."),
+            _say("Use a nasal corticosteroid or decongestant, if you need one, at least 1 hour "
+                 "before the session."),
+            _say("Bring your Spravato REMS patient card; plan to stay at least 2 hours."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "oral-in-clinic": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours before your oral ketamine dose; clear fluids are "
+                 "fine.", "Nothing to eat 2 h before."),
+            _say("Bring the medicines you take and wear comfortable clothes."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "sublingual-in-clinic": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours before your sublingual ketamine dose; clear "
+                 "fluids are fine.", "Nothing to eat 2 h before."),
+            _say("You will hold the lozenge under your tongue for about 15 minutes, then spit "
+                 "out what is left: do not swallow it."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "sublingual-home": {
+        "preparation": [
+            _say("Take your prescribed sublingual dose at home only as prescribed, seated, "
+                 "with a sober adult in the home; keep the rest locked away.",
+                 "Have a support person at home."),
+            _say("Join the video check-in from a quiet, private place.",
+                 "Join from a quiet, private place.")],
+        "after_care": [_say("No driving until the next day after a home dose.",
+                            "No driving until the next day.")]},
+    "follow-up": {"preparation": [], "after_care": []},
+}
 
 DEMO_KEYS: dict[str, str] = {
     role.value: f"ck_{role.value}_demo{role.value[:4]}0000_LOCAL-DEMO-KEY-{role.value.upper()}"
@@ -125,14 +188,38 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
                         slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
                         needs_clearance=True, reminder_plan=treatment_plan,
-                        contraindications=IV_CONTRAINDICATIONS),
+                        contraindications=IV_CONTRAINDICATIONS, route=Route.IV,
+                        arrive_early_minutes=15),
             ServiceType(code="esketamine", name="Esketamine (Spravato) session",
                         modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
                         buffer_before_minutes=15, buffer_after_minutes=0,
                         min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         requires_rems=True, reminder_plan=treatment_plan,
-                        contraindications=ESKETAMINE_CONTRAINDICATIONS),
+                        contraindications=ESKETAMINE_CONTRAINDICATIONS,
+                        route=Route.INTRANASAL, arrive_early_minutes=15),
+            # The pill: in the clinic (a dose, monitoring in a chair, vitals), and at home
+            # (a prescribed protocol whose telehealth check-ins are booked as a series).
+            ServiceType(code="oral-in-clinic", name="Oral dose in clinic (monitored)",
+                        modality=Modality.IN_PERSON, duration_minutes=30, recovery_minutes=90,
+                        buffer_before_minutes=15, buffer_after_minutes=0,
+                        min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
+                        late_cancel_hours=48, needs_chair=True, needs_clearance=True,
+                        reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.ORAL, arrive_early_minutes=15),
+            ServiceType(code="sublingual-in-clinic", name="Sublingual dose in clinic "
+                        "(monitored)", modality=Modality.IN_PERSON, duration_minutes=30,
+                        recovery_minutes=90, buffer_before_minutes=15, buffer_after_minutes=0,
+                        min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
+                        late_cancel_hours=48, needs_chair=True, needs_clearance=True,
+                        reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.SUBLINGUAL, arrive_early_minutes=15),
+            ServiceType(code="sublingual-home", name="Home sublingual protocol: video "
+                        "check-in", modality=Modality.TELEHEALTH, duration_minutes=20,
+                        buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
+                        slot_interval_minutes=20, late_cancel_hours=12, needs_clearance=True,
+                        reminder_plan=plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.SUBLINGUAL, at_home=True),
             ServiceType(code="follow-up", name="Follow-up check-in",
                         modality=Modality.TELEHEALTH, duration_minutes=20,
                         buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
@@ -151,6 +238,10 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                          timezone="America/Phoenix", home_state="AZ", sms_consent=False,
                          email_consent=True, rems_enrolled=True)
         session.add_all([rivera, begay, nguyen])
+        for service_type in session.new:
+            if isinstance(service_type, ServiceType):
+                service_type.preparation = INSTRUCTIONS[service_type.code]["preparation"]
+                service_type.after_care = INSTRUCTIONS[service_type.code]["after_care"]
         session.flush()
         clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
         weekdays, hours = range(5), WeeklyHours
@@ -170,9 +261,11 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
         uow.commit()
         provider_id, patient_id = whitfield.id, rivera.id
         ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
-               "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id}
+               "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id,
+               "natarajan": natarajan.id, "begay": begay.id}
 
     _demo_history(unit_of_work, ids, today)
+    _demo_pill_history(unit_of_work, ids, today)
     _demo_bookings(unit_of_work, ids, today)
 
     for role, key in DEMO_KEYS.items():
@@ -281,9 +374,68 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
         uow.commit()
 
 
+def _demo_pill_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                       today: date) -> None:
+    """Ava Begay and the pill: a consultation three weeks ago that cleared her, and her first
+    sublingual dose in the clinic a week ago (readings before, during and at discharge, with
+    her ride home), so her home protocol's check-ins can be booked (``_demo_bookings``).
+    Written through the models, as ``_demo_history`` explains."""
+    phoenix = ZoneInfo("America/Phoenix")
+    with unit_of_work() as uow:
+        session = uow.session
+        types = {t.code: t for t in session.scalars(select(ServiceType))}
+        patient, whitfield = ids["begay"], ids["whitfield"]
+        consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(15, 30),
+                                     tzinfo=phoenix)
+        dosed = datetime.combine(_last_weekday(today - timedelta(days=7)), time(10),
+                                 tzinfo=phoenix)
+        consultation = _past_visit(types["consultation"], patient_id=patient,
+                                   provider_id=whitfield, location_id=ids["virtual"],
+                                   start=consulted, chair=None)
+        first_dose = _past_visit(types["sublingual-in-clinic"], patient_id=patient,
+                                 provider_id=whitfield, location_id=ids["clinic"],
+                                 start=dosed, chair=2)
+        session.add_all([consultation, first_dose])
+        session.flush()
+        for booking in (consultation, first_dose):
+            session.add_all([
+                BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
+                for kind, at in ((BookingEventKind.CREATED, booking.starts_at
+                                  - timedelta(days=7)),
+                                 (BookingEventKind.CHECKED_IN, booking.checked_in_at),
+                                 (BookingEventKind.COMPLETED, booking.hold_ends_at))])
+        session.add(TelehealthVisit(booking_id=consultation.id,
+                                    consent_at=consulted - timedelta(minutes=30),
+                                    attested_state="AZ",
+                                    attested_at=consultation.checked_in_at))
+        session.add(Screening(booking_id=consultation.id, patient_id=patient,
+                              medical_history="Recurrent depressive episodes; no "
+                                              "cardiovascular history; lives 3 hours from "
+                                              "the clinic."))
+        session.add(ClearanceDecision(
+            patient_id=patient, consultation_id=consultation.id,
+            decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+            reason="No contraindication; a first sublingual dose in clinic, then a home "
+                   "protocol with video check-ins.",
+            decided_at=consulted + timedelta(minutes=55), decided_by_provider_id=whitfield))
+        session.get(Patient, patient).cleared_for_treatment = True
+        for phase, offset, systolic, diastolic, pulse in (
+                (Phase.PRE, -10, 126, 80, 70), (Phase.DURING, 30, 138, 86, 76),
+                (Phase.DURING, 60, 130, 82, 72), (Phase.DISCHARGE, 95, 124, 78, 70)):
+            taken = dosed + timedelta(minutes=offset)
+            session.add(VitalSign(
+                booking_id=first_dose.id, patient_id=patient, phase=phase,
+                minutes_after_dose=offset if phase is Phase.DURING else None,
+                systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
+                taken_at=taken, recorded_at=taken,
+                ride_home_confirmed=phase is Phase.DISCHARGE))
+        uow.commit()
+
+
 def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                    today: date) -> None:
-    """Two visits next week, booked through the real use case so they obey every rule."""
+    """Two visits next week and a home protocol's six video check-ins, booked through the real
+    use cases so they obey every rule."""
     with unit_of_work() as uow:
         types = {t.code: t.id for t in uow.session.scalars(select(ServiceType))}
     monday = today + timedelta(days=7 - today.weekday())
@@ -303,6 +455,13 @@ def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
     ]
     booked = [create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
               for visit in visits]
+    # Ava Begay's home protocol: six video check-ins with Priya Natarajan, Mondays and Fridays.
+    series.create_series(unit_of_work(), SYSTEM, series.SeriesRequest(
+        patient_id=ids["begay"], service_type_id=types["sublingual-home"],
+        first_start=datetime.combine(monday, time(10), tzinfo=phoenix),
+        protocol="home-check-ins", provider_id=ids["natarajan"],
+        location_id=ids["virtual"], preferred_weekdays=(0, 4), patient_state="AZ"),
+        now=datetime.now(phoenix))
     # Jordan Rivera's intake form, ahead of the consultation: a history of psychosis puts
     # him in front of a clinician ("needs review") before any treatment can be booked.
     consultations.record_screening(
