@@ -4,12 +4,14 @@ drug, diagnosis and treatment word out of them (pure).
 A message says only: the patient's first name, the visit's date and time in the patient's
 zone, the whole stay of a visit in the clinic (arrive by, leave at about, with a driver), the
 neutral clinic alias (``CLINIC_NAME``), the clinic's phone and preparation advice: the
-service type's PHI-free reminder wordings, else the generic advice. SMS previews are read by anyone near the phone, so ``check`` refuses a
-template or a rendered message that names a drug, a diagnosis or a treatment, as whole
-words, case-insensitively. The scheduler runs ``check_templates`` at start-up (and refuses
-to start); the dispatcher checks every rendered message again before it is sent.
+service type's PHI-free reminder wordings, else the generic advice. SMS previews are read by
+anyone near the phone, so ``check`` refuses a template or a rendered message that names a
+drug, a diagnosis or a treatment, as whole words, case-insensitively. The scheduler runs
+``check_templates`` at start-up (and refuses to start); the dispatcher checks every rendered
+message again before it is sent.
 
-An SMS fits in one 160-character GSM-7 segment, the opt-out text included: a long first
+An SMS fits in one 160-character GSM-7 segment, the opt-out text included: the stay and the
+advice are said as fully as fits (shorter forms, then the generic advice), then a long first
 name is shortened, never the rest.
 """
 
@@ -239,6 +241,8 @@ def _sms_preparations(facts: MessageFacts, generic: str) -> list[str]:
     options: list[str] = []
     if facts.leaves_at is not None:
         arrive = _clock(facts.arrive_at or facts.starts_at, facts.zone)
+        if arrive[-2:] == _clock(facts.starts_at, facts.zone)[-2:]:
+            arrive = arrive[:-3]  # "10:45", as the visit's time beside it says AM or PM
         leave = _clock(facts.leaves_at, facts.zone)
         driver = " with a driver" if facts.with_driver else ""
         stay = f"Arrive {arrive}{driver}; leave about {leave}."
