@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.domain.access import services as keys
 from service.domain.access.actor import SYSTEM, Role
@@ -295,69 +297,87 @@ def _past_visit(service_type: ServiceType, *, patient_id: uuid.UUID, provider_id
         ride_home_confirmed=service_type.needs_clearance)
 
 
+@dataclass(frozen=True)
+class _History:
+    """A patient's consultation that cleared them and a treatment session after it."""
+
+    patient: uuid.UUID
+    consulted: datetime
+    dosed: datetime
+    treatment: str  # the service type's code
+    chair: int
+    medical_history: str
+    reason: str
+    # (phase, minutes after the dose it was taken, systolic, diastolic, heart rate)
+    readings: tuple[tuple[Phase, int, int, int, int], ...]
+
+
+def _held(session: Session, ids: dict[str, uuid.UUID], history: _History
+          ) -> tuple[Booking, Booking]:
+    """Write a history as the use cases would have recorded it at the time (the booking rules
+    refuse starts in the past): both visits with Dr. Whitfield in her working hours (video
+    13-17, clinic 8-12, Monday to Friday) under her Arizona license, created a week ahead,
+    checked in and completed; the consultation with consent and an Arizona attestation and a
+    screening without contraindication; her decision clearing the patient; the session's
+    readings (before the dose, during monitoring, at discharge with the ride home) that
+    completing it requires. No reminders are planned for visits already held."""
+    types = {t.code: t for t in session.scalars(select(ServiceType))}
+    patient, whitfield = history.patient, ids["whitfield"]
+    consultation = _past_visit(types["consultation"], patient_id=patient,
+                               provider_id=whitfield, location_id=ids["virtual"],
+                               start=history.consulted, chair=None)
+    treatment = _past_visit(types[history.treatment], patient_id=patient,
+                            provider_id=whitfield, location_id=ids["clinic"],
+                            start=history.dosed, chair=history.chair)
+    session.add_all([consultation, treatment])
+    session.flush()
+    for booking in (consultation, treatment):
+        session.add_all([
+            BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
+            for kind, at in ((BookingEventKind.CREATED, booking.starts_at - timedelta(days=7)),
+                             (BookingEventKind.CHECKED_IN, booking.checked_in_at),
+                             (BookingEventKind.COMPLETED, booking.hold_ends_at))])
+    session.add(TelehealthVisit(booking_id=consultation.id,
+                                consent_at=history.consulted - timedelta(minutes=30),
+                                attested_state="AZ", attested_at=consultation.checked_in_at))
+    session.add(Screening(booking_id=consultation.id, patient_id=patient,
+                          medical_history=history.medical_history))
+    session.add(ClearanceDecision(
+        patient_id=patient, consultation_id=consultation.id,
+        decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+        reason=history.reason, decided_at=history.consulted + timedelta(minutes=55),
+        decided_by_provider_id=whitfield))
+    session.get(Patient, patient).cleared_for_treatment = True
+    for phase, offset, systolic, diastolic, pulse in history.readings:
+        taken = history.dosed + timedelta(minutes=offset)
+        session.add(VitalSign(
+            booking_id=treatment.id, patient_id=patient, phase=phase,
+            minutes_after_dose=offset if phase is Phase.DURING else None,
+            systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
+            taken_at=taken, recorded_at=taken, ride_home_confirmed=phase is Phase.DISCHARGE))
+    return consultation, treatment
+
+
 def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                   today: date) -> None:
     """Chris Nguyen's history: a consultation three weeks ago that cleared him, and an
-    esketamine session a few days ago with its vital signs, a side effect, PHQ-9 scores and
-    the REMS monitoring form now due.
-
-    The booking rules refuse starts in the past, so this history is written through the
-    models directly, as the use cases would have recorded it at the time: the visits fall in
-    Dr. Whitfield's working hours (video 13-17, clinic 8-12, Monday to Friday) with her
-    Arizona license and REMS certification, the consultation had consent and an Arizona
-    attestation, the screening shows no contraindication, she cleared him, and the session
-    has the REMS readings (before dosing, 40 minutes after, at discharge with the ride home)
-    that completing it requires. No reminders are planned for visits already held.
-    """
+    esketamine session a few days ago with its REMS readings (before dosing, 40 minutes
+    after, at discharge with the ride home), a side effect, PHQ-9 scores and the REMS
+    monitoring form now due (see ``_held``)."""
     phoenix = ZoneInfo("America/Phoenix")
+    patient = ids["nguyen"]
+    consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(14),
+                                 tzinfo=phoenix)
+    dosed = datetime.combine(_last_weekday(today - timedelta(days=3)), time(9), tzinfo=phoenix)
     with unit_of_work() as uow:
         session = uow.session
-        types = {t.code: t for t in session.scalars(select(ServiceType))}
-        patient, whitfield = ids["nguyen"], ids["whitfield"]
-        consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(14),
-                                     tzinfo=phoenix)
-        dosed = datetime.combine(_last_weekday(today - timedelta(days=3)), time(9),
-                                 tzinfo=phoenix)
-        consultation = _past_visit(types["consultation"], patient_id=patient,
-                                   provider_id=whitfield, location_id=ids["virtual"],
-                                   start=consulted, chair=None)
-        esketamine = _past_visit(types["esketamine"], patient_id=patient,
-                                 provider_id=whitfield, location_id=ids["clinic"],
-                                 start=dosed, chair=1)
-        session.add_all([consultation, esketamine])
-        session.flush()
-        for booking in (consultation, esketamine):
-            session.add_all([
-                BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
-                for kind, at in ((BookingEventKind.CREATED, booking.starts_at
-                                  - timedelta(days=7)),
-                                 (BookingEventKind.CHECKED_IN, booking.checked_in_at),
-                                 (BookingEventKind.COMPLETED, booking.hold_ends_at))])
-        session.add(TelehealthVisit(booking_id=consultation.id,
-                                    consent_at=consulted - timedelta(minutes=30),
-                                    attested_state="AZ",
-                                    attested_at=consultation.checked_in_at))
-        session.add(Screening(booking_id=consultation.id, patient_id=patient,
-                              medical_history="Major depressive disorder, two adequate "
-                                              "antidepressant trials; no cardiovascular or "
-                                              "neurological history."))
-        session.add(ClearanceDecision(
-            patient_id=patient, consultation_id=consultation.id,
-            decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+        _, esketamine = _held(session, ids, _History(
+            patient=patient, consulted=consulted, dosed=dosed, treatment="esketamine", chair=1,
+            medical_history="Major depressive disorder, two adequate antidepressant trials; "
+                            "no cardiovascular or neurological history.",
             reason="No contraindication; treatment-resistant depression.",
-            decided_at=consulted + timedelta(minutes=55), decided_by_provider_id=whitfield))
-        session.get(Patient, patient).cleared_for_treatment = True
-        # (phase, minutes after the dose it was taken, systolic, diastolic, heart rate)
-        for phase, offset, systolic, diastolic, pulse in (
-                (Phase.PRE, -10, 132, 84, 74), (Phase.DURING, 40, 146, 90, 80),
-                (Phase.DURING, 90, 136, 86, 76), (Phase.DISCHARGE, 130, 128, 82, 72)):
-            taken = dosed + timedelta(minutes=offset)
-            session.add(VitalSign(
-                booking_id=esketamine.id, patient_id=patient, phase=phase,
-                minutes_after_dose=offset if phase is Phase.DURING else None,
-                systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
-                taken_at=taken, recorded_at=taken,
-                ride_home_confirmed=phase is Phase.DISCHARGE))
+            readings=((Phase.PRE, -10, 132, 84, 74), (Phase.DURING, 40, 146, 90, 80),
+                      (Phase.DURING, 90, 136, 86, 76), (Phase.DISCHARGE, 130, 128, 82, 72))))
         session.add(SideEffect(booking_id=esketamine.id, patient_id=patient,
                                kind=SideEffectKind.DISSOCIATION, severity=Severity.MILD,
                                noted_at=dosed + timedelta(minutes=20), resolved=True,
@@ -369,7 +389,7 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
                                    answers=answers, total=result.total, band=result.band,
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
-                         patient_id=patient, provider_id=whitfield,
+                         patient_id=patient, provider_id=ids["whitfield"],
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))
         uow.commit()
 
@@ -378,57 +398,22 @@ def _demo_pill_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uu
                        today: date) -> None:
     """Ava Begay and the pill: a consultation three weeks ago that cleared her, and her first
     sublingual dose in the clinic a week ago (readings before, during and at discharge, with
-    her ride home), so her home protocol's check-ins can be booked (``_demo_bookings``).
-    Written through the models, as ``_demo_history`` explains."""
+    her ride home), so her home protocol's check-ins can be booked (``_demo_bookings``)."""
     phoenix = ZoneInfo("America/Phoenix")
     with unit_of_work() as uow:
-        session = uow.session
-        types = {t.code: t for t in session.scalars(select(ServiceType))}
-        patient, whitfield = ids["begay"], ids["whitfield"]
-        consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(15, 30),
-                                     tzinfo=phoenix)
-        dosed = datetime.combine(_last_weekday(today - timedelta(days=7)), time(10),
-                                 tzinfo=phoenix)
-        consultation = _past_visit(types["consultation"], patient_id=patient,
-                                   provider_id=whitfield, location_id=ids["virtual"],
-                                   start=consulted, chair=None)
-        first_dose = _past_visit(types["sublingual-in-clinic"], patient_id=patient,
-                                 provider_id=whitfield, location_id=ids["clinic"],
-                                 start=dosed, chair=2)
-        session.add_all([consultation, first_dose])
-        session.flush()
-        for booking in (consultation, first_dose):
-            session.add_all([
-                BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
-                for kind, at in ((BookingEventKind.CREATED, booking.starts_at
-                                  - timedelta(days=7)),
-                                 (BookingEventKind.CHECKED_IN, booking.checked_in_at),
-                                 (BookingEventKind.COMPLETED, booking.hold_ends_at))])
-        session.add(TelehealthVisit(booking_id=consultation.id,
-                                    consent_at=consulted - timedelta(minutes=30),
-                                    attested_state="AZ",
-                                    attested_at=consultation.checked_in_at))
-        session.add(Screening(booking_id=consultation.id, patient_id=patient,
-                              medical_history="Recurrent depressive episodes; no "
-                                              "cardiovascular history; lives 3 hours from "
-                                              "the clinic."))
-        session.add(ClearanceDecision(
-            patient_id=patient, consultation_id=consultation.id,
-            decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+        _held(uow.session, ids, _History(
+            patient=ids["begay"],
+            consulted=datetime.combine(_last_weekday(today - timedelta(days=21)),
+                                       time(15, 30), tzinfo=phoenix),
+            dosed=datetime.combine(_last_weekday(today - timedelta(days=7)), time(10),
+                                   tzinfo=phoenix),
+            treatment="sublingual-in-clinic", chair=2,
+            medical_history="Recurrent depressive episodes; no cardiovascular history; lives "
+                            "3 hours from the clinic.",
             reason="No contraindication; a first sublingual dose in clinic, then a home "
                    "protocol with video check-ins.",
-            decided_at=consulted + timedelta(minutes=55), decided_by_provider_id=whitfield))
-        session.get(Patient, patient).cleared_for_treatment = True
-        for phase, offset, systolic, diastolic, pulse in (
-                (Phase.PRE, -10, 126, 80, 70), (Phase.DURING, 30, 138, 86, 76),
-                (Phase.DURING, 60, 130, 82, 72), (Phase.DISCHARGE, 95, 124, 78, 70)):
-            taken = dosed + timedelta(minutes=offset)
-            session.add(VitalSign(
-                booking_id=first_dose.id, patient_id=patient, phase=phase,
-                minutes_after_dose=offset if phase is Phase.DURING else None,
-                systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
-                taken_at=taken, recorded_at=taken,
-                ride_home_confirmed=phase is Phase.DISCHARGE))
+            readings=((Phase.PRE, -10, 126, 80, 70), (Phase.DURING, 30, 138, 86, 76),
+                      (Phase.DURING, 60, 130, 82, 72), (Phase.DISCHARGE, 95, 124, 78, 70))))
         uow.commit()
 
 

@@ -14,14 +14,12 @@ from service import bootstrap
 from service.domain.reminders.content import SMS_LIMIT, forbidden_words
 from tests.api.test_directory import assert_problem
 from tests.db.test_dispatch import (
-    MailSink,
-    Sinks,
-    SmsSink,
     dispatcher,
     due,
     key,
     live_settings,
     patient,
+    running_sinks,
 )
 from tests.scenario import Clinic, build_clinic
 
@@ -46,15 +44,10 @@ def sinks(app):
                                      quiet_hours_end=wall_time(0, 0))
     bus = app.extensions["clinic.bus"]
     app.extensions["clinic.bus"] = bootstrap.bootstrap(quiet_free)
-    mail, sms = MailSink(), SmsSink()
-    mail.controller.start()
-    sms.thread.start()
     try:
-        yield Sinks(mail, sms)
+        with running_sinks() as running:
+            yield running
     finally:
-        mail.controller.stop()
-        sms.server.shutdown()
-        sms.server.server_close()
         app.extensions["clinic.bus"] = bus
 
 

@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import time as wall_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,8 +144,8 @@ class Sinks:
                 "SMS_AUTH_TOKEN": "secret", "SMS_FROM": SMS_FROM}
 
 
-@pytest.fixture
-def sinks():
+@contextmanager
+def running_sinks() -> Iterator[Sinks]:
     mail, sms = MailSink(), SmsSink()
     mail.controller.start()
     sms.thread.start()
@@ -154,6 +155,12 @@ def sinks():
         mail.controller.stop()
         sms.server.shutdown()
         sms.server.server_close()
+
+
+@pytest.fixture
+def sinks():
+    with running_sinks() as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
