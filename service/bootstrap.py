@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 from service.config import Settings
+from service.domain.availability.events import ScheduleOpened
 from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
 from service.domain.consultations import services as consultations
-from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
+from service.domain.consultations.events import (
+    AlertAcknowledged,
+    AlertRaised,
+    ClearanceChanged,
+    ScreeningChanged,
+)
 from service.domain.events import Event
+from service.domain.oncall import services as oncall
 from service.domain.patients import services as patients
 from service.domain.patients.events import RemsEnrolmentChanged
 from service.domain.providers.events import LicenseChanged
 from service.domain.reminders import services as reminders
 from service.domain.series.events import SeriesCreated
+from service.domain.waitlist import services as waitlist
+from service.domain.waitlist.events import WaitlistFilled, WaitlistOffered
 from service.domain.webhooks import services as webhooks
 from service.messagebus import FinalHandler, Handler, MessageBus
 
@@ -40,16 +50,23 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
     def planning(handler: Handler) -> Handler:
         return functools.partial(handler, quiet=quiet)
 
+    def escalating(handler: Handler) -> Handler:
+        return functools.partial(
+            handler, escalation=timedelta(minutes=settings.alert_escalation_minutes))
+
     return {
         booking.BookingCreated: [planning(reminders.plan_new_booking),
                                  webhooks.enqueue_booking_change],
         booking.BookingRescheduled: [planning(reminders.replan_rescheduled),
-                                     webhooks.enqueue_booking_change],
-        booking.BookingConfirmed: [planning(reminders.plan_confirmation)],
+                                     webhooks.enqueue_booking_change,
+                                     waitlist.open_on_reschedule],
+        booking.BookingConfirmed: [planning(reminders.plan_confirmation),
+                                   waitlist.fill_on_confirmation],
         booking.BookingCheckedIn: [reminders.cancel_before_visit],
         booking.BookingCompleted: [consultations.open_rems_monitoring_task],
         booking.BookingCancelled: [reminders.cancel_on_cancellation,
-                                   webhooks.enqueue_booking_change],
+                                   webhooks.enqueue_booking_change,
+                                   waitlist.open_on_cancellation],
         booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
         SeriesCreated: [webhooks.enqueue_series_created],
         ClearanceChanged: [patients.follow_clearance, attention.recheck_patient],
@@ -60,6 +77,16 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
         LicenseChanged: [attention.recheck_provider],
         booking.BookingNeedsAttention: [consultations.raise_attention_alert,
                                         webhooks.enqueue_booking_attention],
+        # Escalated alerts: an urgent alert tells the on-call rota at once and the next tier
+        # while nobody acknowledges it (oncall/), and every alert reaches the webhooks.
+        AlertRaised: [escalating(oncall.notify_on_call), webhooks.enqueue_alert_raised],
+        AlertAcknowledged: [oncall.stop_escalation, webhooks.enqueue_alert_acknowledged],
+        # The waitlist: freed time becomes an opening the scheduler's waitlist job offers
+        # (domain/waitlist/services.py); an offer goes out as a message and a webhook.
+        ScheduleOpened: [waitlist.open_on_schedule],
+        WaitlistOffered: [planning(reminders.plan_waitlist_offer),
+                          webhooks.enqueue_waitlist_offered],
+        WaitlistFilled: [webhooks.enqueue_waitlist_filled],
     }
 
 

@@ -91,6 +91,17 @@ class Settings:
     # An Idempotency-Key left in progress is free again after this (a request's worker is
     # dead by then): the worker timeout plus a margin for the arbiter's check and the kill.
     idempotency_lease_seconds: float = 35.0
+    # Escalated alerts (service/domain/oncall): the next tier of the on-call rota is told
+    # when nobody acknowledged an urgent alert this long after the previous one
+    alert_escalation_minutes: int = 10  # ALERT_ESCALATION_MINUTES
+    alert_poll_seconds: float = 5.0  # ALERT_POLL_SECONDS: the alert-notices job
+    # Watched doses: a sedation score (MOAA/S, 0-5) at or below it raises an urgent alert
+    vitals_alert_moaas: int = 2  # VITALS_ALERT_MOAAS
+    discharge_moaas: int = 5  # DISCHARGE_MOAAS: discharge after sedation needs at least it
+    # The waitlist (service/domain/waitlist): how long a freed slot is held for the offered
+    # patient, and how often the scheduler looks for freed slots and lapsed offers.
+    waitlist_hold_minutes: int = 30
+    waitlist_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -113,6 +124,8 @@ class Settings:
             **_integration_settings(env, defaults),
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
+            **_alert_settings(env, defaults),
+            **_waitlist_settings(env, defaults),
         )
 
 
@@ -285,3 +298,28 @@ def _database_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
         raise ValueError("IDEMPOTENCY_LEASE_SECONDS must be longer than GUNICORN_TIMEOUT: "
                          "a key must not be taken over while its request may still run")
     return values
+
+
+def _alert_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """ALERT_ESCALATION_MINUTES, ALERT_POLL_SECONDS, VITALS_ALERT_MOAAS, DISCHARGE_MOAAS."""
+    values: dict[str, Any] = {
+        "alert_escalation_minutes": int(env.get("ALERT_ESCALATION_MINUTES",
+                                                defaults.alert_escalation_minutes)),
+        "alert_poll_seconds": float(env.get("ALERT_POLL_SECONDS", defaults.alert_poll_seconds)),
+        "vitals_alert_moaas": int(env.get("VITALS_ALERT_MOAAS", defaults.vitals_alert_moaas)),
+        "discharge_moaas": int(env.get("DISCHARGE_MOAAS", defaults.discharge_moaas)),
+    }
+    for name in ("alert_escalation_minutes", "alert_poll_seconds"):
+        if values[name] <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    if not 0 <= values["vitals_alert_moaas"] < values["discharge_moaas"] <= 5:
+        raise ValueError("VITALS_ALERT_MOAAS and DISCHARGE_MOAAS are MOAA/S scores (0-5), "
+                         "the alert level below the discharge level")
+    return values
+def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS."""
+    hold = int(env.get("WAITLIST_HOLD_MINUTES", defaults.waitlist_hold_minutes))
+    poll = float(env.get("WAITLIST_POLL_SECONDS", defaults.waitlist_poll_seconds))
+    if hold <= 0 or poll <= 0:
+        raise ValueError("WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS must be positive")
+    return {"waitlist_hold_minutes": hold, "waitlist_poll_seconds": poll}

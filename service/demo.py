@@ -23,10 +23,18 @@ from service.domain.availability.models import WeeklyHours
 from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.services import BookingRequest, create_booking
-from service.domain.clinic.models import Location, LocationKind, Route, ServiceType
+from service.domain.clinic.models import (
+    CancellationOutcome,
+    Location,
+    LocationKind,
+    Route,
+    ServiceType,
+)
 from service.domain.consultations import scoring
 from service.domain.consultations import services as consultations
 from service.domain.consultations.models import (
+    Alert,
+    AlertKind,
     Assessment,
     ClearanceDecision,
     ClearanceStatus,
@@ -42,6 +50,7 @@ from service.domain.consultations.models import (
 )
 from service.domain.consultations.screening import HARD_FOR_ESKETAMINE, Contraindication
 from service.domain.consultations.vitals import Phase
+from service.domain.oncall.models import OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import (
@@ -52,6 +61,7 @@ from service.domain.providers.models import (
     Provider,
 )
 from service.domain.series import services as series
+from service.domain.waitlist import services as waitlist
 from service.uow import UnitOfWork
 
 # What rules each kind of treatment out, as the demo clinic declares it (screening answers).
@@ -122,6 +132,13 @@ INSTRUCTIONS: dict[str, dict[str, list[dict[str, str | None]]]] = {
                             "No driving until the next day.")]},
     "follow-up": {"preparation": [], "after_care": []},
 }
+# Treatments: patients change their own visits up to a day ahead; a late cancellation (48 h)
+# or a no-show of a chair costs a fee.
+TREATMENT_CANCELLATION = {"patient_notice_hours": 24,
+                          "late_cancel_outcome": CancellationOutcome.FEE,
+                          "late_cancel_fee_cents": 7500,
+                          "no_show_outcome": CancellationOutcome.FEE,
+                          "no_show_fee_cents": 15000}
 
 DEMO_KEYS: dict[str, str] = {
     role.value: f"ck_{role.value}_demo{role.value[:4]}0000_LOCAL-DEMO-KEY-{role.value.upper()}"
@@ -184,14 +201,15 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
             ServiceType(code="consultation", name="Telehealth consultation",
                         modality=Modality.TELEHEALTH, duration_minutes=60,
                         buffer_after_minutes=10, min_notice_minutes=120, horizon_days=60,
-                        slot_interval_minutes=30, late_cancel_hours=24, reminder_plan=plan),
+                        slot_interval_minutes=30, late_cancel_hours=24, reminder_plan=plan,
+                        patient_notice_hours=24),
             ServiceType(code="iv-infusion", name="IV infusion", modality=Modality.IN_PERSON,
                         duration_minutes=45, recovery_minutes=60, buffer_before_minutes=15,
                         buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
                         slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
                         needs_clearance=True, reminder_plan=treatment_plan,
                         contraindications=IV_CONTRAINDICATIONS, route=Route.IV,
-                        arrive_early_minutes=15),
+                        arrive_early_minutes=15, **TREATMENT_CANCELLATION),
             ServiceType(code="esketamine", name="Esketamine (Spravato) session",
                         modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
                         buffer_before_minutes=15, buffer_after_minutes=0,
@@ -199,7 +217,8 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         requires_rems=True, reminder_plan=treatment_plan,
                         contraindications=ESKETAMINE_CONTRAINDICATIONS,
-                        route=Route.INTRANASAL, arrive_early_minutes=15),
+                        route=Route.INTRANASAL, arrive_early_minutes=15,
+                        **TREATMENT_CANCELLATION),
             # The pill: in the clinic (a dose, monitoring in a chair, vitals), and at home
             # (a prescribed protocol whose telehealth check-ins are booked as a series).
             ServiceType(code="oral-in-clinic", name="Oral dose in clinic (monitored)",
@@ -208,14 +227,16 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
-                        route=Route.ORAL, arrive_early_minutes=15),
+                        route=Route.ORAL, arrive_early_minutes=15,
+                        **TREATMENT_CANCELLATION),
             ServiceType(code="sublingual-in-clinic", name="Sublingual dose in clinic "
                         "(monitored)", modality=Modality.IN_PERSON, duration_minutes=30,
                         recovery_minutes=90, buffer_before_minutes=15, buffer_after_minutes=0,
                         min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
-                        route=Route.SUBLINGUAL, arrive_early_minutes=15),
+                        route=Route.SUBLINGUAL, arrive_early_minutes=15,
+                        **TREATMENT_CANCELLATION),
             ServiceType(code="sublingual-home", name="Home sublingual protocol: video "
                         "check-in", modality=Modality.TELEHEALTH, duration_minutes=20,
                         buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
@@ -239,12 +260,24 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                          email="chris.nguyen@example.net", phone="+14805550133",
                          timezone="America/Phoenix", home_state="AZ", sms_consent=False,
                          email_consent=True, rems_enrolled=True)
-        session.add_all([rivera, begay, nguyen])
+        okafor = Patient(first_name="Lena", last_name="Okafor", birth_date=date(1988, 5, 9),
+                         email="lena.okafor@example.com", phone="+14805550144",
+                         timezone="America/Phoenix", home_state="AZ", sms_consent=True,
+                         email_consent=True)
+        session.add_all([rivera, begay, nguyen, okafor])
         for service_type in session.new:
             if isinstance(service_type, ServiceType):
                 service_type.preparation = INSTRUCTIONS[service_type.code]["preparation"]
                 service_type.after_care = INSTRUCTIONS[service_type.code]["after_care"]
         session.flush()
+        # The on-call rota: Dr. Whitfield first, Marcus Lee when she does not acknowledge.
+        session.add_all([
+            OnCallContact(name="Dr. Elena Whitfield (on call)", tier=1,
+                          provider_id=whitfield.id, email="oncall.whitfield@desertbloom.example",
+                          phone="+16025550190"),
+            OnCallContact(name="Marcus Lee, PA-C (backup)", tier=2, provider_id=lee.id,
+                          email="oncall.lee@desertbloom.example", phone="+16025550191"),
+        ])
         clinic, virtual = session.scalars(select(Location).order_by(Location.kind)).all()
         weekdays, hours = range(5), WeeklyHours
         session.add_all(
@@ -264,11 +297,12 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
         provider_id, patient_id = whitfield.id, rivera.id
         ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
                "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id,
-               "natarajan": natarajan.id, "begay": begay.id}
+               "natarajan": natarajan.id, "begay": begay.id, "okafor": okafor.id}
 
     _demo_history(unit_of_work, ids, today)
     _demo_pill_history(unit_of_work, ids, today)
     _demo_bookings(unit_of_work, ids, today)
+    _demo_waitlist(unit_of_work, ids, today)
 
     for role, key in DEMO_KEYS.items():
         keys.issue_key(unit_of_work(), role=role, label=f"demo {role} (local only)", key=key,
@@ -388,6 +422,19 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
             session.add(Assessment(patient_id=patient, instrument=result.instrument,
                                    answers=answers, total=result.total, band=result.band,
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
+        # Jordan Rivera's intake PHQ-9, filled in yesterday evening before his consultation:
+        # item 9 above 0, an urgent alert the console shows open (seeded directly: no
+        # notices go out for it).
+        answers = [2, 2, 1, 2, 1, 2, 1, 1, 1]
+        result = scoring.score(scoring.Instrument.PHQ9, answers)
+        taken = datetime.combine(today - timedelta(days=1), time(19, 30), tzinfo=phoenix)
+        intake = Assessment(patient_id=ids["rivera"], instrument=result.instrument,
+                            answers=answers, total=result.total, band=result.band,
+                            urgent=result.urgent, taken_at=taken, recorded_at=taken)
+        session.add(intake)
+        session.flush()
+        session.add(Alert(patient_id=ids["rivera"], assessment_id=intake.id,
+                          kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
                          patient_id=patient, provider_id=ids["whitfield"],
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))
@@ -396,13 +443,13 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
 
 def _demo_pill_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                        today: date) -> None:
-    """Ava Begay and the pill: a consultation three weeks ago that cleared her, and her first
+    """Lena Okafor and the pill: a consultation three weeks ago that cleared her, and her first
     sublingual dose in the clinic a week ago (readings before, during and at discharge, with
     her ride home), so her home protocol's check-ins can be booked (``_demo_bookings``)."""
     phoenix = ZoneInfo("America/Phoenix")
     with unit_of_work() as uow:
         _held(uow.session, ids, _History(
-            patient=ids["begay"],
+            patient=ids["okafor"],
             consulted=datetime.combine(_last_weekday(today - timedelta(days=21)),
                                        time(15, 30), tzinfo=phoenix),
             dosed=datetime.combine(_last_weekday(today - timedelta(days=7)), time(10),
@@ -417,15 +464,37 @@ def _demo_pill_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uu
         uow.commit()
 
 
+def _next_monday(today: date) -> date:
+    """The Monday of the demo's "next week" (at least three days away)."""
+    monday = today + timedelta(days=7 - today.weekday())
+    if monday - today < timedelta(days=3):
+        monday += timedelta(days=7)
+    return monday
+
+
+def _demo_waitlist(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                   today: date) -> None:
+    """Ava Begay waits for a video consultation with Dr. Whitfield next week, in the
+    afternoon: when Jordan Rivera's Monday consultation is cancelled (the README's
+    walk-through), the scheduler offers her that slot."""
+    with unit_of_work() as uow:
+        consultation = uow.session.scalar(select(ServiceType.id).where(
+            ServiceType.code == "consultation"))
+    monday = _next_monday(today)
+    waitlist.join_waitlist(unit_of_work(), SYSTEM, waitlist.EntryRequest(
+        patient_id=ids["begay"], service_type_id=consultation,
+        provider_ids=[ids["whitfield"]], earliest_date=monday,
+        latest_date=monday + timedelta(days=4), times_of_day=["afternoon"],
+        patient_state="AZ"), today=today)
+
+
 def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                    today: date) -> None:
     """Two visits next week and a home protocol's six video check-ins, booked through the real
     use cases so they obey every rule."""
     with unit_of_work() as uow:
         types = {t.code: t.id for t in uow.session.scalars(select(ServiceType))}
-    monday = today + timedelta(days=7 - today.weekday())
-    if monday - today < timedelta(days=3):
-        monday += timedelta(days=7)
+    monday = _next_monday(today)
     phoenix = ZoneInfo("America/Phoenix")
     visits = [
         BookingRequest(patient_id=ids["rivera"], provider_id=ids["whitfield"],
@@ -440,9 +509,9 @@ def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
     ]
     booked = [create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
               for visit in visits]
-    # Ava Begay's home protocol: six video check-ins with Priya Natarajan, Mondays and Fridays.
+    # Lena Okafor's home protocol: six video check-ins with Priya Natarajan, Mondays and Fridays.
     series.create_series(unit_of_work(), SYSTEM, series.SeriesRequest(
-        patient_id=ids["begay"], service_type_id=types["sublingual-home"],
+        patient_id=ids["okafor"], service_type_id=types["sublingual-home"],
         first_start=datetime.combine(monday, time(10), tzinfo=phoenix),
         protocol="home-check-ins", provider_id=ids["natarajan"],
         location_id=ids["virtual"], preferred_weekdays=(0, 4), patient_state="AZ"),

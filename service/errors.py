@@ -118,6 +118,17 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_rrule": (422, "Not a usable RRULE (RFC 5545; DAILY, WEEKLY or MONTHLY)."),
     "rrule_unbounded": (422, "The RRULE never ends: give COUNT or UNTIL."),
     "rrule_too_long": (422, "A series holds at most 52 sessions within one year."),
+    "protocol_spacing": (409, "The change leaves series sessions closer than the protocol's "
+                              "least gap; a provider or an admin may confirm with "
+                              "override.reason."),
+    "protocol_window": (409, "The change takes the series outside the protocol's window (the "
+                             "whole course within its days, a booster within its weeks); a "
+                             "provider or an admin may confirm with override.reason."),
+    "protocol_rhythm": (409, "The change puts more sessions in a week than the protocol's "
+                             "weekly rhythm; a provider or an admin may confirm with "
+                             "override.reason."),
+    "protocol_override_not_allowed": (403, "Only a provider or an admin may confirm a change "
+                                           "that breaks a series' protocol."),
     # Calendar feeds, the changes feed, webhooks, the FHIR facade
     "calendar_feed_not_found": (404, "No calendar feed with this token (unknown or revoked)."),
     "calendar_token_not_found": (404, "No such calendar feed token for this owner."),
@@ -215,6 +226,22 @@ CODES: dict[str, tuple[int, str]] = {
                                            "first dose in the clinic."),
     "protocol_service_mismatch": (422, "A home protocol's check-ins need an at-home service "
                                        "type, and an at-home service type a home protocol."),
+    # Escalated alerts and the on-call rota
+    "on_call_contact_not_found": (404, "No such on-call contact."),
+    "contact_address_required": (422, "An on-call contact needs an email address or a "
+                                      "phone number."),
+    "sedation_score_required": (409, "After a sedation score below DISCHARGE_MOAAS during "
+                                     "the session, the discharge reading gives one (MOAA/S)."),
+    # Patient self-service and the waitlist
+    "patient_notice_passed": (409, "A patient changes or cancels their own visit only up to "
+                                   "the service type's patient_notice_hours before it; later, "
+                                   "the clinic does (patient_changes_until)."),
+    "waitlist_entry_not_found": (404, "No waitlist entry with this id (or not yours)."),
+    "waitlist_offer_not_found": (404, "No waitlist offer with this id (or not yours)."),
+    "offer_not_open": (409, "The offer was already accepted, declined or expired."),
+    "offer_expired": (409, "The offer's hold ran out; the slot went to the next patient."),
+    "waitlist_entry_closed": (409, "The waitlist entry is no longer waiting (filled, expired "
+                                   "or withdrawn)."),
 }
 
 _HTTP_CODES = {

@@ -28,10 +28,12 @@ from service.domain.consultations.models import (
     VitalSign,
 )
 from service.domain.idempotency.models import IdempotencyRecord
+from service.domain.oncall.models import AlertNotice, OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.providers.models import License, Provider
 from service.domain.reminders.models import Reminder
 from service.domain.series.models import TreatmentSeries
+from service.domain.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistOpening
 
 __all__ = [
     "ApiKey", "Base", "Booking", "BookingEvent", "DateOverride", "IdempotencyRecord",
@@ -42,4 +44,6 @@ __all__ = [
     "WebhookSubscription",
     "Alert", "Assessment", "AuditEvent", "ClearanceDecision", "InPersonEvaluation",
     "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
+    "AlertNotice", "OnCallContact",
+    "WaitlistEntry", "WaitlistOffer", "WaitlistOpening",
 ]

@@ -12,10 +12,18 @@ side; a killed one re-sends at most the message it had in flight, after the leas
   so reminders that fell due while no scheduler ran go out at once.
 - ``webhooks``: every ``WEBHOOK_POLL_SECONDS`` (default 5 s), the webhook delivery outbox
   (``service.domain.webhooks.delivery``), claimed with a lease the same way.
+- ``alert-notices``: every ``ALERT_POLL_SECONDS`` (default 5 s), the notices of urgent
+  alerts to the on-call rota (``service.domain.oncall.dispatch``): tier 1 at once, the next
+  tier after ``ALERT_ESCALATION_MINUTES`` while nobody acknowledged the alert. Claimed with
+  a lease like the others, so two schedulers send each notice once.
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 - ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
   so one whose provider's license has expired by its date is flagged for attention
   (``service.domain.bookings.attention.recheck_licenses``).
+- ``waitlist``: every ``WAITLIST_POLL_SECONDS`` (default 5 s): waitlist entries past their
+  range expire, lapsed offers are released, and freed slots are offered to waitlisted
+  patients (``service.domain.waitlist.services.run_waitlist``; each opening and each lapsed
+  offer claimed with ``FOR UPDATE SKIP LOCKED`` in its own short transaction).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
 
@@ -53,10 +61,13 @@ from service.db import Database, DatabaseTimeouts, describe_failure, is_unavaila
 from service.domain.bookings import attention
 from service.domain.calendar import history
 from service.domain.idempotency import services as idempotency
+from service.domain.oncall.dispatch import AlertNoticeOutbox
 from service.domain.outbox import Adapter, OutboxRunner
 from service.domain.reminders import content
+from service.domain.reminders import services as reminders
 from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders.dispatch import ReminderOutbox
+from service.domain.waitlist import services as waitlist
 from service.domain.webhooks.delivery import WebhookOutbox
 from service.uow import UnitOfWork
 
@@ -103,6 +114,11 @@ def reminder_runner(database: Database, settings: Settings) -> OutboxRunner:
     return OutboxRunner(database, ReminderOutbox(settings, reminder_channels(settings)))
 
 
+def alert_notice_runner(database: Database, settings: Settings) -> OutboxRunner:
+    """Urgent alert notices go through the reminder channels (their own adapters)."""
+    return OutboxRunner(database, AlertNoticeOutbox(settings, reminder_channels(settings)))
+
+
 def webhook_runner(database: Database, settings: Settings) -> OutboxRunner:
     return OutboxRunner(database, WebhookOutbox(
         settings, HttpChannel(timeout_seconds=settings.webhook_timeout_seconds)))
@@ -119,7 +135,8 @@ class OutboxScheduler:
             settings.database_url, timeouts=DatabaseTimeouts.from_settings(settings))
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self.runners = [reminder_runner(self.database, settings),
-                        webhook_runner(self.database, settings)]
+                        webhook_runner(self.database, settings),
+                        alert_notice_runner(self.database, settings)]
         for runner in self.runners:
             self.register(runner)
         now = datetime.now(UTC)
@@ -134,6 +151,11 @@ class OutboxScheduler:
             trigger=IntervalTrigger(seconds=PURGE_INTERVAL_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
         self.scheduler.add_job(
+            _guarded("waitlist", self.run_waitlist),
+            id="waitlist", name="waitlist offers",
+            trigger=IntervalTrigger(seconds=settings.waitlist_poll_seconds), next_run_time=now,
+            **JOB_DEFAULTS)
+        self.scheduler.add_job(
             _guarded("license-recheck", self.recheck_licenses),
             id="license-recheck", name="future bookings against license expiry",
             trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
@@ -146,6 +168,21 @@ class OutboxScheduler:
         if flagged:
             log.info("flagged %d future bookings for attention", flagged)
         return flagged
+
+    def new_uow(self) -> UnitOfWork:
+        return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                          bus=bootstrap(self.settings))
+
+    def run_waitlist(self) -> waitlist.WaitlistRun:
+        run = waitlist.run_waitlist(
+            self.new_uow, now=utcnow, zone=self.settings.clinic_timezone,
+            hold=timedelta(minutes=self.settings.waitlist_hold_minutes),
+            quiet=reminders.quiet_hours(self.settings))
+        if run.offered or run.offers_expired or run.entries_expired or run.unmatched:
+            log.info("waitlist: %d offered (lag max %.1f s), %d unmatched, %d offers lapsed, "
+                     "%d entries expired", run.offered, max(run.lags or [0.0]), run.unmatched,
+                     run.offers_expired, run.entries_expired)
+        return run
 
     def register(self, runner: OutboxRunner) -> None:
         """The outbox's own interval job; its first run at start-up."""

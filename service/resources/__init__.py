@@ -19,17 +19,20 @@ from service.resources.consultations.routes import (
 )
 from service.resources.fhir.routes import blp as fhir_blp
 from service.resources.health import blp as health_blp
+from service.resources.oncall.routes import blp as oncall_blp
 from service.resources.patients.routes import blp as patients_blp
 from service.resources.providers.routes import blp as providers_blp
 from service.resources.reminders.routes import blp as reminders_blp
 from service.resources.series.routes import blp as series_blp
 from service.resources.slots.routes import blp as slots_blp
+from service.resources.waitlist.routes import blp as waitlist_blp
 from service.resources.webhooks.routes import blp as webhooks_blp
 
 MODULES = (providers_blp, locations_blp, service_types_blp, patients_blp, availability_blp,
            slots_blp, bookings_blp, reminders_blp, series_blp,
            calendar_blp, sync_blp, webhooks_blp, fhir_blp,
-           consultations_blp, sessions_blp, assessments_blp, audit_blp, access_blp)
+           consultations_blp, sessions_blp, assessments_blp, audit_blp, access_blp,
+           oncall_blp, waitlist_blp)
 
 
 def register_blueprints(api: Api) -> None:

@@ -16,6 +16,7 @@ from service.extensions import unit_of_work
 from service.resources.audit import trail
 from tests.api.test_consultations import reading_time
 from tests.api.test_directory import assert_problem
+from tests.api.test_waitlist import run_job
 from tests.scenario import PHOENIX, Clinic, build_clinic
 
 ANY = object()
@@ -186,6 +187,27 @@ def test_every_patient_data_endpoint_writes_exactly_one_audit_row_per_request(ap
     walk("GET", f"{assessments}?instrument=PHQ-9", role="doc", patient=me)
     alerts = walk("GET", "/api/v1/alerts", patient=None).get_json()
     walk("POST", f"/api/v1/alerts/{alerts[0]['id']}/acknowledge", role="doc", patient=me)
+
+    # The waitlist: an entry, a freed slot offered to it, declined, then withdrawn
+    run_job(app)
+    entry = walk("POST", "/api/v1/waitlist", role="me", patient=me, json={
+        "service_type_id": clinic.services["consultation"]["id"],
+        "earliest_date": clinic.day.isoformat(), "latest_date": clinic.day.isoformat(),
+        "patient_state": "AZ"}).get_json()
+    walk("GET", "/api/v1/waitlist", patient=None)
+    walk("GET", f"/api/v1/waitlist/{entry['id']}", role="me", patient=me)
+    walk("POST", f"/api/v1/waitlist/{entry['id']}/move", json={"position": 1},
+         headers={"If-Match": f'"v{entry["version"]}"'}, patient=me)
+    other = clinic.add_patient(first_name="Freed")
+    freed = clinic.book("consultation", clinic.at(16), patient=other).get_json()
+    assert api.post(f"/api/v1/bookings/{freed['id']}/cancel",
+                    json={"reason": "x"}).status_code == 200
+    assert run_job(app).offered == 1
+    [offer] = walk("GET", "/api/v1/waitlist/offers", role="me", patient=me).get_json()
+    walk("GET", f"/api/v1/waitlist/offers/{offer['id']}", patient=me)
+    walk("POST", f"/api/v1/waitlist/offers/{offer['id']}/decline", role="me", patient=me)
+    walk("POST", f"/api/v1/waitlist/offers/{offer['id']}/accept", patient=me)  # 409
+    walk("DELETE", f"/api/v1/waitlist/{entry['id']}", role="me", patient=me)
 
     # The trail itself (who looked at whose trail)
     walk("GET", f"/api/v1/audit?patient_id={me}", role="admin", patient=me)

@@ -32,6 +32,7 @@ from service.resources.audit import trail
 from tests.api.test_audit import last_row_id, rows_after
 from tests.api.test_consultations import reading_time
 from tests.api.test_directory import assert_problem
+from tests.api.test_waitlist import run_job
 from tests.factories import Api
 from tests.scenario import Clinic, build_clinic
 
@@ -66,6 +67,10 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     "/api/v1/service-types/<uuid:service_type_id>": {"GET", "PATCH"},
     "/api/v1/service-types/<uuid:service_type_id>/deactivate": {"POST"},
     "/api/v1/protocols": {"GET"},
+    # The on-call rota: clinic staff's names and work addresses.
+    "/api/v1/on-call-contacts": {"GET", "POST"},
+    "/api/v1/on-call-contacts/<uuid:contact_id>": {"GET", "PATCH"},
+    "/api/v1/on-call-contacts/<uuid:contact_id>/deactivate": {"POST"},
     # FHIR Practitioner and Schedule: the same directory of providers.
     "/fhir/R4/Practitioner": {"GET"},
     "/fhir/R4/Practitioner/<uuid:practitioner_id>": {"GET"},
@@ -291,13 +296,25 @@ def others(clinic: Clinic, api) -> dict[str, Any]:
                          json={"label": "phone"}), 201)
     deliveries = _ok(api.get(f"/api/v1/webhooks/{hook['id']}/deliveries", role="integration",
                              query_string={"event_type": "booking.created"}))
+    # A waitlist entry of theirs, and an offer of a freed slot to them.
+    run_job(api.app)
+    entry = _ok(api.post("/api/v1/waitlist", json={
+        "patient_id": other["id"], "service_type_id": clinic.services["consultation"]["id"],
+        "earliest_date": clinic.day.isoformat(), "latest_date": clinic.day.isoformat(),
+        "patient_state": "AZ"}), 201)
+    freed = _ok(clinic.book("consultation", clinic.at(16),
+                            patient=clinic.add_patient(first_name="Freed")), 201)
+    _ok(api.post(f"/api/v1/bookings/{freed['id']}/cancel", json={"reason": "x"}))
+    assert run_job(api.app).offered == 1
+    [offer] = _ok(api.get("/api/v1/waitlist/offers"))
     return {"patient": other, "session": session, "series": series, "token": token,
             "hook": hook, "ids": {
                 "patient_id": other["id"], "booking_id": session["id"],
                 "appointment_id": session["id"], "side_effect_id": effect["id"],
                 "series_id": series["id"], "reminder_id": reminders[0]["id"],
                 "alert_id": alert["id"], "task_id": task["id"], "token_id": token["id"],
-                "webhook_id": hook["id"], "delivery_id": deliveries[-1]["id"]}}
+                "webhook_id": hook["id"], "delivery_id": deliveries[-1]["id"],
+                "entry_id": entry["id"], "offer_id": offer["id"]}}
 
 
 def test_a_patient_asking_for_another_patients_records_leaves_one_row_naming_them(

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from service.demo import DEMO_KEYS, seed_demo
 from service.extensions import unit_of_work
+from tests.api.test_waitlist import run_job
 from tests.factories import clinic_today
 
 
@@ -86,8 +87,8 @@ def test_demo_has_the_pill_in_clinic_and_a_home_protocol_with_its_check_ins(app,
     assert types["sublingual-home"]["contraindications"]
     patients = {p["last_name"]: p for p in
                 client.get("/api/v1/patients", headers=staff).get_json()}
-    begay = patients["Begay"]["id"]
-    bookings = client.get(f"/api/v1/bookings?patient_id={begay}&page_size=50",
+    okafor = patients["Okafor"]["id"]
+    bookings = client.get(f"/api/v1/bookings?patient_id={okafor}&page_size=50",
                           headers=staff).get_json()
     by_type = {}
     for booking in bookings:
@@ -100,9 +101,45 @@ def test_demo_has_the_pill_in_clinic_and_a_home_protocol_with_its_check_ins(app,
     assert phases == ["pre", "during", "during", "discharge"]
     check_ins = by_type["sublingual-home"]
     assert len(check_ins) == 6 and {b["status"] for b in check_ins} == {"booked"}
-    [series] = client.get(f"/api/v1/series?patient_id={begay}", headers=staff).get_json()
+    [series] = client.get(f"/api/v1/series?patient_id={okafor}", headers=staff).get_json()
     assert series["protocol"] == "home-check-ins"
     steps = client.get(f"/api/v1/bookings/{check_ins[0]['id']}/instructions",
                        headers=staff).get_json()
     assert steps["at_home"] and not steps["ride_home_required"]
     assert steps["after_care"] == ["No driving until the next day after a home dose."]
+
+
+def test_the_demo_console_has_one_open_urgent_alert_and_an_on_call_rota(app, client):
+    with app.app_context():
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
+    staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
+    [alert] = client.get("/api/v1/alerts", headers=staff).get_json()
+    rivera = next(p for p in client.get("/api/v1/patients", headers=staff).get_json()
+                  if p["last_name"] == "Rivera")
+    assert (alert["kind"], alert["urgent"], alert["patient_id"]) == (
+        "phq9_item_9", True, rivera["id"])
+    assert alert["acknowledged_at"] is None
+    rota = client.get("/api/v1/on-call-contacts", headers=staff).get_json()
+    assert [c["tier"] for c in rota] == [1, 2]
+
+
+def test_the_walk_through_cancellation_offers_the_slot_to_the_waitlisted_demo_patient(
+        app, client):
+    """README: Jordan Rivera cancels his consultation with his own key; the scheduler's
+    waitlist job offers the slot to Ava Begay, who waits for one with Dr. Whitfield."""
+    with app.app_context():
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
+    staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
+    patient = {"Authorization": f"Bearer {DEMO_KEYS['patient']}"}
+    [visit] = client.get("/api/v1/bookings?status=booked", headers=patient).get_json()
+    [entry] = client.get("/api/v1/waitlist", headers=staff).get_json()
+    assert entry["status"] == "waiting"
+    assert visit["cancellation"]["late_if_cancelled_now"] is False
+    cancelled = client.post(f"/api/v1/bookings/{visit['id']}/cancel", headers=patient,
+                            json={"reason": "Schedule conflict"})
+    assert cancelled.status_code == 200, cancelled.get_json()
+    assert run_job(app).offered == 1
+    [offer] = client.get("/api/v1/waitlist/offers", headers=staff).get_json()
+    assert (offer["patient_id"], offer["status"]) == (entry["patient_id"], "offered")
+    assert offer["start"] == client.get(f"/api/v1/bookings/{visit['id']}",
+                                        headers=staff).get_json()["start"]

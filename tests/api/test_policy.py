@@ -29,9 +29,12 @@ from service.domain.fhir.policy import policy as fhir_policy
 from service.domain.patients.policy import policy as patients_policy
 from service.domain.series.models import SeriesStatus, TreatmentSeries
 from service.domain.series.policy import policy as series_policy
+from service.domain.waitlist.policy import entries as waitlist_entries
+from service.domain.waitlist.policy import offers as waitlist_offers
 from service.domain.webhooks import services as webhooks
 from service.domain.webhooks.policy import policy as webhooks_policy
 from service.extensions import unit_of_work
+from tests.api.test_waitlist import run_job
 from tests.factories import NPIS
 from tests.scenario import build_clinic
 
@@ -152,6 +155,18 @@ def world(app, api):
         response = api.post(f"/api/v1/patients/{patient['id']}/assessments",
                             json={"instrument": "PHQ-9", "answers": [0] * 8 + [1]})
         assert response.status_code == 201, response.get_json()
+    # Waitlist entries, and offers of two freed slots to two of them.
+    run_job(app)
+    for patient in (patient_c, patient_a):
+        response = api.post("/api/v1/waitlist", json={
+            "patient_id": patient["id"], "service_type_id": clinic.services["consultation"]["id"],
+            "earliest_date": clinic.day.isoformat(), "latest_date": clinic.day.isoformat(),
+            "patient_state": "AZ"})
+        assert response.status_code == 201, response.get_json()
+    for booking in booked[:2]:
+        response = api.post(f"/api/v1/bookings/{booking['id']}/cancel", json={"reason": "x"})
+        assert response.status_code == 200, response.get_json()
+    assert run_job(app).offered == 2
 
     def uid(record: dict) -> uuid.UUID:
         return uuid.UUID(record["id"])
@@ -207,7 +222,8 @@ def world(app, api):
 
 
 SCOPED = [patients_policy, bookings_policy, series_policy, alerts_policy, tasks_policy,
-          webhooks_policy, calendar_policy, availability_policy, fhir_policy]
+          webhooks_policy, calendar_policy, availability_policy, fhir_policy,
+          waitlist_entries, waitlist_offers]
 
 
 @pytest.mark.parametrize("policy", SCOPED, ids=lambda p: p.name)

@@ -202,7 +202,8 @@ def test_slots_do_not_expose_other_bookings(clinic, api):
         "start": clinic.day.isoformat(), "end": clinic.day.isoformat()}).get_json()
     text = str(body)
     assert clinic.patient["id"] not in text and "Robin" not in text
-    assert set(body["slots"][0]) == {"start", "end", "provider_id", "location_id"}
+    assert set(body["slots"][0]) == {"start", "end", "provider_id", "location_id",
+                                     "late_cancel_from", "patient_changes_until"}
 
 
 def test_slots_of_several_providers_are_merged_in_time_order(clinic):

@@ -150,3 +150,60 @@ def test_discharge_needs_readings_back_within_the_limits(clinic, api):
     assert vitals(clinic, session, "discharge", ride_home_confirmed=True,
                   taken_at=at(0)).status_code == 201
     assert api.post(f"/api/v1/bookings/{session['id']}/complete").status_code == 200
+
+
+# Sedation: the MOAA/S (5 alert ... 0 no response to pain) ------------------------------------
+
+
+def test_deep_sedation_during_the_dose_raises_an_urgent_alert_and_marks_the_session(
+        clinic, api):
+    session = checked_in_session(clinic)
+    assert vitals(clinic, session, "pre", taken_at=at(60)).status_code == 201
+    lethargic = vitals(clinic, session, "during", minutes_after_dose=20, taken_at=at(35),
+                       sedation_moaas=3)
+    assert lethargic.get_json()["beyond_limits"] == []
+    assert api.get(f"/api/v1/bookings/{session['id']}").get_json()["vitals_alert_at"] is None
+    prodded = vitals(clinic, session, "during", minutes_after_dose=40, taken_at=at(15),
+                     sedation_moaas=2)
+    assert prodded.status_code == 201, prodded.get_json()
+    assert prodded.get_json()["beyond_limits"] == ["sedation"]
+    assert prodded.get_json()["sedation_moaas"] == 2
+    alerts = [a for a in api.get("/api/v1/alerts").get_json()
+              if a["kind"] == "vitals_out_of_range"]
+    assert [(a["urgent"], a["booking_id"]) for a in alerts] == [(True, session["id"])]
+    assert api.get(f"/api/v1/bookings/{session['id']}").get_json()["vitals_alert_at"]
+
+
+def test_a_sedation_score_outside_the_moaas_is_refused(clinic):
+    session = checked_in_session(clinic)
+    refused = vitals(clinic, session, "pre", taken_at=at(60), sedation_moaas=6)
+    assert_problem(refused, 422, "implausible_vitals")
+
+
+def test_discharge_after_sedation_waits_until_the_patient_is_alert(clinic, api):
+    session = checked_in_session(clinic)
+    assert vitals(clinic, session, "pre", taken_at=at(170)).status_code == 201
+    assert vitals(clinic, session, "during", minutes_after_dose=40, taken_at=at(125),
+                  sedation_moaas=3).status_code == 201  # the dose: 165 minutes ago
+    unscored = vitals(clinic, session, "discharge", ride_home_confirmed=True, taken_at=at(3))
+    assert_problem(unscored, 409, "sedation_score_required")
+    drowsy = vitals(clinic, session, "discharge", ride_home_confirmed=True, taken_at=at(2),
+                    sedation_moaas=4)
+    assert assert_problem(drowsy, 409, "not_ready_for_discharge")["beyond_limits"] == [
+        "sedation"]
+    alert = vitals(clinic, session, "discharge", ride_home_confirmed=True, taken_at=at(1),
+                   sedation_moaas=5)
+    assert alert.status_code == 201, alert.get_json()
+    assert api.post(f"/api/v1/bookings/{session['id']}/complete").status_code == 200
+
+
+def test_the_sedation_limits_are_settings(clinic, app, monkeypatch):
+    settings(app, monkeypatch, vitals_alert_moaas=3)
+    session = checked_in_session(clinic)
+    assert vitals(clinic, session, "pre", taken_at=at(60)).status_code == 201
+    reading = vitals(clinic, session, "during", minutes_after_dose=40, taken_at=at(15),
+                     sedation_moaas=3)
+    assert reading.get_json()["beyond_limits"] == ["sedation"]
+    assert Settings.from_env({"DISCHARGE_MOAAS": "4"}).discharge_moaas == 4
+    with pytest.raises(ValueError):
+        Settings.from_env({"VITALS_ALERT_MOAAS": "5"})  # at or above the discharge level

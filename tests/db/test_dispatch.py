@@ -4,6 +4,7 @@ multi-process tests (PostgreSQL) run real processes on the real clock with short
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import json
@@ -17,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import time as wall_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,8 +144,9 @@ class Sinks:
                 "SMS_AUTH_TOKEN": "secret", "SMS_FROM": SMS_FROM}
 
 
-@contextmanager
+@contextlib.contextmanager
 def running_sinks() -> Iterator[Sinks]:
+    """A local SMTP server and SMS gateway, stopped at the end of the block."""
     mail, sms = MailSink(), SmsSink()
     mail.controller.start()
     sms.thread.start()
@@ -159,8 +160,8 @@ def running_sinks() -> Iterator[Sinks]:
 
 @pytest.fixture
 def sinks():
-    with running_sinks() as running:
-        yield running
+    with running_sinks() as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
@@ -531,12 +532,14 @@ def test_scheduler_jobs_never_overlap_and_never_drop_a_late_run(app):
     outbox = OutboxScheduler(Settings.from_env({}), database=app.extensions["clinic.database"])
     jobs = {job.id: job for job in outbox.scheduler.get_jobs()}
     assert set(jobs) == {"reminders", "webhooks", "idempotency-purge", "history-purge",
-                         "license-recheck"}
+                         "license-recheck", "alert-notices", "waitlist"}
     for job in jobs.values():
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
     assert jobs["reminders"].trigger.interval == timedelta(seconds=15)
+    assert jobs["alert-notices"].trigger.interval == timedelta(seconds=5)
     assert jobs["idempotency-purge"].trigger.interval == timedelta(hours=1)
     assert jobs["license-recheck"].trigger.interval == timedelta(days=1)
+    assert jobs["waitlist"].trigger.interval == timedelta(seconds=5)
 
 
 def process_env(database_url: str, sinks: Sinks, **extra: str) -> dict[str, str]:

@@ -220,7 +220,9 @@ def test_deliveries_match_the_published_event_catalogue(app, api, clinic, receiv
     assert catalogue.status_code == 200, catalogue.get_json()
     schemas = {entry["type"]: entry["schema"] for entry in catalogue.get_json()}
     assert set(schemas) == {"booking.created", "booking.rescheduled", "booking.cancelled",
-                            "booking.no_show", "series.created", "booking.attention"}
+                            "booking.no_show", "series.created", "booking.attention",
+                            "alert.raised", "alert.acknowledged",
+                            "waitlist.offered", "waitlist.filled"}
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
     subscribe(api, receiver, ["booking.created", "booking.cancelled"])

@@ -14,6 +14,7 @@ from service.domain.series.protocols import (
     PROTOCOLS,
     ProtocolUnsatisfiable,
     RRuleError,
+    can_complete,
     check_days,
     custom_protocol,
     expand_rrule,
@@ -194,3 +195,38 @@ def test_custom_protocol_spans_the_rule():
     protocol = custom_protocol(local)
     assert (protocol.sessions, protocol.window_days) == (3, 29)
     assert check_days(protocol, local) == []
+
+
+# Room to make a session up ---------------------------------------------------------------
+
+
+def test_an_iv_course_missing_its_last_session_can_be_made_up_until_day_21():
+    first = date(2027, 3, 1)
+    kept = [first + k * 3 * DAY for k in range(5)]  # days 1, 4, 7, 10, 13
+    assert can_complete(IV, kept, 1, from_day=first + 19 * DAY)  # day 20 (2 after day 13)
+    assert can_complete(IV, kept, 1, from_day=first + 20 * DAY)  # day 21, the last
+    assert not can_complete(IV, kept, 1, from_day=first + 21 * DAY)  # day 22: too late
+    assert not can_complete(IV, kept[:3], 3, from_day=first + 17 * DAY)  # 18, 20, and 22?
+
+
+def test_a_booster_is_made_up_within_its_weeks_after_the_previous_session():
+    previous = date(2027, 3, 1)
+    assert can_complete(BOOSTER, [], 1, from_day=previous, previous=previous)
+    assert not can_complete(BOOSTER, [], 1, from_day=previous + 43 * DAY, previous=previous)
+
+
+@modest
+@given(first=days, gaps=st.lists(st.integers(min_value=2, max_value=5), max_size=5),
+       offset=st.integers(min_value=0, max_value=30), missing=st.integers(0, 6))
+def test_room_to_make_up_is_room_for_fewer_and_the_days_found_keep_the_protocol(
+        first, gaps, offset, missing):
+    kept = [first]
+    for gap in gaps:
+        kept.append(kept[-1] + gap * DAY)
+    if not fits(IV, kept):
+        return
+    start = first + offset * DAY
+    if can_complete(IV, kept, missing, from_day=start):
+        assert missing == 0 or can_complete(IV, kept, missing - 1, from_day=start)
+        assert len(kept) + missing <= IV.sessions
+    assert can_complete(IV, kept, 0, from_day=start)

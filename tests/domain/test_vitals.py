@@ -8,12 +8,16 @@ from hypothesis import strategies as st
 
 from service.domain.consultations.vitals import (
     LIMITS,
+    MOAAS,
     Phase,
     Reading,
     Threshold,
+    WatchLimits,
+    beyond_limits,
     holds_session,
     implausible,
     missing_for_esketamine,
+    not_alert_for_discharge,
 )
 
 
@@ -66,3 +70,44 @@ def test_esketamine_needs_pre_about_40_minutes_and_discharge():
         "about_40_minutes"]
     assert missing_for_esketamine([reading(), reading("during", minutes=42),
                                    reading("discharge")]) == []
+
+
+# Sedation (MOAA/S 0-5) ----------------------------------------------------------------------
+
+
+def scored(phase: str, score: int | None, minutes: int | None = None) -> Reading:
+    return Reading(phase=Phase(phase), systolic=128, diastolic=82, heart_rate=72, spo2=98,
+                   minutes_after_dose=minutes, sedation_moaas=score)
+
+
+@pytest.mark.parametrize("score", [-1, 6])
+def test_a_sedation_score_is_a_moaas_from_0_to_5(score):
+    assert "sedation_moaas" in implausible(scored("during", score, 40))
+
+
+@given(st.integers(*MOAAS), st.integers(0, 4))
+def test_deep_sedation_during_monitoring_is_beyond_the_limits(score, alert_at):
+    limits = WatchLimits(moaas_alert=alert_at)
+    assert ("sedation" in beyond_limits(scored("during", score, 40), limits)) == (
+        score <= alert_at)
+    assert beyond_limits(scored("pre", score), limits) == []  # the hold's to judge
+
+
+def test_responding_only_to_prodding_is_deep_sedation_and_a_lethargic_answer_is_not():
+    assert beyond_limits(scored("during", 2, 40), WatchLimits()) == ["sedation"]
+    assert beyond_limits(scored("during", 3, 40), WatchLimits()) == []
+    assert beyond_limits(scored("during", None, 40), WatchLimits()) == []
+
+
+@given(st.integers(*MOAAS))
+def test_discharge_needs_the_patient_alert_when_a_score_is_given(score):
+    why = not_alert_for_discharge(scored("discharge", score), [], WatchLimits())
+    assert (why is None) == (score == 5)
+
+
+def test_after_sedation_the_discharge_reading_gives_a_score():
+    limits = WatchLimits()
+    assert not_alert_for_discharge(scored("discharge", None), [4, None], limits) == (
+        "sedation_score_required")
+    assert not_alert_for_discharge(scored("discharge", None), [5, None], limits) is None
+    assert not_alert_for_discharge(scored("discharge", 5), [1], limits) is None

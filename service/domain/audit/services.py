@@ -56,6 +56,7 @@ from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
 from service.domain.reminders.models import Reminder
 from service.domain.series.models import TreatmentSeries
+from service.domain.waitlist.models import WaitlistEntry, WaitlistOffer
 from service.uow import UnitOfWork
 
 
@@ -83,7 +84,7 @@ CREATED_MODELS: dict[str, type] = {
     "in_person_evaluation": InPersonEvaluation, "vital_sign": VitalSign,
     "side_effect": SideEffect, "assessment": Assessment,
     "calendar_token": CalendarFeedToken, "webhook_delivery": WebhookDelivery,
-    "api_key": ApiKey,
+    "api_key": ApiKey, "waitlist_entry": WaitlistEntry,
 }
 
 # What a path parameter names: (does the record exist, the patient it concerns).
@@ -147,6 +148,12 @@ OWNERS: tuple[tuple[str, str, Resolver], ...] = (
     ("delivery_id", "webhook_delivery_not_found", _delivery_patient),
     ("key_id", "api_key_not_found",  # an API key: a patient key's patient
      _patient_of(lambda i: select(ApiKey.id, ApiKey.patient_id).where(ApiKey.id == i))),
+    ("entry_id", "waitlist_entry_not_found",
+     _patient_of(lambda i: select(WaitlistEntry.id, WaitlistEntry.patient_id)
+                 .where(WaitlistEntry.id == i))),
+    ("offer_id", "waitlist_offer_not_found",
+     _patient_of(lambda i: select(WaitlistOffer.id, WaitlistOffer.patient_id)
+                 .where(WaitlistOffer.id == i))),
 )
 FEED_NOT_FOUND = "calendar_feed_not_found"
 

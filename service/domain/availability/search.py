@@ -20,13 +20,13 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import DateTime, select, type_coerce
 
-from service.domain.access.actor import Actor
+from service.domain.access.actor import Actor, Role
 from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.availability.policy import policy
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
-from service.domain.errors import InvalidInput, NotFound
+from service.domain.errors import Conflict, InvalidInput, NotFound
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
 from service.domain.providers.models import Provider
@@ -321,6 +321,13 @@ def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID
         if patient_id is not None:
             patient = find_patient(uow, actor, patient_id)
             patient_state = patient_state or patient.home_state
+            if (actor.role is Role.PATIENT and service_type.needs_clearance
+                    and not patient.cleared_for_treatment):
+                # Self-service: a consultation first, treatments once a clinician cleared
+                # the patient (the booking would refuse it anyway).
+                raise Conflict("Treatments can be booked after a clinician cleared you at a "
+                               "consultation; book a consultation first.",
+                               code="clearance_required", clearance="not_cleared")
         found = search(uow.session, service_type=service_type,
                        start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
                        now=now, provider_ids=provider_ids, location_id=location_id,

@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from service.db import utcnow
 from service.domain.access.actor import Actor
 from service.domain.availability import slots
+from service.domain.availability.events import ScheduleOpened
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.availability.policy import policy
 from service.domain.clinic.models import Location
@@ -30,6 +32,8 @@ from service.uow import UnitOfWork
 MAX_WEEKLY_RULES = 50
 MAX_OVERRIDE_WINDOWS = 400
 MAX_TIME_OFF = timedelta(days=366)
+# New working hours may open slots in the weeks ahead (what the waitlist looks at).
+HOURS_CHANGE_REACH = timedelta(days=28)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -258,6 +262,10 @@ def replace_availability(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID, 
                                          end_time=w["end"]) for w in windows)
         session.flush()
         availability = find_availability(uow, provider_id, since=today)
+        now = utcnow()
+        uow.record(ScheduleOpened(provider_id=provider_id, starts_at=now,
+                                  ends_at=now + HOURS_CHANGE_REACH, cause="hours_changed",
+                                  occurred_at=now))
         return availability
 
     return uow.run(work)
@@ -323,6 +331,13 @@ def remove_time_off(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
     policy.check_schedule(actor, provider_id, "change")
 
     def work() -> None:
-        uow.session.delete(_time_off(uow, provider_id, time_off_id))
+        record = _time_off(uow, provider_id, time_off_id)
+        uow.session.delete(record)
+        now = utcnow()
+        if record.ends_at > now:
+            uow.record(ScheduleOpened(provider_id=provider_id,
+                                      starts_at=max(record.starts_at, now),
+                                      ends_at=record.ends_at, cause="time_off_removed",
+                                      occurred_at=now))
 
     uow.run(work)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from service.domain.bookings.history import BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
@@ -33,9 +33,10 @@ class BookingChanged(Event):
 
     @classmethod
     def of(cls, booking: Booking, *, occurred_at: datetime,
-           actor_key_id: uuid.UUID | None = None) -> Self:
+           actor_key_id: uuid.UUID | None = None, **extra: Any) -> Self:
         return cls(booking_id=booking.id, starts_at=booking.starts_at, ends_at=booking.ends_at,
-                   status=booking.status, occurred_at=occurred_at, actor_key_id=actor_key_id)
+                   status=booking.status, occurred_at=occurred_at, actor_key_id=actor_key_id,
+                   **extra)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,10 @@ class BookingCreated(BookingChanged):
 @dataclass(frozen=True, kw_only=True)
 class BookingRescheduled(BookingChanged):
     kind = BookingEventKind.RESCHEDULED
+
+    # The times it moved away from (a freed slot for the waitlist).
+    previous_starts_at: datetime | None = None
+    previous_ends_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db import Base, UTCDateTime, enum_column
+from service.db import Base, UTCDateTime, enum_column, utcnow
+from service.domain.clinic.cancellation import CancellationTerms
+from service.domain.clinic.models import ServiceType
 from service.domain.records import Record
 
 
@@ -75,6 +78,9 @@ class Booking(Record, Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     late_cancellation: Mapped[bool] = mapped_column(default=False)
+    # The fee a late cancellation or a no-show incurred under the service type's policy
+    # (cents; NULL: none).
+    fee_cents: Mapped[int | None]
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     series_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("treatment_series.id", ondelete="SET NULL"), index=True)
@@ -88,6 +94,15 @@ class Booking(Record, Base):
     attention_resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A reading during or after the dose went beyond the clinic's watch limits (the first).
     vitals_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Loaded with the booking (a second SELECT, never locked with it): its cancellation
+    # policy is part of every booking answer.
+    service_type: Mapped[ServiceType] = relationship(lazy="selectin")
+
+    @property
+    def cancellation(self) -> dict[str, Any]:
+        """The service type's cancellation policy and what it means for this visit now."""
+        return CancellationTerms.of(self.service_type).for_visit(self.starts_at, utcnow())
 
     @property
     def leaves_at(self) -> datetime:

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
-from service.domain.access.actor import Actor
+from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search
 from service.domain.availability.placement import SlotUnavailable
 from service.domain.bookings import events
@@ -31,6 +32,7 @@ from service.domain.bookings.models import (
     BookingStatus,
 )
 from service.domain.bookings.policy import policy
+from service.domain.clinic.cancellation import CancellationTerms
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import gates
 from service.domain.errors import (
@@ -46,6 +48,7 @@ from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
 from service.domain.records import Page, paginate
+from service.domain.series import adherence
 from service.uow import UnitOfWork
 
 for _name, _what in ((PROVIDER_OVERLAP, "The provider is already booked then."),
@@ -139,13 +142,13 @@ def _place(booking: Booking, placed: placement.Placement) -> None:
 
 
 def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged], *,
-            actor: Actor, now: datetime) -> None:
+            actor: Actor, now: datetime, **extra: Any) -> None:
     """The change joins the booking's history, and its event is recorded for the handlers
     (call after the booking's change, before commit)."""
     uow.session.flush()  # the booking's id, and the database's constraints checked now
     uow.session.add(BookingEvent(booking_id=booking.id, kind=event.kind,
                                  actor_key_id=actor.key_id))
-    uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id))
+    uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id, **extra))
 
 
 @dataclass
@@ -217,7 +220,8 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         service_type_id=parties.service_type.id, location_id=parties.location.id,
         status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
         patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
-        note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
+        note=request.note, created_by_key_id=actor.key_id, series_id=series_id,
+        service_type=parties.service_type)
     _place(booking, placed)
     uow.session.add(booking)
     _record(uow, booking, events.BookingCreated, actor=actor, now=now)
@@ -236,7 +240,11 @@ def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
 
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                        start: datetime, expected_version: int | None, now: datetime,
-                       patient_state: str | None = None) -> Booking:
+                       patient_state: str | None = None,
+                       override_reason: str | None = None) -> Booking:
+    """Move a booking to a new start with every slot rule; a session of a treatment series
+    must also keep its protocol (``series/adherence.py``) unless a provider or an admin
+    confirms the change with ``override_reason``."""
     with offering_alternatives(uow, now=now) as asked:
 
         def work() -> Booking:
@@ -255,14 +263,36 @@ def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,
                 ride_home_confirmed=booking.ride_home_confirmed)
             asked.wanted = wanted(request)
             parties = _parties(uow, actor, request)
+            check_patient_notice(actor, booking, parties.service_type, now=now)
             state = _patient_state(parties, request)
-            _place(booking, placement.place(uow.session, _visit(parties, state), start,
-                                            now=now, exclude_booking_id=booking.id))
+            previous = {"previous_starts_at": booking.starts_at,
+                        "previous_ends_at": booking.ends_at}
+            placed = placement.place(uow.session, _visit(parties, state), start, now=now,
+                                     exclude_booking_id=booking.id)
+            adherence.keep_on_reschedule(uow, actor, booking, placed.start,
+                                         override_reason=override_reason, now=now)
+            _place(booking, placed)
             booking.patient_state = state
-            _record(uow, booking, events.BookingRescheduled, actor=actor, now=now)
+            _record(uow, booking, events.BookingRescheduled, actor=actor, now=now,
+                    **previous)
             return booking
 
         return uow.run(work)
+
+
+def check_patient_notice(actor: Actor, booking: Booking, service_type: ServiceType, *,
+                         now: datetime) -> None:
+    """A patient changes or cancels their own visit only up to the service type's notice
+    before it (``patient_notice_hours``); later, the clinic does it for them."""
+    if actor.role is not Role.PATIENT:
+        return
+    terms = CancellationTerms.of(service_type)
+    if not terms.patient_may_change(booking.starts_at, now):
+        until = terms.patient_changes_until(booking.starts_at)
+        raise InvalidState(
+            f"Changes to this visit close {terms.patient_notice_hours} hours before it; "
+            "please call the clinic.", code="patient_notice_passed",
+            patient_changes_until=until.isoformat())
 
 
 # Transitions: action -> (allowed from, to); who may do each is the bookings policy's rule.
@@ -293,10 +323,13 @@ EVENT_OF_ACTION: dict[str, type[events.BookingChanged]] = {
 def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: str, *,
                      now: datetime, reason: str | None = None,
                      attested_state: str | None = None,
-                     check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
+                     check_in_opens: timedelta = CHECK_IN_OPENS,
+                     override_reason: str | None = None) -> Booking:
     """Move a booking the actor may see (locked) to its next status, inside the caller's
     unit of work; records the event, does not commit. ``attested_state``: where the patient
-    says they are, at a telehealth check-in."""
+    says they are, at a telehealth check-in. Cancelling a session of a treatment series
+    must leave room to make it up within its protocol, unless a provider or an admin
+    confirms it with ``override_reason``."""
     allowed_from, target = TRANSITIONS[action]
     policy.require(actor, action)
     if booking.status not in allowed_from:
@@ -311,10 +344,16 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
     if action == "cancel":
         if not reason or not reason.strip():
             raise InvalidInput("A cancellation needs a reason.", code="invalid_input")
-        late_from = booking.starts_at - timedelta(hours=service_type.late_cancel_hours)
+        check_patient_notice(actor, booking, service_type, now=now)
+        adherence.keep_on_cancel(uow, actor, booking, override_reason=override_reason, now=now)
+        terms = CancellationTerms.of(service_type)
         booking.cancel_reason = reason.strip()
         booking.cancelled_at = now
-        booking.late_cancellation = now >= late_from
+        booking.late_cancellation = terms.is_late(booking.starts_at, now)
+        if booking.status is BookingStatus.BOOKED:  # releasing a pending hold costs nothing
+            booking.fee_cents = terms.late_fee_cents(booking.starts_at, now)
+    if action == "no_show":
+        booking.fee_cents = CancellationTerms.of(service_type).no_show_fee()
     if action == "check_in":
         opens = booking.starts_at - check_in_opens
         if now < opens:
@@ -338,11 +377,13 @@ def apply_transition(uow: UnitOfWork, actor: Actor, booking: Booking, action: st
 def transition_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, action: str, *,
                        now: datetime, reason: str | None = None,
                        attested_state: str | None = None,
-                       check_in_opens: timedelta = CHECK_IN_OPENS) -> Booking:
+                       check_in_opens: timedelta = CHECK_IN_OPENS,
+                       override_reason: str | None = None) -> Booking:
     def work() -> Booking:
         booking = find_booking(uow, actor, booking_id, lock=True)
         return apply_transition(uow, actor, booking, action, now=now, reason=reason,
-                                attested_state=attested_state, check_in_opens=check_in_opens)
+                                attested_state=attested_state, check_in_opens=check_in_opens,
+                                override_reason=override_reason)
 
     return uow.run(work)
 

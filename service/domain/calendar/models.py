@@ -80,6 +80,10 @@ class WebhookEvent(enum.StrEnum):
     BOOKING_NO_SHOW = "booking.no_show"
     SERIES_CREATED = "series.created"
     BOOKING_ATTENTION = "booking.attention"  # a future booking no longer passes a rule
+    ALERT_RAISED = "alert.raised"  # an alert for clinic staff and providers
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"  # someone took it in hand
+    WAITLIST_OFFERED = "waitlist.offered"  # a freed slot is held for a waitlisted patient
+    WAITLIST_FILLED = "waitlist.filled"  # the patient accepted it
 
 
 class WebhookSubscription(Record, Base):

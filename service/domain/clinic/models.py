@@ -67,6 +67,14 @@ DEFAULT_REMINDER_PLAN: dict[str, Any] = {
 }
 
 
+class CancellationOutcome(enum.StrEnum):
+    """What a late cancellation or a no-show means for the patient."""
+
+    NONE = "none"  # nothing recorded
+    FLAG = "flag"  # the booking is marked (late_cancellation / noshow), no fee
+    FEE = "fee"  # marked, and the fee amount is recorded on the booking
+
+
 class ServiceType(Record, Base):
     __tablename__ = "service_types"
     __table_args__ = (
@@ -80,6 +88,10 @@ class ServiceType(Record, Base):
         ),
         CheckConstraint("arrive_early_minutes >= 0 AND arrive_early_minutes <= 240",
                         name="arrive_early"),
+        CheckConstraint("patient_notice_hours >= 0 AND patient_notice_hours <= 720"
+                        " AND late_cancel_fee_cents >= 0 AND late_cancel_fee_cents <= 10000000"
+                        " AND no_show_fee_cents >= 0 AND no_show_fee_cents <= 10000000",
+                        name="cancellation_policy"),
     )
 
     code: Mapped[str] = mapped_column(String(40), unique=True)
@@ -93,6 +105,17 @@ class ServiceType(Record, Base):
     horizon_days: Mapped[int] = mapped_column(default=90)
     slot_interval_minutes: Mapped[int] = mapped_column(default=15)
     late_cancel_hours: Mapped[int] = mapped_column(default=24)
+    # The cancellation policy, as data (shown in slot and booking answers): patients change
+    # or cancel their own visits up to ``patient_notice_hours`` before the start (later:
+    # they call the clinic); a cancellation within ``late_cancel_hours`` is late, and what a
+    # late cancellation or a no-show means is the outcome (and fee, in cents) below.
+    patient_notice_hours: Mapped[int] = mapped_column(default=0)
+    late_cancel_outcome: Mapped[CancellationOutcome] = mapped_column(
+        enum_column(CancellationOutcome, "late_cancel_outcome"), default=CancellationOutcome.FLAG)
+    late_cancel_fee_cents: Mapped[int] = mapped_column(default=0)
+    no_show_outcome: Mapped[CancellationOutcome] = mapped_column(
+        enum_column(CancellationOutcome, "no_show_outcome"), default=CancellationOutcome.FLAG)
+    no_show_fee_cents: Mapped[int] = mapped_column(default=0)
     needs_chair: Mapped[bool] = mapped_column(default=False)
     needs_clearance: Mapped[bool] = mapped_column(default=False)
     requires_rems: Mapped[bool] = mapped_column(default=False)

@@ -27,3 +27,19 @@ class ScreeningChanged(Event):
     """A screening's answers were recorded or changed (a contraindication may now stand)."""
 
     patient_id: uuid.UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRaised(Event):
+    """An alert for clinic staff and providers was raised (``urgent``: the on-call clinicians
+    are told at once, and the next on the rota while nobody acknowledges it)."""
+
+    alert_id: uuid.UUID
+    urgent: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertAcknowledged(Event):
+    """Someone took an alert in hand: escalation stops."""
+
+    alert_id: uuid.UUID

@@ -27,11 +27,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
-from service.domain.consultations.scoring import Band, Instrument
+from service.domain.consultations.scoring import CRISIS_RESOURCES, Band, Instrument
 from service.domain.consultations.screening import Contraindication, ScreeningOutcome, assess
 from service.domain.consultations.vitals import (
     LIMITS,
     MINUTES_AFTER_DOSE,
+    MOAAS,
     Phase,
     Reading,
     Timed,
@@ -129,6 +130,8 @@ class VitalSign(Base):
             f"{MINUTES_AFTER_DOSE[0]} AND {MINUTES_AFTER_DOSE[1]})"
             " OR (phase <> 'during' AND minutes_after_dose IS NULL)",
             name="minutes_after_dose"),
+        CheckConstraint(f"sedation_moaas IS NULL OR sedation_moaas BETWEEN {MOAAS[0]} AND "
+                        f"{MOAAS[1]}", name="sedation_moaas_range"),
         Index("ix_vital_signs_booking_taken", "booking_id", "taken_at"),
     )
 
@@ -141,6 +144,8 @@ class VitalSign(Base):
     diastolic: Mapped[int]
     heart_rate: Mapped[int]
     spo2: Mapped[int]
+    # Sedation, MOAA/S 0 (no response to pain) to 5 (alert), when assessed (vitals.py).
+    sedation_moaas: Mapped[int | None]
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Pre-dose: above the clinic's threshold as it was then (the setting may change later).
     above_threshold: Mapped[bool] = mapped_column(default=False)
@@ -154,7 +159,8 @@ class VitalSign(Base):
     def reading(self) -> Reading:
         return Reading(phase=self.phase, systolic=self.systolic, diastolic=self.diastolic,
                        heart_rate=self.heart_rate, spo2=self.spo2,
-                       minutes_after_dose=self.minutes_after_dose)
+                       minutes_after_dose=self.minutes_after_dose,
+                       sedation_moaas=self.sedation_moaas)
 
     def timed(self) -> Timed:
         return Timed(phase=self.phase, taken_at=self.taken_at,
@@ -250,6 +256,12 @@ class Assessment(Base):
                                                          index=True)
     submitted_by_key_id: Mapped[uuid.UUID | None]
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def crisis_resources(self) -> str | None:
+        """The 988 Suicide & Crisis Lifeline text, for an answer that reports thoughts of
+        self-harm (None otherwise)."""
+        return CRISIS_RESOURCES if self.urgent else None
 
 
 class AlertKind(enum.StrEnum):

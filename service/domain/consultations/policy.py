@@ -7,7 +7,8 @@ patients policies (someone else's record is "not found"). Only a provider, a cli
 clears a patient for treatment (any provider, for
 any patient: a covering provider too) or overrides a blood pressure hold; a provider records only
 its own in-person evaluations. Alerts: clinic staff see all, a provider those of the
-patients it sees. Tasks: a provider sees those of its own sessions, clinic staff all.
+patients it sees, and every urgent one while it is on the on-call rota (it is paged for
+them). Tasks: a provider sees those of its own sessions, clinic staff all.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import object_session
 
 from service.domain.access.actor import Actor, Role
 from service.domain.access.policy import CLINICAL, Missing, Policy, Rule, acts_for_provider
 from service.domain.consultations.models import Alert, Task
+from service.domain.oncall.models import OnCallContact
 from service.domain.patients.models import Patient
 from service.domain.patients.policy import policy as patients
 
@@ -86,15 +88,28 @@ class AlertPolicy(Policy):
         "acknowledge": Rule(CLINICAL),
     }
 
+    @staticmethod
+    def _on_call(actor: Actor) -> Any:
+        """The actor is a provider on the active on-call rota."""
+        return exists().where(OnCallContact.provider_id == actor.provider_id,
+                              OnCallContact.active.is_(True))
+
     def visible(self, actor: Actor, query: Select) -> Select:
         if patients.sees_every_patient(actor):
             return query
-        return query.where(Alert.patient_id.in_(patients.visible(actor, select(Patient.id))))
+        theirs = Alert.patient_id.in_(patients.visible(actor, select(Patient.id)))
+        if actor.role is Role.PROVIDER and actor.provider_id is not None:
+            return query.where(or_(theirs, and_(Alert.urgent.is_(True), self._on_call(actor))))
+        return query.where(theirs)
 
     def can_see(self, actor: Actor, record: Any) -> bool:
         if patients.sees_every_patient(actor):
             return True
-        patient = object_session(record).get(Patient, record.patient_id)
+        session = object_session(record)
+        if (actor.role is Role.PROVIDER and actor.provider_id is not None and record.urgent
+                and session.scalar(select(self._on_call(actor)))):
+            return True
+        patient = session.get(Patient, record.patient_id)
         return patients.can_see(actor, patient)
 
 

@@ -48,6 +48,14 @@ BANDS: dict[Instrument, tuple[tuple[int, Band], ...]] = {
 # The PHQ-9 item about self-harm (1-based, as printed on the form).
 SELF_HARM_ITEM = 9
 
+# What a patient who reports thoughts of self-harm (PHQ-9 item 9 above 0) reads at once, in
+# the answer to their questionnaire, while the on-call clinicians are alerted.
+CRISIS_RESOURCES = (
+    "If you are in crisis or thinking about harming yourself, call or text 988 (the 988 "
+    "Suicide & Crisis Lifeline, 24/7, free and confidential) or chat at 988lifeline.org. "
+    "If you are in immediate danger, call 911. Our clinical team has been alerted and "
+    "will contact you.")
+
 
 @dataclass(frozen=True)
 class Score:

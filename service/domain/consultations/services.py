@@ -28,7 +28,12 @@ from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
-from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
+from service.domain.consultations.events import (
+    AlertAcknowledged,
+    AlertRaised,
+    ClearanceChanged,
+    ScreeningChanged,
+)
 from service.domain.consultations.models import (
     Alert,
     AlertKind,
@@ -268,12 +273,13 @@ class VitalsInput:
     taken_at: datetime
     minutes_after_dose: int | None = None
     ride_home_confirmed: bool = False
+    sedation_moaas: int | None = None
 
     def reading(self) -> vital_rules.Reading:
         return vital_rules.Reading(
             phase=self.phase, systolic=self.systolic, diastolic=self.diastolic,
             heart_rate=self.heart_rate, spo2=self.spo2,
-            minutes_after_dose=self.minutes_after_dose)
+            minutes_after_dose=self.minutes_after_dose, sedation_moaas=self.sedation_moaas)
 
 
 def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: VitalsInput,
@@ -309,8 +315,9 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                 and not values.ride_home_confirmed):
             raise InvalidInput("Discharge after a treatment confirms the patient's ride home.",
                                code="ride_home_required")
-        recorded = [r.timed() for r in uow.session.scalars(
-            select(VitalSign).where(VitalSign.booking_id == booking.id))]
+        readings = list(uow.session.scalars(
+            select(VitalSign).where(VitalSign.booking_id == booking.id)))
+        recorded = [r.timed() for r in readings]
         disorder = vital_rules.out_of_order(
             vital_rules.Timed(phase=reading.phase, taken_at=values.taken_at,
                               minutes_after_dose=reading.minutes_after_dose), recorded)
@@ -329,11 +336,22 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
                            "within the clinic's limits (keep monitoring: record it as a "
                            "reading during monitoring).", code="not_ready_for_discharge",
                            beyond_limits=beyond)
+        drowsy = vital_rules.not_alert_for_discharge(
+            reading, (r.sedation_moaas for r in readings), limits)
+        if drowsy == "sedation_score_required":
+            raise Conflict("The patient was sedated during the session: the discharge reading "
+                           f"gives a sedation score (MOAA/S of at least "
+                           f"{limits.discharge_moaas}).", code="sedation_score_required")
+        if drowsy is not None:
+            raise Conflict("The patient is not ready for discharge: not yet alert (MOAA/S "
+                           f"below {limits.discharge_moaas}); keep monitoring.",
+                           code="not_ready_for_discharge", beyond_limits=[drowsy])
         row = VitalSign(
             booking_id=booking.id, patient_id=booking.patient_id, phase=reading.phase,
             minutes_after_dose=reading.minutes_after_dose, systolic=reading.systolic,
             diastolic=reading.diastolic, heart_rate=reading.heart_rate, spo2=reading.spo2,
-            taken_at=values.taken_at, above_threshold=above, beyond_limits=beyond,
+            sedation_moaas=reading.sedation_moaas, taken_at=values.taken_at,
+            above_threshold=above, beyond_limits=beyond,
             ride_home_confirmed=values.ride_home_confirmed, recorded_at=now,
             recorded_by_key_id=actor.key_id)
         uow.session.add(row)
@@ -341,9 +359,9 @@ def record_vitals(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, values: 
         if beyond:
             if booking.vitals_alert_at is None:
                 booking.vitals_alert_at = now
-            uow.session.add(Alert(patient_id=booking.patient_id, booking_id=booking.id,
-                                  kind=AlertKind.VITALS_OUT_OF_RANGE, urgent=True,
-                                  raised_at=now))
+            raise_alert(uow, Alert(patient_id=booking.patient_id, booking_id=booking.id,
+                                   kind=AlertKind.VITALS_OUT_OF_RANGE, urgent=True,
+                                   raised_at=now))
         if above and held is None:
             uow.session.add(SessionHold(booking_id=booking.id, reading_id=row.id, held_at=now))
         return row
@@ -472,8 +490,8 @@ def submit_assessment(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         uow.session.add(row)
         uow.session.flush()
         if result.urgent:
-            uow.session.add(Alert(patient_id=patient.id, assessment_id=row.id,
-                                  kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=now))
+            raise_alert(uow, Alert(patient_id=patient.id, assessment_id=row.id,
+                                   kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=now))
         return row
 
     return uow.run(work)
@@ -497,6 +515,16 @@ def list_assessments(uow: UnitOfWork, actor: Actor, patient_id: uuid.UUID, *,
         return paginate(uow.session, query, page=page, page_size=page_size)
 
 
+def raise_alert(uow: UnitOfWork, alert: Alert) -> Alert:
+    """Add an alert in the caller's transaction; ``AlertRaised`` tells the on-call rota
+    (an urgent one) and the webhooks."""
+    uow.session.add(alert)
+    uow.session.flush()
+    uow.record(AlertRaised(alert_id=alert.id, urgent=alert.urgent,
+                           occurred_at=alert.raised_at))
+    return alert
+
+
 def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = False,
                 patient_id: uuid.UUID | None = None, page: int,
                 page_size: int) -> Page[Alert]:
@@ -518,6 +546,7 @@ def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by_key_id = actor.key_id
+            uow.record(AlertAcknowledged(alert_id=alert.id, occurred_at=now))
         return alert
 
     return uow.run(work)
@@ -557,9 +586,9 @@ def open_rems_monitoring_task(uow: UnitOfWork, event: BookingCompleted) -> None:
 def raise_attention_alert(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
     """A future booking no longer passes a rule: an alert for clinic staff and the
     patient's providers (handler of ``BookingNeedsAttention``, in the same transaction)."""
-    uow.session.add(Alert(patient_id=event.patient_id, booking_id=event.booking_id,
-                          kind=AlertKind.BOOKING_ATTENTION, code=event.code, urgent=False,
-                          raised_at=event.occurred_at))
+    raise_alert(uow, Alert(patient_id=event.patient_id, booking_id=event.booking_id,
+                           kind=AlertKind.BOOKING_ATTENTION, code=event.code, urgent=False,
+                           raised_at=event.occurred_at))
 
 
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,

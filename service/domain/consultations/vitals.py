@@ -27,6 +27,15 @@ LIMITS: dict[str, tuple[int, int]] = {
     "heart_rate": (20, 250),
     "spo2": (50, 100),
 }
+# The sedation score: MOAA/S (Modified Observer's Assessment of Alertness/Sedation), the
+# scale the esketamine (Spravato) trials and label use to watch sedation:
+#   5 responds readily to their name in a normal tone (alert)
+#   4 lethargic response to their name in a normal tone
+#   3 responds only after their name is called loudly or repeatedly
+#   2 responds only after mild prodding or shaking
+#   1 responds only after a painful trapezius squeeze
+#   0 no response after a painful trapezius squeeze
+MOAAS = (0, 5)
 MINUTES_AFTER_DOSE = (0, 360)
 # "About 40 minutes after the dose": a reading in this window counts.
 ABOUT_FORTY_MINUTES = (30, 50)
@@ -40,6 +49,7 @@ class Reading:
     heart_rate: int
     spo2: int
     minutes_after_dose: int | None = None
+    sedation_moaas: int | None = None  # MOAA/S 0-5, when assessed
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ def implausible(reading: Reading) -> dict[str, str]:
     if "systolic" not in problems and "diastolic" not in problems and (
             reading.diastolic >= reading.systolic):
         problems["diastolic"] = "must be lower than the systolic pressure"
+    low, high = MOAAS
+    if reading.sedation_moaas is not None and not low <= reading.sedation_moaas <= high:
+        problems["sedation_moaas"] = f"must be between {low} and {high} (MOAA/S)"
     minutes = reading.minutes_after_dose
     if reading.phase is Phase.DURING:
         low, high = MINUTES_AFTER_DOSE
@@ -113,6 +126,10 @@ class WatchLimits:
     diastolic_max: int = 110
     heart_rate_max: int = 120
     spo2_min: int = 92
+    # A MOAA/S at or below it: deep sedation (responds only to prodding, or not at all).
+    moaas_alert: int = 2
+    # Discharge after sedation: a MOAA/S at least this (5: alert, answers in a normal tone).
+    discharge_moaas: int = 5
 
 
 def beyond_limits(reading: Reading, limits: WatchLimits) -> list[str]:
@@ -125,8 +142,28 @@ def beyond_limits(reading: Reading, limits: WatchLimits) -> list[str]:
         ("diastolic", reading.diastolic > limits.diastolic_max),
         ("heart_rate", reading.heart_rate > limits.heart_rate_max),
         ("spo2", reading.spo2 < limits.spo2_min),
+        ("sedation", reading.sedation_moaas is not None
+         and reading.sedation_moaas <= limits.moaas_alert),
     ) if over]
     return beyond
+
+
+def not_alert_for_discharge(reading: Reading, recorded_scores: Iterable[int | None],
+                            limits: WatchLimits) -> str | None:
+    """Why a discharge reading cannot discharge on the sedation score (None: it can). A
+    score given at discharge must be at least ``discharge_moaas``; after any score below it
+    during the session, the discharge reading must give one (the sedation is seen to have
+    resolved, not assumed)."""
+    if reading.phase is not Phase.DISCHARGE:
+        return None
+    score = reading.sedation_moaas
+    if score is not None:
+        if score < limits.discharge_moaas:
+            return "sedation"
+        return None
+    if any(s is not None and s < limits.discharge_moaas for s in recorded_scores):
+        return "sedation_score_required"
+    return None
 
 
 # A dose is one moment: readings during monitoring place it (taken_at - minutes_after_dose)

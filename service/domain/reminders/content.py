@@ -23,7 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from service.domain.reminders.planning import CONFIRMATION, NEXT_DAY_CHECK_IN, is_before_kind
+from service.domain.reminders.planning import (
+    CONFIRMATION,
+    NEXT_DAY_CHECK_IN,
+    WAITLIST_OFFER,
+    is_before_kind,
+)
 from service.domain.time import in_zone
 
 SMS_LIMIT = 160
@@ -131,6 +136,16 @@ TEMPLATES: Mapping[str, Template] = {
                "{clinic}\n"),
         sms=("Hi {first_name}, how are you feeling after yesterday's visit? Questions? "
              "Call {clinic} at {phone}. " + OPT_OUT_TEXT),
+    ),
+    WAITLIST_OFFER: Template(
+        subject="A visit time opened up with {clinic}",
+        email=("Hi {first_name},\n\n"
+               "A visit time you were waiting for opened up with {clinic}: {when_long}. "
+               "It is held for you for a short while. To take it or let it go, use your "
+               "patient portal or call us at {phone}.\n\n"
+               "{clinic}\n"),
+        sms=("Hi {first_name}, a {clinic} visit opened: {when}, held briefly. "
+             "Book it online or call {phone}. " + OPT_OUT_TEXT),
     ),
 }
 

@@ -23,6 +23,7 @@ from service.domain.time import in_zone, local_to_utc, require_aware, to_utc
 
 CONFIRMATION = "confirmation"
 NEXT_DAY_CHECK_IN = "next_day_check_in"
+WAITLIST_OFFER = "waitlist_offer"  # a freed slot held for a waitlisted patient
 BEFORE_PREFIX = "before_"
 CHECK_IN_LOCAL_TIME = time(10, 0)
 CHECK_IN_STALE_AFTER = timedelta(hours=24)

@@ -43,6 +43,7 @@ from service.domain.reminders.models import (
     ReminderStatus,
     dedupe_key,
 )
+from service.domain.waitlist.events import WaitlistOffered
 from service.uow import UnitOfWork
 
 # Planning: handlers of the booking's events, inside its transaction --------------------------
@@ -81,6 +82,22 @@ def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed, *,
     if exists is None:
         _plan(session, booking, version=version, now=event.occurred_at, quiet=quiet,
               only=[planning.CONFIRMATION])
+
+
+def plan_waitlist_offer(uow: UnitOfWork, event: WaitlistOffered, *,
+                        quiet: planning.QuietHours) -> None:
+    """The offer message for a slot held for a waitlisted patient, at once (after the
+    patient's quiet hours: the hold runs from then); sent like any reminder of the hold."""
+    session = uow.session
+    booking = session.get(Booking, event.booking_id)
+    patient = session.get(Patient, booking.patient_id)
+    version = _current_version(session, booking.id) or 1
+    due = quiet.next_allowed(event.occurred_at, patient.timezone)
+    session.add(Reminder(
+        booking_id=booking.id, kind=planning.WAITLIST_OFFER, plan_version=version,
+        dedupe_key=dedupe_key(booking.id, planning.WAITLIST_OFFER, version),
+        status=ReminderStatus.PLANNED, due_at=due, next_attempt_at=due, attempts=0,
+        created_at=event.occurred_at, updated_at=event.occurred_at))
 
 
 def cancel_before_visit(uow: UnitOfWork, event: BookingCheckedIn) -> None:

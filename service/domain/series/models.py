@@ -50,3 +50,32 @@ class TreatmentSeries(Record, Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_key_id: Mapped[uuid.UUID | None]
 
+
+
+class ProtocolOverrideAction(enum.StrEnum):
+    BOOK = "book"  # the series was booked with session starts that break its protocol
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+
+
+class SeriesProtocolOverride(Record, Base):
+    """A provider (or an admin) confirmed a change that breaks the series' protocol, and
+    said why: kept for the record, shown in the series' answer."""
+
+    __tablename__ = "series_protocol_overrides"
+    __table_args__ = (
+        CheckConstraint("length(reason) > 0", name="reason"),
+        Index("ix_series_protocol_overrides_series", "series_id", "created_at"),
+    )
+
+    series_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("treatment_series.id", ondelete="CASCADE"))
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"))
+    action: Mapped[ProtocolOverrideAction] = mapped_column(
+        enum_column(ProtocolOverrideAction, "protocol_override_action"))
+    rules: Mapped[str] = mapped_column(String(200))  # the broken rules' codes, comma-joined
+    issues: Mapped[str] = mapped_column(String(2000))  # what breaks, in words ("; "-joined)
+    session_start: Mapped[datetime | None] = mapped_column(UTCDateTime)  # new or cancelled
+    reason: Mapped[str] = mapped_column(String(500))
+    actor_key_id: Mapped[uuid.UUID | None]

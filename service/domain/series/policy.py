@@ -6,7 +6,8 @@ found". A provider key plans series only with itself as the provider.
 
 Routes let every key ask; cancelling a series takes the right to cancel a booking (the
 bookings policy's ``cancel``), and a provider cancels only a series whose remaining sessions
-are all its own.
+are all its own. A change that breaks a series' protocol is confirmed only by a provider or
+an admin (``override_protocol``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class SeriesPolicy(Policy):
         # cancel_series, once the series is found
         "cancel_remaining": Rule(bookings.roles("cancel"),
                                  refusal="The {role} role may not cancel a series."),
+        # a change that breaks the series' protocol goes through only when a clinician (or
+        # an admin) confirms it with a reason (adherence.py)
+        "override_protocol": Rule((Role.ADMIN, Role.PROVIDER),
+                                  refusal="Only a provider or an admin may confirm a change "
+                                          "that breaks a series' protocol.",
+                                  code="protocol_override_not_allowed"),
     }
 
     def _sessions_of_provider(self, actor: Actor) -> Select:

@@ -41,6 +41,7 @@ __all__ = [
     "Protocol",
     "ProtocolUnsatisfiable",
     "RRuleError",
+    "can_complete",
     "check_days",
     "custom_protocol",
     "expand_rrule",
@@ -145,6 +146,7 @@ class ProblemKind(enum.StrEnum):
 class Problem:
     kind: ProblemKind
     message: str
+    days: tuple[date, ...] = ()  # the session days the problem is about
 
 
 def check_days(protocol: Protocol, days: Iterable[date], *, anchor: date | None = None,
@@ -167,33 +169,35 @@ def check_days(protocol: Protocol, days: Iterable[date], *, anchor: date | None 
     for earlier, later in itertools.pairwise(ordered):
         if (later - earlier).days < gap:
             problems.append(Problem(ProblemKind.SPACING,
-                                    f"{earlier} and {later} are less than {gap} days apart"))
+                                    f"{earlier} and {later} are less than {gap} days apart",
+                                    (earlier, later)))
     if protocol.window_days is not None:
         span = (ordered[-1] - ordered[0]).days + 1
         if span > protocol.window_days:
             problems.append(Problem(ProblemKind.WINDOW,
                                     f"the sessions span {span} days, more than "
-                                    f"{protocol.window_days}"))
+                                    f"{protocol.window_days}", (ordered[0], ordered[-1])))
     if protocol.phases:
         start = anchor or ordered[0]
         per_week = Counter((day - start).days // 7 for day in ordered)
         for week, held in sorted(per_week.items()):
             allowed = protocol.per_week(week) if week >= 0 else None
+            those = tuple(day for day in ordered if (day - start).days // 7 == week)
             if allowed is None:
-                problems.append(Problem(ProblemKind.WEEK,
+                problems.append(Problem(ProblemKind.WINDOW,
                                         f"{held} session(s) outside the protocol's "
-                                        f"{protocol.weeks} weeks"))
+                                        f"{protocol.weeks} weeks", those))
             elif held > allowed:
                 problems.append(Problem(ProblemKind.WEEK,
                                         f"week {week + 1} has {held} sessions, at most "
-                                        f"{allowed}"))
+                                        f"{allowed}", those))
     if protocol.after_previous is not None and previous is not None:
         least, most = protocol.after_previous
         for day in ordered:
             if not least <= (day - previous).days <= most:
                 problems.append(Problem(ProblemKind.AFTER_PREVIOUS,
                                         f"{day} is not {least} to {most} days after the "
-                                        f"previous session ({previous})"))
+                                        f"previous session ({previous})", (day,)))
     return problems
 
 
@@ -201,6 +205,24 @@ def fits(protocol: Protocol, days: Iterable[date], *, anchor: date | None = None
          previous: date | None = None) -> bool:
     """Do these days keep the protocol's spacing and window (fewer sessions allowed)?"""
     return not check_days(protocol, days, anchor=anchor, previous=previous, complete=False)
+
+
+def can_complete(protocol: Protocol, days: Iterable[date], missing: int, *, from_day: date,
+                 anchor: date | None = None, previous: date | None = None) -> bool:
+    """Can ``missing`` more sessions, on days from ``from_day`` on, join these days and the
+    whole course still keep the protocol's spacing, window and rhythm? (Earliest day first:
+    with a least gap and a window, the earliest choices leave the most room.)"""
+    chosen = sorted(days)
+    if missing <= 0:
+        return True
+    for offset in range(MAX_SPAN_DAYS + 1):
+        day = from_day + offset * DAY
+        if fits(protocol, [*chosen, day], anchor=anchor, previous=previous):
+            chosen.append(day)
+            missing -= 1
+            if missing == 0:
+                return True
+    return False
 
 
 def window_of(protocol: Protocol, days: Sequence[date], *, anchor: date,

@@ -4,6 +4,12 @@ Every session of a series is checked and booked by the booking module's own func
 (``prepare``, ``check_start``, ``book``), so a series obeys exactly the rules a single booking
 does. Booking a series is one transaction: the first session that cannot be booked rolls back
 every other one and the answer is ``series_conflict`` with the preview's per-session report.
+
+A series can be booked with the preview's alternatives: ``sessions`` gives a start (and a
+provider) for some sessions instead of the planned ones. Every booking rule applies to them,
+and together with the others they must keep the protocol (``adherence.py``: 409
+``protocol_spacing`` / ``protocol_window`` / ``protocol_rhythm``) unless a provider or an
+admin confirms with a reason, recorded on the series.
 """
 
 from __future__ import annotations
@@ -32,9 +38,14 @@ from service.domain.errors import (
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.records import Page, paginate
-from service.domain.series import protocols
+from service.domain.series import adherence, protocols
 from service.domain.series.events import SeriesCreated
-from service.domain.series.models import SeriesStatus, TreatmentSeries
+from service.domain.series.models import (
+    ProtocolOverrideAction,
+    SeriesProtocolOverride,
+    SeriesStatus,
+    TreatmentSeries,
+)
 from service.domain.series.policy import policy
 from service.domain.series.protocols import PROTOCOLS, Protocol
 from service.domain.time import in_zone, local_to_utc
@@ -75,6 +86,16 @@ class SeriesConflict(Conflict):
 
 
 @dataclass(frozen=True)
+class SessionStart:
+    """A session's start chosen instead of the planned one (e.g. the preview's
+    alternative), optionally with its provider."""
+
+    index: int  # 1-based, as the preview numbers the sessions
+    start: datetime
+    provider_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
 class SeriesRequest:
     patient_id: uuid.UUID
     service_type_id: uuid.UUID
@@ -90,6 +111,8 @@ class SeriesRequest:
     ride_home_confirmed: bool = False
     hold: bool = False
     note: str | None = None
+    sessions: tuple[SessionStart, ...] = ()  # chosen starts instead of the planned ones
+    override_reason: str | None = None  # a provider's or admin's reason to break the protocol
 
 
 @dataclass
@@ -159,6 +182,7 @@ class SeriesView:
     progress: dict[str, int]
     next_due: datetime | None
     protocol_window: dict[str, Any]
+    protocol_overrides: list[dict[str, Any]] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         if name == "series":
@@ -190,6 +214,13 @@ class _Plan:
     starts: list[datetime]  # UTC
     provider_ids: list[uuid.UUID]  # in order of preference
     any_provider: bool
+    planned_first: datetime = field(init=False)  # the first start the protocol planned (UTC)
+    chosen_providers: dict[int, uuid.UUID] = field(default_factory=dict)  # 0-based index
+    breaches: list[adherence.Breach] = field(default_factory=list)  # confirmed by override
+    override_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.planned_first = self.starts[0]
 
     @property
     def zone(self) -> str:
@@ -295,10 +326,53 @@ def _plan(uow: UnitOfWork, actor: Actor, request: SeriesRequest, now: datetime) 
         days = protocols.plan_days(protocol, first_day, weekdays=request.preferred_weekdays,
                                    previous=previous)
     provider_ids, any_provider = _providers(session, actor, request, service_type, location)
-    return _Plan(request=request, protocol=protocol, service_type=service_type,
+    plan = _Plan(request=request, protocol=protocol, service_type=service_type,
                  location=location, at=at, anchor=first_day, previous_at=previous_at,
                  days=days, starts=protocols.starts(days, at, zone), provider_ids=provider_ids,
-                 any_provider=any_provider)
+                 any_provider=any_provider,
+                 override_reason=adherence.confirmed(actor, request.override_reason))
+    _choose(plan, now)
+    return plan
+
+
+def _choose(plan: _Plan, now: datetime) -> None:
+    """The starts the request chose (the preview's alternatives) replace the planned ones;
+    together with the others they must keep the protocol, unless the override confirms."""
+    chosen = plan.request.sessions
+    count = len(plan.starts)
+    for session in chosen:
+        index = session.index - 1
+        if not 0 <= index < count:
+            raise InvalidInput(f"The series has {count} sessions: there is no session "
+                               f"{session.index}.", code="invalid_input", field="sessions")
+        if sum(other.index == session.index for other in chosen) > 1:
+            raise InvalidInput(f"Session {session.index} is given twice.",
+                               code="invalid_input", field="sessions")
+        if abs(session.start - now) > REACH:
+            raise InvalidInput(f"Session {session.index} is more than two years from today.",
+                               code="outside_booking_window", field="sessions")
+        if session.provider_id is not None:
+            if session.provider_id not in plan.provider_ids:
+                raise InvalidInput(
+                    f"Session {session.index} names a provider the series cannot book (the "
+                    "series' provider, or one offering this service at this location).",
+                    code="invalid_input", field="sessions")
+            plan.chosen_providers[index] = session.provider_id
+        plan.starts[index] = session.start
+        plan.days[index] = plan.local_day(session.start)
+    if not chosen:
+        return
+    broken = adherence.breaches(protocols.check_days(
+        plan.protocol, plan.days, anchor=plan.anchor, previous=plan.previous, complete=False))
+    if not broken:
+        return
+    if plan.override_reason is None:
+        concerned = {day for breach in broken for day in breach.days}
+        raise adherence.refusal(broken, [
+            {"index": index + 1, "start": in_zone(start, plan.zone).isoformat()}
+            for index, start in enumerate(plan.starts) if plan.local_day(start) in concerned],
+            what="Booking the series with these starts")
+    plan.breaches = broken
 
 
 def _booking_request(plan: _Plan, provider_id: uuid.UUID, start: datetime
@@ -363,7 +437,9 @@ class _Assessor:
             patient_block = engine.patient_block(start, self.rules)
             provider_block = engine.provider_block(start, self.rules)
             clash = next((h for h in held if h.patient.overlaps(patient_block)), None)
-            order = sorted(self.plan.provider_ids, key=lambda p: p != preferred)
+            chosen = self.plan.chosen_providers.get(index)
+            order = ([chosen] if chosen is not None
+                     else sorted(self.plan.provider_ids, key=lambda p: p != preferred))
             failures: list[Occurrence] = []
             for provider_id in order if clash is None else []:
                 same = next((h for h in held if h.provider_id == provider_id
@@ -504,7 +580,7 @@ def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
             provider_id=None if plan.any_provider else plan.provider_ids[0],
             service_type_id=plan.service_type.id, location_id=plan.location.id,
             protocol=plan.protocol.code, rrule=request.rrule, status=SeriesStatus.ACTIVE,
-            planned_sessions=len(plan.starts), first_start=plan.starts[0],
+            planned_sessions=len(plan.starts), first_start=plan.planned_first,
             previous_session_at=plan.previous_at, created_by_key_id=actor.key_id)
         writing = True
         uow.session.add(series)
@@ -512,6 +588,9 @@ def create_series(uow: UnitOfWork, actor: Actor, request: SeriesRequest, *,
         for occurrence, start in zip(occurrences, plan.starts, strict=True):
             bookings.book(uow, actor, _booking_request(plan, occurrence.provider_id, start),  # type: ignore[arg-type]
                           now=now, series_id=series.id)
+        if plan.breaches:
+            adherence.record_override(uow, actor, series, ProtocolOverrideAction.BOOK,
+                                      plan.breaches, plan.override_reason or "", now=now)
         uow.record(SeriesCreated(series_id=series.id, occurred_at=now))
         return _view(uow, series, now)
 
@@ -569,11 +648,13 @@ def cancel_series(uow: UnitOfWork, actor: Actor, series_id: uuid.UUID, *, reason
                                   Booking.status.in_(CANCELLABLE))
             .order_by(Booking.starts_at).with_for_update()))
         policy.check_remaining(actor, remaining)
-        for booking in remaining:
-            bookings.apply_transition(uow, actor, booking, "cancel", now=now, reason=reason)
+        # Cancelled first: a series given up has no protocol left for its sessions to keep.
         series.status = SeriesStatus.CANCELLED
         series.cancel_reason = reason.strip()
         series.cancelled_at = now
+        uow.session.flush()
+        for booking in remaining:
+            bookings.apply_transition(uow, actor, booking, "cancel", now=now, reason=reason)
         uow.session.flush()
         return _view(uow, series, now)
 
@@ -622,20 +703,12 @@ def _sessions(uow: UnitOfWork, series: TreatmentSeries) -> list[Booking]:
                                     .order_by(Booking.starts_at, Booking.id)))
 
 
-def _protocol_of(series: TreatmentSeries, zone: str) -> Protocol:
-    if series.rrule:
-        local = in_zone(series.first_start, zone)
-        return protocols.custom_protocol(
-            protocols.expand_rrule(series.rrule, local.date(), local.time(), zone))
-    return PROTOCOLS[series.protocol]
-
-
 def _view(uow: UnitOfWork, series: TreatmentSeries, now: datetime) -> SeriesView:
     session = uow.session
     location = session.get(Location, series.location_id)
     zone = location.timezone
     rows = _sessions(uow, series)
-    protocol = _protocol_of(series, zone)
+    protocol = adherence.protocol_of(series, zone)
     anchor = in_zone(series.first_start, zone).date()
     previous = (in_zone(series.previous_session_at, zone).date()
                 if series.previous_session_at else None)
@@ -670,7 +743,17 @@ def _view(uow: UnitOfWork, series: TreatmentSeries, now: datetime) -> SeriesView
             "first_day": window[0] if window else None,
             "last_day": window[1] if window else None,
             "issues": [p.message for p in problems],
-        })
+        },
+        protocol_overrides=[_override(o, zone) for o in adherence.overrides_of(uow, series)])
+
+
+def _override(record: SeriesProtocolOverride, zone: str) -> dict[str, Any]:
+    return {"id": record.id, "action": record.action.value, "booking_id": record.booking_id,
+            "rules": record.rules.split(","), "issues": record.issues.split("; "),
+            "session_start": (in_zone(record.session_start, zone)
+                              if record.session_start else None),
+            "reason": record.reason, "actor_key_id": record.actor_key_id,
+            "confirmed_at": in_zone(record.created_at, zone)}
 
 
 def _rebook(uow: UnitOfWork, series: TreatmentSeries, service_type: ServiceType,

@@ -37,6 +37,14 @@ DATA: dict[WebhookEvent, tuple[str, dict[str, Any]]] = {
     WebhookEvent.BOOKING_ATTENTION: (
         "A future booking no longer passes a rule (attention: the rule's code).",
         _object({**BOOKING["properties"], "attention": {"type": "string"}})),
+    WebhookEvent.ALERT_RAISED: (
+        "An alert was raised for clinic staff and providers (urgent: the on-call rota is "
+        "told at once and escalated to until someone acknowledges it). No patient data: "
+        "read it with GET /api/v1/alerts.",
+        _object({"alert_id": _UUID, "urgent": {"type": "boolean"}, "raised_at": _INSTANT})),
+    WebhookEvent.ALERT_ACKNOWLEDGED: (
+        "Someone acknowledged an alert: escalation stopped.",
+        _object({"alert_id": _UUID, "acknowledged_at": _INSTANT})),
     WebhookEvent.SERIES_CREATED: ("A treatment series was booked, with its sessions.", _object({
         "series_id": _UUID,
         "status": {"type": "string", "enum": [s.value for s in SeriesStatus]},
@@ -44,6 +52,15 @@ DATA: dict[WebhookEvent, tuple[str, dict[str, Any]]] = {
         "first_start": _INSTANT,
         "bookings": {"type": "array", "items": BOOKING},
     })),
+    WebhookEvent.WAITLIST_OFFERED: (
+        "A freed slot is held for a waitlisted patient (the pending booking) until "
+        "expires_at.", _object({
+            "offer_id": _UUID, "entry_id": _UUID, "booking_id": _UUID, "start": _INSTANT,
+            "end": _INSTANT, "expires_at": _INSTANT})),
+    WebhookEvent.WAITLIST_FILLED: (
+        "The waitlisted patient accepted the offer: the held booking is booked.", _object({
+            "offer_id": _UUID, "entry_id": _UUID, "booking_id": _UUID, "start": _INSTANT,
+            "end": _INSTANT})),
 }
 
 

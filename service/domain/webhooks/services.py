@@ -55,10 +55,12 @@ from service.domain.calendar.models import (
     WebhookEvent,
     WebhookSubscription,
 )
+from service.domain.consultations.events import AlertAcknowledged, AlertRaised
 from service.domain.errors import InvalidInput, InvalidState, NotFound
 from service.domain.records import Page, apply_changes, paginate
 from service.domain.series.events import SeriesCreated
 from service.domain.series.models import TreatmentSeries
+from service.domain.waitlist.events import WaitlistFilled, WaitlistOffered
 from service.domain.webhooks.policy import policy
 from service.uow import UnitOfWork
 
@@ -261,6 +263,20 @@ def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> 
     _enqueue(uow.session, WebhookEvent.BOOKING_ATTENTION.value, data, event.occurred_at)
 
 
+def enqueue_alert_raised(uow: UnitOfWork, event: AlertRaised) -> None:
+    """Outbox rows for a new alert: its id, whether it is urgent and when it was raised (no
+    patient, no kind, no value: a receiver asks ``GET /api/v1/alerts`` with its own key)."""
+    data = {"alert_id": str(event.alert_id), "urgent": event.urgent,
+            "raised_at": _instant(event.occurred_at)}
+    _enqueue(uow.session, WebhookEvent.ALERT_RAISED.value, data, event.occurred_at)
+
+
+def enqueue_alert_acknowledged(uow: UnitOfWork, event: AlertAcknowledged) -> None:
+    """Outbox rows for an acknowledged alert: its id and when."""
+    data = {"alert_id": str(event.alert_id), "acknowledged_at": _instant(event.occurred_at)}
+    _enqueue(uow.session, WebhookEvent.ALERT_ACKNOWLEDGED.value, data, event.occurred_at)
+
+
 def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
     """Outbox rows for a new treatment series (inside its transaction)."""
     session = uow.session
@@ -274,6 +290,21 @@ def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
             "bookings": [booking_data(b.id, b.starts_at, b.ends_at, b.status)
                          for b in sessions]}
     _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, event.occurred_at)
+
+
+def enqueue_waitlist_offered(uow: UnitOfWork, event: WaitlistOffered) -> None:
+    """Outbox rows for a waitlist offer: ids and times only (no patient data)."""
+    data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
+            "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
+            "end": _instant(event.ends_at), "expires_at": _instant(event.expires_at)}
+    _enqueue(uow.session, WebhookEvent.WAITLIST_OFFERED.value, data, event.occurred_at)
+
+
+def enqueue_waitlist_filled(uow: UnitOfWork, event: WaitlistFilled) -> None:
+    data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
+            "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
+            "end": _instant(event.ends_at)}
+    _enqueue(uow.session, WebhookEvent.WAITLIST_FILLED.value, data, event.occurred_at)
 
 
 # Subscriptions ----------------------------------------------------------------------------

@@ -108,6 +108,14 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "access.ApiKeys": ("api_key", {"GET": READ, "POST": CREATE}),
     "access.ApiKeyById": ("api_key", {"GET": READ, "DELETE": DELETE}),
     "access.Me": ("api_key", {"GET": READ}),
+    # The waitlist: who waits for what kind of visit, and the slots offered to them.
+    "waitlist.Entries": ("waitlist_entry", {"GET": READ, "POST": CREATE}),
+    "waitlist.EntryById": ("waitlist_entry", {"GET": READ, "DELETE": DELETE}),
+    "waitlist.EntryMove": ("waitlist_entry", {"POST": UPDATE}),
+    "waitlist.Offers": ("waitlist_offer", {"GET": READ}),
+    "waitlist.OfferById": ("waitlist_offer", {"GET": READ}),
+    "waitlist.OfferAcceptance": ("waitlist_offer", {"POST": UPDATE}),
+    "waitlist.OfferDecline": ("waitlist_offer", {"POST": UPDATE}),
 }
 
 # Routes that read patient data only for a patient's key or a ``patient_id`` asked for.
@@ -131,6 +139,9 @@ NOT_PATIENT_DATA = frozenset({
     "service-types.service_types_collection", "service-types.service_types_item",
     "service-types.service_types_deactivation",
     "series.Protocols",
+    # The on-call rota (clinic staff's names and work addresses, no patient data).
+    "on-call.on_call_contacts_collection", "on-call.on_call_contacts_item",
+    "on-call.on_call_contacts_deactivation",
     "fhir.Practitioners", "fhir.PractitionerById", "fhir.Schedules", "fhir.ScheduleById",
     # FHIR Location (the clinic's sites) and the server's CapabilityStatement.
     "fhir.Locations", "fhir.LocationById", "fhir.Capabilities",

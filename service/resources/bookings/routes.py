@@ -107,11 +107,16 @@ class BookingReschedule(MethodView):
     @blp.doc(parameters=[IF_MATCH])
     @authorize(policy, "reschedule")
     def post(self, data, booking_id: uuid.UUID):
-        """Move a booking to a new start (send If-Match)"""
+        """Move a booking to a new start (send If-Match)
+
+        A session of a treatment series must keep its protocol: a move that breaks its
+        spacing, window or weekly rhythm is 409 (`protocol_spacing`, `protocol_window`,
+        `protocol_rhythm`, with the sessions concerned) unless a provider or an admin
+        confirms it with `override.reason`."""
         booking = services.reschedule_booking(
             unit_of_work(), current_actor(), booking_id, start=data["start"],
             patient_state=data.get("patient_state"), expected_version=expected_version(),
-            now=utcnow())
+            now=utcnow(), override_reason=data.get("override", {}).get("reason"))
         return booking, etag(booking)
 
 
@@ -124,9 +129,15 @@ class BookingCancellation(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     @authorize(policy, "change_status")
     def post(self, data, booking_id: uuid.UUID):
-        """Cancel a booking (a reason is required; late cancellations are marked)"""
+        """Cancel a booking (a reason is required; late cancellations are marked)
+
+        A session of a treatment series: a cancellation that leaves no room to make it up
+        within the protocol's window and spacing is 409 `protocol_window` unless a provider
+        or an admin confirms it with `override.reason`."""
         booking = services.transition_booking(unit_of_work(), current_actor(), booking_id,
-                                              "cancel", now=utcnow(), reason=data["reason"])
+                                              "cancel", now=utcnow(), reason=data["reason"],
+                                              override_reason=data.get("override", {}).get(
+                                                  "reason"))
         return booking, etag(booking)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from service.domain.bookings.models import BookingStatus
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.providers.licensing import Modality
+from service.domain.reminders.content import PREPARATION
 from service.extensions import RecordSchema, Schema
+from service.resources.clinic.schemas import VisitCancellationSchema
 from service.resources.fields import STATE, Instant
 
 
@@ -32,6 +35,16 @@ class BookingSchema(RecordSchema):
     cancel_reason = ma.fields.String(allow_none=True)
     cancelled_at = ma.fields.AwareDateTime(allow_none=True)
     late_cancellation = ma.fields.Boolean()
+    fee_cents = ma.fields.Integer(allow_none=True, metadata={
+        "description": "The fee a late cancellation or a no-show incurred (cents; null: none)"})
+    preparation = ma.fields.Method("_preparation", metadata={
+        "type": "string",
+        "description": "How to prepare (generic, the same advice the reminders give): in "
+                       "the clinic eat lightly, hydrate, arrange a ride home; on video a "
+                       "quiet, private place"})
+    cancellation = ma.fields.Nested(VisitCancellationSchema, metadata={
+        "description": "The service type's cancellation policy and what it means for this "
+                       "visit now"})
     checked_in_at = ma.fields.AwareDateTime(allow_none=True)
     series_id = ma.fields.UUID(allow_none=True)
     attention = ma.fields.String(allow_none=True, metadata={
@@ -45,6 +58,12 @@ class BookingSchema(RecordSchema):
     vitals_alert_at = ma.fields.AwareDateTime(allow_none=True, metadata={
         "description": "When a reading during or after the dose first went beyond the "
                        "clinic's watch limits (an urgent alert was raised)"})
+
+
+    @staticmethod
+    def _preparation(booking: Booking) -> str:
+        in_person = booking.service_type.modality == Modality.IN_PERSON
+        return PREPARATION["in_person" if in_person else "telehealth"][0]
 
 
 class BookingCreateSchema(Schema):
@@ -77,9 +96,23 @@ class BookingQueryArgsSchema(ma.Schema):
     updated_since = Instant(metadata={"description": "Changed at or after"})
 
 
+class ProtocolOverrideSchema(Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
+                              metadata={"example": "Patient travelling; clinically acceptable "
+                                                   "to extend the induction by 3 days"})
+
+
+OVERRIDE_DESCRIPTION = (
+    "A session of a treatment series: confirm a change that breaks the series' protocol "
+    "(409 protocol_spacing, protocol_window or protocol_rhythm) with a reason. A provider or "
+    "an admin only; recorded on the series (protocol_overrides).")
+
+
 class CancelSchema(Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500),
                               metadata={"example": "Patient request: schedule conflict"})
+    override = ma.fields.Nested(ProtocolOverrideSchema,
+                                metadata={"description": OVERRIDE_DESCRIPTION})
 
 
 class ResolveAttentionSchema(Schema):
@@ -90,6 +123,8 @@ class ResolveAttentionSchema(Schema):
 class RescheduleSchema(Schema):
     start = Instant(required=True)
     patient_state = ma.fields.String(validate=STATE)
+    override = ma.fields.Nested(ProtocolOverrideSchema,
+                                metadata={"description": OVERRIDE_DESCRIPTION})
 
 
 class BookingInstructionsSchema(Schema):

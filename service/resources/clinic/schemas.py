@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from service.domain.clinic.models import LocationKind, Route
+from service.domain.clinic.models import CancellationOutcome, LocationKind, Route
 from service.domain.consultations.screening import Contraindication
 from service.domain.providers.licensing import Modality
 from service.extensions import PartialUpdate, RecordSchema, Schema
@@ -89,6 +89,18 @@ class ServiceTypeSchema(RecordSchema):
                            metadata={"description": "Latest booking: today + horizon"})
     slot_interval_minutes = Integer(load_default=15, validate=ma.validate.Range(min=5, max=240))
     late_cancel_hours = _minutes(24 * 14, 24, "Cancellations closer than this are late")
+    patient_notice_hours = _minutes(
+        720, 0, "A patient changes or cancels their own visit up to this many hours before "
+                "it (later: 409 patient_notice_passed; the clinic can)")
+    late_cancel_outcome = ma.fields.Enum(
+        CancellationOutcome, by_value=True, load_default=CancellationOutcome.FLAG, metadata={
+            "description": "What a late cancellation means: none, flag (marked) or fee "
+                          "(marked, and late_cancel_fee_cents recorded on the booking)"})
+    late_cancel_fee_cents = _minutes(10_000_000, 0, "The late-cancellation fee, in cents")
+    no_show_outcome = ma.fields.Enum(
+        CancellationOutcome, by_value=True, load_default=CancellationOutcome.FLAG, metadata={
+            "description": "What a no-show means: none, flag or fee (no_show_fee_cents)"})
+    no_show_fee_cents = _minutes(10_000_000, 0, "The no-show fee, in cents")
     needs_chair = ma.fields.Boolean(load_default=False)
     needs_clearance = ma.fields.Boolean(
         load_default=False, metadata={"description": "Needs a cleared consultation first"})
@@ -134,3 +146,30 @@ class ServiceTypeUpdateSchema(PartialUpdate, ServiceTypeSchema):
 class ServiceTypeQueryArgsSchema(ma.Schema):
     active = ma.fields.Boolean()
     modality = ma.fields.Enum(Modality, by_value=True)
+
+
+class CancellationPolicySchema(Schema):
+    """A service type's cancellation policy (in slot answers)."""
+
+    patient_notice_hours = ma.fields.Integer(metadata={
+        "description": "Patients change or cancel their own visits up to this many hours "
+                       "before the start"})
+    late_cancel_hours = ma.fields.Integer(metadata={
+        "description": "A cancellation closer to the start than this is late"})
+    late_cancel_outcome = ma.fields.Enum(CancellationOutcome, by_value=True)
+    late_cancel_fee_cents = ma.fields.Integer()
+    no_show_outcome = ma.fields.Enum(CancellationOutcome, by_value=True)
+    no_show_fee_cents = ma.fields.Integer()
+
+
+class VisitCancellationSchema(CancellationPolicySchema):
+    """The policy and what it means for one visit, as of the answer (in booking answers)."""
+
+    late_from = ma.fields.AwareDateTime(metadata={
+        "description": "From this instant a cancellation is late"})
+    patient_changes_until = ma.fields.AwareDateTime(metadata={
+        "description": "Until this instant the patient may reschedule or cancel it"})
+    late_if_cancelled_now = ma.fields.Boolean()
+    fee_if_cancelled_now_cents = ma.fields.Integer(allow_none=True, metadata={
+        "description": "The fee a cancellation now would incur (null: none); show it "
+                       "before the patient confirms"})

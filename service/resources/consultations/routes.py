@@ -90,7 +90,9 @@ def _watch_limits() -> WatchLimits:
     return WatchLimits(systolic_max=settings.vitals_alert_systolic,
                        diastolic_max=settings.vitals_alert_diastolic,
                        heart_rate_max=settings.vitals_alert_heart_rate,
-                       spo2_min=settings.vitals_alert_spo2)
+                       spo2_min=settings.vitals_alert_spo2,
+                       moaas_alert=settings.vitals_alert_moaas,
+                       discharge_moaas=settings.discharge_moaas)
 
 
 def _telehealth_settings() -> dict[str, object]:

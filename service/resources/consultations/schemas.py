@@ -123,6 +123,15 @@ class VitalSignSchema(Schema):
     diastolic = Integer(required=True, metadata={"example": 82})
     heart_rate = Integer(required=True, metadata={"example": 72})
     spo2 = Integer(required=True, metadata={"example": 98, "description": "%"})
+    sedation_moaas = Integer(allow_none=True, metadata={
+        "example": 5,
+        "description": "Sedation, when assessed: MOAA/S (Modified Observer's Assessment of "
+                       "Alertness/Sedation), 5 responds readily to their name, 4 lethargic "
+                       "response, 3 only to their name called loudly or repeatedly, 2 only "
+                       "to mild prodding or shaking, 1 only to a painful squeeze, 0 none. "
+                       "During or after dosing, VITALS_ALERT_MOAAS or below (default 2) "
+                       "raises an urgent alert; after a score below DISCHARGE_MOAAS "
+                       "(default 5), discharge needs a score of at least it"})
     taken_at = Instant(required=True)
     ride_home_confirmed = ma.fields.Boolean(load_default=False, metadata={
         "description": "Discharge after a treatment: the patient's ride home is there"})
@@ -131,7 +140,8 @@ class VitalSignSchema(Schema):
                        "is held until a clinician overrides it"})
     beyond_limits = ma.fields.List(ma.fields.String(), dump_only=True, allow_none=True, metadata={
         "description": "During or after dosing: the values beyond the clinic's watch limits "
-                       "(VITALS_ALERT_*), which raised an urgent alert"})
+                       "(VITALS_ALERT_*; sedation: the MOAA/S), which raised an urgent "
+                       "alert"})
     recorded_at = ma.fields.AwareDateTime(dump_only=True)
 
 
@@ -188,6 +198,9 @@ class AssessmentSchema(Schema):
     urgent = ma.fields.Boolean(dump_only=True, metadata={
         "description": "PHQ-9 item 9 above 0: an urgent alert was raised"})
     recorded_at = ma.fields.AwareDateTime(dump_only=True)
+    crisis_resources = ma.fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "When the answers report thoughts of self-harm: the 988 Suicide & "
+                       "Crisis Lifeline text to show the patient at once (null otherwise)"})
 
 
 class AssessmentQueryArgsSchema(ma.Schema):

@@ -97,7 +97,12 @@ class Series(MethodView):
     @blp.alt_response(409, response="CONFLICT", example=SERIES_CONFLICT_EXAMPLE)
     @authorize(policy, "create")
     def post(self, data):
-        """Book a series: every session in one transaction, or none (409 series_conflict)"""
+        """Book a series: every session in one transaction, or none (409 series_conflict)
+
+        `sessions` books some sessions at the preview's alternatives instead of the planned
+        starts; starts that together break the protocol are 409 (`protocol_spacing`,
+        `protocol_window`, `protocol_rhythm`) unless a provider or an admin confirms with
+        `override.reason`."""
         view = services.create_series(unit_of_work(), current_actor(),
                                       services.SeriesRequest(**_request(data)), now=utcnow())
         return view, 201, {**etag(view.series), "Location": f"/api/v1/series/{view.series.id}"}
@@ -150,4 +155,7 @@ class SeriesSessions(MethodView):
 def _request(data: dict) -> dict:
     data = dict(data)
     data["preferred_weekdays"] = tuple(sorted(set(data.get("preferred_weekdays", ()))))
+    data["sessions"] = tuple(services.SessionStart(**session)
+                             for session in data.get("sessions", ()))
+    data["override_reason"] = data.pop("override", {}).get("reason")
     return data

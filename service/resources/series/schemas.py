@@ -12,6 +12,7 @@ from service.domain.series.protocols import MAX_RRULE_LENGTH, PROTOCOLS
 from service.errors import CodedMessage
 from service.extensions import RecordSchema, Schema
 from service.parsing import Integer
+from service.resources.bookings.schemas import ProtocolOverrideSchema
 from service.resources.fields import STATE, ClockTime, Instant
 
 PROTOCOL_CODES = sorted(PROTOCOLS)
@@ -48,6 +49,17 @@ class ProtocolSchema(Schema):
 
 def _error(message: str, code: str, field: str) -> ma.ValidationError:
     return ma.ValidationError(CodedMessage(message, code), field)
+
+
+class SessionStartSchema(Schema):
+    index = Integer(required=True, validate=ma.validate.Range(min=1, max=52), metadata={
+        "description": "The session's 1-based number, as the preview numbers it"})
+    start = Instant(required=True, metadata={
+        "description": "This session's start instead of the planned one (e.g. the preview's "
+                       "alternative)"})
+    provider_id = ma.fields.UUID(metadata={
+        "description": "The session's provider (e.g. the alternative's); default: the "
+                       "series' provider, else any licensed one"})
 
 
 class SeriesRequestSchema(Schema):
@@ -87,6 +99,16 @@ class SeriesRequestSchema(Schema):
         "description": "Book the sessions as `pending` instead of `booked`"})
     note = ma.fields.String(validate=ma.validate.Length(max=500), metadata={
         "description": "Scheduling note on every session; no clinical detail"})
+    sessions = ma.fields.List(
+        ma.fields.Nested(SessionStartSchema), validate=ma.validate.Length(max=52),
+        metadata={"description": "Starts chosen for some sessions instead of the planned "
+                                 "ones (the preview's alternatives). Every booking rule "
+                                 "applies; together the sessions must keep the protocol "
+                                 "(409 protocol_spacing, protocol_window, protocol_rhythm) "
+                                 "unless override confirms"})
+    override = ma.fields.Nested(ProtocolOverrideSchema, metadata={
+        "description": "Confirm chosen starts that break the protocol, with a reason (a "
+                       "provider or an admin only; recorded on the series)"})
 
     @ma.validates_schema
     def _one_recurrence(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -190,12 +212,33 @@ class ProtocolWindowSchema(Schema):
     issues = ma.fields.List(ma.fields.String())
 
 
+class ProtocolOverrideRecordSchema(Schema):
+    id = ma.fields.UUID(required=True)
+    action = ma.fields.String(required=True, metadata={
+        "example": "reschedule", "description": "book, reschedule or cancel"})
+    booking_id = ma.fields.UUID(required=True, allow_none=True, metadata={
+        "description": "The session changed (none when the series was booked so)"})
+    rules = ma.fields.List(ma.fields.String(), required=True, metadata={
+        "example": ["protocol_spacing"], "description": "The protocol rules broken"})
+    issues = ma.fields.List(ma.fields.String(), required=True)
+    session_start = ma.fields.AwareDateTime(required=True, allow_none=True, metadata={
+        "description": "The session's new start (reschedule) or cancelled start"})
+    reason = ma.fields.String(required=True)
+    actor_key_id = ma.fields.UUID(required=True, allow_none=True, metadata={
+        "description": "The API key of the provider or admin who confirmed"})
+    confirmed_at = ma.fields.AwareDateTime(required=True)
+
+
 class SeriesDetailSchema(SeriesSchema):
     timezone = ma.fields.String(metadata={"example": "America/Phoenix"})
     progress = ma.fields.Nested(ProgressSchema)
     next_due = ma.fields.AwareDateTime(allow_none=True)
     protocol_window = ma.fields.Nested(ProtocolWindowSchema)
     occurrences = ma.fields.List(ma.fields.Nested(SessionSchema))
+    protocol_overrides = ma.fields.List(
+        ma.fields.Nested(ProtocolOverrideRecordSchema), required=True, metadata={
+            "description": "Changes that break the protocol, each confirmed by a provider "
+                           "or an admin with a reason"})
 
 
 class SeriesQueryArgsSchema(ma.Schema):

@@ -9,6 +9,7 @@ from service.auth import authorize
 from service.db import utcnow
 from service.domain.availability.policy import policy
 from service.domain.availability.search import find_open_slots
+from service.domain.clinic.cancellation import CancellationTerms
 from service.domain.time import in_zone
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
@@ -25,6 +26,7 @@ class Slots(MethodView):
     @blp.arguments(SlotQueryArgsSchema, location="query")
     @blp.response(200, SlotListSchema)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
     @authorize(policy, "search_slots")
     def get(self, args):
         """Search free slots for a service type"""
@@ -36,12 +38,17 @@ class Slots(MethodView):
             location_id=args.get("location_id"), patient_id=args.get("patient_id"),
             patient_state=args.get("patient_state"), limit=args["limit"])
         zone = found.timezone
+        terms = CancellationTerms.of(found.service_type)
         return {
             "service_type_id": found.service_type.id,
             "timezone": zone,
             "truncated": found.truncated,
+            "cancellation_policy": terms,
             "slots": [{"start": in_zone(s.start, zone).isoformat(),
                        "end": in_zone(s.end, zone).isoformat(),
-                       "provider_id": s.provider_id, "location_id": s.location_id}
+                       "provider_id": s.provider_id, "location_id": s.location_id,
+                       "late_cancel_from": in_zone(terms.late_from(s.start), zone).isoformat(),
+                       "patient_changes_until": in_zone(terms.patient_changes_until(s.start),
+                                                        zone).isoformat()}
                       for s in found.slots],
         }

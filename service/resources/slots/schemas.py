@@ -9,6 +9,7 @@ import marshmallow as ma
 
 from service.extensions import Schema
 from service.parsing import Integer
+from service.resources.clinic.schemas import CancellationPolicySchema
 from service.resources.fields import STATE, Instant, TimeZone, coded_error, supported
 
 
@@ -59,10 +60,17 @@ class SlotSchema(Schema):
                                      "format": "date-time"})
     provider_id = ma.fields.UUID()
     location_id = ma.fields.UUID()
+    late_cancel_from = ma.fields.String(metadata={
+        "format": "date-time", "description": "Booked, a cancellation from then on is late"})
+    patient_changes_until = ma.fields.String(metadata={
+        "format": "date-time",
+        "description": "Booked, the patient may change or cancel it until then"})
 
 
 class SlotListSchema(Schema):
     service_type_id = ma.fields.UUID()
+    cancellation_policy = ma.fields.Nested(CancellationPolicySchema, metadata={
+        "description": "The service type's cancellation policy, to show before booking"})
     timezone = ma.fields.String(metadata={"example": "America/Phoenix"})
     slots = ma.fields.List(ma.fields.Nested(SlotSchema))
     truncated = ma.fields.Boolean(metadata={"description": "More slots exist than `limit`"})
