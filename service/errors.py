@@ -209,6 +209,23 @@ CODES: dict[str, tuple[int, str]] = {
                                      "watch limits (VITALS_ALERT_*)."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
+    # Every modality, the pill, and how to prepare
+    "home_route_not_allowed": (422, "Only the pill (oral or sublingual) is taken at home."),
+    "home_check_in_telehealth": (422, "A home protocol's visits are telehealth check-ins of a "
+                                      "cleared patient."),
+    "clinic_dose_in_chair": (422, "A dose in the clinic is given in person, in a chair, to a "
+                                  "cleared patient."),
+    "rems_route_mismatch": (422, "Intranasal esketamine, and only it, is given under the REMS."),
+    "monitoring_too_short": (422, "A dose in the clinic is followed by its route's least "
+                                  "monitoring time."),
+    "reminder_wording_not_phi_free": (422, "A reminder wording names a drug, a diagnosis or a "
+                                           "treatment."),
+    "reminder_wording_not_gsm7": (422, "A reminder wording uses characters an SMS cannot "
+                                       "carry."),
+    "first_dose_in_clinic_required": (409, "The pill is taken at home only after a completed "
+                                           "first dose in the clinic."),
+    "protocol_service_mismatch": (422, "A home protocol's check-ins need an at-home service "
+                                       "type, and an at-home service type a home protocol."),
     # Escalated alerts and the on-call rota
     "on_call_contact_not_found": (404, "No such on-call contact."),
     "contact_address_required": (422, "An on-call contact needs an email address or a "

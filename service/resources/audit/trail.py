@@ -46,6 +46,7 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "patients.patients_deactivation": ("patient", {"POST": UPDATE}),
     "bookings.Bookings": ("booking", {"GET": READ, "POST": CREATE}),
     "bookings.BookingById": ("booking", {"GET": READ}),
+    "bookings.BookingInstructions": ("booking", {"GET": READ}),
     "bookings.BookingReschedule": ("booking", {"POST": UPDATE}),
     "bookings.BookingCancellation": ("booking", {"POST": UPDATE}),
     "bookings.booking_confirm": ("booking", {"POST": UPDATE}),
