@@ -7,7 +7,7 @@ the start (the rows already there: 0); service_types.preparation / after_care: i
 (JSON lists of {"text", "reminder"}; NULL: none).
 
 Revision ID: 7c3a9e5d1f20
-Revises: 63061fad3e19
+Revises: 7c3a9e51d2b8
 Create Date: 2026-11-30 08:30:00.000000+00:00
 """
 from alembic import op
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = '7c3a9e5d1f20'
-down_revision = '63061fad3e19'
+down_revision = '7c3a9e51d2b8'
 branch_labels = None
 depends_on = None
 
