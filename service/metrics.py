@@ -102,7 +102,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         depth = GaugeMetricFamily("clinic_outbox_depth",
-                                  "Messages waiting to be sent (open or being sent)", labels=["outbox"])
+                                  "Messages waiting to be sent (open or being sent)",
+                                  labels=["outbox"])
         oldest = GaugeMetricFamily("clinic_outbox_oldest_due_age_seconds",
                                    "How long the oldest due message has been due (0: none)",
                                    labels=["outbox"])

@@ -61,8 +61,8 @@ def test_requests_bookings_slot_searches_and_outboxes_are_counted_without_phi(ap
     with api.app.app_context():
         uow = unit_of_work()
         with uow:
-            uow.session.add(Alert(patient_id=uuid.UUID(other["id"]), kind=AlertKind.VITALS_OUT_OF_RANGE,
-                                  urgent=True))
+            uow.session.add(Alert(patient_id=uuid.UUID(other["id"]),
+                                  kind=AlertKind.VITALS_OUT_OF_RANGE, urgent=True))
             uow.commit()
     after, text = scrape(api)
 
