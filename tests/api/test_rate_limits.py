@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -21,6 +18,7 @@ from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
+from tests import processes
 
 LIMITS = {"RATE_LIMIT_ROLES": "staff=3/minute,patient=2/minute",
           "RATE_LIMIT_KEY_CHECKS": "2/minute", "RATE_LIMIT_ANONYMOUS": "2/minute",
@@ -136,36 +134,11 @@ def test_role_limits_are_configurable_and_checked():
 # Redis: shared by instances, failing open -------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def redis_server(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def redis_server(tmp_path) -> Iterator[tuple[processes.Process, str]]:
     """A Redis of this test's own on a spare port (never the shared one on 6379)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    try:
-        yield process, f"redis://127.0.0.1:{port}/3"
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+    with processes.redis_server(tmp_path) as (server, url):
+        yield server, url.rsplit("/", 1)[0] + "/3"
 
 
 def test_two_instances_share_the_limit_through_redis(app, monkeypatch, redis_server):
@@ -186,8 +159,7 @@ def test_limits_fail_open_when_redis_stops(app, monkeypatch, redis_server, caplo
     client = instance.test_client()
     token = issue(instance, Role.STAFF)
     assert client.get("/api/v1/providers", headers=bearer(token)).status_code == 200
-    process.terminate()
-    process.wait(timeout=10)
+    process.stop()
     before = RATE_LIMIT_STORAGE_ERRORS._value.get()
     with caplog.at_level(logging.WARNING):
         started = time.monotonic()
