@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import faults, harness, outbox_kill, race, reminders, slots, writes
+from bench import faults, harness, operations, outbox_kill, race, reminders, slots, writes
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
@@ -22,6 +22,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("reminders", reminders.run),
     ("faults", faults.run),
     ("outbox_kill", outbox_kill.run),
+    ("operations", operations.run),
 ]
 
 
