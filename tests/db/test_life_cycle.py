@@ -10,7 +10,12 @@ import socket
 import threading
 import time
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from service.config import Settings
+from service.domain.access import services as keys
+from service.domain.access.actor import Role
+from service.extensions import unit_of_work
 from service.scheduler import OutboxScheduler
 from tests import processes
 
@@ -72,3 +77,29 @@ def test_the_scheduler_waits_for_its_jobs_within_the_grace(app):
 def test_scheduler_grace_is_configurable():
     assert Settings.from_env({}).scheduler_grace_seconds == 30
     assert Settings.from_env({"SCHEDULER_GRACE_SECONDS": "5"}).scheduler_grace_seconds == 5
+
+
+def test_metrics_add_up_across_gunicorn_workers_and_the_scheduler_exports_its_own(app,
+                                                                                 tmp_path):
+    with app.app_context():
+        admin = keys.issue_key(unit_of_work(), role=Role.ADMIN, label="scraper").key
+    env = {"DATABASE_URL": app.config["DATABASE_URL"], "SCHEDULER_METRICS_PORT":
+           str(processes.free_port()), "REMINDER_CHANNEL": "log", "WEBHOOK_CHANNEL": "log"}
+    with processes.gunicorn("metrics", env, tmp_path, workers=2) as server, \
+            processes.scheduler("scheduler", env, tmp_path):
+        for _ in range(20):
+            assert processes.call(server.port, "GET", "/healthz")[0] == 200
+        status, headers, body = processes.call(server.port, "GET", "/metrics", headers={
+            "Authorization": f"Bearer {admin}"})
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(body.decode())
+                   for s in family.samples}
+        assert samples[("clinic_http_requests_total", (
+            ("method", "GET"), ("route", "/healthz"), ("status", "200")))] >= 20
+        status, _, exported = processes.call(int(env["SCHEDULER_METRICS_PORT"]), "GET",
+                                             "/metrics")
+        assert status == 200
+        text = exported.decode()
+        assert 'clinic_outbox_depth{outbox="reminders"}' in text
+        assert "clinic_scheduler_job_duration_seconds_count" in text
