@@ -31,7 +31,7 @@ accesslog = None if os.environ.get("LOG_FORMAT", "text").strip().lower() == "jso
 
 _run_dir = tempfile.mkdtemp(prefix="clinic-gunicorn-")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_run_dir, "metrics"))
-os.environ.setdefault("CLINIC_DRAIN_FILE", os.path.join(_run_dir, "draining"))
+os.environ["CLINIC_DRAIN_FILE"] = os.path.join(_run_dir, "draining")  # this server's own
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
