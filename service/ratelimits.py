@@ -128,7 +128,9 @@ def _now() -> float:
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
-    logging.getLogger("flask-limiter").addFilter(_StorageErrors())
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(existing, _StorageErrors) for existing in limiter_log.filters):
+        limiter_log.addFilter(_StorageErrors())  # once per process, however many apps
     options: dict[str, float] = {}
     if settings.redis_url:
         options = {"socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
