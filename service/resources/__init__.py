@@ -19,7 +19,7 @@ from service.resources.consultations.routes import (
 )
 from service.resources.fhir.routes import blp as fhir_blp
 from service.resources.health import blp as health_blp
-from service.resources.metrics import blp as metrics_blp
+from service.resources.operations.routes import blp as metrics_blp
 from service.resources.patients.routes import blp as patients_blp
 from service.resources.providers.routes import blp as providers_blp
 from service.resources.reminders.routes import blp as reminders_blp
