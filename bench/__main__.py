@@ -13,7 +13,18 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import connected, faults, harness, outbox_kill, race, reminders, slots, waitlist, writes
+from bench import (
+    connected,
+    faults,
+    harness,
+    operations,
+    outbox_kill,
+    race,
+    reminders,
+    slots,
+    waitlist,
+    writes,
+)
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
@@ -24,6 +35,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("outbox_kill", outbox_kill.run),
     ("waitlist", waitlist.run),
     ("connected", connected.run),
+    ("operations", operations.run),
 ]
 
 

@@ -34,7 +34,7 @@ BEARER_SCHEME = {
 
 # The API and the FHIR facade take API keys; a calendar feed URL carries its own secret
 # token instead (calendar clients cannot send headers), checked by the feed's use case.
-AUTHENTICATED_PREFIXES = ("/api/", "/fhir/")
+AUTHENTICATED_PREFIXES = ("/api/", "/fhir/", "/metrics")
 CALENDAR_FEED_PATH = re.compile(r"/api/v1/calendars/[^/]+\.ics")
 # FHIR clients fetch the server's CapabilityStatement before they have a key.
 PUBLIC_PATHS = frozenset({"/fhir/R4/metadata"})

@@ -24,6 +24,12 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+# RATE_LIMIT_ROLES: requests per API key, by the key's role (limits' notation).
+DEFAULT_ROLE_LIMITS: tuple[tuple[str, str], ...] = (
+    ("admin", "600/minute"), ("staff", "1200/minute"), ("provider", "600/minute"),
+    ("patient", "120/minute"), ("integration", "1200/minute"))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=_default_database_url)
@@ -111,6 +117,18 @@ class Settings:
     calendar_timeout_seconds: float = 15.0
     calendar_allow_private_targets: bool = False
     calendar_write_poll_seconds: float = 10.0
+    # Operations (service/observability.py, service/ratelimits.py, the life cycle)
+    log_format: str = "text"  # LOG_FORMAT: text (local default) or json (one object a line)
+    redis_url: str | None = None  # REDIS_URL: shared rate-limit storage (memory without it)
+    rate_limit_roles: tuple[tuple[str, str], ...] = DEFAULT_ROLE_LIMITS
+    rate_limit_anonymous: str = "300/minute"  # per client address, calls without a key
+    rate_limit_key_checks: str = "20/minute"  # refused keys (401) per client address
+    rate_limit_calendar_feeds: str = "60/minute"  # feed fetches per client address
+    scheduler_metrics_port: int = 0  # SCHEDULER_METRICS_PORT: 0 = no exporter
+    scheduler_grace_seconds: float = 30.0  # SIGTERM: the sends in flight get this long
+    drain_file: str | None = None  # CLINIC_DRAIN_FILE: set by gunicorn.conf.py
+    host: str = "127.0.0.1"  # HOST: also the scheduler's metrics exporter's address
+    webhook_channel: str = "live"  # WEBHOOK_CHANNEL: live (HTTP) or log (nothing leaves)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -136,6 +154,7 @@ class Settings:
             **_alert_settings(env, defaults),
             **_waitlist_settings(env, defaults),
             **_connected_calendar_settings(env, defaults),
+            **_operations_settings(env, defaults),
         )
 
 
@@ -361,4 +380,38 @@ def _connected_calendar_settings(env: Mapping[str, str], defaults: Settings) -> 
             raise ValueError(f"{name.upper()} must be positive")
     if values["calendar_stale_multiple"] < 1:
         raise ValueError("CALENDAR_STALE_MULTIPLE must be at least 1")
+def _operations_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """LOG_FORMAT, REDIS_URL, RATE_LIMIT_*, SCHEDULER_METRICS_PORT, SCHEDULER_GRACE_SECONDS,
+    CLINIC_DRAIN_FILE, HOST, WEBHOOK_CHANNEL."""
+    log_format = env.get("LOG_FORMAT", defaults.log_format).strip().lower()
+    if log_format not in {"text", "json"}:
+        raise ValueError("LOG_FORMAT must be text or json")
+    roles = dict(defaults.rate_limit_roles)
+    for part in _csv(env.get("RATE_LIMIT_ROLES", "")):
+        role, equals, limit = part.partition("=")
+        if not equals or role.strip() not in roles or not limit.strip():
+            raise ValueError("RATE_LIMIT_ROLES looks like staff=1200/minute,patient=60/minute "
+                             f"(roles: {', '.join(roles)})")
+        roles[role.strip()] = limit.strip()
+    values: dict[str, Any] = {
+        "log_format": log_format,
+        "redis_url": env.get("REDIS_URL") or None,
+        "rate_limit_roles": tuple(roles.items()),
+        "rate_limit_anonymous": env.get("RATE_LIMIT_ANONYMOUS", defaults.rate_limit_anonymous),
+        "rate_limit_key_checks": env.get("RATE_LIMIT_KEY_CHECKS",
+                                         defaults.rate_limit_key_checks),
+        "rate_limit_calendar_feeds": env.get("RATE_LIMIT_CALENDAR_FEEDS",
+                                             defaults.rate_limit_calendar_feeds),
+        "scheduler_metrics_port": _non_negative(
+            "SCHEDULER_METRICS_PORT", env.get("SCHEDULER_METRICS_PORT", "0")),
+        "scheduler_grace_seconds": float(
+            env.get("SCHEDULER_GRACE_SECONDS", defaults.scheduler_grace_seconds)),
+        "drain_file": env.get("CLINIC_DRAIN_FILE") or None,
+        "host": env.get("HOST", defaults.host),
+        "webhook_channel": env.get("WEBHOOK_CHANNEL", defaults.webhook_channel).strip().lower(),
+    }
+    if values["webhook_channel"] not in {"live", "log"}:
+        raise ValueError("WEBHOOK_CHANNEL must be live or log")
+    if values["scheduler_grace_seconds"] <= 0:
+        raise ValueError("SCHEDULER_GRACE_SECONDS must be positive")
     return values

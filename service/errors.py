@@ -288,6 +288,8 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
     request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
+    if request:
+        g.problem_code = code  # for the request's metrics and log line
     body.update(extras)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():

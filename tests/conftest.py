@@ -69,7 +69,10 @@ def app(database_url: str):
     migrate.upgrade(database_url)
     # Tests book days ahead (minimum notice) and check in at once: check-in opens a year
     # before the visit here; the clinic's window is tested in tests/api/test_watched_doses.py.
-    application = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    # Rate limits off for the shared app (one client address for the whole suite); their
+    # own tests (tests/api/test_rate_limits.py) build apps with them on.
+    application = create_app({"DATABASE_URL": database_url, "TESTING": True,
+                              "RATELIMIT_ENABLED": False})
     application.config["SETTINGS"] = dataclasses.replace(
         application.config["SETTINGS"], check_in_opens_minutes=366 * 24 * 60)
     contract.install(application)

@@ -307,7 +307,8 @@ class OutboxRunner(Generic[ItemT]):
             for adapter in adapters.values():
                 adapter.close()
         if any(report.counts.values()):
-            log.info("%s: %s", self.outbox.summary, report)
+            log.info("%s: %s", self.outbox.summary, report,
+                     extra={"job": self.outbox.name, "outcome": dict(report.counts)})
         return report
 
     def claim(self, at: datetime, *, limit: int, report: Report | None = None) -> Claim[ItemT]:

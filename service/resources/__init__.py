@@ -21,6 +21,7 @@ from service.resources.consultations.routes import (
 from service.resources.fhir.routes import blp as fhir_blp
 from service.resources.health import blp as health_blp
 from service.resources.oncall.routes import blp as oncall_blp
+from service.resources.operations.routes import blp as metrics_blp
 from service.resources.patients.routes import blp as patients_blp
 from service.resources.providers.routes import blp as providers_blp
 from service.resources.reminders.routes import blp as reminders_blp
@@ -41,5 +42,6 @@ def register_blueprints(api: Api) -> None:
     for blueprint in MODULES:
         api.register_blueprint(blueprint)
     api.register_blueprint(health_blp)
+    api.register_blueprint(metrics_blp)
     # A page, not an API resource: registered on the app itself, so it has no OpenAPI entry.
     api._app.register_blueprint(board_page)

@@ -49,6 +49,8 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     # Liveness and readiness probes.
     "/healthz": {"GET"},
     "/readyz": {"GET"},
+    # The service's own metrics (counts and durations by route template; admin key).
+    "/metrics": {"GET"},
     # The clinic's directory: providers, their licenses, hours and time off.
     "/api/v1/providers": {"GET", "POST"},
     "/api/v1/providers/<uuid:provider_id>": {"GET", "PATCH"},

@@ -128,6 +128,8 @@ NOT_PATIENT_DATA = frozenset({
     "docs_assets.home", "docs_assets.swagger_asset", "docs_assets.problem_type",
     "api-docs.openapi_json", "api-docs.openapi_swagger_ui",
     "health.Liveness", "health.Readiness",
+    # The service's own figures (counts and durations by route template, no ids).
+    "metrics.Metrics",
     # The clinic's directory: providers, licenses, availability and time off, locations,
     # service types, treatment protocols; FHIR Practitioner and Schedule are the same.
     "providers.providers_collection", "providers.providers_item",
