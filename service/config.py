@@ -380,6 +380,9 @@ def _connected_calendar_settings(env: Mapping[str, str], defaults: Settings) -> 
             raise ValueError(f"{name.upper()} must be positive")
     if values["calendar_stale_multiple"] < 1:
         raise ValueError("CALENDAR_STALE_MULTIPLE must be at least 1")
+    return values
+
+
 def _operations_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
     """LOG_FORMAT, REDIS_URL, RATE_LIMIT_*, SCHEDULER_METRICS_PORT, SCHEDULER_GRACE_SECONDS,
     CLINIC_DRAIN_FILE, HOST, WEBHOOK_CHANNEL."""
