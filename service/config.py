@@ -91,6 +91,10 @@ class Settings:
     # An Idempotency-Key left in progress is free again after this (a request's worker is
     # dead by then): the worker timeout plus a margin for the arbiter's check and the kill.
     idempotency_lease_seconds: float = 35.0
+    # Performance (issue 14): the slot cache (Redis when set, else in-process memory) and how
+    # long a worker may keep an API key it looked up (a revocation takes effect within it).
+    redis_url: str | None = None
+    api_key_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -113,6 +117,9 @@ class Settings:
             **_integration_settings(env, defaults),
             **_consultation_settings(env, defaults),
             **_database_settings(env, defaults),
+            redis_url=env.get("REDIS_URL") or None,
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS",
+                                                defaults.api_key_cache_seconds)),
         )
 
 
