@@ -95,6 +95,7 @@ class Settings:
     # long a worker may keep an API key it looked up (a revocation takes effect within it).
     redis_url: str | None = None
     api_key_cache_seconds: float = 5.0
+    reminder_send_concurrency: int = 8  # sends in flight at once per scheduler (PostgreSQL)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -120,6 +121,8 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS",
                                                 defaults.api_key_cache_seconds)),
+            reminder_send_concurrency=max(1, int(env.get(
+                "REMINDER_SEND_CONCURRENCY", defaults.reminder_send_concurrency))),
         )
 
 
