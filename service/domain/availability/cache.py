@@ -110,6 +110,16 @@ class RedisStore:
             self._failed(error)
 
 
+class NullStore:
+    """Never answers: every search computes (benchmarks of the engine itself)."""
+
+    def get(self, key: str) -> bytes | None:
+        return None
+
+    def set(self, key: str, value: bytes) -> None:
+        return None
+
+
 _store: list[Store] = [MemoryStore()]
 
 
@@ -117,6 +127,12 @@ def configure(redis_url: str | None) -> Store:
     """Use Redis at this URL for every search of this process (the memory store if None)."""
     _store[0] = RedisStore(redis_url) if redis_url else MemoryStore()
     return _store[0]
+
+
+def use(store: Store) -> Store:
+    """Use this store from now on; the one it replaces is returned."""
+    previous, _store[0] = _store[0], store
+    return previous
 
 
 def store() -> Store:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import DateTime, select, type_coerce
+from sqlalchemy import DateTime, and_, or_, select, type_coerce
 
 from service.domain.access.actor import Actor
 from service.domain.availability import cache, versions
@@ -223,19 +223,24 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
+    # The provider's bookings and (a patient's search or booking) the patient's own, in one
+    # statement; each filter is served by its index (ix_bookings_provider_ends,
+    # ix_bookings_patient_hold_ends), so past bookings are never read.
+    of_providers = and_(Booking.provider_id.in_(provider_ids),
+                        Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
+    of_patient = and_(Booking.patient_id == patient_id, Booking.hold_ends_at > lo,
+                      Booking.starts_at < hi) if patient_id is not None else None
     rows = connection.execute(select(
-        Booking.provider_id, instant(Booking.provider_starts_at),
-        instant(Booking.provider_ends_at),
-    ).where(holding, not_excluded, Booking.provider_id.in_(provider_ids),
-            Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)).all()
-    for provider_id, block_start, block_end in rows:
-        schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
-    if patient_id is not None:
-        rows = connection.execute(select(
-            instant(Booking.starts_at), instant(Booking.hold_ends_at)).where(
-            holding, not_excluded, Booking.patient_id == patient_id,
-            Booking.hold_ends_at > lo, Booking.starts_at < hi)).all()
-        schedule.patient_busy = [engine.Interval(s, e) for s, e in rows]
+        Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
+        instant(Booking.provider_ends_at), instant(Booking.starts_at),
+        instant(Booking.hold_ends_at),
+    ).where(holding, not_excluded, of_providers if of_patient is None
+            else or_(of_providers, of_patient))).all()
+    for provider_id, of, block_start, block_end, starts_at, hold_end in rows:
+        if provider_id in schedule.providers and block_end > lo and block_start < hi:
+            schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
+        if of_patient is not None and of == patient_id and hold_end > lo and starts_at < hi:
+            schedule.patient_busy.append(engine.Interval(starts_at, hold_end))
     if service_type.needs_chair:
         for location in locations:
             schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
