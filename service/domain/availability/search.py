@@ -16,10 +16,12 @@ import itertools
 import json
 import time as clock
 import uuid
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 
 from sqlalchemy import DateTime, and_, or_, select, type_coerce
 
@@ -103,8 +105,18 @@ class Schedule:
     chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
     # Shared between providers: working windows per weekly pattern, licensed days per set of
     # credentials (see ``windows``).
-    _patterns: dict[tuple, list[engine.Interval]] = field(default_factory=dict, repr=False)
-    _licensed: dict[tuple, list[engine.Interval]] = field(default_factory=dict, repr=False)
+    _patterns: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                          repr=False)
+    _licensed: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                          repr=False)
+    _windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                         repr=False)
+    _shared_windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict,
+                                                                init=False, repr=False)
+    _window_bounds: dict[tuple, tuple[list[datetime], list[datetime]]] = field(
+        default_factory=dict, init=False, repr=False)
+    _busy_sorted: dict[uuid.UUID, tuple[list[engine.Interval], list[datetime], timedelta]] = (
+        field(default_factory=dict, init=False, repr=False))
 
     @functools.cached_property
     def rules(self) -> engine.SlotRules:
@@ -121,6 +133,14 @@ class Schedule:
         Providers often share one weekly pattern (and licenses): the working windows of a
         pattern and the licensed days of a set of credentials are built once per schedule
         and shared, then each provider's own time off is cut out."""
+        pair = (provider_id, location_id)
+        found = self._windows.get(pair)
+        if found is None:
+            found = self._windows[pair] = self._pair_windows(provider_id, location_id)
+        return found
+
+    def _pair_windows(self, provider_id: uuid.UUID, location_id: uuid.UUID
+                      ) -> list[engine.Interval]:
         location = self.locations[location_id]
         weekly = self.weekly.get((provider_id, location_id), [])
         overrides = self.overrides.get((provider_id, location_id), {})
@@ -135,10 +155,14 @@ class Schedule:
             working = self._patterns[pattern] = engine.working_windows(
                 weekly, [engine.DateOverride(day=day, hours=hours) for day, hours in pattern[1]],
                 [], location.timezone, first, last)
-        time_off = self.time_off.get(provider_id)
+        time_off = tuple(self.time_off.get(provider_id, ()))
+        credentials = tuple(self.credentials.get(provider_id, ()))
+        shared = (pattern, time_off, credentials)  # providers alike share their windows
+        found = self._shared_windows.get(shared)
+        if found is not None:
+            return found
         if time_off:
             working = engine.subtract(working, time_off)
-        credentials = tuple(self.credentials.get(provider_id, ()))
         licence = (credentials, location.timezone, first, last)
         licensed = self._licensed.get(licence)
         if licensed is None:
@@ -149,7 +173,8 @@ class Schedule:
                                            modality=self.service_type.modality,
                                            patient_state=self.patient_state)
             ]
-        return engine.intersect(working, licensed)
+        found = self._shared_windows[shared] = engine.intersect(working, licensed)
+        return found
 
     def licensed_on(self, provider_id: uuid.UUID, location: Location, start: datetime) -> bool:
         day = in_zone(start, location.timezone).date()
@@ -166,12 +191,45 @@ class Schedule:
 
     def starts(self, provider_id: uuid.UUID, location_id: uuid.UUID, *, earliest: datetime,
                latest: datetime) -> Iterator[datetime]:
-        """The free starts one at a time, earliest first (computed as they are taken)."""
+        """The free starts one at a time, earliest first (computed as they are taken). Only
+        the windows and the busy intervals near ``[earliest, latest]`` are handed to the
+        engine (found by bisection), so a day of a long range costs about a day."""
+        windows = self.windows(provider_id, location_id)
+        if windows:
+            starts, ends = self._bounds(provider_id, location_id, windows)
+            windows = windows[bisect_right(ends, earliest):bisect_right(starts, latest)]
+        rules = self.rules
         return engine.iter_slots(
-            windows=self.windows(provider_id, location_id), rules=self.rules,
-            provider_busy=self.provider_busy.get(provider_id, []),
+            windows=windows, rules=rules,
+            provider_busy=self._busy_near(provider_id, earliest - rules.buffer_before,
+                                          latest + rules.duration + rules.buffer_after),
             patient_busy=self.patient_busy, chairs_busy=self.chairs(location_id),
             earliest=earliest, latest=latest)
+
+    def _bounds(self, provider_id: uuid.UUID, location_id: uuid.UUID,
+                windows: list[engine.Interval]) -> tuple[list[datetime], list[datetime]]:
+        """The windows' starts and ends (both ascending: the windows are merged)."""
+        pair = (provider_id, location_id)
+        found = self._window_bounds.get(pair)
+        if found is None:
+            found = self._window_bounds[pair] = ([w.start for w in windows],
+                                                 [w.end for w in windows])
+        return found
+
+    def _busy_near(self, provider_id: uuid.UUID, low: datetime, high: datetime
+                   ) -> list[engine.Interval]:
+        """The provider's busy intervals that may reach into ``(low, high)`` (a superset:
+        the engine filters exactly): sorted once by start, sliced by bisection."""
+        found = self._busy_sorted.get(provider_id)
+        if found is None:
+            busy = sorted(self.provider_busy.get(provider_id, []), key=_START)
+            longest = max((i.end - i.start for i in busy), default=timedelta(0))
+            found = self._busy_sorted[provider_id] = (busy, [i.start for i in busy], longest)
+        busy, starts, longest = found
+        return busy[bisect_right(starts, low - longest):bisect_left(starts, high)]
+
+
+_START = attrgetter("start")
 
 
 def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
@@ -426,17 +484,26 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
                  ) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
     """Every free (start, provider id, location id), earliest first.
 
-    Each (location, provider) pair yields its starts lazily and in order; they are merged, so
-    a caller that stops after ``limit`` never computes the starts after it (the engine's
-    stop at the limit). Ties are ordered by provider id, then location id."""
-    def tagged(provider_id: uuid.UUID, location_id: uuid.UUID
-               ) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
-        for start_at in schedule.starts(provider_id, location_id, earliest=earliest,
-                                        latest=latest):
+    Day by day: the range is cut into consecutive spans, the first a day long and each next
+    one twice as long; within a span each (location, provider) pair yields its starts
+    lazily and in order, and they are merged. A caller that stops after ``limit`` (a search)
+    never computes the starts, nor the busy ranges, of the days after it. Ties are ordered
+    by provider id, then location id."""
+    def tagged(provider_id: uuid.UUID, location_id: uuid.UUID, low: datetime,
+               high: datetime) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
+        for start_at in schedule.starts(provider_id, location_id, earliest=low,
+                                        latest=high):
             yield start_at, provider_id, location_id
 
-    return heapq.merge(*[tagged(provider.id, location.id)
-                         for location in locations for provider in providers])
+    low, span = earliest, FIRST_SPAN
+    while low <= latest:
+        high = min(latest, low + span - _MICROSECOND)
+        yield from heapq.merge(*[tagged(provider.id, location.id, low, high)
+                                 for location in locations for provider in providers])
+        low, span = high + _MICROSECOND, span * 2
+
+
+FIRST_SPAN = timedelta(days=1)
 
 
 def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
