@@ -31,6 +31,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("race", race.run),
     ("writes", writes.run),
     ("reminders", reminders.run),
+    ("reminders_40ms", lambda: reminders.run(gateway_delay=reminders.GATEWAY_DELAY)),
     ("faults", faults.run),
     ("outbox_kill", outbox_kill.run),
     ("waitlist", waitlist.run),

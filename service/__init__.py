@@ -11,6 +11,7 @@ from service import auth, bootstrap, browsers, errors, logs, metrics, ratelimits
 from service.cli import register_commands
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts
+from service.domain.availability import cache as slot_cache
 from service.extensions import Api
 from service.parsing import JSONProvider
 from service.resources import register_blueprints
@@ -79,6 +80,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
                                 timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
     app.extensions["clinic.bus"] = bootstrap.bootstrap(settings)
+    slot_cache.configure(app.config.get("REDIS_URL", settings.redis_url))
 
     browsers.init_app(app, settings)
     # First hooks: the request's log line and metrics, then the rate limits (before the key

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from service.domain.access import services as keys
 from service.domain.access.actor import Actor
@@ -66,7 +66,8 @@ def _authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>'.",
                               code="unauthenticated")
-    g.actor = keys.authenticate(unit_of_work(read_only=True), token.strip())
+    g.actor = keys.authenticate(unit_of_work(read_only=True), token.strip(), cache_seconds=(
+        current_app.config["SETTINGS"].api_key_cache_seconds))
 
 
 def _request_id_header(response):  # type: ignore[no-untyped-def]

@@ -119,7 +119,7 @@ class Settings:
     calendar_write_poll_seconds: float = 10.0
     # Operations (service/observability.py, service/ratelimits.py, the life cycle)
     log_format: str = "text"  # LOG_FORMAT: text (local default) or json (one object a line)
-    redis_url: str | None = None  # REDIS_URL: shared rate-limit storage (memory without it)
+    redis_url: str | None = None  # REDIS_URL: rate limits and slot cache (memory without it)
     rate_limit_roles: tuple[tuple[str, str], ...] = DEFAULT_ROLE_LIMITS
     rate_limit_anonymous: str = "300/minute"  # per client address, calls without a key
     rate_limit_key_checks: str = "20/minute"  # refused keys (401) per client address
@@ -129,6 +129,10 @@ class Settings:
     drain_file: str | None = None  # CLINIC_DRAIN_FILE: set by gunicorn.conf.py
     host: str = "127.0.0.1"  # HOST: also the scheduler's metrics exporter's address
     webhook_channel: str = "live"  # WEBHOOK_CHANNEL: live (HTTP) or log (nothing leaves)
+    # Performance (issue 14): the slot cache (Redis when set, else in-process memory) and how
+    # long a worker may keep an API key it looked up (a revocation takes effect within it).
+    api_key_cache_seconds: float = 5.0
+    reminder_send_concurrency: int = 8  # sends in flight at once per scheduler (PostgreSQL)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -155,6 +159,10 @@ class Settings:
             **_waitlist_settings(env, defaults),
             **_connected_calendar_settings(env, defaults),
             **_operations_settings(env, defaults),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS",
+                                                defaults.api_key_cache_seconds)),
+            reminder_send_concurrency=max(1, int(env.get(
+                "REMINDER_SEND_CONCURRENCY", defaults.reminder_send_concurrency))),
         )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, insert, select
 
 from service.config import Settings
 from service.domain.access.actor import Actor
+from service.domain.availability import versions
 from service.domain.connections.models import (
     CalendarConnection,
     ConnectionKind,
@@ -214,6 +215,9 @@ def update_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
                                code="invalid_input")
         turned_on = (changes.get("write_back") and not record.write_back) or (
             changes.get("active") and not record.active and record.write_back)
+        if "active" in changes and changes["active"] != record.active:
+            # Its busy time starts or stops blocking: cached slot answers must not survive.
+            versions.bump(uow.session, [versions.provider_scope(record.provider_id)])
         for name in ("label", "include_all_day", "write_back", "active"):
             if name in changes:
                 setattr(record, name, changes[name])
@@ -238,6 +242,7 @@ def remove_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
         record = _connection(uow, actor, provider_id, connection_id, lock=True)
         uow.session.execute(delete(ExternalBusy).where(
             ExternalBusy.connection_id == record.id))
+        versions.bump(uow.session, [versions.provider_scope(record.provider_id)])
         uow.session.delete(record)
 
     uow.run(work)
@@ -278,6 +283,8 @@ def replace_busy(session, record: CalendarConnection,  # type: ignore[no-untyped
              "starts_at": first, "ends_at": last} for first, last in intervals])
     record.busy_count = session.scalar(select(func.count()).select_from(ExternalBusy).where(
         ExternalBusy.connection_id == record.id)) or 0
+    if removed or intervals:  # the provider's slots changed: cached answers must not survive
+        versions.bump(session, [versions.provider_scope(record.provider_id)])
     return removed or 0, len(intervals)
 
 

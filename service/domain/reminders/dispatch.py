@@ -95,6 +95,8 @@ class ReminderOutbox:
         self.batch_size = settings.reminder_batch_size
         self.send_timeout_seconds = settings.channel_timeout_seconds
         self.retry_base_seconds = settings.reminder_retry_base_seconds
+        # Sends in flight at once per scheduler (PostgreSQL; the outbox runner's pool).
+        self.send_concurrency = settings.reminder_send_concurrency
 
     # Claim -------------------------------------------------------------------------------
 
