@@ -20,10 +20,12 @@ migrate: install
 seed: migrate
 	$(FLASK) seed-demo
 
-# The API and a reminder dispatcher (log channel by default) side by side; Ctrl-C stops both.
+# The API and a reminder dispatcher side by side; Ctrl-C stops both. Nothing leaves the
+# machine unless configured: reminders and webhook deliveries go to the scheduler's log.
 run: seed
 	@echo "Swagger UI: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/docs    Day board: http://$${HOST:-127.0.0.1}:$${PORT:-8000}/board"
 	@trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler' EXIT; trap 'exit 130' INT TERM; \
+	REMINDER_CHANNEL=$${REMINDER_CHANNEL:-log} WEBHOOK_CHANNEL=$${WEBHOOK_CHANNEL:-log} \
 	$(BIN)/python -m service.scheduler & scheduler=$$!; \
 	$(BIN)/gunicorn --config gunicorn.conf.py service.wsgi:app
 

@@ -13,16 +13,30 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import faults, harness, outbox_kill, race, reminders, slots, waitlist, writes
+from bench import (
+    connected,
+    faults,
+    harness,
+    operations,
+    outbox_kill,
+    race,
+    reminders,
+    slots,
+    waitlist,
+    writes,
+)
 
 BENCHMARKS: list[tuple[str, Callable[[], Any]]] = [
     ("slots", slots.run),
     ("race", race.run),
     ("writes", writes.run),
     ("reminders", reminders.run),
+    ("reminders_40ms", lambda: reminders.run(gateway_delay=reminders.GATEWAY_DELAY)),
     ("faults", faults.run),
     ("outbox_kill", outbox_kill.run),
     ("waitlist", waitlist.run),
+    ("connected", connected.run),
+    ("operations", operations.run),
 ]
 
 

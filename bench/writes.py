@@ -13,16 +13,18 @@ the bare rate.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time as wall_clock
 from datetime import timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from bench import harness
 from bench.clinic import EVERY_DAY, Clinic, issue_key, seed_clinic
+from service import create_app
 from service.db import Database
 from service.domain.bookings.models import Booking
 
@@ -69,6 +71,7 @@ class Result:
     bare: harness.Load
     bookings: int  # rows the service wrote (checked in the database)
     bare_rows: int
+    statements: dict[str, float] | None = None
 
     @property
     def share(self) -> float:
@@ -93,6 +96,9 @@ class Result:
                  f"(target >= {TARGET_SHARE}: {harness.verdict(self.share >= TARGET_SHARE)})"]
         for name, load in (("service", self.service), ("bare", self.bare)):
             lines += [f"  unexpected {name} answer: {failure}" for failure in load.failures]
+        if self.statements:
+            lines.append(f"  per request, in-process (median of {STATEMENT_SAMPLES}):")
+            lines += [f"    {name:<52} {value:g}" for name, value in self.statements.items()]
         return "\n".join(lines)
 
     def summarize(self) -> list[str]:
@@ -101,7 +107,9 @@ class Result:
                 f"{harness.ms(p(self.service.latencies, 99))} ms) vs bare "
                 f"{self.bare.rate:.0f} req/s (p99 {harness.ms(p(self.bare.latencies, 99))} ms)"
                 f" = {self.share:.2f} of the bare rate: target >= {TARGET_SHARE} "
-                f"{harness.verdict(self.share >= TARGET_SHARE)}"]
+                f"{harness.verdict(self.share >= TARGET_SHARE)}"] + [
+            f"writes {name}: {value:g} per request" for name, value in
+            (self.statements or {}).items() if name.endswith("statements")]
 
 
 def run() -> Result:
@@ -131,10 +139,72 @@ def run() -> Result:
             with database.read_sessions() as session:
                 written = session.scalar(select(func.count()).select_from(Booking)) or 0
                 bare_rows = session.scalar(text("SELECT count(*) FROM bench_bare")) or 0
+            statements = count_statements(url, clinic, authorization)
         finally:
             database.dispose()
     return Result(service=service_load, bare=bare_load, bookings=written - WARM_UP,
-                  bare_rows=bare_rows - WARM_UP)
+                  bare_rows=bare_rows - WARM_UP, statements=statements)
+
+
+STATEMENT_SAMPLES = 10
+
+
+def count_statements(url: str, clinic: Clinic, authorization: str) -> dict[str, float]:
+    """SQL statements (and connection checkouts) per request, in-process (Flask test client,
+    the service's own engines): a booking, one with an Idempotency-Key, one that conflicts
+    (409 with alternatives), and GET /api/v1/bookings/{id}. Medians of a few requests."""
+    app = create_app({"DATABASE_URL": url})
+    database = app.extensions["clinic.database"]
+    counts = {"statements": 0, "checkouts": 0}
+
+    def statement(*_: object) -> None:
+        counts["statements"] += 1
+
+    def checkout(*_: object) -> None:
+        counts["checkouts"] += 1
+
+    engines = {id(e): e for e in (database.writer, database.reader)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine.pool, "checkout", checkout)
+    client = app.test_client()
+    headers = {"Authorization": authorization}
+    # Later days than the load's bookings, distinct patients from the end of the list.
+    day = clinic.first_day + timedelta(days=20)
+    samples: dict[str, list[tuple[int, int]]] = {}
+
+    def measure(name: str, call) -> object:  # type: ignore[no-untyped-def]
+        counts.update(statements=0, checkouts=0)
+        response = call()
+        samples.setdefault(name, []).append((counts["statements"], counts["checkouts"]))
+        return response
+
+    try:
+        for n in range(STATEMENT_SAMPLES):
+            provider_id = clinic.provider_ids[n % len(clinic.provider_ids)]
+            body = {"patient_id": str(clinic.patient_ids[-1 - n]),
+                    "provider_id": str(provider_id),
+                    "service_type_id": str(clinic.service_types["consultation"].id),
+                    "location_id": str(clinic.virtual_id), "patient_state": "AZ",
+                    "start": clinic.local_iso(clinic.at(day + timedelta(days=n), 8 * 60))}
+            made = measure("POST /bookings", lambda b=body: client.post(
+                "/api/v1/bookings", json=b, headers=headers))
+            again = {**body, "start": clinic.local_iso(clinic.at(day + timedelta(days=n),
+                                                                 10 * 60))}
+            measure("POST /bookings with Idempotency-Key", lambda b=again, k=n: client.post(
+                "/api/v1/bookings", json=b, headers={**headers,
+                                                     "Idempotency-Key": f"bench-{k}"}))
+            taken = {**body, "patient_id": str(clinic.patient_ids[-100 - n])}
+            measure("POST /bookings, 409", lambda b=taken: client.post(
+                "/api/v1/bookings", json=b, headers=headers))
+            booking_id = made.get_json()["id"]  # type: ignore[attr-defined]
+            measure("GET /bookings/{id}", lambda i=booking_id: client.get(
+                f"/api/v1/bookings/{i}", headers=headers))
+    finally:
+        database.dispose()
+    return {f"{name}: {what}": statistics.median(sample[index] for sample in values)
+            for name, values in samples.items()
+            for index, what in ((0, "statements"), (1, "connections"))}
 
 
 def main(argv: list[str] | None = None) -> int:

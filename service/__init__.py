@@ -7,10 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from service import auth, bootstrap, browsers, errors
+from service import auth, bootstrap, browsers, errors, logs, metrics, ratelimits
 from service.cli import register_commands
 from service.config import Settings
 from service.db import Database, DatabaseTimeouts
+from service.domain.availability import cache as slot_cache
 from service.extensions import Api
 from service.parsing import JSONProvider
 from service.resources import register_blueprints
@@ -71,7 +72,7 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     if config_override:
         app.config.update(config_override)
     app.json = JSONProvider(app)  # field order kept; request JSON decoded with limits
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings)  # plain text, or JSON lines with LOG_FORMAT=json
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     database = Database.connect(app.config["DATABASE_URL"], app.config["DATABASE_REPLICA_URL"],
@@ -79,8 +80,14 @@ def create_app(config_override: dict[str, Any] | None = None) -> Flask:
                                 timeouts=DatabaseTimeouts.from_settings(settings))
     app.extensions["clinic.database"] = database
     app.extensions["clinic.bus"] = bootstrap.bootstrap(settings)
+    slot_cache.configure(app.config.get("REDIS_URL", settings.redis_url))
 
     browsers.init_app(app, settings)
+    # First hooks: the request's log line and metrics, then the rate limits (before the key
+    # check, so refused keys count against their address).
+    logs.init_app(app, settings)
+    metrics.init_app(app, database)
+    ratelimits.init_app(app, settings)
 
     api = Api(app)
     register_blueprints(api)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from service.domain.access import services as keys
 from service.domain.access.actor import Actor
@@ -34,7 +34,7 @@ BEARER_SCHEME = {
 
 # The API and the FHIR facade take API keys; a calendar feed URL carries its own secret
 # token instead (calendar clients cannot send headers), checked by the feed's use case.
-AUTHENTICATED_PREFIXES = ("/api/", "/fhir/")
+AUTHENTICATED_PREFIXES = ("/api/", "/fhir/", "/metrics")
 CALENDAR_FEED_PATH = re.compile(r"/api/v1/calendars/[^/]+\.ics")
 # FHIR clients fetch the server's CapabilityStatement before they have a key.
 PUBLIC_PATHS = frozenset({"/fhir/R4/metadata"})
@@ -66,7 +66,8 @@ def _authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>'.",
                               code="unauthenticated")
-    g.actor = keys.authenticate(unit_of_work(read_only=True), token.strip())
+    g.actor = keys.authenticate(unit_of_work(read_only=True), token.strip(), cache_seconds=(
+        current_app.config["SETTINGS"].api_key_cache_seconds))
 
 
 def _request_id_header(response):  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ from service.domain.availability.events import ScheduleOpened
 from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
+from service.domain.connections import writeback as connected_calendars
 from service.domain.consultations import services as consultations
 from service.domain.consultations.events import (
     AlertAcknowledged,
@@ -56,17 +57,21 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
 
     return {
         booking.BookingCreated: [planning(reminders.plan_new_booking),
-                                 webhooks.enqueue_booking_change],
+                                 webhooks.enqueue_booking_change,
+                                 connected_calendars.enqueue_writes],
         booking.BookingRescheduled: [planning(reminders.replan_rescheduled),
                                      webhooks.enqueue_booking_change,
-                                     waitlist.open_on_reschedule],
+                                     waitlist.open_on_reschedule,
+                                     connected_calendars.enqueue_writes],
         booking.BookingConfirmed: [planning(reminders.plan_confirmation),
-                                   waitlist.fill_on_confirmation],
+                                   waitlist.fill_on_confirmation,
+                                   connected_calendars.enqueue_writes],
         booking.BookingCheckedIn: [reminders.cancel_before_visit],
         booking.BookingCompleted: [consultations.open_rems_monitoring_task],
         booking.BookingCancelled: [reminders.cancel_on_cancellation,
                                    webhooks.enqueue_booking_change,
-                                   waitlist.open_on_cancellation],
+                                   waitlist.open_on_cancellation,
+                                   connected_calendars.enqueue_writes],
         booking.BookingNoShow: [reminders.cancel_on_no_show, webhooks.enqueue_booking_change],
         SeriesCreated: [webhooks.enqueue_series_created],
         ClearanceChanged: [patients.follow_clearance, attention.recheck_patient],

@@ -24,6 +24,12 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+# RATE_LIMIT_ROLES: requests per API key, by the key's role (limits' notation).
+DEFAULT_ROLE_LIMITS: tuple[tuple[str, str], ...] = (
+    ("admin", "600/minute"), ("staff", "1200/minute"), ("provider", "600/minute"),
+    ("patient", "120/minute"), ("integration", "1200/minute"))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=_default_database_url)
@@ -102,6 +108,31 @@ class Settings:
     # patient, and how often the scheduler looks for freed slots and lapsed offers.
     waitlist_hold_minutes: int = 30
     waitlist_poll_seconds: float = 5.0
+    # Connected calendars (service/domain/connections): busy time in, visits written back
+    calendar_secret_key: str | None = field(default=None, repr=False)  # a Fernet key
+    calendar_sync_poll_seconds: float = 60.0
+    calendar_sync_interval_minutes: int = 15  # a connection's default interval
+    calendar_stale_multiple: float = 3.0
+    calendar_sync_days: int = 120
+    calendar_timeout_seconds: float = 15.0
+    calendar_allow_private_targets: bool = False
+    calendar_write_poll_seconds: float = 10.0
+    # Operations (service/observability.py, service/ratelimits.py, the life cycle)
+    log_format: str = "text"  # LOG_FORMAT: text (local default) or json (one object a line)
+    redis_url: str | None = None  # REDIS_URL: rate limits and slot cache (memory without it)
+    rate_limit_roles: tuple[tuple[str, str], ...] = DEFAULT_ROLE_LIMITS
+    rate_limit_anonymous: str = "300/minute"  # per client address, calls without a key
+    rate_limit_key_checks: str = "20/minute"  # refused keys (401) per client address
+    rate_limit_calendar_feeds: str = "60/minute"  # feed fetches per client address
+    scheduler_metrics_port: int = 0  # SCHEDULER_METRICS_PORT: 0 = no exporter
+    scheduler_grace_seconds: float = 30.0  # SIGTERM: the sends in flight get this long
+    drain_file: str | None = None  # CLINIC_DRAIN_FILE: set by gunicorn.conf.py
+    host: str = "127.0.0.1"  # HOST: also the scheduler's metrics exporter's address
+    webhook_channel: str = "live"  # WEBHOOK_CHANNEL: live (HTTP) or log (nothing leaves)
+    # Performance (issue 14): the slot cache (Redis when set, else in-process memory) and how
+    # long a worker may keep an API key it looked up (a revocation takes effect within it).
+    api_key_cache_seconds: float = 5.0
+    reminder_send_concurrency: int = 8  # sends in flight at once per scheduler (PostgreSQL)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -126,6 +157,12 @@ class Settings:
             **_database_settings(env, defaults),
             **_alert_settings(env, defaults),
             **_waitlist_settings(env, defaults),
+            **_connected_calendar_settings(env, defaults),
+            **_operations_settings(env, defaults),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS",
+                                                defaults.api_key_cache_seconds)),
+            reminder_send_concurrency=max(1, int(env.get(
+                "REMINDER_SEND_CONCURRENCY", defaults.reminder_send_concurrency))),
         )
 
 
@@ -316,6 +353,8 @@ def _alert_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any
         raise ValueError("VITALS_ALERT_MOAAS and DISCHARGE_MOAAS are MOAA/S scores (0-5), "
                          "the alert level below the discharge level")
     return values
+
+
 def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
     """WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS."""
     hold = int(env.get("WAITLIST_HOLD_MINUTES", defaults.waitlist_hold_minutes))
@@ -323,3 +362,67 @@ def _waitlist_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, 
     if hold <= 0 or poll <= 0:
         raise ValueError("WAITLIST_HOLD_MINUTES and WAITLIST_POLL_SECONDS must be positive")
     return {"waitlist_hold_minutes": hold, "waitlist_poll_seconds": poll}
+
+
+def _connected_calendar_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """CALENDAR_SECRET_KEY, CALENDAR_SYNC_*, CALENDAR_STALE_MULTIPLE, CALENDAR_TIMEOUT_SECONDS,
+    CALENDAR_ALLOW_PRIVATE_TARGETS and CALENDAR_WRITE_POLL_SECONDS."""
+    values: dict[str, Any] = {
+        "calendar_secret_key": env.get("CALENDAR_SECRET_KEY") or None,
+        "calendar_sync_poll_seconds": float(
+            env.get("CALENDAR_SYNC_POLL_SECONDS", defaults.calendar_sync_poll_seconds)),
+        "calendar_sync_interval_minutes": int(
+            env.get("CALENDAR_SYNC_INTERVAL_MINUTES", defaults.calendar_sync_interval_minutes)),
+        "calendar_stale_multiple": float(
+            env.get("CALENDAR_STALE_MULTIPLE", defaults.calendar_stale_multiple)),
+        "calendar_sync_days": int(env.get("CALENDAR_SYNC_DAYS", defaults.calendar_sync_days)),
+        "calendar_timeout_seconds": float(
+            env.get("CALENDAR_TIMEOUT_SECONDS", defaults.calendar_timeout_seconds)),
+        "calendar_allow_private_targets": env.get(
+            "CALENDAR_ALLOW_PRIVATE_TARGETS", "").lower() in {"1", "true", "yes"},
+        "calendar_write_poll_seconds": float(
+            env.get("CALENDAR_WRITE_POLL_SECONDS", defaults.calendar_write_poll_seconds)),
+    }
+    for name, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{name.upper()} must be positive")
+    if values["calendar_stale_multiple"] < 1:
+        raise ValueError("CALENDAR_STALE_MULTIPLE must be at least 1")
+    return values
+
+
+def _operations_settings(env: Mapping[str, str], defaults: Settings) -> dict[str, Any]:
+    """LOG_FORMAT, REDIS_URL, RATE_LIMIT_*, SCHEDULER_METRICS_PORT, SCHEDULER_GRACE_SECONDS,
+    CLINIC_DRAIN_FILE, HOST, WEBHOOK_CHANNEL."""
+    log_format = env.get("LOG_FORMAT", defaults.log_format).strip().lower()
+    if log_format not in {"text", "json"}:
+        raise ValueError("LOG_FORMAT must be text or json")
+    roles = dict(defaults.rate_limit_roles)
+    for part in _csv(env.get("RATE_LIMIT_ROLES", "")):
+        role, equals, limit = part.partition("=")
+        if not equals or role.strip() not in roles or not limit.strip():
+            raise ValueError("RATE_LIMIT_ROLES looks like staff=1200/minute,patient=60/minute "
+                             f"(roles: {', '.join(roles)})")
+        roles[role.strip()] = limit.strip()
+    values: dict[str, Any] = {
+        "log_format": log_format,
+        "redis_url": env.get("REDIS_URL") or None,
+        "rate_limit_roles": tuple(roles.items()),
+        "rate_limit_anonymous": env.get("RATE_LIMIT_ANONYMOUS", defaults.rate_limit_anonymous),
+        "rate_limit_key_checks": env.get("RATE_LIMIT_KEY_CHECKS",
+                                         defaults.rate_limit_key_checks),
+        "rate_limit_calendar_feeds": env.get("RATE_LIMIT_CALENDAR_FEEDS",
+                                             defaults.rate_limit_calendar_feeds),
+        "scheduler_metrics_port": _non_negative(
+            "SCHEDULER_METRICS_PORT", env.get("SCHEDULER_METRICS_PORT", "0")),
+        "scheduler_grace_seconds": float(
+            env.get("SCHEDULER_GRACE_SECONDS", defaults.scheduler_grace_seconds)),
+        "drain_file": env.get("CLINIC_DRAIN_FILE") or None,
+        "host": env.get("HOST", defaults.host),
+        "webhook_channel": env.get("WEBHOOK_CHANNEL", defaults.webhook_channel).strip().lower(),
+    }
+    if values["webhook_channel"] not in {"live", "log"}:
+        raise ValueError("WEBHOOK_CHANNEL must be live or log")
+    if values["scheduler_grace_seconds"] <= 0:
+        raise ValueError("SCHEDULER_GRACE_SECONDS must be positive")
+    return values

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.domain.access import services as keys
 from service.domain.access.actor import SYSTEM, Role
@@ -25,6 +27,7 @@ from service.domain.clinic.models import (
     CancellationOutcome,
     Location,
     LocationKind,
+    Route,
     ServiceType,
 )
 from service.domain.consultations import scoring
@@ -57,6 +60,7 @@ from service.domain.providers.models import (
     LicenseStatus,
     Provider,
 )
+from service.domain.series import services as series
 from service.domain.waitlist import services as waitlist
 from service.uow import UnitOfWork
 
@@ -66,6 +70,68 @@ IV_CONTRAINDICATIONS = [c.value for c in (
     Contraindication.ARTERIOVENOUS_MALFORMATION, Contraindication.INTRACEREBRAL_HEMORRHAGE_HISTORY,
     Contraindication.HYPERSENSITIVITY, Contraindication.PREGNANCY)]
 ESKETAMINE_CONTRAINDICATIONS = [c.value for c in sorted(HARD_FOR_ESKETAMINE)]
+# The pill (oral or sublingual ketamine) declares the same as IV ketamine.
+PILL_CONTRAINDICATIONS = IV_CONTRAINDICATIONS
+
+
+def _say(text: str, reminder: str | None = None) -> dict[str, str | None]:
+    """An instruction: the patient's text, and its PHI-free wording for reminders (or None)."""
+    return {"text": text, "reminder": reminder}
+
+
+# How to prepare and what to do after, per kind of visit, in the demo clinic's words.
+DRIVER = _say("Arrive with a driver who will take you home: you may not drive after "
+              "ketamine.", "Arrive with a driver.")
+NO_DRIVING = _say("No driving, cycling or operating machinery until the next day, after a "
+                  "night's sleep.", "No driving until the next day.")
+INSTRUCTIONS: dict[str, dict[str, list[dict[str, str | None]]]] = {
+    "consultation": {
+        "preparation": [_say("Join the video call from a quiet, private place a few minutes "
+                             "early, with a list of the medicines you take.",
+                             "Join from a quiet, private place.")],
+        "after_care": []},
+    "iv-infusion": {
+        "preparation": [
+            _say("Eat lightly on the day of your infusion and nothing for 2 hours before it; "
+                 "clear fluids are fine until then.", "Eat lightly; nothing 2 h before."),
+            _say("Drink water the day before and the morning of your visit.", "Stay hydrated."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "esketamine": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours and nothing to drink for 30 minutes before your "
+                 "Spravato session.", "Nothing to eat 2 h before."),
+            _say("Use a nasal corticosteroid or decongestant, if you need one, at least 1 hour "
+                 "before the session."),
+            _say("Bring your Spravato REMS patient card; plan to stay at least 2 hours."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "oral-in-clinic": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours before your oral ketamine dose; clear fluids are "
+                 "fine.", "Nothing to eat 2 h before."),
+            _say("Bring the medicines you take and wear comfortable clothes."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "sublingual-in-clinic": {
+        "preparation": [
+            _say("Nothing to eat for 2 hours before your sublingual ketamine dose; clear "
+                 "fluids are fine.", "Nothing to eat 2 h before."),
+            _say("You will hold the lozenge under your tongue for about 15 minutes, then spit "
+                 "out what is left: do not swallow it."),
+            DRIVER],
+        "after_care": [NO_DRIVING]},
+    "sublingual-home": {
+        "preparation": [
+            _say("Take your prescribed sublingual dose at home only as prescribed, seated, "
+                 "with a sober adult in the home; keep the rest locked away.",
+                 "Have a support person at home."),
+            _say("Join the video check-in from a quiet, private place.",
+                 "Join from a quiet, private place.")],
+        "after_care": [_say("No driving until the next day after a home dose.",
+                            "No driving until the next day.")]},
+    "follow-up": {"preparation": [], "after_care": []},
+}
 # Treatments: patients change their own visits up to a day ahead; a late cancellation (48 h)
 # or a no-show of a chair costs a fee.
 TREATMENT_CANCELLATION = {"patient_notice_hours": 24,
@@ -142,7 +208,8 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         buffer_after_minutes=15, min_notice_minutes=24 * 60, horizon_days=90,
                         slot_interval_minutes=15, late_cancel_hours=48, needs_chair=True,
                         needs_clearance=True, reminder_plan=treatment_plan,
-                        contraindications=IV_CONTRAINDICATIONS, **TREATMENT_CANCELLATION),
+                        contraindications=IV_CONTRAINDICATIONS, route=Route.IV,
+                        arrive_early_minutes=15, **TREATMENT_CANCELLATION),
             ServiceType(code="esketamine", name="Esketamine (Spravato) session",
                         modality=Modality.IN_PERSON, duration_minutes=15, recovery_minutes=120,
                         buffer_before_minutes=15, buffer_after_minutes=0,
@@ -150,7 +217,32 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                         late_cancel_hours=48, needs_chair=True, needs_clearance=True,
                         requires_rems=True, reminder_plan=treatment_plan,
                         contraindications=ESKETAMINE_CONTRAINDICATIONS,
+                        route=Route.INTRANASAL, arrive_early_minutes=15,
                         **TREATMENT_CANCELLATION),
+            # The pill: in the clinic (a dose, monitoring in a chair, vitals), and at home
+            # (a prescribed protocol whose telehealth check-ins are booked as a series).
+            ServiceType(code="oral-in-clinic", name="Oral dose in clinic (monitored)",
+                        modality=Modality.IN_PERSON, duration_minutes=30, recovery_minutes=90,
+                        buffer_before_minutes=15, buffer_after_minutes=0,
+                        min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
+                        late_cancel_hours=48, needs_chair=True, needs_clearance=True,
+                        reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.ORAL, arrive_early_minutes=15,
+                        **TREATMENT_CANCELLATION),
+            ServiceType(code="sublingual-in-clinic", name="Sublingual dose in clinic "
+                        "(monitored)", modality=Modality.IN_PERSON, duration_minutes=30,
+                        recovery_minutes=90, buffer_before_minutes=15, buffer_after_minutes=0,
+                        min_notice_minutes=24 * 60, horizon_days=90, slot_interval_minutes=15,
+                        late_cancel_hours=48, needs_chair=True, needs_clearance=True,
+                        reminder_plan=treatment_plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.SUBLINGUAL, arrive_early_minutes=15,
+                        **TREATMENT_CANCELLATION),
+            ServiceType(code="sublingual-home", name="Home sublingual protocol: video "
+                        "check-in", modality=Modality.TELEHEALTH, duration_minutes=20,
+                        buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
+                        slot_interval_minutes=20, late_cancel_hours=12, needs_clearance=True,
+                        reminder_plan=plan, contraindications=PILL_CONTRAINDICATIONS,
+                        route=Route.SUBLINGUAL, at_home=True),
             ServiceType(code="follow-up", name="Follow-up check-in",
                         modality=Modality.TELEHEALTH, duration_minutes=20,
                         buffer_after_minutes=5, min_notice_minutes=60, horizon_days=60,
@@ -168,7 +260,15 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
                          email="chris.nguyen@example.net", phone="+14805550133",
                          timezone="America/Phoenix", home_state="AZ", sms_consent=False,
                          email_consent=True, rems_enrolled=True)
-        session.add_all([rivera, begay, nguyen])
+        okafor = Patient(first_name="Lena", last_name="Okafor", birth_date=date(1988, 5, 9),
+                         email="lena.okafor@example.com", phone="+14805550144",
+                         timezone="America/Phoenix", home_state="AZ", sms_consent=True,
+                         email_consent=True)
+        session.add_all([rivera, begay, nguyen, okafor])
+        for service_type in session.new:
+            if isinstance(service_type, ServiceType):
+                service_type.preparation = INSTRUCTIONS[service_type.code]["preparation"]
+                service_type.after_care = INSTRUCTIONS[service_type.code]["after_care"]
         session.flush()
         # The on-call rota: Dr. Whitfield first, Marcus Lee when she does not acknowledge.
         session.add_all([
@@ -197,9 +297,10 @@ def seed_demo(unit_of_work: Callable[[], UnitOfWork], *, today: date) -> bool:
         provider_id, patient_id = whitfield.id, rivera.id
         ids = {"whitfield": whitfield.id, "lee": lee.id, "clinic": clinic.id,
                "virtual": virtual.id, "rivera": rivera.id, "nguyen": nguyen.id,
-               "begay": begay.id}
+               "natarajan": natarajan.id, "begay": begay.id, "okafor": okafor.id}
 
     _demo_history(unit_of_work, ids, today)
+    _demo_pill_history(unit_of_work, ids, today)
     _demo_bookings(unit_of_work, ids, today)
     _demo_waitlist(unit_of_work, ids, today)
 
@@ -230,69 +331,87 @@ def _past_visit(service_type: ServiceType, *, patient_id: uuid.UUID, provider_id
         ride_home_confirmed=service_type.needs_clearance)
 
 
+@dataclass(frozen=True)
+class _History:
+    """A patient's consultation that cleared them and a treatment session after it."""
+
+    patient: uuid.UUID
+    consulted: datetime
+    dosed: datetime
+    treatment: str  # the service type's code
+    chair: int
+    medical_history: str
+    reason: str
+    # (phase, minutes after the dose it was taken, systolic, diastolic, heart rate)
+    readings: tuple[tuple[Phase, int, int, int, int], ...]
+
+
+def _held(session: Session, ids: dict[str, uuid.UUID], history: _History
+          ) -> tuple[Booking, Booking]:
+    """Write a history as the use cases would have recorded it at the time (the booking rules
+    refuse starts in the past): both visits with Dr. Whitfield in her working hours (video
+    13-17, clinic 8-12, Monday to Friday) under her Arizona license, created a week ahead,
+    checked in and completed; the consultation with consent and an Arizona attestation and a
+    screening without contraindication; her decision clearing the patient; the session's
+    readings (before the dose, during monitoring, at discharge with the ride home) that
+    completing it requires. No reminders are planned for visits already held."""
+    types = {t.code: t for t in session.scalars(select(ServiceType))}
+    patient, whitfield = history.patient, ids["whitfield"]
+    consultation = _past_visit(types["consultation"], patient_id=patient,
+                               provider_id=whitfield, location_id=ids["virtual"],
+                               start=history.consulted, chair=None)
+    treatment = _past_visit(types[history.treatment], patient_id=patient,
+                            provider_id=whitfield, location_id=ids["clinic"],
+                            start=history.dosed, chair=history.chair)
+    session.add_all([consultation, treatment])
+    session.flush()
+    for booking in (consultation, treatment):
+        session.add_all([
+            BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
+            for kind, at in ((BookingEventKind.CREATED, booking.starts_at - timedelta(days=7)),
+                             (BookingEventKind.CHECKED_IN, booking.checked_in_at),
+                             (BookingEventKind.COMPLETED, booking.hold_ends_at))])
+    session.add(TelehealthVisit(booking_id=consultation.id,
+                                consent_at=history.consulted - timedelta(minutes=30),
+                                attested_state="AZ", attested_at=consultation.checked_in_at))
+    session.add(Screening(booking_id=consultation.id, patient_id=patient,
+                          medical_history=history.medical_history))
+    session.add(ClearanceDecision(
+        patient_id=patient, consultation_id=consultation.id,
+        decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+        reason=history.reason, decided_at=history.consulted + timedelta(minutes=55),
+        decided_by_provider_id=whitfield))
+    session.get(Patient, patient).cleared_for_treatment = True
+    for phase, offset, systolic, diastolic, pulse in history.readings:
+        taken = history.dosed + timedelta(minutes=offset)
+        session.add(VitalSign(
+            booking_id=treatment.id, patient_id=patient, phase=phase,
+            minutes_after_dose=offset if phase is Phase.DURING else None,
+            systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
+            taken_at=taken, recorded_at=taken, ride_home_confirmed=phase is Phase.DISCHARGE))
+    return consultation, treatment
+
+
 def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                   today: date) -> None:
     """Chris Nguyen's history: a consultation three weeks ago that cleared him, and an
-    esketamine session a few days ago with its vital signs, a side effect, PHQ-9 scores and
-    the REMS monitoring form now due.
-
-    The booking rules refuse starts in the past, so this history is written through the
-    models directly, as the use cases would have recorded it at the time: the visits fall in
-    Dr. Whitfield's working hours (video 13-17, clinic 8-12, Monday to Friday) with her
-    Arizona license and REMS certification, the consultation had consent and an Arizona
-    attestation, the screening shows no contraindication, she cleared him, and the session
-    has the REMS readings (before dosing, 40 minutes after, at discharge with the ride home)
-    that completing it requires. No reminders are planned for visits already held.
-    """
+    esketamine session a few days ago with its REMS readings (before dosing, 40 minutes
+    after, at discharge with the ride home), a side effect, PHQ-9 scores and the REMS
+    monitoring form now due (see ``_held``)."""
     phoenix = ZoneInfo("America/Phoenix")
+    patient = ids["nguyen"]
+    consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(14),
+                                 tzinfo=phoenix)
+    dosed = datetime.combine(_last_weekday(today - timedelta(days=3)), time(9), tzinfo=phoenix)
     with unit_of_work() as uow:
         session = uow.session
-        types = {t.code: t for t in session.scalars(select(ServiceType))}
-        patient, whitfield = ids["nguyen"], ids["whitfield"]
-        consulted = datetime.combine(_last_weekday(today - timedelta(days=21)), time(14),
-                                     tzinfo=phoenix)
-        dosed = datetime.combine(_last_weekday(today - timedelta(days=3)), time(9),
-                                 tzinfo=phoenix)
-        consultation = _past_visit(types["consultation"], patient_id=patient,
-                                   provider_id=whitfield, location_id=ids["virtual"],
-                                   start=consulted, chair=None)
-        esketamine = _past_visit(types["esketamine"], patient_id=patient,
-                                 provider_id=whitfield, location_id=ids["clinic"],
-                                 start=dosed, chair=1)
-        session.add_all([consultation, esketamine])
-        session.flush()
-        for booking in (consultation, esketamine):
-            session.add_all([
-                BookingEvent(booking_id=booking.id, kind=kind, occurred_at=at)
-                for kind, at in ((BookingEventKind.CREATED, booking.starts_at
-                                  - timedelta(days=7)),
-                                 (BookingEventKind.CHECKED_IN, booking.checked_in_at),
-                                 (BookingEventKind.COMPLETED, booking.hold_ends_at))])
-        session.add(TelehealthVisit(booking_id=consultation.id,
-                                    consent_at=consulted - timedelta(minutes=30),
-                                    attested_state="AZ",
-                                    attested_at=consultation.checked_in_at))
-        session.add(Screening(booking_id=consultation.id, patient_id=patient,
-                              medical_history="Major depressive disorder, two adequate "
-                                              "antidepressant trials; no cardiovascular or "
-                                              "neurological history."))
-        session.add(ClearanceDecision(
-            patient_id=patient, consultation_id=consultation.id,
-            decision=ClearanceStatus.CLEARED, source=DecisionSource.CLINICIAN,
+        _, esketamine = _held(session, ids, _History(
+            patient=patient, consulted=consulted, dosed=dosed, treatment="esketamine", chair=1,
+            medical_history="Major depressive disorder, two adequate antidepressant trials; "
+                            "no cardiovascular or neurological history.",
             reason="No contraindication; treatment-resistant depression.",
-            decided_at=consulted + timedelta(minutes=55), decided_by_provider_id=whitfield))
-        session.get(Patient, patient).cleared_for_treatment = True
-        # (phase, minutes after the dose it was taken, systolic, diastolic, heart rate)
-        for phase, offset, systolic, diastolic, pulse in (
-                (Phase.PRE, -10, 132, 84, 74), (Phase.DURING, 40, 146, 90, 80),
-                (Phase.DURING, 90, 136, 86, 76), (Phase.DISCHARGE, 130, 128, 82, 72)):
-            taken = dosed + timedelta(minutes=offset)
-            session.add(VitalSign(
-                booking_id=esketamine.id, patient_id=patient, phase=phase,
-                minutes_after_dose=offset if phase is Phase.DURING else None,
-                systolic=systolic, diastolic=diastolic, heart_rate=pulse, spo2=98,
-                taken_at=taken, recorded_at=taken,
-                ride_home_confirmed=phase is Phase.DISCHARGE))
+            readings=((Phase.PRE, -10, 132, 84, 74), (Phase.DURING, 40, 146, 90, 80),
+                      (Phase.DURING, 90, 136, 86, 76), (Phase.DISCHARGE, 130, 128, 82, 72))))
         session.add(SideEffect(booking_id=esketamine.id, patient_id=patient,
                                kind=SideEffectKind.DISSOCIATION, severity=Severity.MILD,
                                noted_at=dosed + timedelta(minutes=20), resolved=True,
@@ -317,8 +436,31 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
         session.add(Alert(patient_id=ids["rivera"], assessment_id=intake.id,
                           kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
-                         patient_id=patient, provider_id=whitfield,
+                         patient_id=patient, provider_id=ids["whitfield"],
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))
+        uow.commit()
+
+
+def _demo_pill_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
+                       today: date) -> None:
+    """Lena Okafor and the pill: a consultation three weeks ago that cleared her, and her first
+    sublingual dose in the clinic a week ago (readings before, during and at discharge, with
+    her ride home), so her home protocol's check-ins can be booked (``_demo_bookings``)."""
+    phoenix = ZoneInfo("America/Phoenix")
+    with unit_of_work() as uow:
+        _held(uow.session, ids, _History(
+            patient=ids["okafor"],
+            consulted=datetime.combine(_last_weekday(today - timedelta(days=21)),
+                                       time(15, 30), tzinfo=phoenix),
+            dosed=datetime.combine(_last_weekday(today - timedelta(days=7)), time(10),
+                                   tzinfo=phoenix),
+            treatment="sublingual-in-clinic", chair=2,
+            medical_history="Recurrent depressive episodes; no cardiovascular history; lives "
+                            "3 hours from the clinic.",
+            reason="No contraindication; a first sublingual dose in clinic, then a home "
+                   "protocol with video check-ins.",
+            readings=((Phase.PRE, -10, 126, 80, 70), (Phase.DURING, 30, 138, 86, 76),
+                      (Phase.DURING, 60, 130, 82, 72), (Phase.DISCHARGE, 95, 124, 78, 70))))
         uow.commit()
 
 
@@ -348,7 +490,8 @@ def _demo_waitlist(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
 
 def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UUID],
                    today: date) -> None:
-    """Two visits next week, booked through the real use case so they obey every rule."""
+    """Two visits next week and a home protocol's six video check-ins, booked through the real
+    use cases so they obey every rule."""
     with unit_of_work() as uow:
         types = {t.code: t.id for t in uow.session.scalars(select(ServiceType))}
     monday = _next_monday(today)
@@ -366,6 +509,13 @@ def _demo_bookings(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.U
     ]
     booked = [create_booking(unit_of_work(), SYSTEM, visit, now=datetime.now(phoenix))
               for visit in visits]
+    # Lena Okafor's home protocol: six video check-ins with Priya Natarajan, Mondays and Fridays.
+    series.create_series(unit_of_work(), SYSTEM, series.SeriesRequest(
+        patient_id=ids["okafor"], service_type_id=types["sublingual-home"],
+        first_start=datetime.combine(monday, time(10), tzinfo=phoenix),
+        protocol="home-check-ins", provider_id=ids["natarajan"],
+        location_id=ids["virtual"], preferred_weekdays=(0, 4), patient_state="AZ"),
+        now=datetime.now(phoenix))
     # Jordan Rivera's intake form, ahead of the consultation: a history of psychosis puts
     # him in front of a clinician ("needs review") before any treatment can be booked.
     consultations.record_screening(

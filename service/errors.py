@@ -211,6 +211,23 @@ CODES: dict[str, tuple[int, str]] = {
                                      "watch limits (VITALS_ALERT_*)."),
     "vitals_out_of_order": (409, "Readings follow the session: before the dose, during at "
                                  "their minutes after it, discharge last."),
+    # Every modality, the pill, and how to prepare
+    "home_route_not_allowed": (422, "Only the pill (oral or sublingual) is taken at home."),
+    "home_check_in_telehealth": (422, "A home protocol's visits are telehealth check-ins of a "
+                                      "cleared patient."),
+    "clinic_dose_in_chair": (422, "A dose in the clinic is given in person, in a chair, to a "
+                                  "cleared patient."),
+    "rems_route_mismatch": (422, "Intranasal esketamine, and only it, is given under the REMS."),
+    "monitoring_too_short": (422, "A dose in the clinic is followed by its route's least "
+                                  "monitoring time."),
+    "reminder_wording_not_phi_free": (422, "A reminder wording names a drug, a diagnosis or a "
+                                           "treatment."),
+    "reminder_wording_not_gsm7": (422, "A reminder wording uses characters an SMS cannot "
+                                       "carry."),
+    "first_dose_in_clinic_required": (409, "The pill is taken at home only after a completed "
+                                           "first dose in the clinic."),
+    "protocol_service_mismatch": (422, "A home protocol's check-ins need an at-home service "
+                                       "type, and an at-home service type a home protocol."),
     # Escalated alerts and the on-call rota
     "on_call_contact_not_found": (404, "No such on-call contact."),
     "contact_address_required": (422, "An on-call contact needs an email address or a "
@@ -227,6 +244,16 @@ CODES: dict[str, tuple[int, str]] = {
     "offer_expired": (409, "The offer's hold ran out; the slot went to the next patient."),
     "waitlist_entry_closed": (409, "The waitlist entry is no longer waiting (filled, expired "
                                    "or withdrawn)."),
+    # Connected calendars (service/domain/connections)
+    "calendar_connection_not_found": (404, "No such connected calendar for this provider."),
+    "calendar_url_not_allowed": (422, "The calendar address is not http(s), holds credentials, "
+                                      "or points at an internal address."),
+    "calendar_secrets_unavailable": (409, "CALENDAR_SECRET_KEY is not set (or does not open a "
+                                          "stored secret): addresses cannot be stored."),
+    "busy_outside_window": (422, "A pushed busy interval starts outside the window it "
+                                 "replaces."),
+    "not_a_push_connection": (422, "Only a push connection takes busy intervals through the "
+                                   "API."),
 }
 
 _HTTP_CODES = {
@@ -263,6 +290,8 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
     request_id = getattr(g, "request_id", None)
     if request_id:
         body["request_id"] = request_id
+    if request:
+        g.problem_code = code  # for the request's metrics and log line
     body.update(extras)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():

@@ -15,6 +15,7 @@ from service.domain.calendar.models import (
     WebhookSubscription,
 )
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.connections.models import CalendarConnection, CalendarWrite, ExternalBusy
 from service.domain.consultations.models import (
     Alert,
     Assessment,
@@ -46,4 +47,5 @@ __all__ = [
     "Screening", "SessionHold", "SideEffect", "Task", "TelehealthVisit", "VitalSign",
     "AlertNotice", "OnCallContact",
     "WaitlistEntry", "WaitlistOffer", "WaitlistOpening",
+    "CalendarConnection", "CalendarWrite", "ExternalBusy",
 ]

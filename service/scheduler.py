@@ -26,6 +26,11 @@ side; a killed one re-sends at most the message it had in flight, after the leas
   offer claimed with ``FOR UPDATE SKIP LOCKED`` in its own short transaction).
 - ``history-purge``: hourly, deletes change-feed rows older than the sync-token retention and
   finished webhook deliveries older than 30 days.
+- ``calendar-sync``: every ``CALENDAR_SYNC_POLL_SECONDS`` (default 60 s), reads the connected
+  iCalendar and CalDAV calendars that are due (claimed with a lease), and flags stale ones
+  (``service.domain.connections.polling``).
+- ``calendar-writes``: every ``CALENDAR_WRITE_POLL_SECONDS`` (default 10 s), the write-back
+  outbox (``service.domain.connections.writeback``) through the one ``OutboxRunner``.
 
 Every job has ``max_instances=1`` (a slow run is never overlapped by the next),
 ``coalesce=True`` (runs missed while busy collapse into one) and ``misfire_grace_time=None``
@@ -34,14 +39,19 @@ work itself is in the database, so a late run only ever sends later, never less)
 
 The reminder templates and the clinic alias pass the content check before anything starts:
 a forbidden word stops the process with exit status 2. SIGTERM (or Ctrl-C) lets each running
-job finish its current send, gives the rest of its batch back, and exits.
+job finish its current send, gives the rest of its batch back, and exits; a send still running
+after ``SCHEDULER_GRACE_SECONDS`` is abandoned (exit status 1; its row is claimed again after
+its lease). With ``SCHEDULER_METRICS_PORT`` the process serves its Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -49,10 +59,13 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import REGISTRY, start_http_server
 
 import service.models  # noqa: F401 - every mapper, so the metadata is complete
+from service import logs
+from service.adapters.calendars import CalDavWriter, CalendarSources
 from service.adapters.http import HttpChannel
-from service.adapters.log import LogChannel
+from service.adapters.log import LogChannel, LogWebhookChannel
 from service.adapters.sms import SmsGatewayChannel
 from service.adapters.smtp import SmtpChannel
 from service.bootstrap import bootstrap
@@ -60,6 +73,9 @@ from service.config import Settings
 from service.db import Database, DatabaseTimeouts, describe_failure, is_unavailable, utcnow
 from service.domain.bookings import attention
 from service.domain.calendar import history
+from service.domain.connections import services as connections
+from service.domain.connections.polling import CalendarSync, SyncSettings
+from service.domain.connections.writeback import CalendarWriteOutbox
 from service.domain.idempotency import services as idempotency
 from service.domain.oncall.dispatch import AlertNoticeOutbox
 from service.domain.outbox import Adapter, OutboxRunner
@@ -69,6 +85,7 @@ from service.domain.reminders.channels import EMAIL, SMS
 from service.domain.reminders.dispatch import ReminderOutbox
 from service.domain.waitlist import services as waitlist
 from service.domain.webhooks.delivery import WebhookOutbox
+from service.metrics import SCHEDULER_JOB_SECONDS, CountedChannel, DatabaseCollector
 from service.uow import UnitOfWork
 
 log = logging.getLogger("service.scheduler")
@@ -87,14 +104,22 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     """Log a failed run by type and frames only (messages may quote data), keep going."""
 
     def run() -> None:
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             job()
         except Exception as exc:  # noqa: BLE001 - the next run tries again
             if is_unavailable(exc):  # an outage, not a bug: one line per run, no frames
-                log.warning("job %s: database unavailable: %s", name, describe_failure(exc))
+                outcome = "database_unavailable"
+                log.warning("job %s: database unavailable: %s", name, describe_failure(exc),
+                            extra={"job": name, "outcome": outcome})
                 return
+            outcome = "failed"
             frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error("job %s failed: %s\n%s", name, type(exc).__name__, frames)
+            log.error("job %s failed: %s\n%s", name, type(exc).__name__, frames,
+                      extra={"job": name, "outcome": outcome})
+        finally:
+            SCHEDULER_JOB_SECONDS.labels(name, outcome).observe(time.perf_counter() - started)
 
     return run
 
@@ -105,8 +130,9 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
 def reminder_channels(settings: Settings) -> dict[str, Adapter]:
     """SMTP and the SMS gateway on the live channel; otherwise the log for both."""
     if settings.reminder_channel == "live":
-        return {EMAIL: SmtpChannel(settings), SMS: SmsGatewayChannel(settings)}
-    log_channel = LogChannel()
+        return {EMAIL: CountedChannel(SmtpChannel(settings), "reminders"),
+                SMS: CountedChannel(SmsGatewayChannel(settings), "reminders")}
+    log_channel = CountedChannel(LogChannel(), "reminders")
     return {EMAIL: log_channel, SMS: log_channel}
 
 
@@ -119,9 +145,46 @@ def alert_notice_runner(database: Database, settings: Settings) -> OutboxRunner:
     return OutboxRunner(database, AlertNoticeOutbox(settings, reminder_channels(settings)))
 
 
+def webhook_channel(settings: Settings) -> Adapter:
+    """HTTP on the live channel (the default); the log with ``WEBHOOK_CHANNEL=log``."""
+    if settings.webhook_channel == "log":
+        return CountedChannel(LogWebhookChannel(), "webhooks")
+    return CountedChannel(HttpChannel(timeout_seconds=settings.webhook_timeout_seconds),
+                          "webhooks")
+
+
 def webhook_runner(database: Database, settings: Settings) -> OutboxRunner:
-    return OutboxRunner(database, WebhookOutbox(
-        settings, HttpChannel(timeout_seconds=settings.webhook_timeout_seconds)))
+    return OutboxRunner(database, WebhookOutbox(settings, webhook_channel(settings)))
+
+
+def _calendar_url_check(settings: Settings) -> Callable[[str], str]:
+    def check(url: str) -> str:
+        return connections.calendar_url(
+            url, allow_private=settings.calendar_allow_private_targets)
+
+    return check
+
+
+def calendar_write_runner(database: Database, settings: Settings) -> OutboxRunner:
+    rules = connections.connection_rules(settings)
+    writer = CalDavWriter(timeout_seconds=settings.calendar_timeout_seconds,
+                          check_url=_calendar_url_check(settings))
+    return OutboxRunner(database, CalendarWriteOutbox(
+        writer, rules.box, poll_seconds=settings.calendar_write_poll_seconds,
+        send_timeout_seconds=settings.calendar_timeout_seconds,
+        lease_seconds=max(60.0, settings.calendar_timeout_seconds * 4)))
+
+
+def calendar_sync(database: Database, settings: Settings) -> CalendarSync:
+    reader = CalendarSources(timeout_seconds=settings.calendar_timeout_seconds,
+                             check_url=_calendar_url_check(settings))
+    return CalendarSync(database, reader, connections.connection_rules(settings).box,
+                        SyncSettings(default_zone=settings.clinic_timezone,
+                                     window_days=settings.calendar_sync_days,
+                                     stale_multiple=settings.calendar_stale_multiple,
+                                     poll_seconds=settings.calendar_sync_poll_seconds,
+                                     lease_seconds=max(120.0,
+                                                       settings.calendar_timeout_seconds * 4)))
 
 
 class OutboxScheduler:
@@ -136,7 +199,8 @@ class OutboxScheduler:
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self.runners = [reminder_runner(self.database, settings),
                         webhook_runner(self.database, settings),
-                        alert_notice_runner(self.database, settings)]
+                        alert_notice_runner(self.database, settings),
+                        calendar_write_runner(self.database, settings)]
         for runner in self.runners:
             self.register(runner)
         now = datetime.now(UTC)
@@ -160,6 +224,12 @@ class OutboxScheduler:
             id="license-recheck", name="future bookings against license expiry",
             trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
             **JOB_DEFAULTS)
+        self.calendar_sync = calendar_sync(self.database, settings)
+        self.scheduler.add_job(
+            _guarded(self.calendar_sync.name, self.calendar_sync.run_once),
+            id=self.calendar_sync.name, name=self.calendar_sync.title,
+            trigger=IntervalTrigger(seconds=self.calendar_sync.poll_seconds),
+            next_run_time=now, **JOB_DEFAULTS)
 
     def recheck_licenses(self) -> int:
         uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
@@ -224,31 +294,57 @@ class OutboxScheduler:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("scheduler started: %s (reminders on the %s channel)",
+        log.info("scheduler started: %s (reminders on the %s channel, webhooks on the %s "
+                 "channel)",
                  ", ".join(f"{r.outbox.name} polling every {r.outbox.poll_seconds:g}s"
-                           for r in self.runners), self.settings.reminder_channel)
+                           for r in self.runners), self.settings.reminder_channel,
+                 self.settings.webhook_channel)
         try:
             self.scheduler.start()
         except Stop as reason:
-            log.info("%s received: stopping after the sends in flight", reason)
+            log.info("%s received: stopping after the sends in flight (grace %gs)", reason,
+                     self.settings.scheduler_grace_seconds)
         finally:
             self.request_stop()
-            if self.scheduler.running:
-                self.scheduler.shutdown(wait=True)
+            if self.scheduler.running and not self.shutdown_within(
+                    self.settings.scheduler_grace_seconds):
+                log.error("the sends in flight outlasted SCHEDULER_GRACE_SECONDS (%gs): "
+                          "exiting; their rows are claimed again after the lease",
+                          self.settings.scheduler_grace_seconds)
+                logging.shutdown()
+                os._exit(1)
             self.database.dispose()
             log.info("scheduler stopped")
 
+    def shutdown_within(self, grace: float) -> bool:
+        """Wait at most ``grace`` seconds for the running jobs to finish."""
+        stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
+                                   name="scheduler-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(grace)
+        return not stopper.is_alive()
+
+    def export_metrics(self) -> None:
+        """Serve this process's metrics and the database's figures on
+        ``SCHEDULER_METRICS_PORT`` (at ``HOST``), when set."""
+        port = self.settings.scheduler_metrics_port
+        if not port:
+            return
+        REGISTRY.register(DatabaseCollector(self.database))
+        start_http_server(port, addr=self.settings.host, registry=REGISTRY)
+        log.info("metrics on http://%s:%d/metrics", self.settings.host, port)
+
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     settings = Settings.from_env()
+    logs.configure(settings)  # plain text, or JSON lines with LOG_FORMAT=json
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         outbox = OutboxScheduler(settings)
     except content.ContentRefused as refused:
         log.error("the reminder content check failed, not starting: %s", refused)
         return 2
+    outbox.export_metrics()
     outbox.run()
     return 0
 

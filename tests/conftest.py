@@ -69,9 +69,16 @@ def app(database_url: str):
     migrate.upgrade(database_url)
     # Tests book days ahead (minimum notice) and check in at once: check-in opens a year
     # before the visit here; the clinic's window is tested in tests/api/test_watched_doses.py.
-    application = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    # Rate limits off for the shared app (one client address for the whole suite); their
+    # own tests (tests/api/test_rate_limits.py) build apps with them on.
+    application = create_app({"DATABASE_URL": database_url, "TESTING": True,
+                              "RATELIMIT_ENABLED": False})
     application.config["SETTINGS"] = dataclasses.replace(
         application.config["SETTINGS"], check_in_opens_minutes=366 * 24 * 60)
+    # Tests change keys behind the service's back (an expiry rewritten in the database): every
+    # request looks its key up; the per-worker key cache has its own tests (test_key_cache.py).
+    application.config["SETTINGS"] = dataclasses.replace(
+        application.config["SETTINGS"], api_key_cache_seconds=0)
     contract.install(application)
     yield application
     application.extensions["clinic.database"].dispose()

@@ -20,6 +20,20 @@ from service.domain.webhooks.delivery import HttpPost
 RESPONSE_READ_LIMIT = 64 * 1024
 
 
+def open_connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    """An HTTP(S) connection to the URL's host (TLS verified), and the path to request."""
+    parts = urlsplit(url)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout,
+            context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                                timeout=timeout)
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 class HttpChannel:
     name = "webhook"
 
@@ -27,16 +41,7 @@ class HttpChannel:
         self.timeout = timeout_seconds
 
     def send(self, message: HttpPost) -> int:
-        parts = urlsplit(message.url)
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout,
-                context=ssl.create_default_context())
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                                    timeout=self.timeout)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection, path = open_connection(message.url, self.timeout)
         try:
             connection.request("POST", path, body=message.body, headers=message.headers)
             response = connection.getresponse()

@@ -12,10 +12,13 @@ through which adapter it goes (``prepare``), and what an outcome means for the r
    every write transaction is ``BEGIN IMMEDIATE``) become ``sending`` under this batch's
    claim token, with ``attempts + 1`` and a lease (``next_attempt_at = lease_until``), so the
    rows of a sender that died are claimed again once the lease ends.
-2. Send, one message at a time, each outcome recorded in its own short transaction that
-   commits right after the channel accepted (or refused) the message. A sender killed at
-   any instant has at most one message sent but not recorded; that one goes out again
-   after the lease, under the same dedupe key, which the channel can use to drop it.
+2. Send, one message at a time (or, on PostgreSQL, up to ``send_concurrency`` at once
+   through a thread pool whose threads keep adapters of their own), each outcome recorded
+   in its own short transaction that commits right after the channel accepted (or refused)
+   the message. A sender killed at any instant has at most one message (pooled: at most one
+   guard's chunk) sent but not recorded; those go out again after the lease, under the
+   same dedupe key, which the channel can use to drop them. A batch stopped early by an
+   error gives its rows not yet attempted back at once: they never wait for the lease.
 
    A *guarded* outbox (reminders) has what its check reads locked (``FOR SHARE``: the
    booking, the patient) from before the check until after the send, so a cancellation or
@@ -42,11 +45,14 @@ never an address, a number or message text.
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -276,6 +282,7 @@ class OutboxRunner(Generic[ItemT]):
         self.outbox = outbox
         self.clock = clock
         self._stopping = False  # a plain flag: safe to set from a signal handler
+        self._lanes = threading.local()  # each sending thread's adapters (pooled sends)
         model, table = outbox.table.model, outbox.table
         # One outcome: its SET clause comes from the parameters (RowUpdate.values), so the
         # statement is built once and compiled once per set of columns.
@@ -295,6 +302,9 @@ class OutboxRunner(Generic[ItemT]):
         report = Report()
         batch = max(1, self.outbox.batch_size)
         adapters: dict[int, Adapter] = {}  # used in this run, closed at its end
+        workers = max(1, getattr(self.outbox, "send_concurrency", 1))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.outbox.name}-send") if (
+            workers > 1 and self.database.dialect == "postgresql") else None
         try:
             while not self._stopping:
                 claim = self.claim(now or self.clock(), limit=batch, report=report)
@@ -302,12 +312,15 @@ class OutboxRunner(Generic[ItemT]):
                     break  # nothing due (not "fewer than a batch": SKIP LOCKED passes over
                     # rows another scheduler is claiming, so a short claim proves nothing)
                 if claim.items:
-                    self._send_claimed(claim, now, report, adapters)
+                    self._send_claimed(claim, now, report, adapters, pool)
         finally:
-            for adapter in adapters.values():
+            if pool is not None:
+                pool.shutdown(wait=True)
+            for adapter in list(adapters.values()):
                 adapter.close()
         if any(report.counts.values()):
-            log.info("%s: %s", self.outbox.summary, report)
+            log.info("%s: %s", self.outbox.summary, report,
+                     extra={"job": self.outbox.name, "outcome": dict(report.counts)})
         return report
 
     def claim(self, at: datetime, *, limit: int, report: Report | None = None) -> Claim[ItemT]:
@@ -348,14 +361,38 @@ class OutboxRunner(Generic[ItemT]):
         return claim.started + (lease - timeout if lease > timeout else lease / 2)
 
     def _send_claimed(self, claim: Claim[ItemT], now: datetime | None, report: Report,
-                      adapters: dict[int, Adapter]) -> None:
+                      adapters: dict[int, Adapter],
+                      pool: ThreadPoolExecutor | None = None) -> None:
+        """Send a claimed batch. Whatever stops it early (SIGTERM, the lease running out, an
+        error: a lock or statement timeout, a lost connection) gives the rows not yet
+        attempted back at once, so none of them waits for its lease to end; only a message
+        whose send may have started keeps its lease (it goes out again after it, under the
+        same dedupe key)."""
+        pending = list(claim.items)
+        try:
+            if pool is None:
+                self._send_one_by_one(claim, pending, now, report, adapters)
+            else:
+                self._send_pooled(claim, pending, now, report, adapters, pool)
+        finally:
+            if pending:  # stopping, the lease running out, or an error: give the rest back
+                try:
+                    report.add("released",
+                               self._release(claim, pending, when=now or self.clock()))
+                except Exception as failed:  # noqa: BLE001 - the lease takes them back then
+                    log.warning("%s: could not give %d claimed rows back (%s); they are "
+                                "claimed again when their lease ends", self.outbox.name,
+                                len(pending), type(failed).__name__)
+
+    def _send_one_by_one(self, claim: Claim[ItemT], pending: list[ItemT],
+                         now: datetime | None, report: Report,
+                         adapters: dict[int, Adapter]) -> None:
         deadline = self._send_deadline(claim)
 
         def must_stop() -> bool:
             return self._stopping or time.monotonic() > deadline
 
         down: set[Hashable] = set()  # circuits that failed in this batch: do not hammer them
-        pending = list(claim.items)
         with self._sessions() as (guards, outcomes):
             shared = guards is outcomes  # SQLite: check, send and record in one transaction
             while pending and not must_stop():
@@ -375,8 +412,54 @@ class OutboxRunner(Generic[ItemT]):
                                          row=step.row, at=now or self.clock(), report=report)
                         if guard is not None and time.monotonic() - started > GUARD_SECONDS:
                             break  # renew the guard: a cancellation waiting gets its turn
-        if pending:  # stopping, or the lease is running out: give the rest back now
-            report.add("released", self._release(claim, pending, when=now or self.clock()))
+
+    def _send_pooled(self, claim: Claim[ItemT], pending: list[ItemT], now: datetime | None,
+                     report: Report, adapters: dict[int, Adapter],
+                     pool: ThreadPoolExecutor) -> None:
+        """PostgreSQL, ``send_concurrency`` > 1: up to that many sends in flight, each thread
+        with adapters of its own (their connections are not shared). Checks and outcomes stay
+        on this thread: a chunk of messages is checked under one guard, sent through the
+        pool, and each outcome is recorded (and committed) as its send returns; the guard
+        ends when the chunk's sends have."""
+        deadline = self._send_deadline(claim)
+
+        def must_stop() -> bool:
+            return self._stopping or time.monotonic() > deadline
+
+        down: set[Hashable] = set()
+        per_guard = pool._max_workers * 4  # noqa: SLF001 - the pool's own size
+        with self._sessions() as (guards, outcomes):
+            while pending and not must_stop():
+                chunk = list(pending[:per_guard])
+                with self._guard(guards, chunk) as (_guard, guarded):
+                    sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]] = {}
+                    try:
+                        for item in chunk:
+                            if must_stop():
+                                break
+                            pending.remove(item)
+                            at = now or self.clock()
+                            step = self.outbox.prepare(item, guarded, at=at)
+                            if isinstance(step, Done):
+                                self._record(None, outcomes, item, step, row=step.row,
+                                             at=now or self.clock(), report=report)
+                            elif step is not None:
+                                sending[pool.submit(self._attempt, item, step, at, now,
+                                                    adapters, down, lane=True)] = (item, step)
+                    finally:  # the sends already started are recorded, even on an error
+                        for future in as_completed(sending):
+                            item, step = sending[future]
+                            self._record(None, outcomes, item, future.result(),
+                                         row=step.row, at=now or self.clock(), report=report)
+
+    def _lane_adapter(self, adapter: Adapter, adapters: dict[int, Adapter]) -> Adapter:
+        """This sending thread's own copy of an adapter (made before it ever connects)."""
+        lanes: dict[int, Adapter] = self._lanes.__dict__.setdefault("adapters", {})
+        own = lanes.get(id(adapter))
+        if own is None:
+            own = lanes[id(adapter)] = copy.copy(adapter)
+            adapters[id(own)] = own  # closed at the end of the run
+        return own
 
     @contextmanager
     def _sessions(self) -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session]]]:
@@ -436,12 +519,16 @@ class OutboxRunner(Generic[ItemT]):
             report.add(change.outcome)
 
     def _attempt(self, item: ItemT, step: Send, at: datetime, now: datetime | None,
-                 adapters: dict[int, Adapter], down: set[Hashable]) -> Attempt | Postponed:
+                 adapters: dict[int, Adapter], down: set[Hashable], *,
+                 lane: bool = False) -> Attempt | Postponed:
         base = self.outbox.retry_base_seconds
         if step.circuit in down:
             return Postponed(until=at + backoff(1, base), reason="channel_unavailable")
-        adapter = step.adapter
-        adapters[id(adapter)] = adapter
+        if lane:
+            adapter = self._lane_adapter(step.adapter, adapters)
+        else:
+            adapter = step.adapter
+            adapters[id(adapter)] = adapter
         started = time.monotonic()
         status_code: int | None = None
         error = step.refused

@@ -3,12 +3,17 @@
 ``/healthz`` (liveness) never touches the database: a database outage must not get healthy
 workers restarted. ``/readyz`` asks the database through the probe engine (a connection of
 its own, every wait bounded by READINESS_TIMEOUT_SECONDS), so it answers 503 within about
-that long when the database is down or hung.
+that long when the database is down or hung, and 503 from the moment gunicorn got SIGTERM
+(``CLINIC_DRAIN_FILE`` exists, see ``gunicorn.conf.py``) so a load balancer stops sending
+requests before the workers stop.
 """
 
 from __future__ import annotations
 
+import os
+
 import marshmallow as ma
+from flask import current_app
 from flask.views import MethodView
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -45,6 +50,9 @@ class Readiness(MethodView):
     @blp.doc(security=[])
     def get(self):
         """The database answers and its schema is at the newest migration"""
+        drain_file = current_app.config["SETTINGS"].drain_file
+        if drain_file and os.path.exists(drain_file):  # SIGTERM: let the balancer drain us
+            raise ServiceUnavailable("The instance is shutting down.")
         try:
             pending = pending_migrations(database().probe)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"

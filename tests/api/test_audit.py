@@ -110,6 +110,7 @@ def test_every_patient_data_endpoint_writes_exactly_one_audit_row_per_request(ap
         "patient_state": "AZ"}).get_json()
     b2 = f"/api/v1/bookings/{second['id']}"
     walk("GET", b2, role="me", patient=me)
+    walk("GET", f"{b2}/instructions", role="me", patient=me)
     walk("POST", f"{b2}/reschedule", json={"start": clinic.at(15, 30).isoformat()},
          headers={"If-Match": '"v1"'}, patient=me)
     walk("POST", f"{b2}/confirm", patient=me)  # 409: already booked; still one row

@@ -49,6 +49,8 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     # Liveness and readiness probes.
     "/healthz": {"GET"},
     "/readyz": {"GET"},
+    # The service's own metrics (counts and durations by route template; admin key).
+    "/metrics": {"GET"},
     # The clinic's directory: providers, their licenses, hours and time off.
     "/api/v1/providers": {"GET", "POST"},
     "/api/v1/providers/<uuid:provider_id>": {"GET", "PATCH"},
@@ -99,6 +101,16 @@ NOT_PATIENT_DATA: dict[str, set[str]] = {
     # The event catalogue (types and schemas) and a secret rotation: no patient data.
     "/api/v1/webhooks/events": {"GET"},
     "/api/v1/webhooks/<uuid:webhook_id>/rotate-secret": {"POST"},
+    # Connected calendars: a provider's busy intervals and their sources' freshness, never
+    # a title, an attendee or a patient.
+    "/api/v1/providers/<uuid:provider_id>/calendar-connections": {"GET", "POST"},
+    "/api/v1/providers/<uuid:provider_id>/calendar-connections/<uuid:connection_id>": {
+        "GET", "PATCH", "DELETE"},
+    "/api/v1/providers/<uuid:provider_id>/calendar-connections/<uuid:connection_id>/busy": {
+        "PUT"},
+    "/api/v1/providers/<uuid:provider_id>/calendar-connections/<uuid:connection_id>/sync": {
+        "POST"},
+    "/api/v1/calendar-connections": {"GET"},
 }
 
 # Audited only when a patient is concerned (a patient_id asked for, or a patient's key):

@@ -21,11 +21,15 @@ def test_demo_seed_is_complete_and_idempotent(app, client):
     expiring = client.get("/api/v1/licenses/expiring?within_days=60", headers=staff).get_json()
     assert len(expiring) == 1
     codes = {t["code"] for t in client.get("/api/v1/service-types", headers=staff).get_json()}
-    assert codes == {"consultation", "iv-infusion", "esketamine", "follow-up"}
+    assert codes == {"consultation", "iv-infusion", "esketamine", "follow-up",
+                     "oral-in-clinic", "sublingual-in-clinic", "sublingual-home"}
     patients = client.get("/api/v1/patients", headers=staff).get_json()
     assert "America/Denver" in {p["timezone"] for p in patients}
-    statuses = [b["status"] for b in client.get("/api/v1/bookings", headers=staff).get_json()]
-    assert sorted(statuses) == ["booked", "booked", "fulfilled", "fulfilled"]  # 2 held, 2 ahead
+    statuses = [b["status"] for b in client.get("/api/v1/bookings?page_size=50",
+                                                 headers=staff).get_json()]
+    # 4 held (2 consultations, an esketamine and a sublingual dose), 2 visits and 6 video
+    # check-ins of a home protocol ahead
+    assert sorted(statuses) == ["booked"] * 8 + ["fulfilled"] * 4
     consultation = next(t for t in client.get("/api/v1/service-types", headers=staff).get_json()
                         if t["code"] == "consultation")
     start = clinic_today() + timedelta(days=3)
@@ -64,6 +68,45 @@ def test_demo_has_a_cleared_patient_one_needing_review_and_an_esketamine_session
     assert any(r["minutes_after_dose"] == 40 for r in readings)
     tasks = client.get("/api/v1/tasks", headers=staff).get_json()
     assert [t["booking_id"] for t in tasks] == [session["id"]]
+
+
+def test_demo_has_the_pill_in_clinic_and_a_home_protocol_with_its_check_ins(app, client):
+    with app.app_context():
+        assert seed_demo(unit_of_work, today=clinic_today()) is True
+    staff = {"Authorization": f"Bearer {DEMO_KEYS['staff']}"}
+    types = {t["code"]: t for t in client.get("/api/v1/service-types",
+                                                headers=staff).get_json()}
+    routes = {code: (t["route"], t["at_home"], t["modality"]) for code, t in types.items()}
+    assert routes["iv-infusion"] == ("iv", False, "in-person")
+    assert routes["esketamine"] == ("intranasal", False, "in-person")
+    assert routes["oral-in-clinic"] == ("oral", False, "in-person")
+    assert routes["sublingual-in-clinic"] == ("sublingual", False, "in-person")
+    assert routes["sublingual-home"] == ("sublingual", True, "telehealth")
+    assert types["sublingual-in-clinic"]["needs_chair"]
+    assert types["sublingual-in-clinic"]["recovery_minutes"] >= 60
+    assert types["sublingual-home"]["contraindications"]
+    patients = {p["last_name"]: p for p in
+                client.get("/api/v1/patients", headers=staff).get_json()}
+    okafor = patients["Okafor"]["id"]
+    bookings = client.get(f"/api/v1/bookings?patient_id={okafor}&page_size=50",
+                          headers=staff).get_json()
+    by_type = {}
+    for booking in bookings:
+        code = next(c for c, t in types.items() if t["id"] == booking["service_type_id"])
+        by_type.setdefault(code, []).append(booking)
+    [first_dose] = by_type["sublingual-in-clinic"]
+    assert first_dose["status"] == "fulfilled"
+    phases = [r["phase"] for r in client.get(f"/api/v1/bookings/{first_dose['id']}/vitals",
+                                             headers=staff).get_json()]
+    assert phases == ["pre", "during", "during", "discharge"]
+    check_ins = by_type["sublingual-home"]
+    assert len(check_ins) == 6 and {b["status"] for b in check_ins} == {"booked"}
+    [series] = client.get(f"/api/v1/series?patient_id={okafor}", headers=staff).get_json()
+    assert series["protocol"] == "home-check-ins"
+    steps = client.get(f"/api/v1/bookings/{check_ins[0]['id']}/instructions",
+                       headers=staff).get_json()
+    assert steps["at_home"] and not steps["ride_home_required"]
+    assert steps["after_care"] == ["No driving until the next day after a home dose."]
 
 
 def test_the_demo_console_has_one_open_urgent_alert_and_an_on_call_rota(app, client):

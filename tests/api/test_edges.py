@@ -604,7 +604,10 @@ def test_every_input_field_uses_the_shared_strict_types():
 # The access log ------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
+_ENVIRON = dict(os.environ)
 GUNICORN_CONF = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+os.environ.clear()  # the file sets a gunicorn server's variables (metrics dir, drain flag)
+os.environ.update(_ENVIRON)
 EVERY_URL_ATOM = '%(r)s|%(U)s|%(q)s|%({raw_uri}e)s|%({path_info}e)s'
 
 

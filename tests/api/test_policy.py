@@ -21,6 +21,9 @@ from service.domain.bookings.models import Booking
 from service.domain.bookings.policy import policy as bookings_policy
 from service.domain.calendar import services as calendar
 from service.domain.calendar.policy import policy as calendar_policy
+from service.domain.connections import services as connections
+from service.domain.connections.policy import policy as connections_policy
+from service.domain.connections.secrets import SecretBox
 from service.domain.consultations.models import Task, TaskKind
 from service.domain.consultations.policy import alerts as alerts_policy
 from service.domain.consultations.policy import tasks as tasks_policy
@@ -190,6 +193,9 @@ def world(app, api):
         for provider in (doctor, other):
             availability.add_time_off(unit_of_work(), SYSTEM, uid(provider), starts_at=start,
                                       ends_at=start + timedelta(days=1))
+            connections.create_connection(
+                unit_of_work(), SYSTEM, uid(provider), now=utcnow(), kind="push",
+                label="shifts", rules=connections.ConnectionRules(box=SecretBox(None)))
         with unit_of_work() as uow:
             common = {"service_type_id": uid(clinic.services["iv-infusion"]),
                       "location_id": uid(clinic.clinic), "protocol": "iv-induction",
@@ -223,7 +229,7 @@ def world(app, api):
 
 SCOPED = [patients_policy, bookings_policy, series_policy, alerts_policy, tasks_policy,
           webhooks_policy, calendar_policy, availability_policy, fhir_policy,
-          waitlist_entries, waitlist_offers]
+          waitlist_entries, waitlist_offers, connections_policy]
 
 
 @pytest.mark.parametrize("policy", SCOPED, ids=lambda p: p.name)

@@ -84,10 +84,18 @@ def _on_call_contact(clinic: Clinic) -> tuple[str, str, Any]:
     return f"/api/v1/on-call-contacts/{created['id']}", "tier", 2
 
 
+def _calendar_connection(clinic: Clinic) -> tuple[str, str, Any]:
+    base = f"/api/v1/providers/{clinic.doctor['id']}/calendar-connections"
+    response = clinic.api.post(base, json={"label": "Shifts", "kind": "push"})
+    assert response.status_code == 201, response.get_json()
+    return f"{base}/{response.get_json()['id']}", "label", "Hospital shifts"
+
+
 RESOURCES: dict[str, Callable[[Clinic], tuple[str, str, Any]]] = {
     "patient": _patient, "provider": _provider, "license": _license, "location": _location,
     "service_type": _service_type, "webhook": _webhook, "screening": _screening,
     "side_effect": _side_effect, "on_call_contact": _on_call_contact,
+    "calendar_connection": _calendar_connection,
 }
 
 

@@ -532,7 +532,8 @@ def test_scheduler_jobs_never_overlap_and_never_drop_a_late_run(app):
     outbox = OutboxScheduler(Settings.from_env({}), database=app.extensions["clinic.database"])
     jobs = {job.id: job for job in outbox.scheduler.get_jobs()}
     assert set(jobs) == {"reminders", "webhooks", "idempotency-purge", "history-purge",
-                         "license-recheck", "alert-notices", "waitlist"}
+                         "license-recheck", "alert-notices", "waitlist", "calendar-sync",
+                         "calendar-writes"}
     for job in jobs.values():
         assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
     assert jobs["reminders"].trigger.interval == timedelta(seconds=15)
@@ -678,7 +679,9 @@ def test_a_scheduler_killed_mid_batch_sends_again_only_the_message_in_flight(
     bookings = [book(clinic, patient(clinic), hour) for hour in (13, 14, 15)]
     expected = add_due_rows(app, bookings, 10, utcnow())  # 30 due: one batch
     answered: list[str] = []
-    victim = dispatch_process(database_url, sinks, tmp_path / "victim.log")
+    # One send at a time (the pooled variant, several in flight, is the next test).
+    victim = dispatch_process(database_url, sinks, tmp_path / "victim.log",
+                              REMINDER_SEND_CONCURRENCY="1")
 
     def kill_on_the_eleventh(request: dict[str, Any]) -> bool:
         if len(answered) < 10:
@@ -710,3 +713,94 @@ def test_a_scheduler_killed_mid_batch_sends_again_only_the_message_in_flight(
     assert set(counted) == expected
     assert [k for k, n in counted.items() if n > 1] == [in_flight]
     assert statuses(app) == Counter({"sent": len(expected)})
+
+
+def test_a_pooled_scheduler_killed_mid_batch_sends_again_only_the_messages_in_flight(
+        app, api, clinic, sinks, database_url, tmp_path):
+    """Several sends in flight (REMINDER_SEND_CONCURRENCY=4): a kill re-sends, after the lease
+    and under the same keys, only messages whose outcome was not recorded yet: at most one
+    guard's chunk (4 x the pool), never one that was recorded."""
+    require_postgresql(app)
+    set_plan(api, clinic, "consultation", {**CONFIRMATION_ONLY, "confirmation": False})
+    bookings = [book(clinic, patient(clinic), hour) for hour in (13, 14, 15)]
+    expected = add_due_rows(app, bookings, 20, utcnow())  # 60 due: one batch
+    answered: list[str] = []
+    unanswered: list[str] = []
+    lock = threading.Lock()
+    victim = dispatch_process(database_url, sinks, tmp_path / "victim.log",
+                              REMINDER_SEND_CONCURRENCY="4")
+
+    def kill_after_twenty(request: dict[str, Any]) -> bool:
+        with lock:
+            if len(answered) < 20 and not unanswered:
+                answered.append(request["key"])
+                return True
+            unanswered.append(request["key"])
+            if victim.poll() is None:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+            return False
+
+    sinks.sms.delay = 0.01
+    sinks.sms.on_request = kill_after_twenty
+    try:
+        assert wait_for(lambda: victim.poll() is not None)
+        assert victim.returncode == -signal.SIGKILL
+        time.sleep(0.3)  # the other sends in flight reach the gateway, unanswered
+        recorded = sent_keys(app)
+        # The answers that reached the victim were recorded as they came (at most one
+        # guard's chunk of them was still in flight or unrecorded when it died).
+        assert len(answered) - 16 <= len(recorded) <= len(answered)
+        sinks.sms.on_request = None
+        successor = dispatch_process(database_url, sinks, tmp_path / "successor.log")
+        try:
+            assert wait_for(lambda: set(sinks.sms.keys()) >= expected, timeout=60)
+            time.sleep(0.5)  # a duplicate would arrive now
+        finally:
+            stop(successor)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    counted = Counter(sinks.sms.keys())
+    assert set(counted) == expected
+    again = {k for k, n in counted.items() if n > 1}
+    assert set(unanswered) <= again and 1 <= len(again) <= 16
+    assert not again & recorded  # what was recorded is never sent again
+    assert statuses(app) == Counter({"sent": len(expected)})
+
+
+def sent_keys(app) -> set[str]:
+    with app.app_context():
+        uow = unit_of_work()
+        with uow:
+            return set(uow.session.scalars(select(Reminder.dedupe_key).where(
+                Reminder.status == ReminderStatus.SENT)))
+
+
+def test_an_error_mid_batch_gives_the_unsent_rows_back_at_once(app, api, clinic, sinks):
+    """A batch stopped by an error (a lock or statement timeout, a lost connection) does not
+    leave its other claimed rows waiting for the lease: they go out on the next run."""
+    set_plan(api, clinic, "consultation", {**CONFIRMATION_ONLY, "confirmation": False})
+    bookings = [book(clinic, patient(clinic), hour) for hour in (13, 14)]
+    now = utcnow()
+    expected = add_due_rows(app, bookings, 5, now)
+    send = dispatcher(app, live_settings(sinks, reminder_lease_seconds=3600))
+    prepare = send.outbox.prepare
+    calls: list[int] = []
+
+    def failing_on_the_fourth(item, guarded, *, at):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("lock timeout")
+        return prepare(item, guarded, at=at)
+
+    send.outbox.prepare = failing_on_the_fourth  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        send.run_once(now=now + timedelta(seconds=1))
+    assert len(sinks.sms.keys()) == 3
+    counts = statuses(app)
+    # The failed one keeps its lease (its send might have begun); the rest are free now.
+    assert counts["sent"] == 3 and counts["sending"] == 1 and counts["planned"] == 6
+    send.outbox.prepare = prepare  # type: ignore[method-assign]
+    send.run_once(now=now + timedelta(seconds=2))  # long before the hour-long lease ends
+    assert len(sinks.sms.keys()) == 9 and set(sinks.sms.keys()) < expected

@@ -36,12 +36,30 @@ weekday_sets = st.frozensets(st.integers(min_value=0, max_value=6), max_size=7)
 modest = settings(max_examples=200, deadline=None, database=None)
 
 
-def test_protocols_are_the_clinics_three():
-    assert sorted(PROTOCOLS) == ["booster", "esketamine-induction", "iv-induction"]
+def test_protocols_are_the_clinics_four():
+    assert sorted(PROTOCOLS) == ["booster", "esketamine-induction", "home-check-ins",
+                                 "iv-induction"]
     assert (IV.sessions, IV.min_gap_days, IV.window_days) == (6, 2, 21)
     assert ESKETAMINE.sessions == 12
     assert [(p.weeks, p.per_week) for p in ESKETAMINE.phases] == [(4, 2), (4, 1)]
     assert (BOOSTER.sessions, BOOSTER.after_previous) == (1, (21, 42))
+    home = PROTOCOLS["home-check-ins"]
+    assert home.home and not any(p.home for p in (IV, ESKETAMINE, BOOSTER))
+    assert (home.sessions, home.min_gap_days, home.window_days) == (6, 2, 21)
+    assert [(p.weeks, p.per_week) for p in home.phases] == [(3, 2)]
+
+
+@modest
+@given(first=days, weekdays=weekday_sets)
+def test_home_check_ins_keep_twice_weekly_within_three_weeks(first, weekdays):
+    home = PROTOCOLS["home-check-ins"]
+    try:
+        planned = plan_days(home, first, weekdays=weekdays)
+    except ProtocolUnsatisfiable:
+        return
+    assert len(planned) == 6 and planned[0] == first
+    assert all((b - a).days >= 2 for a, b in zip(planned, planned[1:], strict=False))
+    assert (planned[-1] - first).days < 21
 
 
 @modest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -136,6 +136,60 @@ def test_every_sms_fits_one_gsm7_segment_with_the_opt_out_text(name, kind, in_pe
         return  # a name normalized into a forbidden word is refused, never sent
     assert len(sms) <= SMS_LIMIT
     assert sms.endswith(OPT_OUT_TEXT)
+    assert all(ch in content.GSM7 for ch in sms)
+
+
+def stay(**overrides) -> MessageFacts:
+    """An in-clinic visit at 11:00 MDT: arrive 10:45, leave about 13:15, with a driver."""
+    start = datetime(2026, 7, 14, 17, 0, tzinfo=UTC)
+    return facts(**{"arrive_at": start - timedelta(minutes=15),
+                    "leaves_at": start + timedelta(minutes=135), "with_driver": True,
+                    **overrides})
+
+
+def test_a_reminder_shows_the_whole_stay_and_the_driver():
+    message = render("before_24h", stay())
+    assert "Arrive 10:45 with a driver; leave about 1:15 PM." in message.sms
+    assert ("Please arrive by 10:45 AM. Your visit starts at 11:00 AM MDT and you may leave "
+            "at about 1:15 PM MDT. Please arrive with a driver") in message.email
+    assert "driver" not in render("before_24h", stay(with_driver=False)).sms
+    assert "leave" not in render("before_24h", facts()).sms
+
+
+def test_the_service_type_s_wordings_replace_the_generic_advice():
+    message = render("before_24h", stay(first_name="Jo", advice=("Stay hydrated",),
+                                        after_care=("No driving until the next day.",)))
+    assert "Before your visit:\n- Stay hydrated.\n\nAfter your visit:\n- No driving until " \
+           "the next day." in message.email
+    assert "eat lightly" not in message.email
+    # The SMS keeps the stay first; a video visit's SMS carries the first wording instead of
+    # the generic advice.
+    assert "Stay hydrated." not in message.sms
+    video = render("before_24h", facts(in_person=False, advice=("Join from your car",)))
+    assert "Join from your car." in video.sms and "quiet, private" not in video.sms
+
+
+def test_a_long_name_keeps_the_essentials_of_the_stay():
+    sms = render("before_24h", stay(first_name="Maximiliana")).sms
+    assert "Maximiliana" in sms and "Leave about 1:15 PM; bring a driver." in sms
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(name=names, kind=st.sampled_from(KINDS),
+       minutes=st.integers(min_value=0, max_value=600),
+       advice=st.lists(st.text(alphabet=sorted(content.GSM7 - {"{", "}", "\n", "\r"}),
+                               min_size=1, max_size=60), max_size=2))
+def test_every_sms_with_a_stay_fits_one_gsm7_segment(name, kind, minutes, advice):
+    start = datetime(2026, 9, 30, 19, 45, tzinfo=UTC)
+    try:
+        sms = render(kind, stay(first_name=name, starts_at=start,
+                                arrive_at=start - timedelta(minutes=15),
+                                leaves_at=start + timedelta(minutes=minutes),
+                                advice=tuple(a for a in advice if not forbidden_words(a)))
+                     ).sms
+    except ContentRefused:
+        return
+    assert len(sms) <= SMS_LIMIT and sms.endswith(OPT_OUT_TEXT)
     assert all(ch in content.GSM7 for ch in sms)
 
 

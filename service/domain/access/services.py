@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,21 +105,67 @@ def _parse(key: str) -> tuple[str, str, str] | None:
     return parts[1], parts[2], parts[3]
 
 
-def authenticate(uow: UnitOfWork, key: str, *, now: datetime | None = None) -> Actor:
+@dataclass(frozen=True)
+class _Known:
+    until: float  # time.monotonic() after which the key is looked up again
+    key_id: uuid.UUID
+    actor: Actor
+    expires_at: datetime | None
+
+
+# Keys this process looked up lately, by the SHA-256 of the whole key (so only a key that
+# matched is ever found here). A revocation made in this process removes its key at once;
+# one made elsewhere (another worker, the command line) takes effect within the cache's
+# seconds. Expiry is checked on every use.
+_known: dict[str, _Known] = {}
+_known_lock = threading.Lock()
+KNOWN_KEYS_MAX = 10_000
+
+
+def forget_key(key_id: uuid.UUID | None = None) -> None:
+    """Drop a key (or, without an id, every key) from this process's lookup cache."""
+    with _known_lock:
+        if key_id is None:
+            _known.clear()
+        else:
+            for digest in [d for d, k in _known.items() if k.key_id == key_id]:
+                del _known[digest]
+
+
+def _refuse_expired(expires_at: datetime | None, now: datetime | None) -> None:
+    if expires_at is not None and expires_at <= (now or utcnow()):
+        raise Unauthenticated("The API key expired; ask for a new one.", code="api_key_expired")
+
+
+def authenticate(uow: UnitOfWork, key: str, *, now: datetime | None = None,
+                 cache_seconds: float = 0.0) -> Actor:
+    """The actor of a key; ``cache_seconds`` > 0 lets this process reuse a lookup that long
+    (``API_KEY_CACHE_SECONDS``: the bound on a revocation made by another process)."""
     parsed = _parse(key)
     if parsed is None:
         raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
+    digest = hash_key(key)
+    if cache_seconds > 0:
+        known = _known.get(digest)
+        if known is not None and known.until > time.monotonic():
+            _refuse_expired(known.expires_at, now)
+            return known.actor
     with uow:
         record = uow.session.scalar(select(ApiKey).where(ApiKey.public_id == parsed[1]))
-        if record is None or not hmac.compare_digest(record.secret_hash, hash_key(key)):
+        if record is None or not hmac.compare_digest(record.secret_hash, digest):
             raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
         if record.revoked_at is not None:
             raise Unauthenticated("The API key was revoked.", code="revoked_api_key")
-        if record.expires_at is not None and record.expires_at <= (now or utcnow()):
-            raise Unauthenticated("The API key expired; ask for a new one.",
-                                  code="api_key_expired")
-        return Actor(key_id=record.id, role=record.role, provider_id=record.provider_id,
-                     patient_id=record.patient_id)
+        _refuse_expired(record.expires_at, now)
+        actor = Actor(key_id=record.id, role=record.role, provider_id=record.provider_id,
+                      patient_id=record.patient_id)
+        if cache_seconds > 0:
+            with _known_lock:
+                if len(_known) >= KNOWN_KEYS_MAX:
+                    _known.clear()
+                _known[digest] = _Known(time.monotonic() + cache_seconds, record.id, actor,
+                                        record.expires_at)
+        return actor
 
 
 def list_keys(uow: UnitOfWork, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -137,7 +185,9 @@ def revoke_key(uow: UnitOfWork, *, public_id: str) -> ApiKey:
             record.revoked_at = utcnow()
         return record
 
-    return uow.run(work)
+    revoked = uow.run(work)
+    forget_key(revoked.id)
+    return revoked
 
 
 # Keys managed through the API, as an actor ---------------------------------------------------
@@ -216,7 +266,9 @@ def revoke(uow: UnitOfWork, actor: Actor, key_id: uuid.UUID, *, now: datetime) -
             record.revoked_at = now
         return record
 
-    return uow.run(work)
+    revoked = uow.run(work)
+    forget_key(revoked.id)
+    return revoked
 
 
 def current_key(uow: UnitOfWork, actor: Actor) -> ApiKey:

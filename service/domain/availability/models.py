@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Time
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Time
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime
@@ -63,3 +63,15 @@ class TimeOff(Record, Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class ScheduleVersion(Base):
+    """A counter per scope (``provider:<id>``, ``patient:<id>``, ``chairs:<location id>``)
+    bumped in the very transaction of every change that can change the slots of that scope:
+    bookings, weekly hours, overrides, time off, licenses (availability/versions.py). A cached
+    search answer is used only while the versions it was computed under are still current."""
+
+    __tablename__ = "schedule_versions"
+
+    scope: Mapped[str] = mapped_column(String(60), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import heapq
 import itertools
+import json
+import time as clock
 import uuid
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 
-from sqlalchemy import DateTime, select, type_coerce
+from sqlalchemy import DateTime, and_, or_, select, type_coerce
 
 from service.domain.access.actor import Actor, Role
+from service.domain.availability import cache, versions
 from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.availability.policy import policy
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
+from service.domain.connections import blocking as connected
 from service.domain.errors import Conflict, InvalidInput, NotFound
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
@@ -97,6 +104,21 @@ class Schedule:
         default_factory=lambda: defaultdict(list))
     patient_busy: list[engine.Interval] = field(default_factory=list)
     chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
+    stale_sources: set[uuid.UUID] = field(default_factory=set)  # providers (connected calendars)
+    # Shared between providers: working windows per weekly pattern, licensed days per set of
+    # credentials (see ``windows``).
+    _patterns: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                          repr=False)
+    _licensed: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                          repr=False)
+    _windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
+                                                         repr=False)
+    _shared_windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict,
+                                                                init=False, repr=False)
+    _window_bounds: dict[tuple, tuple[list[datetime], list[datetime]]] = field(
+        default_factory=dict, init=False, repr=False)
+    _busy_sorted: dict[uuid.UUID, tuple[list[engine.Interval], list[datetime], timedelta]] = (
+        field(default_factory=dict, init=False, repr=False))
 
     @functools.cached_property
     def rules(self) -> engine.SlotRules:
@@ -108,25 +130,53 @@ class Schedule:
         return first, last
 
     def windows(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> list[engine.Interval]:
-        """Working windows at the location, less time off, within licensed days."""
+        """Working windows at the location, less time off, within licensed days.
+
+        Providers often share one weekly pattern (and licenses): the working windows of a
+        pattern and the licensed days of a set of credentials are built once per schedule
+        and shared, then each provider's own time off is cut out."""
+        pair = (provider_id, location_id)
+        found = self._windows.get(pair)
+        if found is None:
+            found = self._windows[pair] = self._pair_windows(provider_id, location_id)
+        return found
+
+    def _pair_windows(self, provider_id: uuid.UUID, location_id: uuid.UUID
+                      ) -> list[engine.Interval]:
         location = self.locations[location_id]
         weekly = self.weekly.get((provider_id, location_id), [])
         overrides = self.overrides.get((provider_id, location_id), {})
         if not weekly and not overrides:
             return []
         first, last = self.local_days(location)
-        working = engine.working_windows(
-            weekly,
-            [engine.DateOverride(day=day, hours=tuple(hours)) for day, hours in overrides.items()],
-            self.time_off.get(provider_id, []), location.timezone, first, last)
-        licensed = [
-            engine.Interval(local_to_utc(d1, time(0), location.timezone),
-                            local_to_utc(d2 + timedelta(days=1), time(0), location.timezone))
-            for d1, d2 in covered_days(self.credentials.get(provider_id, []), first=first,
-                                       last=last, modality=self.service_type.modality,
-                                       patient_state=self.patient_state)
-        ]
-        return engine.intersect(working, licensed)
+        pattern = (tuple(weekly), tuple(sorted((day, tuple(hours))
+                                               for day, hours in overrides.items())),
+                   location.timezone, first, last)
+        working = self._patterns.get(pattern)
+        if working is None:
+            working = self._patterns[pattern] = engine.working_windows(
+                weekly, [engine.DateOverride(day=day, hours=hours) for day, hours in pattern[1]],
+                [], location.timezone, first, last)
+        time_off = tuple(self.time_off.get(provider_id, ()))
+        credentials = tuple(self.credentials.get(provider_id, ()))
+        shared = (pattern, time_off, credentials)  # providers alike share their windows
+        found = self._shared_windows.get(shared)
+        if found is not None:
+            return found
+        if time_off:
+            working = engine.subtract(working, time_off)
+        licence = (credentials, location.timezone, first, last)
+        licensed = self._licensed.get(licence)
+        if licensed is None:
+            licensed = self._licensed[licence] = [
+                engine.Interval(local_to_utc(d1, time(0), location.timezone),
+                                local_to_utc(d2 + timedelta(days=1), time(0), location.timezone))
+                for d1, d2 in covered_days(credentials, first=first, last=last,
+                                           modality=self.service_type.modality,
+                                           patient_state=self.patient_state)
+            ]
+        found = self._shared_windows[shared] = engine.intersect(working, licensed)
+        return found
 
     def licensed_on(self, provider_id: uuid.UUID, location: Location, start: datetime) -> bool:
         day = in_zone(start, location.timezone).date()
@@ -139,11 +189,49 @@ class Schedule:
 
     def find(self, provider_id: uuid.UUID, location_id: uuid.UUID, *, earliest: datetime,
              latest: datetime) -> list[datetime]:
-        return engine.find_slots(
-            windows=self.windows(provider_id, location_id), rules=self.rules,
-            provider_busy=self.provider_busy.get(provider_id, []),
+        return list(self.starts(provider_id, location_id, earliest=earliest, latest=latest))
+
+    def starts(self, provider_id: uuid.UUID, location_id: uuid.UUID, *, earliest: datetime,
+               latest: datetime) -> Iterator[datetime]:
+        """The free starts one at a time, earliest first (computed as they are taken). Only
+        the windows and the busy intervals near ``[earliest, latest]`` are handed to the
+        engine (found by bisection), so a day of a long range costs about a day."""
+        windows = self.windows(provider_id, location_id)
+        if windows:
+            starts, ends = self._bounds(provider_id, location_id, windows)
+            windows = windows[bisect_right(ends, earliest):bisect_right(starts, latest)]
+        rules = self.rules
+        return engine.iter_slots(
+            windows=windows, rules=rules,
+            provider_busy=self._busy_near(provider_id, earliest - rules.buffer_before,
+                                          latest + rules.duration + rules.buffer_after),
             patient_busy=self.patient_busy, chairs_busy=self.chairs(location_id),
             earliest=earliest, latest=latest)
+
+    def _bounds(self, provider_id: uuid.UUID, location_id: uuid.UUID,
+                windows: list[engine.Interval]) -> tuple[list[datetime], list[datetime]]:
+        """The windows' starts and ends (both ascending: the windows are merged)."""
+        pair = (provider_id, location_id)
+        found = self._window_bounds.get(pair)
+        if found is None:
+            found = self._window_bounds[pair] = ([w.start for w in windows],
+                                                 [w.end for w in windows])
+        return found
+
+    def _busy_near(self, provider_id: uuid.UUID, low: datetime, high: datetime
+                   ) -> list[engine.Interval]:
+        """The provider's busy intervals that may reach into ``(low, high)`` (a superset:
+        the engine filters exactly): sorted once by start, sliced by bisection."""
+        found = self._busy_sorted.get(provider_id)
+        if found is None:
+            busy = sorted(self.provider_busy.get(provider_id, []), key=_START)
+            longest = max((i.end - i.start for i in busy), default=timedelta(0))
+            found = self._busy_sorted[provider_id] = (busy, [i.start for i in busy], longest)
+        busy, starts, longest = found
+        return busy[bisect_right(starts, low - longest):bisect_left(starts, high)]
+
+
+_START = attrgetter("start")
 
 
 def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
@@ -186,6 +274,11 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
     for row in session.scalars(select(TimeOff).where(
             TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo, TimeOff.starts_at < hi)):
         schedule.time_off[row.provider_id].append(engine.Interval(row.starts_at, row.ends_at))
+    # Connected calendars: their busy time blocks the provider like another booking.
+    external = connected.busy_between(connection, provider_ids, lo, hi)
+    for provider_id, intervals in external.intervals.items():
+        schedule.provider_busy[provider_id].extend(engine.Interval(s, e) for s, e in intervals)
+    schedule.stale_sources = external.stale_providers
     for provider in providers:
         schedule.credentials[provider.id] = [
             Credential(jurisdiction=c.jurisdiction, kind=c.kind.value, status=c.status.value,
@@ -195,19 +288,24 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
+    # The provider's bookings and (a patient's search or booking) the patient's own, in one
+    # statement; each filter is served by its index (ix_bookings_provider_ends,
+    # ix_bookings_patient_hold_ends), so past bookings are never read.
+    of_providers = and_(Booking.provider_id.in_(provider_ids),
+                        Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
+    of_patient = and_(Booking.patient_id == patient_id, Booking.hold_ends_at > lo,
+                      Booking.starts_at < hi) if patient_id is not None else None
     rows = connection.execute(select(
-        Booking.provider_id, instant(Booking.provider_starts_at),
-        instant(Booking.provider_ends_at),
-    ).where(holding, not_excluded, Booking.provider_id.in_(provider_ids),
-            Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)).all()
-    for provider_id, block_start, block_end in rows:
-        schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
-    if patient_id is not None:
-        rows = connection.execute(select(
-            instant(Booking.starts_at), instant(Booking.hold_ends_at)).where(
-            holding, not_excluded, Booking.patient_id == patient_id,
-            Booking.hold_ends_at > lo, Booking.starts_at < hi)).all()
-        schedule.patient_busy = [engine.Interval(s, e) for s, e in rows]
+        Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
+        instant(Booking.provider_ends_at), instant(Booking.starts_at),
+        instant(Booking.hold_ends_at),
+    ).where(holding, not_excluded, of_providers if of_patient is None
+            else or_(of_providers, of_patient))).all()
+    for provider_id, of, block_start, block_end, starts_at, hold_end in rows:
+        if provider_id in schedule.providers and block_end > lo and block_start < hi:
+            schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
+        if of_patient is not None and of == patient_id and hold_end > lo and starts_at < hi:
+            schedule.patient_busy.append(engine.Interval(starts_at, hold_end))
     if service_type.needs_chair:
         for location in locations:
             schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
@@ -241,6 +339,7 @@ class SlotSearch:
     slots: list[OfferedSlot]
     truncated: bool
     timezone: str = "UTC"  # the zone the answer is shown in
+    stale_sources: tuple[uuid.UUID, ...] = ()  # providers whose connected calendar is stale
     # Each offered location's own zone (a slot is shown in it unless a zone is asked for).
     zones: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)
 
@@ -274,28 +373,152 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
                            code="range_too_long", max_days=MAX_RANGE.days)
     if not service_type.active:
         raise NotFound("No active service type with this id.", code="service_type_not_found")
+    began = clock.perf_counter()
     providers, locations = candidates(session, service_type, provider_ids=provider_ids,
                                       location_id=location_id)
-    schedule = load_schedule(session, service_type=service_type, providers=providers,
-                             locations=locations, start=start, end=end, patient_id=patient_id,
-                             patient_state=patient_state)
     earliest, latest = booking_window(service_type, now)
     earliest = max(earliest, start)
     latest = min(latest, end - timedelta(microseconds=1))
     duration = timedelta(minutes=service_type.duration_minutes)
-    # Each (location, provider) list comes sorted; merge them and stop after `limit`.
-    per_pair = [
-        [(start_at, provider.id, location.id) for start_at in schedule.find(
-            provider.id, location.id, earliest=earliest, latest=latest)]
-        for location in locations for provider in providers
-    ]
-    merged = heapq.merge(*per_pair)
-    found = [OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
-                         location_id=location_id)
-             for start_at, provider_id, location_id in itertools.islice(merged, limit)]
-    truncated = next(merged, None) is not None
-    return SlotSearch(service_type=service_type, slots=found, truncated=truncated,
-                      zones={location.id: location.timezone for location in locations})
+
+    def answer(starts: list[tuple[datetime, uuid.UUID, uuid.UUID]], truncated: bool
+               ) -> SlotSearch:
+        return SlotSearch(service_type=service_type, truncated=truncated, stale_sources=stale,
+                          zones={loc.id: loc.timezone for loc in locations}, slots=[
+            OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
+                        location_id=location_id)
+            for start_at, provider_id, location_id in starts])
+
+    # Connected calendars flagged stale (or not synced yet) are read on every search, cached
+    # answer or not: staleness depends on the clock, not on the schedule's versions.
+    stale = tuple(sorted(connected.stale_providers(session.connection(),
+                                                   [p.id for p in providers]), key=str))
+    if not providers or not locations or earliest > latest:
+        return answer([], False)
+    # The cached computation covers a little more than this request, so searches made in
+    # the same few minutes share it: from the notice rounded down, to the horizon rounded up,
+    # and a few more starts than the limit.
+    bounds = (max(start, _floor(earliest)), min(end - timedelta(microseconds=1),
+                                               _floor(latest) + CACHE_BUCKET))
+    providers = sorted(providers, key=lambda p: p.id)
+    locations = sorted(locations, key=lambda loc: loc.id)
+    scopes = [versions.provider_scope(p.id) for p in providers]
+    if patient_id is not None:
+        scopes.append(versions.patient_scope(patient_id))
+    if service_type.needs_chair:
+        scopes += [versions.chairs_scope(loc.id) for loc in locations]
+    # Read before the schedule is loaded: an answer is never stored under versions older
+    # than the data it was computed from.
+    key = _cache_key(service_type, providers, locations, versions.read(session, scopes),
+                     start=start, end=end, bounds=bounds, patient_id=patient_id,
+                     patient_state=patient_state, limit=limit + CACHE_SLACK)
+    store = cache.store()
+    cached = store.get(key)
+    if cached is not None:
+        served = _serve(_decode(cached, providers, locations), earliest, latest, limit)
+        if served is not None:
+            cache.REQUESTS.labels("hit").inc()
+            cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
+            return answer(*served)
+    cache.REQUESTS.labels("miss").inc()
+    schedule = load_schedule(session, service_type=service_type, providers=providers,
+                             locations=locations, start=start, end=end, patient_id=patient_id,
+                             patient_state=patient_state)
+    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1])
+    wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
+    store.set(key, _encode(wide, providers, locations))
+    served = _serve(wide, earliest, latest, limit)
+    if served is None:  # the bounds' extra starts took the place of some this request needs
+        merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest)
+        served = list(itertools.islice(merged, limit)), next(merged, None) is not None
+    cache.LATENCY.labels("miss").observe(clock.perf_counter() - began)
+    return answer(*served)
+
+
+CACHE_BUCKET = timedelta(minutes=5)
+CACHE_SLACK = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+Starts = list[tuple[datetime, uuid.UUID, uuid.UUID]]
+
+
+def _floor(instant: datetime) -> datetime:
+    return instant - (instant - _EPOCH) % CACHE_BUCKET
+
+
+def _cache_key(service_type: ServiceType, providers: Sequence[Provider],
+               locations: Sequence[Location], scope_versions: dict[str, int], *,
+               start: datetime, end: datetime, bounds: tuple[datetime, datetime],
+               patient_id: uuid.UUID | None, patient_state: str | None, limit: int) -> str:
+    """Everything the answer depends on: the query, the rows' own versions (providers,
+    locations and the service type carry one) and the schedule versions."""
+    parts = [str(service_type.id), service_type.version,
+             [(str(p.id), p.version) for p in providers],
+             [(str(loc.id), loc.version) for loc in locations],
+             sorted(scope_versions.items()), start.isoformat(), end.isoformat(),
+             bounds[0].isoformat(), bounds[1].isoformat(),
+             str(patient_id), patient_state, limit]
+    digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+    return f"slots:v1:{digest}"
+
+
+def _encode(found: tuple[Starts, bool], providers: Sequence[Provider],
+            locations: Sequence[Location]) -> bytes:
+    """Starts as integer microseconds, parties as their index in the (keyed) sorted lists."""
+    provider_index = {p.id: n for n, p in enumerate(providers)}
+    location_index = {loc.id: n for n, loc in enumerate(locations)}
+    starts, truncated = found
+    return json.dumps({"t": truncated, "s": [
+        [(at - _EPOCH) // _MICROSECOND, provider_index[p], location_index[loc]]
+        for at, p, loc in starts]}, separators=(",", ":")).encode()
+
+
+def _decode(value: bytes, providers: Sequence[Provider], locations: Sequence[Location]
+            ) -> tuple[Starts, bool]:
+    data = json.loads(value)
+    return [(_EPOCH + timedelta(microseconds=us), providers[p].id, locations[loc].id)
+            for us, p, loc in data["s"]], data["t"]
+
+
+def _serve(found: tuple[Starts, bool], earliest: datetime, latest: datetime, limit: int
+           ) -> tuple[Starts, bool] | None:
+    """This request's answer out of a wider one (the earliest starts in ``bounds``, cut at
+    some count), or None when the wider answer cannot tell (it was cut before ``latest``
+    and holds fewer than ``limit`` of this request's starts)."""
+    starts, cut = found
+    mine = [s for s in starts if earliest <= s[0] <= latest]
+    if len(mine) > limit:
+        return mine[:limit], True
+    if cut and (not starts or starts[-1][0] <= latest):
+        return None
+    return mine, False
+
+
+def first_starts(schedule: Schedule, providers: Sequence[Provider],
+                 locations: Sequence[Location], *, earliest: datetime, latest: datetime
+                 ) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
+    """Every free (start, provider id, location id), earliest first.
+
+    Day by day: the range is cut into consecutive spans, the first a day long and each next
+    one twice as long; within a span each (location, provider) pair yields its starts
+    lazily and in order, and they are merged. A caller that stops after ``limit`` (a search)
+    never computes the starts, nor the busy ranges, of the days after it. Ties are ordered
+    by provider id, then location id."""
+    def tagged(provider_id: uuid.UUID, location_id: uuid.UUID, low: datetime,
+               high: datetime) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
+        for start_at in schedule.starts(provider_id, location_id, earliest=low,
+                                        latest=high):
+            yield start_at, provider_id, location_id
+
+    low, span = earliest, FIRST_SPAN
+    while low <= latest:
+        high = min(latest, low + span - _MICROSECOND)
+        yield from heapq.merge(*[tagged(provider.id, location.id, low, high)
+                                 for location in locations for provider in providers])
+        low, span = high + _MICROSECOND, span * 2
+
+
+FIRST_SPAN = timedelta(days=1)
 
 
 def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,

@@ -13,7 +13,7 @@ candidate starts, and no Interval is built per candidate.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
@@ -34,6 +34,7 @@ __all__ = [
     "chair_block",
     "patient_block",
     "find_slots",
+    "iter_slots",
     "first_free_chair",
 ]
 
@@ -366,19 +367,50 @@ def find_slots(
     free for its chair block. No chairs means no slots for such services.
     ``earliest > latest`` gives no slots.
     """
+    windows = tuple(windows)
+    found = list(iter_slots(windows=windows, rules=rules, provider_busy=provider_busy,
+                            patient_busy=patient_busy, chairs_busy=chairs_busy,
+                            earliest=earliest, latest=latest, ordered=False))
+    return found if _apart(windows) else sorted(set(found))
+
+
+def _apart(windows: Sequence[Interval]) -> bool:
+    """Sorted and apart (touching is fine): the starts come out sorted and unique."""
+    return all(a.end <= b.start for a, b in zip(windows, windows[1:]))
+
+
+def iter_slots(
+    *,
+    windows: Sequence[Interval],
+    rules: SlotRules,
+    provider_busy: Sequence[Interval],
+    patient_busy: Sequence[Interval] = (),
+    chairs_busy: Sequence[Sequence[Interval]] | None = None,
+    earliest: datetime,
+    latest: datetime,
+    ordered: bool = True,
+) -> Iterator[datetime]:
+    """``find_slots``, one start at a time: a caller that needs only the first few (a search
+    with a limit) stops early and the later starts are never computed. The forbidden ranges
+    are prepared on the first ``next()``; each start then costs one addition.
+
+    ``ordered`` (the default) promises ascending unique starts also for overlapping windows
+    (they are merged first); ``find_slots`` passes False and sorts itself."""
     earliest = to_utc(earliest)
     latest = to_utc(latest)
     duration, step = rules.duration, rules.step
     windows = tuple(windows)
     if earliest > latest or not windows:
-        return []
+        return
     if rules.needs_chair and not chairs_busy:
-        return []
+        return
+    if ordered and not _apart(windows):
+        windows = tuple(merge(windows))
     # Every start considered lies in [low, high]: within the bounds and some window.
     low = max(earliest, min(w.start for w in windows))
     high = min(latest, max(w.end for w in windows) - duration)
     if low > high:
-        return []
+        return
     held = duration + rules.recovery  # the patient's and the chair's block
     ranges = _forbidden(provider_busy, rules.buffer_before, duration + rules.buffer_after,
                         low, high)
@@ -389,15 +421,11 @@ def find_slots(
     lows, highs = _merged(ranges)
     count = len(lows)
 
-    found: list[datetime] = []
-    ordered = True  # windows sorted and apart: the starts come out sorted and unique
-    previous_end = _MIN
     for window in windows:
         origin = window.start
-        if origin < previous_end:
-            ordered = False
-        previous_end = max(previous_end, window.end)
         top = min(window.end - duration, high)  # the last start allowed in this window
+        if top < low:
+            continue
         # The first grid start (origin + k * step) at or after max(origin, low).
         start = origin if low <= origin else origin - ((origin - low) // step) * step
         index = bisect_right(highs, start)
@@ -409,10 +437,9 @@ def find_slots(
                 start -= ((start - highs[index]) // step) * step
                 continue
             free_until = top if index == count or lows[index] > top else lows[index]
-            steps = (free_until - start) // step + 1
-            found += [start + k * step for k in range(steps)]
-            start += steps * step
-    return found if ordered else sorted(set(found))
+            while start <= free_until:
+                yield start
+                start += step
 
 
 def first_free_chair(

@@ -86,8 +86,17 @@ def recheck_licenses(uow: UnitOfWork, *, now: datetime) -> int:
     were flagged."""
 
     def work() -> int:
-        rows = uow.session.scalars(_upcoming(now).where(Booking.attention.is_(None))
-                                   .with_for_update())
+        # Asked without locks first: locking every future booking for the whole pass held
+        # up whatever locks one meanwhile (a reminder send's guard waited past its lock
+        # timeout at every scheduler start-up, and its batch then waited for its lease).
+        # Only the bookings that fail are locked, read again, and asked again.
+        unflagged = _upcoming(now).where(Booking.attention.is_(None))
+        failing = [booking.id for booking in uow.session.scalars(unflagged)
+                   if gates.failing_rule(uow.session, booking) is not None]
+        if not failing:
+            return 0
+        rows = uow.session.scalars(unflagged.where(Booking.id.in_(failing)).with_for_update()
+                                   .execution_options(populate_existing=True))
         return reevaluate(uow, list(rows), now=now)
 
     return uow.run(work)

@@ -105,6 +105,9 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
     location = session.get(Location, request.location_id)
     if location is None:
         raise NotFound("No location with this id.", code="location_not_found")
+    # The session's identity map holds loaded rows by weak reference: kept here for the
+    # transaction, the handlers (reminder planning...) find them without a query.
+    uow.session.info.setdefault("loaded", []).extend((patient, provider, service_type, location))
     inactive = [name for name, record in (("patient", patient), ("provider", provider),
                                           ("service_type", service_type),
                                           ("location", location)) if not record.active]

@@ -36,6 +36,30 @@ class Location(Record, Base):
     active: Mapped[bool] = mapped_column(default=True, index=True)
 
 
+class Route(enum.StrEnum):
+    """How a treatment's medicine is given (None on a service type: no dose, e.g. a
+    consultation)."""
+
+    IV = "iv"
+    INTRANASAL = "intranasal"  # esketamine nasal spray (Spravato, under the REMS)
+    ORAL = "oral"
+    SUBLINGUAL = "sublingual"
+
+
+# Routes a patient may take at home under a prescribed home protocol (the pill); an IV
+# infusion and esketamine are given in the clinic only.
+HOME_ROUTES = frozenset({Route.ORAL, Route.SUBLINGUAL})
+
+# The least monitoring (recovery_minutes) a dose given in the clinic is followed by, per route:
+# esketamine's 120 minutes are the REMS label's; the others the clinic's standard.
+MIN_MONITORING_MINUTES: dict[Route, int] = {
+    Route.IV: 30,
+    Route.INTRANASAL: 120,
+    Route.ORAL: 60,
+    Route.SUBLINGUAL: 60,
+}
+
+
 DEFAULT_REMINDER_PLAN: dict[str, Any] = {
     "confirmation": True,
     "hours_before": [72, 24, 2],
@@ -62,6 +86,8 @@ class ServiceType(Record, Base):
             " AND late_cancel_hours >= 0",
             name="non_negative",
         ),
+        CheckConstraint("arrive_early_minutes >= 0 AND arrive_early_minutes <= 240",
+                        name="arrive_early"),
         CheckConstraint("patient_notice_hours >= 0 AND patient_notice_hours <= 720"
                         " AND late_cancel_fee_cents >= 0 AND late_cancel_fee_cents <= 10000000"
                         " AND no_show_fee_cents >= 0 AND no_show_fee_cents <= 10000000",
@@ -101,6 +127,22 @@ class ServiceType(Record, Base):
         JSON, default=lambda: dict(DEFAULT_REMINDER_PLAN)
     )
     active: Mapped[bool] = mapped_column(default=True, index=True)
+    # How the dose is given (NULL: no dose), and whether the patient takes it at home under a
+    # prescribed protocol (the service type is then the telehealth check-in that follows it).
+    route: Mapped[Route | None] = mapped_column(enum_column(Route, "treatment_route"))
+    at_home: Mapped[bool] = mapped_column(default=False)
+    # The whole stay and how to prepare: the patient arrives this many minutes before the
+    # start (check-in, readings before the dose); preparation and after-care instructions,
+    # each {"text": what the patient reads, "reminder": a short PHI-free wording for
+    # reminders, or null to keep it out of them}. NULL: none.
+    arrive_early_minutes: Mapped[int] = mapped_column(default=0)
+    preparation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
+    after_care: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
+
+    @property
+    def needs_ride_home(self) -> bool:
+        """A treatment in the clinic: the patient leaves with a driver, never driving."""
+        return self.modality == Modality.IN_PERSON and self.needs_clearance
 
 
 register_constraint(

@@ -4,7 +4,8 @@ The booking use cases ask three questions here, and nothing else of consultation
 
 - ``check_booking``: may this patient be booked for this kind of visit at all (the REMS
   requirements of esketamine, a contraindication named at screening, the clinician's
-  clearance, the ride home after a treatment)?
+  clearance, a first dose in the clinic before the pill at home, the ride home after a
+  treatment)?
 - ``check_in``: may this telehealth visit start (consent on record, the patient's location
   attested again now, covered by the provider's licenses)? Records the attestation.
 - ``check_completion``: may this session be completed (no blood pressure hold left, the
@@ -26,7 +27,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.domain.bookings.models import Booking
+from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.consultations import vitals
 from service.domain.consultations.models import (
@@ -105,9 +106,25 @@ def check_booking(session: Session, *, patient: Patient, provider: Provider,
             raise Conflict("The patient needs a cleared consultation before treatment.",
                            code="clearance_required",
                            clearance=decision.decision.value if decision else "none")
+    if service_type.at_home and not first_dose_in_clinic(session, patient.id, service_type):
+        raise Conflict("The pill is taken at home only after a first dose in the clinic, "
+                       "under monitoring: the patient has no completed in-clinic "
+                       f"{service_type.route} dose.", code="first_dose_in_clinic_required",
+                       route=service_type.route)
     if is_treatment(service_type) and not ride_home_confirmed:
         raise InvalidInput("Confirm that the patient has a ride home after treatment.",
                            code="ride_home_required")
+
+
+def first_dose_in_clinic(session: Session, patient_id: uuid.UUID,
+                         home: ServiceType) -> bool:
+    """Has the patient completed a dose of the home protocol's route in the clinic (a
+    fulfilled in-clinic visit of a service type with that route)?"""
+    return session.scalar(
+        select(Booking.id).join(ServiceType, ServiceType.id == Booking.service_type_id)
+        .where(Booking.patient_id == patient_id, Booking.status == BookingStatus.FULFILLED,
+               ServiceType.route == home.route, ServiceType.at_home.is_(False),
+               ServiceType.modality == Modality.IN_PERSON).limit(1)) is not None
 
 
 def check_in(session: Session, booking: Booking, service_type: ServiceType, *,

@@ -2,13 +2,16 @@
 drug, diagnosis and treatment word out of them (pure).
 
 A message says only: the patient's first name, the visit's date and time in the patient's
-zone, the neutral clinic alias (``CLINIC_NAME``), the clinic's phone and generic
-preparation advice. SMS previews are read by anyone near the phone, so ``check`` refuses a
-template or a rendered message that names a drug, a diagnosis or a treatment, as whole
-words, case-insensitively. The scheduler runs ``check_templates`` at start-up (and refuses
-to start); the dispatcher checks every rendered message again before it is sent.
+zone, the whole stay of a visit in the clinic (arrive by, leave at about, with a driver), the
+neutral clinic alias (``CLINIC_NAME``), the clinic's phone and preparation advice: the
+service type's PHI-free reminder wordings, else the generic advice. SMS previews are read by
+anyone near the phone, so ``check`` refuses a template or a rendered message that names a
+drug, a diagnosis or a treatment, as whole words, case-insensitively. The scheduler runs
+``check_templates`` at start-up (and refuses to start); the dispatcher checks every rendered
+message again before it is sent.
 
-An SMS fits in one 160-character GSM-7 segment, the opt-out text included: a long first
+An SMS fits in one 160-character GSM-7 segment, the opt-out text included: the stay and the
+advice are said as fully as fits (shorter forms, then the generic advice), then a long first
 name is shortened, never the rest.
 """
 
@@ -162,7 +165,12 @@ def template_key(kind: str) -> str:
 
 @dataclass(frozen=True)
 class MessageFacts:
-    """Everything a message may say (and nothing else)."""
+    """Everything a message may say (and nothing else).
+
+    The whole stay of a visit in the clinic: ``arrive_at`` (default: the start), ``leaves_at``
+    (None: not shown, as for a video visit), ``with_driver`` (a treatment: arrive with a
+    driver). ``advice`` and ``after_care``: the service type's PHI-free reminder wordings
+    (none: the generic advice)."""
 
     first_name: str
     starts_at: datetime
@@ -170,6 +178,11 @@ class MessageFacts:
     clinic_name: str
     clinic_phone: str
     in_person: bool
+    arrive_at: datetime | None = None
+    leaves_at: datetime | None = None
+    with_driver: bool = False
+    advice: tuple[str, ...] = ()
+    after_care: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,59 @@ def gsm_name(name: str) -> str:
     return "".join(ch for ch in plain if ch in GSM7).strip()
 
 
+def _clock(instant: datetime, zone: str) -> str:
+    return in_zone(instant, zone).strftime("%I:%M %p").lstrip("0")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _email_preparation(facts: MessageFacts, generic: str) -> str:
+    """The stay (arrive, start, leave, driver), then the service type's advice before and
+    after the visit (or the generic advice)."""
+    parts: list[str] = []
+    if facts.leaves_at is not None:
+        zone_abbr = in_zone(facts.starts_at, facts.zone).strftime("%Z")
+        stay = (f"Please arrive by {_clock(facts.arrive_at or facts.starts_at, facts.zone)}. "
+                f"Your visit starts at {_clock(facts.starts_at, facts.zone)} {zone_abbr} and "
+                f"you may leave at about {_clock(facts.leaves_at, facts.zone)} {zone_abbr}.")
+        if facts.with_driver:
+            stay += " Please arrive with a driver who will take you home."
+        parts.append(stay)
+    if facts.advice or facts.after_care:
+        if facts.advice:
+            parts.append("Before your visit:\n" + "\n".join(
+                f"- {_sentence(a)}" for a in facts.advice))
+        if facts.after_care:
+            parts.append("After your visit:\n" + "\n".join(
+                f"- {_sentence(a)}" for a in facts.after_care))
+    else:
+        parts.append(generic)
+    return "\n\n".join(parts)
+
+
+def _sms_preparations(facts: MessageFacts, generic: str) -> list[str]:
+    """What the SMS may say about the stay and preparation, richest first: the first that
+    fits with the whole first name is sent (the generic advice last)."""
+    options: list[str] = []
+    if facts.leaves_at is not None:
+        arrive = _clock(facts.arrive_at or facts.starts_at, facts.zone)
+        if arrive[-2:] == _clock(facts.starts_at, facts.zone)[-2:]:
+            arrive = arrive[:-3]  # "10:45", as the visit's time beside it says AM or PM
+        leave = _clock(facts.leaves_at, facts.zone)
+        driver = " with a driver" if facts.with_driver else ""
+        stay = f"Arrive {arrive}{driver}; leave about {leave}."
+        options += [f"{stay} {_sentence(a)}" for a in facts.advice[:1]]
+        options.append(stay)
+        options.append(f"Leave about {leave}" + ("; bring a driver." if facts.with_driver
+                                                  else "."))
+    options += [_sentence(a) for a in facts.advice[:1]]
+    options.append(generic)
+    return options
+
+
 def _values(facts: MessageFacts) -> dict[str, str]:
     local = in_zone(facts.starts_at, facts.zone)
     hour = local.strftime("%I:%M %p").lstrip("0")
@@ -216,13 +282,18 @@ def _values(facts: MessageFacts) -> dict[str, str]:
         "date": f"{local:%A, %B} {local.day}",
         "when": f"{local:%a %b} {local.day}, {hour} {zone_abbr}",
         "when_long": f"{local:%A, %B} {local.day}, {local.year} at {hour} {zone_abbr}",
-        "preparation": preparation[0],
+        "preparation": _email_preparation(facts, preparation[0]),
         "sms_preparation": preparation[1],
     }
 
 
-def _fit_sms(template: str, values: dict[str, str]) -> str:
+def _fit_sms(template: str, values: dict[str, str], options: list[str] | None = None) -> str:
     name = gsm_name(values["first_name"])
+    for option in options or ():
+        # The stay and the service type's advice, only where they fit with the whole name.
+        text = template.format(**{**values, "first_name": name, "sms_preparation": option})
+        if len(text) <= SMS_LIMIT and all(ch in GSM7 for ch in text):
+            return text
     text = template.format(**{**values, "first_name": name})
     if len(text) > SMS_LIMIT:
         room = SMS_LIMIT - len(template.format(**{**values, "first_name": ""}))
@@ -243,7 +314,8 @@ def render(kind: str, facts: MessageFacts, templates: Mapping[str, Template] = T
     email = channel in (None, "email")
     message = Message(subject=template.subject.format(**values) if email else "",
                       email=template.email.format(**values) if email else "",
-                      sms=_fit_sms(template.sms, values) if channel != "email" else "")
+                      sms=_fit_sms(template.sms, values, _sms_preparations(
+                          facts, values["sms_preparation"])) if channel != "email" else "")
     for field in fields(message):
         check(getattr(message, field.name), field.name)
     if channel != "email" and (len(message.sms) > SMS_LIMIT

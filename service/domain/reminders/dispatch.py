@@ -21,13 +21,14 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
+from service.domain.bookings import instructions
 from service.domain.bookings.models import Booking
 from service.domain.clinic.models import ServiceType
 from service.domain.outbox import (
@@ -66,6 +67,11 @@ class ClaimedReminder:
     booking_id: uuid.UUID
     in_person: bool
     superseded: bool  # a later "before" reminder of the booking is due too
+    # The whole stay and how to prepare, from the service type (PHI-free wordings only).
+    arrive_early_minutes: int = 0
+    with_driver: bool = False
+    advice: tuple[str, ...] = ()
+    after_care: tuple[str, ...] = ()
 
 
 class ReminderOutbox:
@@ -89,6 +95,8 @@ class ReminderOutbox:
         self.batch_size = settings.reminder_batch_size
         self.send_timeout_seconds = settings.channel_timeout_seconds
         self.retry_base_seconds = settings.reminder_retry_base_seconds
+        # Sends in flight at once per scheduler (PostgreSQL; the outbox runner's pool).
+        self.send_concurrency = settings.reminder_send_concurrency
 
     # Claim -------------------------------------------------------------------------------
 
@@ -96,7 +104,9 @@ class ReminderOutbox:
              report: Report) -> list[ClaimedReminder]:
         rows = {row.id: row for row in session.execute(
             select(Reminder.id, Reminder.booking_id, Reminder.kind, Reminder.plan_version,
-                   Reminder.due_at, ServiceType.modality)
+                   Reminder.due_at, ServiceType.modality, ServiceType.needs_clearance,
+                   ServiceType.arrive_early_minutes, ServiceType.preparation,
+                   ServiceType.after_care)
             .join(Booking, Booking.id == Reminder.booking_id)
             .join(ServiceType, ServiceType.id == Booking.service_type_id)
             .where(Reminder.id.in_([d.id for d in due])))}
@@ -111,7 +121,11 @@ class ReminderOutbox:
                           < latest.get((row.booking_id, row.plan_version), row.due_at))
             claimed.append(ClaimedReminder(
                 id=d.id, token=token, attempt=d.attempt, booking_id=row.booking_id,
-                in_person=row.modality == Modality.IN_PERSON, superseded=superseded))
+                in_person=row.modality == Modality.IN_PERSON, superseded=superseded,
+                arrive_early_minutes=row.arrive_early_minutes or 0,
+                with_driver=row.modality == Modality.IN_PERSON and row.needs_clearance,
+                advice=tuple(instructions.reminder_wordings(row.preparation)),
+                after_care=tuple(instructions.reminder_wordings(row.after_care))))
         return claimed
 
     @staticmethod
@@ -146,7 +160,8 @@ class ReminderOutbox:
             .order_by(Patient.id).with_for_update(read=True))}
         rows = session.execute(
             select(Reminder.id, Reminder.kind, Reminder.due_at, Reminder.attempts,
-                   Reminder.dedupe_key, Booking.status, Booking.starts_at, Booking.patient_id)
+                   Reminder.dedupe_key, Booking.status, Booking.starts_at, Booking.patient_id,
+                   Booking.hold_ends_at)
             .join(Booking, Booking.id == Reminder.booking_id)
             .where(Reminder.id.in_([item.id for item in items]),
                    Reminder.claim_token == items[0].token,
@@ -181,7 +196,11 @@ class ReminderOutbox:
             message = content.render(row.kind, content.MessageFacts(
                 first_name=patient.first_name, starts_at=row.starts_at, zone=patient.timezone,
                 clinic_name=self.settings.clinic_name, clinic_phone=self.settings.clinic_phone,
-                in_person=item.in_person), channel=channel)
+                in_person=item.in_person,
+                arrive_at=row.starts_at - timedelta(minutes=item.arrive_early_minutes),
+                leaves_at=row.hold_ends_at if item.in_person else None,
+                with_driver=item.with_driver, advice=item.advice,
+                after_care=item.after_care), channel=channel)
         except content.ContentRefused as refused:
             log.error("reminder %s refused by the content check (%s)", item.id,
                       refused.reason)

@@ -56,8 +56,8 @@ def quiet_hours(settings: Settings) -> planning.QuietHours:
 def plan_new_booking(uow: UnitOfWork, event: BookingCreated, *,
                      quiet: planning.QuietHours) -> None:
     booking = uow.session.get(Booking, event.booking_id)
-    _plan(uow.session, booking, version=_current_version(uow.session, booking.id) + 1,
-          now=event.occurred_at, quiet=quiet,
+    # A booking just created has no reminders yet: its plan is the first.
+    _plan(uow.session, booking, version=1, now=event.occurred_at, quiet=quiet,
           confirmation=event.status is BookingStatus.BOOKED)
 
 

@@ -6,6 +6,9 @@ A protocol says how many sessions a series has and how they are spaced:
 - ``esketamine-induction``: twice weekly for 4 weeks, then weekly for 4 weeks (12 sessions,
   weeks counted from the first session's day);
 - ``booster``: one session, 3 to 6 weeks after the previous treatment session;
+- ``home-check-ins``: the pill at home: a telehealth check-in after each prescribed home dose,
+  twice weekly for 3 weeks (6 check-ins, at least 2 days apart, within 21 days); booked only
+  with an at-home service type (``Protocol.home``);
 - ``custom``: an RFC 5545 RRULE (expanded by python-dateutil), with COUNT or UNTIL, at most
   52 sessions within one year.
 
@@ -74,6 +77,7 @@ class Protocol:
     cadence_days: int = 1  # default spacing when no preferred weekdays are given
     phases: tuple[Phase, ...] = ()  # a weekly rhythm, weeks counted from the anchor day
     after_previous: tuple[int, int] | None = None  # (min, max) days after the previous session
+    home: bool = False  # telehealth check-ins of a home protocol (an at-home service type)
 
     @property
     def weeks(self) -> int:
@@ -100,6 +104,12 @@ PROTOCOLS: dict[str, Protocol] = {p.code: p for p in (
     Protocol("booster", name="Booster",
              description="One session, 3 to 6 weeks after the previous treatment session.",
              sessions=1, after_previous=(21, 42)),
+    Protocol("home-check-ins", name="Home protocol check-ins (oral or sublingual)",
+             description="The pill at home: a telehealth check-in after each prescribed home "
+                         "dose, twice weekly for 3 weeks (6 check-ins, at least 2 days apart, "
+                         "within 21 days; weeks count from the first check-in's day).",
+             sessions=6, min_gap_days=2, window_days=21,
+             phases=(Phase(weeks=3, per_week=2),), home=True),
 )}
 
 

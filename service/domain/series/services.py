@@ -277,6 +277,19 @@ def _latest_treatment(session, patient_id: uuid.UUID, before: datetime  # type: 
         .order_by(Booking.starts_at.desc()).limit(1))
 
 
+def _check_setting(protocol: Protocol, service_type: ServiceType) -> None:
+    """A home protocol plans the telehealth check-ins of the pill taken at home; a protocol of
+    sessions in the clinic never plans them."""
+    if protocol.home != service_type.at_home:
+        raise InvalidInput(
+            f"The {protocol.code} protocol plans "
+            + ("the telehealth check-ins of a home protocol: book it with an at-home service "
+               "type." if protocol.home else "sessions in the clinic: an at-home service "
+               "type's check-ins follow a home protocol (home-check-ins)."),
+            code="protocol_service_mismatch", protocol=protocol.code,
+            at_home=service_type.at_home)
+
+
 def _plan(uow: UnitOfWork, actor: Actor, request: SeriesRequest, now: datetime) -> _Plan:
     session = uow.session
     if abs(request.first_start - now) > REACH:
@@ -297,6 +310,7 @@ def _plan(uow: UnitOfWork, actor: Actor, request: SeriesRequest, now: datetime) 
         protocol = protocols.custom_protocol(days)
     else:
         protocol = PROTOCOLS[request.protocol or ""]
+        _check_setting(protocol, service_type)
         previous = None
         if protocol.after_previous is not None:
             previous_at = request.previous_session or _latest_treatment(

@@ -46,6 +46,7 @@ AUDITED: dict[str, tuple[str, dict[str, AuditAction]]] = {
     "patients.patients_deactivation": ("patient", {"POST": UPDATE}),
     "bookings.Bookings": ("booking", {"GET": READ, "POST": CREATE}),
     "bookings.BookingById": ("booking", {"GET": READ}),
+    "bookings.BookingInstructions": ("booking", {"GET": READ}),
     "bookings.BookingReschedule": ("booking", {"POST": UPDATE}),
     "bookings.BookingCancellation": ("booking", {"POST": UPDATE}),
     "bookings.booking_confirm": ("booking", {"POST": UPDATE}),
@@ -127,6 +128,8 @@ NOT_PATIENT_DATA = frozenset({
     "docs_assets.home", "docs_assets.swagger_asset", "docs_assets.problem_type",
     "api-docs.openapi_json", "api-docs.openapi_swagger_ui",
     "health.Liveness", "health.Readiness",
+    # The service's own figures (counts and durations by route template, no ids).
+    "metrics.Metrics",
     # The clinic's directory: providers, licenses, availability and time off, locations,
     # service types, treatment protocols; FHIR Practitioner and Schedule are the same.
     "providers.providers_collection", "providers.providers_item",
@@ -155,6 +158,10 @@ NOT_PATIENT_DATA = frozenset({
     "webhooks.Webhooks", "webhooks.WebhookById", "webhooks.WebhookDeliveries",
     # The event catalogue (schemas only) and a secret rotation (no patient data).
     "webhooks.WebhookEventTypes", "webhooks.WebhookSecretRotation",
+    # Connected calendars: a provider's busy intervals and the sources' freshness (never a
+    # title, an attendee or a patient).
+    "connections.Connections", "connections.ConnectionById", "connections.ConnectionBusy",
+    "connections.ConnectionSync", "connections.ConnectionOverview",
 })
 
 DEFAULT_ACTIONS = {"GET": READ, "POST": CREATE, "PUT": UPDATE,

@@ -8,11 +8,12 @@ from flask.views import MethodView
 
 from service.auth import authorize
 from service.db import utcnow
-from service.domain.bookings import attention, services
+from service.domain.bookings import attention, instructions, services
 from service.domain.bookings.policy import policy
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.resources.bookings.schemas import (
     BookingCreateSchema,
+    BookingInstructionsSchema,
     BookingQueryArgsSchema,
     BookingSchema,
     CancelSchema,
@@ -83,6 +84,17 @@ class BookingById(MethodView):
         booking = services.get_booking(unit_of_work(read_only=True), current_actor(),
                                        booking_id)
         return booking, etag(booking)
+
+
+@blp.route("/bookings/<uuid:booking_id>/instructions")
+class BookingInstructions(MethodView):
+    @blp.response(200, BookingInstructionsSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @authorize(policy, "read")
+    def get(self, booking_id: uuid.UUID):
+        """The whole stay and how to prepare: arrive, start, leave, driver, instructions"""
+        return instructions.get_instructions(unit_of_work(read_only=True), current_actor(),
+                                             booking_id)
 
 
 @blp.route("/bookings/<uuid:booking_id>/reschedule")

@@ -153,3 +153,34 @@ class RescheduleSchema(Schema):
     patient_state = ma.fields.String(validate=STATE)
     override = ma.fields.Nested(ProtocolOverrideSchema,
                                 metadata={"description": OVERRIDE_DESCRIPTION})
+
+
+class BookingInstructionsSchema(Schema):
+    booking_id = ma.fields.UUID(required=True)
+    service_type_id = ma.fields.UUID(required=True)
+    status = ma.fields.Enum(BookingStatus, by_value=True, required=True)
+    timezone = ma.fields.String(required=True, metadata={
+        "description": "The location's zone: every instant here carries its offset"})
+    arrive_at = Instant(required=True, metadata={
+        "description": "Arrive by then (the service type's arrive_early_minutes before the "
+                       "start: check-in, readings before the dose)"})
+    start = Instant(attribute="starts_at", required=True, metadata={
+        "description": "The visit (the dose) starts"})
+    end = Instant(attribute="ends_at", required=True, metadata={
+        "description": "The visit (the dose) ends"})
+    leaves_at = Instant(required=True, metadata={
+        "description": "The patient may leave at about this time: the visit plus its "
+                       "monitoring or recovery"})
+    stay_minutes = ma.fields.Integer(required=True, metadata={
+        "description": "From arrival to leaving: what the patient and their driver plan for"})
+    ride_home_required = ma.fields.Boolean(required=True, metadata={
+        "description": "A treatment in the clinic: arrive with a driver, do not drive home"})
+    ride_home_confirmed = ma.fields.Boolean(required=True)
+    route = ma.fields.String(required=True, allow_none=True, metadata={
+        "description": "How the dose is given (iv, intranasal, oral, sublingual); null: none"})
+    at_home = ma.fields.Boolean(required=True, metadata={
+        "description": "The pill taken at home: this visit is its telehealth check-in"})
+    preparation = ma.fields.List(ma.fields.String(), required=True, metadata={
+        "description": "Before the visit, in the clinic's words"})
+    after_care = ma.fields.List(ma.fields.String(), required=True, metadata={
+        "description": "After the visit, in the clinic's words"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from service.domain.clinic.models import CancellationOutcome, LocationKind
+from service.domain.clinic.models import CancellationOutcome, LocationKind, Route
 from service.domain.consultations.screening import Contraindication
 from service.domain.providers.licensing import Modality
 from service.extensions import PartialUpdate, RecordSchema, Schema
@@ -46,6 +46,26 @@ class ReminderPlanSchema(Schema):
         load_default=lambda: [72, 24, 2], validate=ma.validate.Length(max=6))
     next_day_check_in = ma.fields.Boolean(
         load_default=False, metadata={"description": "A 'how are you feeling' check the next day"})
+
+
+class InstructionSchema(Schema):
+    text = text(300, required=True, metadata={
+        "description": "What the patient reads (the booking's instructions; may name the "
+                       "medicine)",
+        "example": "Nothing to eat for 2 hours before your dose; clear fluids are fine."})
+    reminder = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=60), allow_none=True, load_default=None,
+        metadata={"description": "A short wording for SMS and e-mail reminders: no drug, "
+                                 "diagnosis or treatment word (422 "
+                                 "`reminder_wording_not_phi_free`), GSM-7 characters; null "
+                                 "keeps the instruction out of reminders",
+                  "example": "Nothing to eat 2 h before."})
+
+
+def _instructions(description: str) -> ma.fields.List:
+    return ma.fields.List(ma.fields.Nested(InstructionSchema),
+                          validate=ma.validate.Length(max=12), load_default=list,
+                          metadata={"description": description})
 
 
 def _minutes(maximum: int, default: int, description: str) -> Integer:
@@ -96,6 +116,27 @@ class ServiceTypeSchema(RecordSchema):
     reminder_plan = ma.fields.Nested(ReminderPlanSchema, load_default=lambda: {
         "confirmation": True, "hours_before": [72, 24, 2], "next_day_check_in": False})
     active = ma.fields.Boolean(load_default=True)
+    route = ma.fields.Enum(Route, by_value=True, allow_none=True, load_default=None, metadata={
+        "description": "How the dose is given: iv, intranasal (esketamine, with "
+                       "requires_rems), oral or sublingual (the pill); null: no dose. A dose in "
+                       "the clinic needs a chair, clearance and its route's least monitoring "
+                       "(iv 30, intranasal 120, oral and sublingual 60 minutes)"})
+    at_home = ma.fields.Boolean(load_default=False, metadata={
+        "description": "The pill taken at home under a prescribed protocol: this service type "
+                       "is its telehealth check-in (oral or sublingual only; booking it needs "
+                       "clearance and a completed in-clinic dose of the same route)"})
+    arrive_early_minutes = _minutes(240, 0, "The patient arrives this many minutes before the "
+                                            "start (check-in, readings before the dose)")
+    preparation = _instructions("Before the visit (eat lightly, hydrate, arrive with a driver, "
+                                "bring your REMS card...)")
+    after_care = _instructions("After the visit (no driving until the next day...)")
+
+    @ma.post_dump
+    def _no_nulls(self, data: dict, **kwargs: object) -> dict:
+        for name in ("preparation", "after_care"):
+            if data.get(name) is None and name in data:
+                data[name] = []
+        return data
 
 
 class ServiceTypeUpdateSchema(PartialUpdate, ServiceTypeSchema):

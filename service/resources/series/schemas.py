@@ -38,6 +38,11 @@ class ProtocolSchema(Schema):
         "type": "array", "items": {"type": "integer"}, "nullable": True,
         "description": "Booster: [least, most] days after the previous session"})
 
+    home = ma.fields.Boolean(metadata={
+        "description": "Telehealth check-ins of the pill taken at home: booked only with an "
+                       "at-home service type (and such a service type only with a home "
+                       "protocol or a custom RRULE)"})
+
     def _after_previous(self, protocol: Any) -> list[int] | None:
         return list(protocol.after_previous) if protocol.after_previous else None
 

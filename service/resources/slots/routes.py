@@ -46,6 +46,7 @@ class Slots(MethodView):
             "timezone": found.timezone,
             "truncated": found.truncated,
             "cancellation_policy": terms,
+            "stale_calendar_provider_ids": list(found.stale_sources),
             "slots": [{"start": s.start, "end": s.end,
                        "provider_id": s.provider_id, "location_id": s.location_id,
                        "late_cancel_from": terms.late_from(s.start),

@@ -75,3 +75,8 @@ class SlotListSchema(Schema):
                        "the location's, else the clinic's"})
     slots = ma.fields.List(ma.fields.Nested(SlotSchema))
     truncated = ma.fields.Boolean(metadata={"description": "More slots exist than `limit`"})
+    stale_calendar_provider_ids = ma.fields.List(ma.fields.UUID(), metadata={
+        "description": "Providers searched whose connected calendar is stale or not synced "
+                       "yet: this answer was computed with a stale source, and may offer "
+                       "time their other calendar has taken (the booking re-checks what is "
+                       "stored)"})

@@ -1,0 +1,126 @@
+"""Schedule versions: what makes the slot cache never stale (issue 14).
+
+One counter per scope, bumped in the very transaction of the change, from this one place
+(a ``before_flush`` hook on every ORM session, so no use case can forget it):
+
+- ``provider:<id>``: a booking of the provider (created, moved, cancelled, any status change),
+  their weekly hours, date overrides, time off or licenses;
+- ``patient:<id>``: a booking of the patient (their own bookings are busy in their search);
+- ``chairs:<location id>``: a booking holding a chair there;
+- ``all``: a bulk UPDATE or DELETE of any of those tables (``session.execute(delete(...))``,
+  which names no single row): every cached answer is dropped.
+
+Providers, locations and service types carry their own ``version`` column (records.py), which
+the cache key includes. A search reads the versions it depends on in one query *before*
+loading the schedule, so an answer is never stored under versions older than its data.
+
+A further source of blocking intervals (an external calendar's busy times, say) joins the
+cache's guarantee by adding its model to ``PROVIDER_FACTS`` below.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.domain.availability.models import DateOverride, ScheduleVersion, TimeOff, WeeklyHours
+from service.domain.bookings.models import Booking
+from service.domain.providers.models import License
+
+ALL = "all"
+# Rows that belong to one provider (a ``provider_id`` column) and shape their slots.
+PROVIDER_FACTS: tuple[type, ...] = (WeeklyHours, DateOverride, TimeOff, License)
+# The booking columns a slot search reads (status: holding or not).
+BOOKING_FACTS = ("status", "provider_id", "patient_id", "location_id", "chair_number",
+                 "starts_at", "ends_at", "provider_starts_at", "provider_ends_at",
+                 "hold_ends_at")
+TRACKED = (Booking, *PROVIDER_FACTS)
+
+
+def provider_scope(provider_id: uuid.UUID) -> str:
+    return f"provider:{provider_id}"
+
+
+def patient_scope(patient_id: uuid.UUID) -> str:
+    return f"patient:{patient_id}"
+
+
+def chairs_scope(location_id: uuid.UUID) -> str:
+    return f"chairs:{location_id}"
+
+
+def _values(obj: object, name: str, *, changed_only: bool) -> tuple[list[object], bool]:
+    """The attribute's current and previous values, and whether it changed."""
+    history = inspect(obj).attrs[name].history
+    changed = history.has_changes()
+    if changed_only and not changed:
+        return [], False
+    values = [*history.added, *history.deleted, *history.unchanged]
+    return [v for v in values if v is not None], changed
+
+
+def _scopes_of(obj: object, *, dirty: bool) -> set[str]:
+    if isinstance(obj, Booking):
+        if dirty and not any(inspect(obj).attrs[name].history.has_changes()
+                             for name in BOOKING_FACTS):
+            return set()
+        scopes = {provider_scope(p) for p in _values(obj, "provider_id", changed_only=False)[0]}
+        scopes |= {patient_scope(p) for p in _values(obj, "patient_id", changed_only=False)[0]}
+        if _values(obj, "chair_number", changed_only=False)[0]:
+            scopes |= {chairs_scope(loc)
+                       for loc in _values(obj, "location_id", changed_only=False)[0]}
+        return scopes
+    if isinstance(obj, PROVIDER_FACTS):
+        if dirty and not inspect(obj).modified:
+            return set()
+        return {provider_scope(p) for p in _values(obj, "provider_id", changed_only=False)[0]}
+    return set()
+
+
+def bump(session: Session, scopes: Iterable[str]) -> None:
+    """Add one to each scope's version (creating it), in this session's transaction. The
+    rows are taken in sorted order, so two transactions never wait for each other in a
+    circle."""
+    ordered = sorted(set(scopes))
+    if not ordered:
+        return
+    connection = session.connection()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    table = ScheduleVersion.__table__
+    statement = dialect.insert(table).values([{"scope": s, "version": 1} for s in ordered])
+    connection.execute(statement.on_conflict_do_update(
+        index_elements=[table.c.scope], set_={"version": table.c.version + 1}))
+
+
+def read(session: Session, scopes: Iterable[str]) -> dict[str, int]:
+    """The current versions of these scopes (0 for one never bumped), in one query."""
+    wanted = sorted(set(scopes) | {ALL})
+    found = dict(session.connection().execute(select(
+        ScheduleVersion.scope, ScheduleVersion.version).where(
+        ScheduleVersion.scope.in_(wanted))).all())
+    return {scope: found.get(scope, 0) for scope in wanted}
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_on_flush(session: Session, flush_context, instances) -> None:  # type: ignore[no-untyped-def]
+    scopes: set[str] = set()
+    for obj in session.new:
+        scopes |= _scopes_of(obj, dirty=False)
+    for obj in session.dirty:
+        scopes |= _scopes_of(obj, dirty=True)
+    for obj in session.deleted:
+        scopes |= _scopes_of(obj, dirty=False)
+    bump(session, scopes)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bump_on_bulk_change(state) -> None:  # type: ignore[no-untyped-def]
+    if not (state.is_update or state.is_delete):
+        return
+    entity = state.bind_mapper.class_ if state.bind_mapper is not None else None
+    if entity is not None and issubclass(entity, TRACKED):
+        bump(state.session, [ALL])

@@ -1,0 +1,1 @@
+"""Running the service: who may read what it reports about itself."""

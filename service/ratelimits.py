@@ -1,0 +1,173 @@
+"""Rate limits (flask-limiter): per API key by its role, per client address without a key,
+tighter on refused keys and on calendar feeds.
+
+The counters live in Redis when ``REDIS_URL`` is set, so every gunicorn worker and every
+instance shares them; otherwise in each process's memory (the local default). The limits
+are checked before the key itself (so a guessed key counts against its address):
+
+- ``per-key``: requests carrying an API key, counted by the key's public id, at the limit
+  of the role its prefix names (``RATE_LIMIT_ROLES``). A made-up public id gets a fresh
+  counter, but its request is refused (401), which ``key-checks`` counts.
+- ``key-checks``: refused keys (401) per client address (``RATE_LIMIT_KEY_CHECKS``).
+- ``anonymous``: requests without a key per client address (``RATE_LIMIT_ANONYMOUS``),
+  calendar feeds aside; the probes are exempt from every limit (load balancers poll them).
+- ``calendar-feeds``: feed fetches per client address (``RATE_LIMIT_CALENDAR_FEEDS``).
+
+A refused request gets 429 ``rate_limited`` (problem+json) with ``Retry-After``; every
+limited answer carries the IETF ``RateLimit-Policy`` and ``RateLimit`` headers
+(draft-ietf-httpapi-ratelimit-headers: ``"per-key";q=600;w=60`` and
+``"per-key";r=599;t=60``). If the storage cannot be reached the request goes through (the
+limits fail open), with one log line and ``clinic_rate_limit_storage_errors_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from flask import Flask, Response, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+
+from service.auth import CALENDAR_FEED_PATH
+from service.config import Settings
+from service.errors import problem
+from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
+
+log = logging.getLogger(__name__)
+
+# ck_<role>_<public id>_<secret>
+KEY_PATTERN = re.compile(r"ck_([a-z]+)_([A-Za-z0-9]+)_")
+PROBES = frozenset({"/healthz", "/readyz"})
+STORAGE_TIMEOUT_SECONDS = 0.5  # a Redis that stopped answering costs each request this much
+
+
+def _claimed_key() -> tuple[str, str] | None:
+    """The (role, public id) an ``Authorization: Bearer ck_...`` header names (unchecked)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    found = KEY_PATTERN.match(token.strip())
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _address() -> str:
+    return f"addr:{request.remote_addr or '-'}"
+
+
+def _key() -> str:
+    claimed = _claimed_key()
+    return f"key:{claimed[1]}" if claimed else _address()
+
+
+class _StorageErrors(logging.Filter):
+    """flask-limiter logs a storage failure with its traceback: make it one line of ours
+    (the error type only) and count it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            RATE_LIMIT_STORAGE_ERRORS.inc()
+            log.warning("rate limits not checked (failing open): storage unreachable: %s",
+                        type(record.exc_info[1]).__name__)
+            return False
+        return True
+
+
+def _limits(settings: Settings) -> list[ApplicationLimit]:
+    roles = dict(settings.rate_limit_roles)
+
+    def role_limit() -> str:
+        claimed = _claimed_key()
+        return roles.get(claimed[0], min(roles.values())) if claimed else "1/second"
+
+    def anonymous_exempt() -> bool:  # a feed's token is its credential: its own limit
+        return (_claimed_key() is not None or request.path in PROBES
+                or CALENDAR_FEED_PATH.fullmatch(request.path) is not None)
+
+    return [
+        ApplicationLimit(role_limit, key_function=_key, scope="per-key",
+                         exempt_when=lambda: _claimed_key() is None),
+        ApplicationLimit(settings.rate_limit_key_checks, key_function=_address,
+                         scope="key-checks", deduct_when=lambda r: r.status_code == 401),
+        ApplicationLimit(settings.rate_limit_anonymous, key_function=_address,
+                         scope="anonymous", exempt_when=anonymous_exempt),
+        ApplicationLimit(settings.rate_limit_calendar_feeds, key_function=_address,
+                         scope="calendar-feeds",
+                         exempt_when=lambda: not CALENDAR_FEED_PATH.fullmatch(request.path)),
+    ]
+
+
+def _refused(limit: RequestLimit) -> Response:
+    scope = _scope(limit)
+    RATE_LIMITED.labels(scope).inc()
+    retry_after = max(1, int(limit.reset_at - _now()))
+    return problem(429, "rate_limited", "Too many requests",
+                   f"The {scope} limit ({limit.limit}) is used up; retry after the number of "
+                   "seconds in Retry-After.", headers={"Retry-After": str(retry_after)},
+                   limit=scope)
+
+
+def _scope(limit: RequestLimit) -> str:
+    """The limit's name: the last of its storage key's parts ([prefix,] key, scope)."""
+    return str(limit.request_args[-1])
+
+
+def _shown(limiter: Limiter) -> RequestLimit | None:
+    """The limit the headers describe: a breached one, else the one this kind of caller
+    spends (per key, anonymous, feed) rather than the refused-key count."""
+    checked = limiter.current_limits
+    for limit in checked:
+        if limit.breached:
+            return limit
+    return next((limit for limit in checked if _scope(limit) != "key-checks"),
+                checked[0] if checked else None)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def init_app(app: Flask, settings: Settings) -> Limiter:
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(existing, _StorageErrors) for existing in limiter_log.filters):
+        limiter_log.addFilter(_StorageErrors())  # once per process, however many apps
+    options: dict[str, float] = {}
+    if settings.redis_url:
+        options = {"socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
+                   "socket_timeout": STORAGE_TIMEOUT_SECONDS}
+    limiter = Limiter(
+        _key, app=app, application_limits=_limits(settings),
+        storage_uri=settings.redis_url or "memory://", storage_options=options,  # type: ignore[arg-type]
+        strategy="fixed-window", key_prefix="clinic-ratelimit", headers_enabled=False,
+        swallow_errors=True, on_breach=_refused)
+
+    limiter.request_filter(lambda: request.path in PROBES)
+
+    def refused(exc: RateLimitExceeded) -> Response:
+        """The 429 that ``_refused`` built (problem+json, Retry-After)."""
+        if exc.response is not None:
+            return exc.response
+        return problem(429, "rate_limited", "Too many requests", str(exc.description))
+
+    app.register_error_handler(RateLimitExceeded, refused)
+
+    def headers(response: Response) -> Response:
+        current = _shown(limiter)
+        if current is None:
+            return response
+        try:
+            remaining, reset = current.remaining, current.reset_at
+        except Exception as exc:  # noqa: BLE001 - the storage went away: no headers
+            RATE_LIMIT_STORAGE_ERRORS.inc()
+            log.warning("rate-limit headers skipped: storage unreachable: %s",
+                        type(exc).__name__)
+            return response
+        scope = _scope(current)
+        response.headers["RateLimit-Policy"] = (
+            f'"{scope}";q={current.limit.amount};w={current.limit.get_expiry()}')
+        response.headers["RateLimit"] = (
+            f'"{scope}";r={max(0, remaining)};t={max(0, int(reset - _now()))}')
+        return response
+
+    app.after_request(headers)
+    return limiter

@@ -1,0 +1,1 @@
+"""HTTP for running the service: its metrics."""

@@ -1,0 +1,176 @@
+"""Rate limits: per key by role, per address without a key, tighter on refused keys and
+calendar feeds; 429 problem+json with Retry-After and the IETF RateLimit headers; shared
+through Redis by several instances, and failing open when Redis goes away."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from service import create_app
+from service.config import Settings
+from service.domain.access import services as keys
+from service.domain.access.actor import Role
+from service.extensions import unit_of_work
+from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
+from tests import processes
+
+LIMITS = {"RATE_LIMIT_ROLES": "staff=3/minute,patient=2/minute",
+          "RATE_LIMIT_KEY_CHECKS": "2/minute", "RATE_LIMIT_ANONYMOUS": "2/minute",
+          "RATE_LIMIT_CALENDAR_FEEDS": "2/minute"}
+POLICY = re.compile(r'"(?P<name>[a-z-]+)";q=(?P<q>\d+);w=(?P<w>\d+)')
+STATE = re.compile(r'"(?P<name>[a-z-]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
+
+
+def limited_app(app: Flask, monkeypatch: pytest.MonkeyPatch, **env: str) -> Flask:
+    for name, setting in {**LIMITS, **env}.items():
+        monkeypatch.setenv(name, setting)
+    limited = create_app({"DATABASE_URL": app.config["DATABASE_URL"], "TESTING": True})
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    return limited
+
+
+@pytest.fixture
+def limited(app, monkeypatch) -> Iterator[Flask]:
+    limited = limited_app(app, monkeypatch)
+    yield limited
+    limited.extensions["clinic.database"].dispose()
+
+
+def issue(app: Flask, role: Role, **binding) -> str:
+    with app.app_context():
+        return keys.issue_key(unit_of_work(), role=role, label=f"limits {role}", **binding).key
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_key_gets_its_roles_limit_then_429_problem_with_retry_after(limited):
+    client = limited.test_client()
+    token, other = issue(limited, Role.STAFF), issue(limited, Role.STAFF)
+    remaining = []
+    for _ in range(3):
+        answer = client.get("/api/v1/providers", headers=bearer(token))
+        assert answer.status_code == 200
+        policy = POLICY.fullmatch(answer.headers["RateLimit-Policy"])
+        assert policy and policy["name"] == "per-key" and policy["q"] == "3"
+        assert policy["w"] == "60"
+        state = STATE.fullmatch(answer.headers["RateLimit"])
+        assert state and 0 < int(state["t"]) <= 60
+        remaining.append(int(state["r"]))
+    assert remaining == [2, 1, 0]
+    before = RATE_LIMITED.labels("per-key")._value.get()
+    refused = client.get("/api/v1/providers", headers=bearer(token))
+    assert refused.status_code == 429
+    assert refused.mimetype == "application/problem+json"
+    body = refused.get_json()
+    assert body["code"] == "rate_limited" and body["limit"] == "per-key"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert STATE.fullmatch(refused.headers["RateLimit"])["r"] == "0"
+    assert RATE_LIMITED.labels("per-key")._value.get() == before + 1
+    # Another key of the same role has its own allowance.
+    assert client.get("/api/v1/providers", headers=bearer(other)).status_code == 200
+
+
+def test_the_limit_follows_the_keys_role(limited):
+    client = limited.test_client()
+    admin = issue(limited, Role.ADMIN)  # admin keeps the default (600/minute)
+    for _ in range(5):
+        answer = client.get("/api/v1/me", headers=bearer(admin))
+        assert answer.status_code == 200
+    assert POLICY.fullmatch(answer.headers["RateLimit-Policy"])["q"] == "600"
+
+
+def test_refused_keys_are_limited_per_address(limited):
+    client = limited.test_client()
+    for _ in range(2):
+        assert client.get("/api/v1/providers", headers=bearer(
+            "ck_staff_guessed0000_not-a-real-secret")).status_code == 401
+    refused = client.get("/api/v1/providers", headers=bearer(
+        "ck_staff_guessed0001_another-guess"))
+    assert refused.status_code == 429
+    assert refused.get_json()["limit"] == "key-checks"
+    # Another address is not affected.
+    other = client.get("/api/v1/providers", headers=bearer("ck_staff_x_y"),
+                       environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 401
+
+
+def test_calls_without_a_key_are_limited_per_address_and_probes_are_exempt(limited):
+    client = limited.test_client()
+    for _ in range(2):
+        assert client.get("/openapi.json").status_code == 200
+    refused = client.get("/problems/rate_limited")
+    assert refused.status_code == 429
+    assert refused.get_json()["limit"] == "anonymous"
+    for _ in range(5):
+        assert client.get("/healthz").status_code == 200
+        assert "RateLimit" not in client.get("/healthz").headers
+
+
+def test_calendar_feeds_are_limited_per_address(limited):
+    client = limited.test_client()
+    for _ in range(2):
+        assert client.get("/api/v1/calendars/not-a-token.ics").status_code == 404
+    refused = client.get("/api/v1/calendars/still-not-a-token.ics")
+    assert refused.status_code == 429
+    assert refused.get_json()["limit"] == "calendar-feeds"
+
+
+def test_role_limits_are_configurable_and_checked():
+    settings = Settings.from_env({"RATE_LIMIT_ROLES": "patient=10/minute"})
+    assert dict(settings.rate_limit_roles)["patient"] == "10/minute"
+    assert dict(settings.rate_limit_roles)["staff"] == "1200/minute"
+    with pytest.raises(ValueError, match="RATE_LIMIT_ROLES"):
+        Settings.from_env({"RATE_LIMIT_ROLES": "janitor=1/second"})
+
+
+# Redis: shared by instances, failing open -------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path) -> Iterator[tuple[processes.Process, str]]:
+    """A Redis of this test's own on a spare port (never the shared one on 6379)."""
+    with processes.redis_server(tmp_path) as (server, url):
+        yield server, url.rsplit("/", 1)[0] + "/3"
+
+
+def test_two_instances_share_the_limit_through_redis(app, monkeypatch, redis_server):
+    _, url = redis_server
+    first = limited_app(app, monkeypatch, REDIS_URL=url)
+    second = limited_app(app, monkeypatch, REDIS_URL=url)
+    token = issue(first, Role.STAFF)
+    statuses = [instance.test_client().get("/api/v1/providers", headers=bearer(token))
+                .status_code for instance in (first, second, first, second)]
+    assert statuses == [200, 200, 200, 429]  # 3 a minute, whichever instance answers
+    for instance in (first, second):
+        instance.extensions["clinic.database"].dispose()
+
+
+def test_limits_fail_open_when_redis_stops(app, monkeypatch, redis_server, caplog):
+    process, url = redis_server
+    instance = limited_app(app, monkeypatch, REDIS_URL=url)
+    client = instance.test_client()
+    token = issue(instance, Role.STAFF)
+    assert client.get("/api/v1/providers", headers=bearer(token)).status_code == 200
+    process.stop()
+    before = RATE_LIMIT_STORAGE_ERRORS._value.get()
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        statuses = [client.get("/api/v1/providers", headers=bearer(token)).status_code
+                    for _ in range(5)]
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 5  # beyond the limit of 3: nothing is limited any more
+    assert elapsed < 10
+    assert RATE_LIMIT_STORAGE_ERRORS._value.get() >= before + 5
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.ratelimits"]
+    assert lines and all("failing open" in line or "skipped" in line for line in lines)
+    assert all(r.exc_info is None for r in caplog.records if r.name == "service.ratelimits")
+    assert not [r for r in caplog.records if r.name == "flask-limiter"]
+    instance.extensions["clinic.database"].dispose()
