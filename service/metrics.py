@@ -17,6 +17,7 @@ names: never an id, a name or anything a patient typed.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -171,6 +172,11 @@ class CountedChannel:
         self.adapter = adapter
         self.name = adapter.name
         self.outbox = outbox
+
+    def __copy__(self) -> CountedChannel:
+        """A sending thread's own copy (the outbox's send pool copies its adapters before
+        they connect) must not share the wrapped adapter's connection."""
+        return CountedChannel(copy.copy(self.adapter), self.outbox)
 
     def send(self, message: Any) -> int | None:
         try:
