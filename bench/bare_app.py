@@ -5,6 +5,9 @@ the body into ``bench_bare(id uuid, payload text)``, a table the app creates on 
 an advisory lock, since every gunicorn worker starts the app). Same engine settings as the
 service's PostgreSQL engine. ``gunicorn ... 'bench.bare_app:create_app()'`` with
 ``DATABASE_URL`` and ``BENCH_BARE_AUTHORIZATION`` (the header value to accept).
+
+``GET /bare/<id>`` is the floor for ``GET /api/v1/bookings/{id}``: the same header check,
+one SELECT by primary key (its own connection checkout and transaction), the row as JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ import os
 import uuid
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy import Column, MetaData, Table, Text, Uuid, create_engine, insert, text
+from sqlalchemy import (
+    Column,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    create_engine,
+    insert,
+    select,
+    text,
+)
 
 metadata = MetaData()
 bench_bare = Table("bench_bare", metadata, Column("id", Uuid, primary_key=True),
@@ -51,6 +64,18 @@ def create_app() -> Flask:
             connection.execute(insert(bench_bare).values(
                 id=row_id, payload=request.get_data(as_text=True)))
         return jsonify(id=str(row_id)), 201
+
+    @app.get("/bare/<uuid:row_id>")
+    def bare_read(row_id: uuid.UUID) -> tuple[Response, int]:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return jsonify(status=401, code="unauthenticated"), 401
+        with engine.begin() as connection:
+            payload = connection.scalar(select(bench_bare.c.payload).where(
+                bench_bare.c.id == row_id))
+        if payload is None:
+            return jsonify(status=404, code="not_found"), 404
+        return jsonify(id=str(row_id), payload=payload), 200
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -2,17 +2,20 @@
 
 The service: POST /api/v1/bookings for distinct slots (20 providers x 5 slots a day x
 7 days, one patient each, so nothing conflicts). The floor: bench/bare_app.py, POST /bare
-with the same body, one INSERT into bench_bare. Both run under gunicorn with the same flags
-(2 sync workers) on the same database, and take the same client load (threads, one
-connection per request) in alternating chunks. Target: the service reaches at least half
-the bare rate.
+with the same body, one INSERT into bench_bare. Then reads: GET /api/v1/bookings/{id} of
+the bookings written against GET /bare/{id} (one SELECT by primary key) of the bare rows.
+Both run under gunicorn with the same flags (2 sync workers) on the same database, and take
+the same client load (threads, one connection per request) in alternating chunks. Target:
+the service reaches at least half the bare rate for writes, 0.6 of it for reads.
 
-``python -m bench.writes``
+``python -m bench.writes`` (``BENCH_QUICK=1``: fewer requests)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import statistics
 import sys
 from collections.abc import Iterator
@@ -30,11 +33,14 @@ from service.domain.bookings.models import Booking
 
 PROVIDERS = 20
 SLOTS_A_DAY = 5  # 08:00, 10:00, 12:00, 14:00, 16:00: consultations never touch each other
-REQUESTS = 600  # per endpoint
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+REQUESTS = 200 if QUICK else 600  # per endpoint
+READS = 600 if QUICK else 2000  # per endpoint
 WARM_UP = 20
 CONCURRENCY = 4
 CHUNKS = 4
 TARGET_SHARE = 0.5
+TARGET_READ_SHARE = 0.6
 
 
 def video_hours(provider_index: int) -> Iterator[tuple[str, int, wall_clock, wall_clock]]:
@@ -72,10 +78,18 @@ class Result:
     bookings: int  # rows the service wrote (checked in the database)
     bare_rows: int
     statements: dict[str, float] | None = None
+    reads: harness.Load | None = None
+    bare_reads: harness.Load | None = None
 
     @property
     def share(self) -> float:
         return self.service.rate / self.bare.rate if self.bare.rate else float("nan")
+
+    @property
+    def read_share(self) -> float:
+        if self.reads is None or self.bare_reads is None or not self.bare_reads.rate:
+            return float("nan")
+        return self.reads.rate / self.bare_reads.rate
 
     def report(self) -> str:
         p = harness.percentile
@@ -96,6 +110,21 @@ class Result:
                  f"(target >= {TARGET_SHARE}: {harness.verdict(self.share >= TARGET_SHARE)})"]
         for name, load in (("service", self.service), ("bare", self.bare)):
             lines += [f"  unexpected {name} answer: {failure}" for failure in load.failures]
+        if self.reads is not None and self.bare_reads is not None:
+            lines += [harness.table(["endpoint", "requests", "statuses", "req/s", "p50 ms",
+                                     "p99 ms"],
+                                    [[name, load.count, harness.statuses_text(load.statuses),
+                                      f"{load.rate:.1f}", harness.ms(p(load.latencies, 50)),
+                                      harness.ms(p(load.latencies, 99))]
+                                     for name, load in (("GET /api/v1/bookings/{id}",
+                                                         self.reads),
+                                                        ("bare select-by-id (GET /bare/{id})",
+                                                         self.bare_reads))]),
+                      f"  GET rate / bare select-by-id rate = {self.read_share:.2f} (target "
+                      f">= {TARGET_READ_SHARE}: "
+                      f"{harness.verdict(self.read_share >= TARGET_READ_SHARE)})"]
+            for name, load in (("GET", self.reads), ("bare GET", self.bare_reads)):
+                lines += [f"  unexpected {name} answer: {failure}" for failure in load.failures]
         if self.statements:
             lines.append(f"  per request, in-process (median of {STATEMENT_SAMPLES}):")
             lines += [f"    {name:<52} {value:g}" for name, value in self.statements.items()]
@@ -107,7 +136,11 @@ class Result:
                 f"{harness.ms(p(self.service.latencies, 99))} ms) vs bare "
                 f"{self.bare.rate:.0f} req/s (p99 {harness.ms(p(self.bare.latencies, 99))} ms)"
                 f" = {self.share:.2f} of the bare rate: target >= {TARGET_SHARE} "
-                f"{harness.verdict(self.share >= TARGET_SHARE)}"] + [
+                f"{harness.verdict(self.share >= TARGET_SHARE)}"] + ([
+            f"reads GET /bookings/{{id}} {self.reads.rate:.0f} req/s vs bare select-by-id "
+            f"{self.bare_reads.rate:.0f} req/s = {self.read_share:.2f}: target >= "
+            f"{TARGET_READ_SHARE} {harness.verdict(self.read_share >= TARGET_READ_SHARE)}"]
+            if self.reads is not None and self.bare_reads is not None else []) + [
             f"writes {name}: {value:g} per request" for name, value in
             (self.statements or {}).items() if name.endswith("statements")]
 
@@ -136,6 +169,13 @@ def run() -> Result:
                 service_load, bare_load = harness.interleaved(
                     [(service.port, bookings[WARM_UP:]), (floor.port, bare[WARM_UP:])],
                     concurrency=CONCURRENCY, chunks=CHUNKS, expect=201)
+                reads, bare_reads = read_requests(database, headers)
+                harness.interleaved([(service.port, reads[:WARM_UP]),
+                                     (floor.port, bare_reads[:WARM_UP])],
+                                    concurrency=CONCURRENCY, chunks=1, expect=200)
+                read_load, bare_read_load = harness.interleaved(
+                    [(service.port, reads[WARM_UP:]), (floor.port, bare_reads[WARM_UP:])],
+                    concurrency=CONCURRENCY, chunks=CHUNKS, expect=200)
             with database.read_sessions() as session:
                 written = session.scalar(select(func.count()).select_from(Booking)) or 0
                 bare_rows = session.scalar(text("SELECT count(*) FROM bench_bare")) or 0
@@ -143,7 +183,22 @@ def run() -> Result:
         finally:
             database.dispose()
     return Result(service=service_load, bare=bare_load, bookings=written - WARM_UP,
-                  bare_rows=bare_rows - WARM_UP, statements=statements)
+                  bare_rows=bare_rows - WARM_UP, statements=statements, reads=read_load,
+                  bare_reads=bare_read_load)
+
+
+def read_requests(database: Database, headers: dict[str, str]
+                  ) -> tuple[list[harness.Request], list[harness.Request]]:
+    """GETs of the bookings and of the bare rows just written, round-robin."""
+    with database.read_sessions() as session:
+        booking_ids = list(session.scalars(select(Booking.id)))
+        bare_ids = list(session.scalars(text("SELECT id FROM bench_bare")))
+    get = {"Authorization": headers["Authorization"]}
+    count = READS + WARM_UP
+    return ([harness.Request("GET", f"/api/v1/bookings/{i}", get, None)
+             for i in itertools.islice(itertools.cycle(booking_ids), count)],
+            [harness.Request("GET", f"/bare/{i}", get, None)
+             for i in itertools.islice(itertools.cycle(bare_ids), count)])
 
 
 STATEMENT_SAMPLES = 10
