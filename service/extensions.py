@@ -529,7 +529,8 @@ def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
     if read_only and g.get(_SHARES_TRANSACTION):
         return request_unit_of_work()
     sessions = db.read_sessions if read_only else db.write_sessions
-    return UnitOfWork(sessions, dialect=db.dialect, bus=current_app.extensions["clinic.bus"])
+    return UnitOfWork(sessions, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
+                      reads=db.read_only_sessions)
 
 
 _SHARES_TRANSACTION = "clinic.shares_transaction"

@@ -56,11 +56,13 @@ class UnitOfWork:
     session: Session
 
     def __init__(self, sessions: sessionmaker[Session] | None, *, dialect: str = "",
-                 bus: MessageBus | None = None, shared: Session | None = None) -> None:
+                 bus: MessageBus | None = None, shared: Session | None = None,
+                 reads: sessionmaker[Session] | None = None) -> None:
         if (sessions is None) == (shared is None):
             raise ValueError("Give either a session factory or a shared session.")
         self._sessions = sessions
         self._shared = shared
+        self._reads = reads
         self.dialect = dialect
         self.bus = bus
         self._events: list[Event] = []
@@ -115,6 +117,15 @@ class UnitOfWork:
                 if attempt == RETRIES:
                     raise
         raise AssertionError("unreachable")
+
+    def reading(self) -> UnitOfWork:
+        """A unit of work for reads only, on read-only transactions where the database has
+        them (``Database.read_only_sessions``); without them, a fresh one like this one."""
+        if self._reads is not None:
+            return UnitOfWork(self._reads, dialect=self.dialect)
+        if self._sessions is not None:
+            return UnitOfWork(self._sessions, dialect=self.dialect, bus=self.bus)
+        return self
 
     def record(self, event: Event) -> None:
         """Note what happened; its handlers run in this transaction when it commits."""

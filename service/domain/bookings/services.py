@@ -165,13 +165,14 @@ class _Asked:
 def offering_alternatives(uow: UnitOfWork, *, now: datetime) -> Iterator[_Asked]:
     """A ``slot_unavailable`` leaving the block (from the Python check or from the
     database's constraint) carries the next free slots for what the block said it asked
-    (``asked.wanted``)."""
+    (``asked.wanted``), read on a read-only connection (``UnitOfWork.reading``)."""
     asked = _Asked()
     try:
         yield asked
     except SlotUnavailable as taken:
         if asked.wanted is not None:
-            taken.extras["alternatives"] = placement.alternatives(uow, asked.wanted, now=now)
+            taken.extras["alternatives"] = placement.alternatives(uow.reading(), asked.wanted,
+                                                                   now=now)
         raise
 
 
