@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
+import json
 import statistics
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time as wall_clock
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import event, func, select, text
 
@@ -29,13 +31,13 @@ from bench import harness
 from bench.clinic import EVERY_DAY, Clinic, issue_key, seed_clinic
 from service import create_app
 from service.db import Database
+from service.domain.availability.versions import patient_scope, provider_scope
 from service.domain.bookings.models import Booking
 
 PROVIDERS = 20
 SLOTS_A_DAY = 5  # 08:00, 10:00, 12:00, 14:00, 16:00: consultations never touch each other
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-REQUESTS = 200 if QUICK else 600  # per endpoint
-READS = 600 if QUICK else 2000  # per endpoint
+REQUESTS = 200 if harness.QUICK else 600  # per endpoint
+READS = 600 if harness.QUICK else 2000  # per endpoint
 WARM_UP = 20
 CONCURRENCY = 4
 CHUNKS = 4
@@ -80,6 +82,14 @@ class Result:
     statements: dict[str, float] | None = None
     reads: harness.Load | None = None
     bare_reads: harness.Load | None = None
+    same_rows: harness.Load | None = None  # POST /bare/same-rows: a booking's rows, bare
+    same_rows_written: dict[str, int] | None = None  # rows a table, per same-rows request
+
+    @property
+    def same_rows_share(self) -> float:
+        if self.same_rows is None or not self.same_rows.rate:
+            return float("nan")
+        return self.service.rate / self.same_rows.rate
 
     @property
     def share(self) -> float:
@@ -110,6 +120,19 @@ class Result:
                  f"(target >= {TARGET_SHARE}: {harness.verdict(self.share >= TARGET_SHARE)})"]
         for name, load in (("service", self.service), ("bare", self.bare)):
             lines += [f"  unexpected {name} answer: {failure}" for failure in load.failures]
+        if self.same_rows is not None:
+            tables = ", ".join(f"{t} {n}" for t, n in (self.same_rows_written or {}).items())
+            lines += [f"  same rows in one transaction (POST /bare/same-rows: {tables}): "
+                      f"{self.same_rows.count} requests, "
+                      f"{harness.statuses_text(self.same_rows.statuses)}, "
+                      f"{self.same_rows.rate:.1f} req/s, p50 "
+                      f"{harness.ms(p(self.same_rows.latencies, 50))} ms, p99 "
+                      f"{harness.ms(p(self.same_rows.latencies, 99))} ms",
+                      f"  service rate / same-rows rate = {self.same_rows_share:.2f} (target "
+                      f">= {TARGET_SHARE}: "
+                      f"{harness.verdict(self.same_rows_share >= TARGET_SHARE)})"]
+            lines += [f"  unexpected same-rows answer: {failure}"
+                      for failure in self.same_rows.failures]
         if self.reads is not None and self.bare_reads is not None:
             lines += [harness.table(["endpoint", "requests", "statuses", "req/s", "p50 ms",
                                      "p99 ms"],
@@ -137,6 +160,10 @@ class Result:
                 f"{self.bare.rate:.0f} req/s (p99 {harness.ms(p(self.bare.latencies, 99))} ms)"
                 f" = {self.share:.2f} of the bare rate: target >= {TARGET_SHARE} "
                 f"{harness.verdict(self.share >= TARGET_SHARE)}"] + ([
+            f"writes POST /bookings {self.service.rate:.0f} req/s vs the same rows in one "
+            f"transaction {self.same_rows.rate:.0f} req/s = {self.same_rows_share:.2f}: "
+            f"target >= {TARGET_SHARE} {harness.verdict(self.same_rows_share >= TARGET_SHARE)}"]
+            if self.same_rows is not None else []) + ([
             f"reads GET /bookings/{{id}} {self.reads.rate:.0f} req/s vs bare select-by-id "
             f"{self.bare_reads.rate:.0f} req/s = {self.read_share:.2f}: target >= "
             f"{TARGET_READ_SHARE} {harness.verdict(self.read_share >= TARGET_READ_SHARE)}"]
@@ -157,17 +184,25 @@ def run() -> Result:
             bookings = [harness.Request("POST", "/api/v1/bookings", headers, body)
                         for body in bodies]
             bare = [harness.Request("POST", "/bare", headers, body) for body in bodies]
+            same = [harness.Request("POST", "/bare/same-rows", headers, body)
+                    for body in bodies]
+            rows_file = Path(tempfile.mkstemp(prefix="bench_same_rows_", suffix=".json")[1])
+            rows_file.write_text(json.dumps(capture_rows(url, clinic, authorization)))
+            same_rows_written = {t: len(r) for t, r in json.loads(rows_file.read_text()).items()}
             with harness.gunicorn("service.wsgi:app", env={"DATABASE_URL": url},
                                   name="service") as service, \
                     harness.gunicorn("bench.bare_app:create_app()",
                                      env={"DATABASE_URL": url,
-                                          "BENCH_BARE_AUTHORIZATION": authorization},
+                                          "BENCH_BARE_AUTHORIZATION": authorization,
+                                          "BENCH_SAME_ROWS": str(rows_file)},
                                      name="bare") as floor:
                 harness.interleaved([(service.port, bookings[:WARM_UP]),
-                                     (floor.port, bare[:WARM_UP])],
+                                     (floor.port, bare[:WARM_UP]),
+                                     (floor.port, same[:WARM_UP])],
                                     concurrency=CONCURRENCY, chunks=1, expect=201)
-                service_load, bare_load = harness.interleaved(
-                    [(service.port, bookings[WARM_UP:]), (floor.port, bare[WARM_UP:])],
+                service_load, bare_load, same_load = harness.interleaved(
+                    [(service.port, bookings[WARM_UP:]), (floor.port, bare[WARM_UP:]),
+                     (floor.port, same[WARM_UP:])],
                     concurrency=CONCURRENCY, chunks=CHUNKS, expect=201)
                 reads, bare_reads = read_requests(database, headers)
                 harness.interleaved([(service.port, reads[:WARM_UP]),
@@ -176,15 +211,52 @@ def run() -> Result:
                 read_load, bare_read_load = harness.interleaved(
                     [(service.port, reads[WARM_UP:]), (floor.port, bare_reads[WARM_UP:])],
                     concurrency=CONCURRENCY, chunks=CHUNKS, expect=200)
+            rows_file.unlink()
             with database.read_sessions() as session:
                 written = session.scalar(select(func.count()).select_from(Booking)) or 0
+                written -= 1  # the booking whose rows the same-rows floor writes
                 bare_rows = session.scalar(text("SELECT count(*) FROM bench_bare")) or 0
             statements = count_statements(url, clinic, authorization)
         finally:
             database.dispose()
     return Result(service=service_load, bare=bare_load, bookings=written - WARM_UP,
                   bare_rows=bare_rows - WARM_UP, statements=statements, reads=read_load,
-                  bare_reads=bare_read_load)
+                  bare_reads=bare_read_load, same_rows=same_load,
+                  same_rows_written=same_rows_written)
+
+
+def capture_rows(url: str, clinic: Clinic, authorization: str
+                 ) -> dict[str, list[dict[str, object]]]:
+    """The rows one booking writes (made in-process, on a day the load does not use), by
+    table, as PostgreSQL's ``row_to_json`` gives them: what the same-rows floor inserts."""
+    app = create_app({"DATABASE_URL": url})
+    database = app.extensions["clinic.database"]
+    provider_id, patient_id = clinic.provider_ids[0], clinic.patient_ids[-50]
+    body = {"patient_id": str(patient_id), "provider_id": str(provider_id),
+            "service_type_id": str(clinic.service_types["consultation"].id),
+            "location_id": str(clinic.virtual_id), "patient_state": "AZ",
+            "start": clinic.local_iso(clinic.at(clinic.first_day + timedelta(days=35), 8 * 60))}
+    try:
+        response = app.test_client().post("/api/v1/bookings", json=body,
+                                          headers={"Authorization": authorization})
+        assert response.status_code == 201, response.get_json()
+        booking_id = response.get_json()["id"]
+        where = {"bookings": "id = :b", "booking_events": "booking_id = :b",
+                 "reminders": "booking_id = :b", "booking_changes": "booking_id = :b",
+                 "audit_events": "resource_id = CAST(:b AS text) AND action = 'create'",
+                 "schedule_versions": "scope IN (:provider, :patient)",
+                 "sync_counters": "true"}
+        values = {"b": booking_id, "provider": provider_scope(provider_id),
+                  "patient": patient_scope(patient_id)}
+        rows: dict[str, list[dict[str, object]]] = {}
+        with database.writer.connect() as connection:
+            for table, condition in where.items():
+                found = connection.execute(text(
+                    f"SELECT row_to_json(t) FROM {table} t WHERE {condition}"), values)
+                rows[table] = [row[0] for row in found]
+    finally:
+        database.dispose()
+    return rows
 
 
 def read_requests(database: Database, headers: dict[str, str]
