@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # fewer requests, fewer benches
 WORKERS = 2  # gunicorn sync workers, one per core on the 2-core reference machine
 # The benchmarks measure the service, not its rate limits (one key sends thousands of
 # requests a minute): every limit far above the load, still checked on every request.

@@ -72,7 +72,7 @@ TARGET_RATIO = 2.0
 TARGET_FIRST_RATIO = 10.0
 HTTP_DAYS = 7
 HTTP_LIMIT = 200
-HTTP_REQUESTS = 400  # per endpoint
+HTTP_REQUESTS = 150 if harness.QUICK else 400  # per endpoint (BENCH_QUICK=1: fewer)
 HTTP_CONCURRENCY = 4
 HTTP_CHUNKS = 4
 CLINIC_WINDOW, VIRTUAL_WINDOW = (  # local minutes after midnight

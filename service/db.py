@@ -285,6 +285,13 @@ class Database:
     def __post_init__(self) -> None:
         self.write_sessions = sessionmaker(self.writer, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.reader, expire_on_commit=False)
+        # Reads that must not write (a 409's alternatives, after the failed write): the
+        # reader; on PostgreSQL without a replica, the writer in READ ONLY transactions
+        # (psycopg's BEGIN READ ONLY, no statement more).
+        only_reads = (self.writer.execution_options(postgresql_readonly=True)
+                      if self.reader is self.writer and self.writer.dialect.name == "postgresql"
+                      else self.reader)
+        self.read_only_sessions = sessionmaker(only_reads, expire_on_commit=False)
         if self.probe is None:
             self.probe = self.reader
 

@@ -5,6 +5,11 @@ commit; when the database rolled the transaction back to break a deadlock or a
 serialization conflict, the whole of ``work`` runs again in a fresh transaction (a bounded
 number of times). Reads use ``with uow:`` and never commit.
 
+A unit of work may instead be given the request's own session (``shared``): it then neither
+opens nor ends the transaction, which outlives it (the request's reads and its audit row in
+one transaction, ``service/extensions.py``); what it loaded is detached on the way out, as
+a closed session would leave it.
+
 Use cases record domain events on the unit of work (``record``); ``commit`` hands them to
 the message bus first, so their handlers write the consequences (reminders, the change feed,
 webhook deliveries) in the same transaction (``service/messagebus.py``).
@@ -50,9 +55,14 @@ def _is_contention(exc: OperationalError) -> bool:
 class UnitOfWork:
     session: Session
 
-    def __init__(self, sessions: sessionmaker[Session], *, dialect: str = "",
-                 bus: MessageBus | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session] | None, *, dialect: str = "",
+                 bus: MessageBus | None = None, shared: Session | None = None,
+                 reads: sessionmaker[Session] | None = None) -> None:
+        if (sessions is None) == (shared is None):
+            raise ValueError("Give either a session factory or a shared session.")
         self._sessions = sessions
+        self._shared = shared
+        self._reads = reads
         self.dialect = dialect
         self.bus = bus
         self._events: list[Event] = []
@@ -61,7 +71,11 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         if self._open:
             raise RuntimeError("This unit of work is already open: one transaction at a time.")
-        self.session = self._sessions()
+        if self._shared is not None:
+            self.session = self._shared
+        else:
+            assert self._sessions is not None
+            self.session = self._sessions()
         self._events = []
         self._open = True
         return self
@@ -72,7 +86,14 @@ class UnitOfWork:
         # not expire what was loaded, so the caller can still serialize it.
         self._open = False
         self._events = []
-        self.session.close()
+        if self._shared is None:
+            self.session.close()
+        elif exc is not None:
+            self.session.rollback()  # the transaction goes on, fresh, for what follows
+        else:
+            # Its transaction goes on; what it loaded is detached with its loaded state, so
+            # a later read in the same transaction loads rows afresh (as a new session would).
+            self.session.expunge_all()
         if isinstance(exc, IntegrityError):
             raise translate_integrity_error(exc) from exc
         if isinstance(exc, OperationalError) and _is_contention(exc):
@@ -96,6 +117,15 @@ class UnitOfWork:
                 if attempt == RETRIES:
                     raise
         raise AssertionError("unreachable")
+
+    def reading(self) -> UnitOfWork:
+        """A unit of work for reads only, on read-only transactions where the database has
+        them (``Database.read_only_sessions``); without them, a fresh one like this one."""
+        if self._reads is not None:
+            return UnitOfWork(self._reads, dialect=self.dialect)
+        if self._sessions is not None:
+            return UnitOfWork(self._sessions, dialect=self.dialect, bus=self.bus)
+        return self
 
     def record(self, event: Event) -> None:
         """Note what happened; its handlers run in this transaction when it commits."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from service.domain.availability import placement
 from tests.api.test_directory import assert_problem
 from tests.factories import NPIS
 from tests.scenario import build_clinic
@@ -289,3 +292,28 @@ def test_every_change_leaves_a_booking_event(clinic, api, app):
             select(BookingEvent).order_by(BookingEvent.id))]
     assert kinds == ["booking.created", "booking.confirmed", "booking.rescheduled",
                      "booking.cancelled"]
+
+
+def test_a_409s_alternatives_are_read_in_a_read_only_transaction(app, clinic, monkeypatch):
+    original = placement.alternatives
+    database = app.extensions["clinic.database"]
+    seen: list[object] = []
+
+    def checked(uow, wanted, *, now):
+        found = original(uow, wanted, now=now)
+        with uow:
+            if uow.dialect == "postgresql":
+                seen.append(uow.session.execute(text("SHOW transaction_read_only")).scalar())
+                with pytest.raises(DBAPIError):  # the database refuses a write
+                    uow.session.execute(text("CREATE TABLE read_only_check (i int)"))
+            else:  # SQLite: the reader engine, whose transactions never take the write lock
+                seen.append(uow.session.get_bind() is database.reader)
+        return found
+
+    monkeypatch.setattr(placement, "alternatives", checked)
+    assert clinic.book("consultation", clinic.at(14)).status_code == 201
+    other = clinic.add_patient(first_name="Other")
+    body = assert_problem(clinic.book("consultation", clinic.at(14), patient=other), 409,
+                          "slot_unavailable")
+    assert len(body["alternatives"]) == 3
+    assert seen == (["on"] if database.dialect == "postgresql" else [True])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search
@@ -93,6 +93,13 @@ class _Parties:
 
 def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
     session = uow.session
+    # The provider (with its licenses), the service type and the location in one query: the
+    # lookups below then find them in the session (held here) without a statement each;
+    # when one does not exist, no row comes back and each is looked up (and refused) alike.
+    preloaded = session.execute(select(Provider, ServiceType, Location).select_from(
+        Provider).join(ServiceType, true()).join(Location, true()).where(
+        Provider.id == request.provider_id, ServiceType.id == request.service_type_id,
+        Location.id == request.location_id)).first()
     patient = find_patient(uow, actor, request.patient_id)
     if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
@@ -117,6 +124,7 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
     if not search.location_offers(location, service_type):
         raise InvalidInput("This location does not offer this kind of visit.",
                            code="location_mismatch")
+    del preloaded
     return _Parties(patient, provider, service_type, location)
 
 
@@ -165,13 +173,14 @@ class _Asked:
 def offering_alternatives(uow: UnitOfWork, *, now: datetime) -> Iterator[_Asked]:
     """A ``slot_unavailable`` leaving the block (from the Python check or from the
     database's constraint) carries the next free slots for what the block said it asked
-    (``asked.wanted``)."""
+    (``asked.wanted``), read on a read-only connection (``UnitOfWork.reading``)."""
     asked = _Asked()
     try:
         yield asked
     except SlotUnavailable as taken:
         if asked.wanted is not None:
-            taken.extras["alternatives"] = placement.alternatives(uow, asked.wanted, now=now)
+            taken.extras["alternatives"] = placement.alternatives(uow.reading(), asked.wanted,
+                                                                   now=now)
         raise
 
 

@@ -25,7 +25,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.domain.bookings.events import BookingChanged
+from service.domain.bookings.events import BookingChanged, BookingCreated
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar import ics
 from service.domain.clinic.models import Location, LocationKind
@@ -73,8 +73,10 @@ def enqueue_writes(uow: UnitOfWork, event: BookingChanged) -> None:
         CalendarConnection.provider_id == booking.provider_id,
         CalendarConnection.kind == ConnectionKind.CALDAV,
         CalendarConnection.write_back.is_(True), CalendarConnection.active.is_(True))))
-    existing = {row.connection_id: row for row in session.scalars(
-        select(CalendarWrite).where(CalendarWrite.booking_id == booking.id))}
+    # A booking just created was written to no calendar yet (one statement fewer a booking).
+    existing = {} if isinstance(event, BookingCreated) else {
+        row.connection_id: row for row in session.scalars(
+            select(CalendarWrite).where(CalendarWrite.booking_id == booking.id))}
     for connection_id in targets | set(existing):
         row = existing.get(connection_id)
         if row is None:

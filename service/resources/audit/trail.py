@@ -13,8 +13,10 @@ For an audited request the hooks open an ``AuditContext`` before the view runs (
 authentication, so 401s are recorded too); the write sessions add its row to the transaction
 of the change (``service.domain.audit.services``); after the answer, a request whose row was
 not written with a change (a read, a refusal, a failure) gets it in a small transaction of
-its own. If that row cannot be written, the answer is withheld (503): no patient data leaves
-unaudited.
+its own. A read (GET, HEAD) on PostgreSQL without a replica keeps one transaction for the
+whole request instead: its reads run in it and its row is written last, then committed (one
+connection, one commit; ``service.extensions.share_request_transaction``). If that row
+cannot be written, the answer is withheld (503): no patient data leaves unaudited.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from service.domain.audit import services as audit
 from service.domain.audit.models import AuditAction, AuditOutcome
 from service.domain.calendar.services import hash_token
 from service.errors import database_unavailable, problem
-from service.extensions import unit_of_work
+from service.extensions import (
+    end_request_transaction,
+    request_unit_of_work,
+    share_request_transaction,
+    shares_request_transaction,
+    unit_of_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +241,8 @@ def begin() -> None:
     if classified is None:
         return
     resource, action = classified
+    if request.method in ("GET", "HEAD"):
+        share_request_transaction()
     g.audit = audit.AuditContext(
         resource_type=resource, action=action, method=request.method,
         request_id=request_id(), client_address=(request.remote_addr or "")[:45] or None,
@@ -290,7 +300,8 @@ def finish(response: Response) -> Response:
         return response
     outcome, missing = _outcome(response)
     try:
-        audit.record(unit_of_work(), context, outcome, missing=missing)
+        audit.record(request_unit_of_work() if shares_request_transaction() else
+                     unit_of_work(), context, outcome, missing=missing)
     except Exception as exc:  # noqa: BLE001 - fail closed: no unaudited answer goes out
         if is_unavailable(exc):
             return database_unavailable(exc, during="audit row")
@@ -307,3 +318,4 @@ def install(state: BlueprintSetupState) -> None:
     audit.attach(app.extensions["clinic.database"].write_sessions, current)
     app.before_request(begin)
     app.after_request(finish)
+    app.teardown_request(end_request_transaction)

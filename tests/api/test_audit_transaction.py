@@ -1,0 +1,89 @@
+"""A read's audit row in the request's one transaction (PostgreSQL without a replica), and
+the answer still withheld when that row cannot be written."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import event
+
+from service.domain.audit import services as audit_services
+from service.domain.audit.models import AuditOutcome
+from tests.api.test_audit import clinic, last_row_id, rows_after  # noqa: F401 - fixture
+from tests.api.test_directory import assert_problem
+
+
+def _booking(clinic) -> str:  # noqa: F811
+    response = clinic.book("consultation", clinic.at(14))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def test_a_read_and_its_row_share_one_connection_and_one_commit(app, api, clinic):  # noqa: F811
+    database = app.extensions["clinic.database"]
+    booking_id = _booking(clinic)
+    api.get(f"/api/v1/bookings/{booking_id}")  # the key is looked up (and cached) once
+    before = last_row_id(app)
+    seen = {"checkouts": 0, "commits": 0}
+
+    def checkout(*_):
+        seen["checkouts"] += 1
+
+    def commit(*_):
+        seen["commits"] += 1
+
+    engines = {id(e): e for e in (database.writer, database.reader)}.values()
+    for engine in engines:
+        event.listen(engine.pool, "checkout", checkout)
+        event.listen(engine, "commit", commit)
+    try:
+        response = api.get(f"/api/v1/bookings/{booking_id}")
+    finally:
+        for engine in engines:
+            event.remove(engine.pool, "checkout", checkout)
+            event.remove(engine, "commit", commit)
+    assert response.status_code == 200
+    [row] = rows_after(app, before)
+    assert (row.action.value, row.outcome.value) == ("read", "success")
+    assert row.resource_id == booking_id
+    assert row.patient_id == uuid.UUID(clinic.patient["id"])
+    if database.reader is database.writer:  # PostgreSQL, no replica: one transaction
+        assert seen == {"checkouts": 1, "commits": 1}
+    else:  # SQLite: the read on the reader engine, the row in a transaction of its own
+        assert seen["commits"] == 1
+
+
+def test_a_refused_read_and_its_row_share_the_transaction(app, api, clinic):  # noqa: F811
+    booking_id = _booking(clinic)
+    before = last_row_id(app)
+    response = api.get(f"/api/v1/bookings/{booking_id}", role="me")  # the patient's own
+    assert response.status_code == 200
+    response = api.get(f"/api/v1/bookings/{uuid.uuid4()}")
+    assert response.status_code == 404
+    rows = rows_after(app, before)
+    assert [(r.action.value, r.outcome.value) for r in rows] == [
+        ("read", "success"), ("read", "not_found")]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/bookings/{id}", "/api/v1/bookings"])
+def test_a_row_the_database_refuses_withholds_the_answer(app, api, clinic, monkeypatch,  # noqa: F811
+                                                         path):
+    booking_id = _booking(clinic)
+    original = audit_services.build_event
+
+    def unwritable(session, context, outcome, **kwargs):
+        row = original(session, context, outcome, **kwargs)
+        row.outcome = None  # NOT NULL: the INSERT (or its commit) fails in the database
+        return row
+
+    monkeypatch.setattr(audit_services, "build_event", unwritable)
+    before = last_row_id(app)
+    response = api.get(path.format(id=booking_id))
+    assert_problem(response, 503, "service_unavailable")
+    assert "starts_at" not in response.get_data(as_text=True)
+    monkeypatch.setattr(audit_services, "build_event", original)
+    assert rows_after(app, before) == []
+    # The request's transaction ended: the next read answers and leaves its row.
+    assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
+    assert [r.outcome for r in rows_after(app, before)] == [AuditOutcome.SUCCESS]
