@@ -100,8 +100,8 @@ class CalendarSync:
     title = "connected calendars: read busy time, flag stale sources"
 
     def __init__(self, database: Database, reader: CalendarReader, box: SecretBox,
-                 settings: SyncSettings, *, clock: Callable[[], datetime] = utcnow,
-                 bus: MessageBus | None = None) -> None:
+                 settings: SyncSettings, *, bus: MessageBus,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
         self.reader = reader
         self.box = box
