@@ -29,6 +29,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import insert
 
 from bench import harness, slots
+from service.bootstrap import bootstrap
+from service.config import Settings
 from service.db import Database, utcnow
 from service.domain.connections import busy
 from service.domain.connections.models import (
@@ -187,7 +189,8 @@ def run(queries: Sequence[slots.Query] = QUERIES) -> Result:
             _seal_addresses(database, ids, box, list(documents))
             sync = CalendarSync(database, MemoryReader(documents), box,
                                 SyncSettings(default_zone=clinic.zone, window_days=slots.DAYS + 2,
-                                             batch_size=slots.PROVIDERS))
+                                             batch_size=slots.PROVIDERS),
+                                bus=bootstrap(Settings.from_env({})))
             began = time.perf_counter()
             counts = sync.run_once(now=utcnow() + timedelta(seconds=1))
             synced = time.perf_counter() - began

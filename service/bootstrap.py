@@ -23,6 +23,7 @@ from service.domain.bookings import attention
 from service.domain.bookings import events as booking
 from service.domain.calendar import sync
 from service.domain.connections import writeback as connected_calendars
+from service.domain.connections.events import CalendarStaleEnded, CalendarWentStale
 from service.domain.consultations import services as consultations
 from service.domain.consultations.events import (
     AlertAcknowledged,
@@ -92,6 +93,10 @@ def handlers(settings: Settings) -> dict[type[Event], Sequence[Handler]]:
         WaitlistOffered: [planning(reminders.plan_waitlist_offer),
                           webhooks.enqueue_waitlist_offered],
         WaitlistFilled: [webhooks.enqueue_waitlist_filled],
+        # Connected calendars: a stale source is an alert for staff and its provider (no
+        # patient, not urgent), resolved when it syncs again.
+        CalendarWentStale: [consultations.raise_calendar_stale_alert],
+        CalendarStaleEnded: [consultations.resolve_calendar_stale_alert],
     }
 
 

@@ -130,7 +130,7 @@ class DatabaseCollector(Collector):
                     oldest.add_metric([name], due_age)
                 for kind, urgent, count in session.execute(
                         select(Alert.kind, Alert.urgent, func.count())
-                        .where(Alert.acknowledged_at.is_(None))
+                        .where(Alert.acknowledged_at.is_(None), Alert.resolved_at.is_(None))
                         .group_by(Alert.kind, Alert.urgent)):
                     alerts.add_metric([str(kind), "true" if urgent else "false"], count)
         except Exception as exc:  # noqa: BLE001 - a scrape must answer even then

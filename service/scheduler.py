@@ -184,7 +184,8 @@ def calendar_sync(database: Database, settings: Settings) -> CalendarSync:
                                      stale_multiple=settings.calendar_stale_multiple,
                                      poll_seconds=settings.calendar_sync_poll_seconds,
                                      lease_seconds=max(120.0,
-                                                       settings.calendar_timeout_seconds * 4)))
+                                                       settings.calendar_timeout_seconds * 4)),
+                        bus=bootstrap(settings))
 
 
 class OutboxScheduler:

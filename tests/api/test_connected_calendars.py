@@ -7,6 +7,7 @@ never come back out, nor reach the log."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import caldav
+import jsonschema
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask, Response, request
@@ -26,7 +28,10 @@ from sqlalchemy import inspect, select, update
 
 from service.db import utcnow
 from service.domain.access.actor import Role
+from service.domain.calendar.models import WebhookDelivery, WebhookEvent
 from service.domain.connections.models import CalendarConnection, ExternalBusy
+from service.domain.oncall.models import AlertNotice
+from service.domain.webhooks.catalogue import schema as webhook_schema
 from service.extensions import unit_of_work
 from service.scheduler import calendar_sync, calendar_write_runner
 from tests.api.test_directory import assert_problem
@@ -445,3 +450,127 @@ def test_disconnecting_frees_the_time_at_once(app, api, clinic, settings):
     assert api.request("DELETE", path(doctor, connection)).status_code == 204
     assert clinic.at(15) in offered(clinic)
     assert_problem(api.get(path(doctor, connection)), 404, "calendar_connection_not_found")
+
+
+# The staff alert of a stale source, and retry backoff --------------------------------------------
+
+
+def calendar_alerts(api, role: str = "staff", **query: Any) -> list[dict[str, Any]]:
+    response = api.get("/api/v1/alerts", role=role, query_string=query)
+    assert response.status_code == 200, response.get_json()
+    return [a for a in response.get_json() if a["kind"] == "calendar_stale"]
+
+
+def test_a_stale_source_raises_one_alert_for_staff_and_its_provider_resolved_by_a_sync(
+        app, api, clinic, settings):
+    doctor, other = clinic.doctor, clinic.add_provider("Dr. Bea Lin", NPIS[1])
+    api.bind("doctor", Role.PROVIDER, provider_id=doctor["id"])
+    api.bind("other-doctor", Role.PROVIDER, provider_id=other["id"])
+    before = app.config["SETTINGS"]
+    app.config["SETTINGS"] = dataclasses.replace(before, webhook_allow_private_targets=True)
+    try:
+        hook = api.post("/api/v1/webhooks", role="integration", json={
+            "url": "http://127.0.0.1:9/hooks", "events": ["alert.raised"]})
+    finally:
+        app.config["SETTINGS"] = before
+    assert hook.status_code == 201, hook.get_json()
+    connection = connect(api, doctor, kind="push", interval_minutes=5)
+    body = {"start": clinic.at(0).isoformat(),
+            "end": (clinic.at(0) + timedelta(days=1)).isoformat(), "intervals": []}
+    assert api.put(path(doctor, connection, "/busy"), json=body).status_code == 200
+    assert calendar_alerts(api) == []
+
+    later = utcnow() + timedelta(minutes=16)  # 3 x 5 minutes without a push
+    assert sync(app, settings, now=later)["stale"] == 1
+    [alert] = calendar_alerts(api)
+    assert (alert["patient_id"], alert["provider_id"], alert["connection_id"]) == (
+        None, doctor["id"], connection["id"])
+    assert (alert["urgent"], alert["resolved_at"], alert["acknowledged_at"]) == (
+        False, None, None)
+    # Its provider sees it, another provider does not; nobody on the rota is paged.
+    assert [a["id"] for a in calendar_alerts(api, role="doctor")] == [alert["id"]]
+    assert calendar_alerts(api, role="other-doctor") == []
+    assert_problem(api.post(f"/api/v1/alerts/{alert['id']}/acknowledge",
+                            role="other-doctor"), 404, "alert_not_found")
+    with app.app_context(), unit_of_work(read_only=True) as uow:
+        assert uow.session.scalars(select(AlertNotice)).all() == []
+        [delivery] = uow.session.scalars(select(WebhookDelivery)).all()
+    sent = json.loads(delivery.payload)
+    jsonschema.validate(sent, webhook_schema(WebhookEvent.ALERT_RAISED))
+    assert (sent["data"]["alert_id"], sent["data"]["urgent"]) == (alert["id"], False)
+    assert doctor["id"] not in delivery.payload
+
+    # Still stale at the next runs, even with the flag cleared behind the scheduler's back:
+    # the same episode, the same open alert.
+    assert sync(app, settings, now=later + timedelta(minutes=5))["stale"] == 0
+    with app.app_context(), unit_of_work() as uow:
+        uow.session.execute(update(CalendarConnection).values(stale_since=None))
+        uow.commit()
+    assert sync(app, settings, now=later + timedelta(minutes=6))["stale"] == 1
+    assert [a["id"] for a in calendar_alerts(api)] == [alert["id"]]
+
+    # A push: fresh again, the alert resolved (listed only with the closed ones).
+    assert api.put(path(doctor, connection, "/busy"), json=body).status_code == 200
+    assert calendar_alerts(api) == [] and calendar_alerts(api, role="doctor") == []
+    [closed] = calendar_alerts(api, include_acknowledged="true")
+    assert closed["id"] == alert["id"] and closed["resolved_at"] is not None
+    # The next stale episode is a new alert; acknowledging it reads through the audit trail.
+    assert sync(app, settings, now=utcnow() + timedelta(minutes=16))["stale"] == 1
+    [second] = calendar_alerts(api)
+    assert second["id"] != alert["id"]
+    acknowledged = api.post(f"/api/v1/alerts/{second['id']}/acknowledge", role="doctor")
+    assert acknowledged.status_code == 200, acknowledged.get_json()
+    assert calendar_alerts(api) == []
+
+
+def test_disconnecting_or_switching_off_a_stale_source_resolves_its_alert(
+        app, api, clinic, settings):
+    doctor = clinic.doctor
+    kept = connect(api, doctor, kind="push", interval_minutes=5, label="Kept")
+    removed = connect(api, doctor, kind="push", interval_minutes=5, label="Removed")
+    assert sync(app, settings, now=utcnow() + timedelta(minutes=16))["stale"] == 2
+    assert len(calendar_alerts(api)) == 2
+    shown = api.get(path(doctor, kept)).get_json()
+    off = api.patch(path(doctor, kept), json={"active": False},
+                    headers={"If-Match": f'"v{shown["version"]}"'})
+    assert off.status_code == 200, off.get_json()
+    assert [a["connection_id"] for a in calendar_alerts(api)] == [removed["id"]]
+    assert api.request("DELETE", path(doctor, removed)).status_code == 204
+    assert calendar_alerts(api) == []
+    assert {a["connection_id"] for a in calendar_alerts(api, include_acknowledged="true")} == {
+        kept["id"], removed["id"]}
+
+
+def test_a_failing_source_is_retried_later_and_later_until_it_syncs(
+        app, api, clinic, settings, feed):
+    doctor = clinic.doctor
+    feed.publish(calendar())
+    connection = connect(api, doctor, kind="ics", url=feed.url + "-gone",
+                         interval_minutes=10)
+
+    def next_sync() -> datetime:
+        return datetime.fromisoformat(api.get(path(doctor, connection)).get_json()
+                                      ["next_sync_at"])
+
+    at = (utcnow() + timedelta(seconds=1)).replace(microsecond=0)
+    waits = []
+    for _ in range(4):
+        assert sync(app, settings, now=at)["failed"] == 1
+        waits.append(next_sync() - at)
+        at = next_sync()
+    assert waits == [timedelta(minutes=m) for m in (10, 20, 40, 40)]
+
+    shown = api.get(path(doctor, connection)).get_json()
+    fixed = api.patch(path(doctor, connection), json={"url": feed.url},
+                      headers={"If-Match": f'"v{shown["version"]}"'})
+    assert fixed.status_code == 200, fixed.get_json()
+    assert sync(app, settings, now=at)["synced"] == 1
+    assert next_sync() - at == timedelta(minutes=10)
+    # A success starts over: the next failure waits one interval again.
+    shown = api.get(path(doctor, connection)).get_json()
+    broken = api.patch(path(doctor, connection), json={"url": feed.url + "-gone"},
+                       headers={"If-Match": f'"v{shown["version"]}"'})
+    assert broken.status_code == 200, broken.get_json()
+    at += timedelta(minutes=10)
+    assert sync(app, settings, now=at)["failed"] == 1
+    assert next_sync() - at == timedelta(minutes=10)

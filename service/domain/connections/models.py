@@ -69,6 +69,9 @@ class CalendarConnection(Record, Base):
     # Polling (ics, caldav): due time of the next sync; while syncing, the end of the lease.
     next_sync_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Failed syncs in a row (reset by a success): the next try waits interval x 2^(n-1), at
+    # most interval x 4.
+    failures: Mapped[int] = mapped_column(default=0)
 
     @property
     def interval_minutes(self) -> int:

@@ -15,10 +15,13 @@ every ``CALENDAR_SYNC_POLL_SECONDS``:
    intervals of the whole window replaced (``busy.py`` reads them; the visits this service
    wrote back, whose UID is a booking of the provider, are left out), ``status`` ok and
    ``last_synced_at``; or, on failure, ``status`` error and ``last_error`` (a machine code)
-   with the intervals kept. The next sync is one interval later either way.
+   with the intervals kept. The next sync is one interval later; after failures in a row,
+   the interval doubles up to four times the interval (``failures``; a success resets it).
 4. Freshness: connections not synced for ``CALENDAR_STALE_MULTIPLE`` times their interval are
-   flagged (``stale_since``) and logged at WARNING once (the staff alert; staff list them at
-   ``GET /api/v1/calendar-connections?stale=true``); slot answers name them meanwhile.
+   flagged (``stale_since``), logged at WARNING once and raise one ``calendar_stale`` alert
+   (no patient: its provider and connection ids; ``GET /api/v1/alerts``), resolved when the
+   connection syncs again; staff also list them at
+   ``GET /api/v1/calendar-connections?stale=true``; slot answers name them meanwhile.
 
 Log lines carry connection ids and reason codes, never an address, a credential or an
 event's text.
@@ -41,9 +44,12 @@ from service.domain.bookings.models import Booking
 from service.domain.connections import busy, services
 from service.domain.connections.models import CalendarConnection, ConnectionKind, SyncStatus
 from service.domain.connections.secrets import Sealed, SecretBox, SecretsUnavailable
+from service.messagebus import MessageBus
 from service.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 4  # a failing source is retried at most every 4 intervals
 
 
 class SourceError(Exception):
@@ -94,16 +100,19 @@ class CalendarSync:
     title = "connected calendars: read busy time, flag stale sources"
 
     def __init__(self, database: Database, reader: CalendarReader, box: SecretBox,
-                 settings: SyncSettings, *, clock: Callable[[], datetime] = utcnow) -> None:
+                 settings: SyncSettings, *, bus: MessageBus,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
         self.reader = reader
         self.box = box
         self.settings = settings
         self.clock = clock
+        self.bus = bus  # runs the consequences of staleness (the alert) in its transaction
         self.poll_seconds = settings.poll_seconds
 
     def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
+        return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                          bus=self.bus)
 
     def run_once(self, now: datetime | None = None) -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -192,7 +201,7 @@ class CalendarSync:
                 services.replace_busy(uow.session, record, busy.merge(
                     b for b in found if b.uid not in ours))
                 record.etag, record.last_modified = fetched.etag, fetched.last_modified
-            services.mark_synced(record, at)
+            services.mark_synced(uow, record, at)
             record.claim_token = None
             record.next_sync_at = at + timedelta(seconds=record.interval_seconds)
             return "synced" if found is not None else "not_modified"
@@ -210,11 +219,19 @@ class CalendarSync:
             record.status = SyncStatus.ERROR
             record.last_error = reason
             record.claim_token = None
-            record.next_sync_at = at + timedelta(seconds=record.interval_seconds)
+            record.failures += 1
+            record.next_sync_at = at + retry_delay(record.interval_seconds, record.failures)
             record.updated_at = at
             return "failed"
 
         return uow.run(work)
+
+
+def retry_delay(interval_seconds: int, failures: int) -> timedelta:
+    """After ``failures`` failed syncs in a row: the interval, then twice it, then four
+    times it at most (a success starts over)."""
+    doublings = min(max(failures - 1, 0), 8)
+    return timedelta(seconds=interval_seconds * min(2 ** doublings, MAX_BACKOFF))
 
 
 def _own_visits(uow: UnitOfWork, provider_id: uuid.UUID, uids: set[str]) -> set[str]:

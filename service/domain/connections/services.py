@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, insert, select
 from service.config import Settings
 from service.domain.access.actor import Actor
 from service.domain.availability import versions
+from service.domain.connections.events import CalendarStaleEnded, CalendarWentStale
 from service.domain.connections.models import (
     CalendarConnection,
     ConnectionKind,
@@ -218,6 +219,8 @@ def update_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
         if "active" in changes and changes["active"] != record.active:
             # Its busy time starts or stops blocking: cached slot answers must not survive.
             versions.bump(uow.session, [versions.provider_scope(record.provider_id)])
+            if not changes["active"]:
+                end_stale(uow, record, now)  # switched off: no longer a stale source
         for name in ("label", "include_all_day", "write_back", "active"):
             if name in changes:
                 setattr(record, name, changes[name])
@@ -234,12 +237,14 @@ def update_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
 
 
 def remove_connection(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
-                      connection_id: uuid.UUID) -> None:
-    """Disconnect: its busy intervals stop blocking at once (the rows go with it)."""
+                      connection_id: uuid.UUID, *, now: datetime) -> None:
+    """Disconnect: its busy intervals stop blocking at once (the rows go with it); a stale
+    alert about it is resolved."""
     policy.check_owner(actor, provider_id, "change")
 
     def work() -> None:
         record = _connection(uow, actor, provider_id, connection_id, lock=True)
+        end_stale(uow, record, now)
         uow.session.execute(delete(ExternalBusy).where(
             ExternalBusy.connection_id == record.id))
         versions.bump(uow.session, [versions.provider_scope(record.provider_id)])
@@ -322,7 +327,7 @@ def push_busy(uow: UnitOfWork, actor: Actor, provider_id: uuid.UUID,
             raise InvalidInput("Only a push connection takes busy intervals through the API.",
                                code="not_a_push_connection")
         removed, stored = replace_busy(uow.session, record, merged, start=start, end=end)
-        mark_synced(record, now)
+        mark_synced(uow, record, now)
         uow.session.flush()
         return PushResult(connection=record, removed=removed, stored=stored)
 
@@ -339,12 +344,22 @@ def _merge(pairs: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datet
     return merged
 
 
-def mark_synced(record: CalendarConnection, now: datetime) -> None:
+def mark_synced(uow: UnitOfWork, record: CalendarConnection, now: datetime) -> None:
+    """A successful sync: fresh again (its stale alert resolved), failures forgotten."""
     record.status = SyncStatus.OK
     record.last_synced_at = record.last_attempt_at = now
     record.last_error = None
-    record.stale_since = None
+    record.failures = 0
+    end_stale(uow, record, now)
     record.updated_at = now
+
+
+def end_stale(uow: UnitOfWork, record: CalendarConnection, now: datetime) -> None:
+    """Clear the stale flag; when it was set, ``CalendarStaleEnded`` resolves its alert."""
+    if record.stale_since is not None:
+        record.stale_since = None
+        uow.record(CalendarStaleEnded(connection_id=record.id, provider_id=record.provider_id,
+                                      occurred_at=now))
 
 
 # Freshness ------------------------------------------------------------------------------------
@@ -353,7 +368,8 @@ def mark_synced(record: CalendarConnection, now: datetime) -> None:
 def flag_stale(uow: UnitOfWork, *, now: datetime, multiple: float) -> list[uuid.UUID]:
     """Flag the active connections not synced for ``multiple`` times their interval (or
     never, that long after they were made); clear the flag of those synced since. Returns
-    the ids newly flagged (the scheduler alerts staff about them)."""
+    the ids newly flagged. Each newly flagged one records ``CalendarWentStale`` (an alert for
+    staff and its provider, once per stale episode); each cleared one ``CalendarStaleEnded``."""
 
     def work() -> list[uuid.UUID]:
         flagged = []
@@ -365,8 +381,10 @@ def flag_stale(uow: UnitOfWork, *, now: datetime, multiple: float) -> list[uuid.
             if stale and record.stale_since is None:
                 record.stale_since = now
                 flagged.append(record.id)
-            elif not stale and record.stale_since is not None:
-                record.stale_since = None
+                uow.record(CalendarWentStale(connection_id=record.id,
+                                             provider_id=record.provider_id, occurred_at=now))
+            elif not stale:
+                end_stale(uow, record, now)
         return flagged
 
     return uow.run(work)

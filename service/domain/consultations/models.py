@@ -23,6 +23,8 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -268,14 +270,23 @@ class AlertKind(enum.StrEnum):
     PHQ9_ITEM_9 = "phq9_item_9"  # thoughts of self-harm reported: contact the patient
     BOOKING_ATTENTION = "booking_attention"  # a booked visit no longer passes a gate (code)
     VITALS_OUT_OF_RANGE = "vitals_out_of_range"  # a reading during or after dosing beyond limits
+    # a provider's connected calendar not synced for too long (no patient: staff, the provider)
+    CALENDAR_STALE = "calendar_stale"
 
 
 class Alert(Base):
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_acknowledged_raised", "acknowledged_at", "raised_at"),)
+    __table_args__ = (
+        Index("ix_alerts_acknowledged_raised", "acknowledged_at", "raised_at"),
+        # One open alert per stale episode of a connected calendar.
+        Index("uq_alerts_open_connection", "connection_id", unique=True,
+              postgresql_where=text("resolved_at IS NULL"),
+              sqlite_where=text("resolved_at IS NULL")),
+    )
 
     id: Mapped[uuid.UUID] = _id()
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
+    # None: an alert about no patient (calendar_stale: a provider's connected calendar).
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("patients.id"), index=True)
     assessment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assessments.id"),
                                                             unique=True)
     booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id"), index=True)
@@ -285,6 +296,12 @@ class Alert(Base):
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by_key_id: Mapped[uuid.UUID | None]
+    # calendar_stale: whose calendar and which connection (its id only: kept when it is removed)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Closed by the service itself (calendar_stale: the calendar synced again); an open alert
+    # is neither acknowledged nor resolved.
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # Tasks -----------------------------------------------------------------------------------

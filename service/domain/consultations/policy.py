@@ -7,8 +7,9 @@ patients policies (someone else's record is "not found"). Only a provider, a cli
 clears a patient for treatment (any provider, for
 any patient: a covering provider too) or overrides a blood pressure hold; a provider records only
 its own in-person evaluations. Alerts: clinic staff see all, a provider those of the
-patients it sees, and every urgent one while it is on the on-call rota (it is paged for
-them). Tasks: a provider sees those of its own sessions, clinic staff all.
+patients it sees, those about no patient but its own calendars (calendar_stale), and every
+urgent one while it is on the on-call rota (it is paged for them). Tasks: a provider sees
+those of its own sessions, clinic staff all.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ class AlertPolicy(Policy):
             return query
         theirs = Alert.patient_id.in_(patients.visible(actor, select(Patient.id)))
         if actor.role is Role.PROVIDER and actor.provider_id is not None:
-            return query.where(or_(theirs, and_(Alert.urgent.is_(True), self._on_call(actor))))
+            own = and_(Alert.patient_id.is_(None), Alert.provider_id == actor.provider_id)
+            return query.where(or_(theirs, own,
+                                   and_(Alert.urgent.is_(True), self._on_call(actor))))
         return query.where(theirs)
 
     def can_see(self, actor: Actor, record: Any) -> bool:
@@ -109,6 +112,9 @@ class AlertPolicy(Policy):
         if (actor.role is Role.PROVIDER and actor.provider_id is not None and record.urgent
                 and session.scalar(select(self._on_call(actor)))):
             return True
+        if record.patient_id is None:  # about a provider (its calendar): that provider
+            return (actor.role is Role.PROVIDER and actor.provider_id is not None
+                    and record.provider_id == actor.provider_id)
         patient = session.get(Patient, record.patient_id)
         return patients.can_see(actor, patient)
 

@@ -26,6 +26,7 @@ from service.domain.bookings import services as bookings
 from service.domain.bookings.events import BookingCompleted, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.connections.events import CalendarStaleEnded, CalendarWentStale
 from service.domain.consultations import gates, scoring
 from service.domain.consultations import vitals as vital_rules
 from service.domain.consultations.events import (
@@ -534,10 +535,12 @@ def raise_alert(uow: UnitOfWork, alert: Alert) -> Alert:
 def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = False,
                 patient_id: uuid.UUID | None = None, page: int,
                 page_size: int) -> Page[Alert]:
-    """Open alerts, oldest first (staff: all; a provider: those of their patients)."""
+    """Open alerts (neither acknowledged nor resolved), oldest first (staff: all; a provider:
+    those of their patients and of their own calendars); ``include_acknowledged``: closed
+    ones too."""
     query = alerts.visible(actor, select(Alert))
     if not include_acknowledged:
-        query = query.where(Alert.acknowledged_at.is_(None))
+        query = query.where(Alert.acknowledged_at.is_(None), Alert.resolved_at.is_(None))
     if patient_id is not None:
         query = query.where(Alert.patient_id == patient_id)
     with uow:
@@ -595,6 +598,31 @@ def raise_attention_alert(uow: UnitOfWork, event: BookingNeedsAttention) -> None
     raise_alert(uow, Alert(patient_id=event.patient_id, booking_id=event.booking_id,
                            kind=AlertKind.BOOKING_ATTENTION, code=event.code, urgent=False,
                            raised_at=event.occurred_at))
+
+
+def raise_calendar_stale_alert(uow: UnitOfWork, event: CalendarWentStale) -> None:
+    """A provider's connected calendar went stale: one alert (not urgent: nobody is paged)
+    for clinic staff and that provider, naming only the provider and the connection; none
+    when this episode's alert is still open (handler of ``CalendarWentStale``)."""
+    if _open_calendar_alert(uow, event.connection_id) is not None:
+        return
+    raise_alert(uow, Alert(patient_id=None, provider_id=event.provider_id,
+                           connection_id=event.connection_id, kind=AlertKind.CALENDAR_STALE,
+                           urgent=False, raised_at=event.occurred_at))
+
+
+def resolve_calendar_stale_alert(uow: UnitOfWork, event: CalendarStaleEnded) -> None:
+    """The calendar synced again (or was switched off, or removed): its open alert is
+    resolved, acknowledged or not (handler of ``CalendarStaleEnded``)."""
+    alert = _open_calendar_alert(uow, event.connection_id)
+    if alert is not None:
+        alert.resolved_at = event.occurred_at
+
+
+def _open_calendar_alert(uow: UnitOfWork, connection_id: uuid.UUID) -> Alert | None:
+    return uow.session.scalar(select(Alert).where(
+        Alert.kind == AlertKind.CALENDAR_STALE, Alert.connection_id == connection_id,
+        Alert.resolved_at.is_(None)).with_for_update())
 
 
 def complete_task(uow: UnitOfWork, actor: Actor, task_id: uuid.UUID, *,

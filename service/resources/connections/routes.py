@@ -110,7 +110,7 @@ class ConnectionById(MethodView):
     def delete(self, provider_id: uuid.UUID, connection_id: uuid.UUID):
         """Disconnect a calendar: its busy time stops blocking at once"""
         services.remove_connection(unit_of_work(), current_actor(), provider_id,
-                                   connection_id)
+                                   connection_id, now=utcnow())
 
 
 @blp.route("/providers/<uuid:provider_id>/calendar-connections/<uuid:connection_id>/busy")

@@ -433,7 +433,8 @@ class Alerts(MethodView):
     @assessments_blp.paginate()
     @authorize(alerts, "list")
     def get(self, args, pagination_parameters):
-        """List urgent alerts not yet acknowledged, oldest first (a provider: their patients)"""
+        """List alerts not yet acknowledged nor resolved, oldest first (a provider: their
+        patients', and their own calendars' calendar_stale alerts)"""
         return paged(services.list_alerts, pagination_parameters, **args)
 
 

@@ -213,7 +213,9 @@ class AssessmentQueryArgsSchema(ma.Schema):
 
 class AlertSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
-    patient_id = ma.fields.UUID(dump_only=True)
+    patient_id = ma.fields.UUID(dump_only=True, allow_none=True, metadata={
+        "description": "The patient it is about; null for an alert about no patient "
+                       "(calendar_stale)"})
     assessment_id = ma.fields.UUID(dump_only=True, allow_none=True)
     booking_id = ma.fields.UUID(dump_only=True, allow_none=True)
     kind = ma.fields.Enum(AlertKind, by_value=True, dump_only=True)
@@ -222,10 +224,20 @@ class AlertSchema(Schema):
     urgent = ma.fields.Boolean(dump_only=True)
     raised_at = Instant(dump_only=True)
     acknowledged_at = Instant(dump_only=True, allow_none=True)
+    provider_id = ma.fields.UUID(dump_only=True, allow_none=True, metadata={
+        "description": "calendar_stale: the provider whose connected calendar is stale"})
+    connection_id = ma.fields.UUID(dump_only=True, allow_none=True, metadata={
+        "description": "calendar_stale: the connected calendar (GET /api/v1/providers/"
+                       "{providerId}/calendar-connections/{connectionId}); kept after it "
+                       "is removed"})
+    resolved_at = Instant(dump_only=True, allow_none=True, metadata={
+        "description": "When the service closed it itself (calendar_stale: the calendar "
+                       "synced again, was switched off or removed)"})
 
 
 class AlertQueryArgsSchema(ma.Schema):
-    include_acknowledged = ma.fields.Boolean(load_default=False)
+    include_acknowledged = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Closed alerts too: acknowledged, or resolved by the service"})
     patient_id = ma.fields.UUID()
 
 

@@ -456,9 +456,11 @@ function buildNeeds() {
   sections.push({ key: "alerts", title: "Open alerts", none: "No open alerts.", error: pending("alerts"),
     items: sortAlerts(needs.alerts || []).map((alert) => ({
       level: alert.urgent ? "urgent" : "due",
-      text: `${alert.kind === "phq9_item_9" ? "PHQ-9 item 9 above 0 (self-harm thoughts)" : alert.kind}: ${name(alert.patient_id)}`,
+      text: `${alert.kind === "phq9_item_9" ? "PHQ-9 item 9 above 0 (self-harm thoughts)" : alert.kind}: ${alert.patient_id ? name(alert.patient_id) : (state.providers.get(alert.provider_id) || { name: "Provider" }).name}`,
       meta: `raised ${shortDate(Date.parse(alert.raised_at), state.homeZone)} ${localTime(Date.parse(alert.raised_at), state.homeZone)}`,
-      record: `${API_BASE}/alerts?patient_id=${alert.patient_id}`,
+      // An alert about no patient (calendar_stale): the provider's connected calendar.
+      record: alert.patient_id ? `${API_BASE}/alerts?patient_id=${alert.patient_id}`
+        : `${API_BASE}/providers/${alert.provider_id}/calendar-connections/${alert.connection_id}`,
       swagger: swaggerLink(DOCS, "assessments", "post", "/api/v1/alerts/{alert_id}/acknowledge"),
     })) });
 
