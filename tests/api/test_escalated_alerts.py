@@ -250,6 +250,60 @@ def test_a_contact_taken_off_the_rota_after_the_alert_is_skipped(app, api, clini
         (1, "sent", None), (2, "skipped", "contact_unavailable")}
 
 
+def answer_notices(alert: dict[str, Any]) -> list[tuple[int, str, str]]:
+    return sorted((n["tier"], n["channel"], n["status"]) for n in alert["notices"])
+
+
+def test_the_alert_answer_shows_the_notices_and_when_it_escalates(app, api, clinic, rota,
+                                                                  sinks):
+    phq9(api, clinic, SELF_HARM)
+    alert = the_alert(api)
+    raised = datetime.fromisoformat(alert["raised_at"])
+    assert alert["escalation"] == "escalating"
+    assert datetime.fromisoformat(alert["next_escalation_at"]) == raised + ESCALATION
+    assert answer_notices(alert) == [(1, "email", "planned"), (1, "sms", "planned"),
+                                     (2, "sms", "planned")]
+    runner(app, sinks).run_once(now=raised + timedelta(seconds=1))
+    read = api.get(f"/api/v1/alerts/{alert['id']}")
+    assert read.status_code == 200, read.get_json()
+    alert = read.get_json()
+    assert answer_notices(alert) == [(1, "email", "sent"), (1, "sms", "sent"),
+                                     (2, "sms", "planned")]
+    assert all(n["sent_at"] for n in alert["notices"] if n["tier"] == 1)
+    assert [n["escalated"] for n in alert["notices"]] == [False, False, True]
+    # No addresses, no contact, nothing about the patient in a notice.
+    text = json.dumps(alert["notices"])
+    assert WHITFIELD["email"] not in text and NURSE["phone"] not in text
+    assert {key for n in alert["notices"] for key in n} == {
+        "tier", "channel", "escalated", "status", "reason", "due_at", "sent_at"}
+    runner(app, sinks).run_once(now=raised + ESCALATION + timedelta(seconds=1))
+    told = api.get(f"/api/v1/alerts/{alert['id']}").get_json()
+    assert (told["escalation"], told["next_escalation_at"]) == ("every_tier_told", None)
+
+
+def test_the_alert_answer_shows_escalation_stopped_on_acknowledgement(app, api, clinic, rota,
+                                                                      sinks):
+    phq9(api, clinic, SELF_HARM)
+    alert = the_alert(api)
+    runner(app, sinks).run_once(now=datetime.fromisoformat(alert["raised_at"])
+                                + timedelta(seconds=1))
+    acknowledged = api.post(f"/api/v1/alerts/{alert['id']}/acknowledge").get_json()
+    assert acknowledged["escalation"] == "stopped_on_acknowledgement"
+    assert acknowledged["next_escalation_at"] is None
+    assert answer_notices(acknowledged) == [(1, "email", "sent"), (1, "sms", "sent"),
+                                            (2, "sms", "cancelled")]
+    assert [n["reason"] for n in acknowledged["notices"] if n["tier"] == 2] == ["acknowledged"]
+    listed = api.get("/api/v1/alerts", query_string={"include_acknowledged": True}).get_json()
+    assert [a["escalation"] for a in listed] == ["stopped_on_acknowledgement"]
+
+
+def test_a_patient_cannot_read_an_alert_and_an_unknown_one_is_not_found(api, clinic, rota):
+    phq9(api, clinic, SELF_HARM)
+    alert = the_alert(api)
+    assert_problem(api.get(f"/api/v1/alerts/{alert['id']}", role="me"), 403, "forbidden")
+    assert_problem(api.get(f"/api/v1/alerts/{uuid.uuid4()}"), 404, "alert_not_found")
+
+
 def test_the_escalation_time_is_a_setting():
     assert Settings.from_env({}).alert_escalation_minutes == 10
     assert Settings.from_env({"ALERT_ESCALATION_MINUTES": "5"}).alert_escalation_minutes == 5
@@ -284,11 +338,13 @@ def test_an_alert_that_is_not_urgent_pages_nobody(app, api, clinic, rota):
     [alert] = api.get("/api/v1/alerts").get_json()
     assert (alert["kind"], alert["urgent"]) == ("booking_attention", False)
     assert notices(app, alert) == []
+    assert (alert["notices"], alert["escalation"]) == ([], "not_urgent")
 
 
 def test_with_nobody_on_the_rota_the_alert_still_stands(app, api, clinic):
     phq9(api, clinic, SELF_HARM)
     assert notices(app, the_alert(api)) == []
+    assert the_alert(api)["escalation"] == "nobody_on_call"
 
 
 # Webhooks ----------------------------------------------------------------------------------

@@ -114,6 +114,23 @@ def test_the_booking_s_patient_reads_the_whole_stay_and_how_to_prepare(clinic, a
     assert stay["after_care"] == [i["text"] for i in IV_AFTER_CARE]
 
 
+def test_the_booking_answer_prepares_in_the_service_type_s_own_words(clinic, api):
+    prepared(clinic)
+    booked = clinic.book("iv-infusion", clinic.at(9)).get_json()
+    assert booked["preparation"] == (
+        "Before your visit: Nothing to eat for 2 hours before your ketamine infusion; clear "
+        "fluids are fine. Bring your list of medications. After your visit: No driving until "
+        "the next day after ketamine.")
+    read = api.get(f"/api/v1/bookings/{booked['id']}").get_json()
+    assert read["preparation"] == booked["preparation"]
+    # Without instructions of its own, the generic advice the reminders give.
+    video = clinic.book("consultation", clinic.at(14)).get_json()
+    assert "quiet, private place" in video["preparation"]
+    edit(clinic, "iv-infusion", preparation=[], after_care=[])
+    plain = api.get(f"/api/v1/bookings/{booked['id']}").get_json()
+    assert plain["preparation"].startswith("Before your visit, please eat lightly")
+
+
 def test_another_patient_cannot_read_them(clinic, api):
     booked = clinic.book("iv-infusion", clinic.at(9)).get_json()
     other = clinic.add_patient(first_name="Kai")

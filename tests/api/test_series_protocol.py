@@ -8,14 +8,18 @@ rule unless a provider (or an admin) confirms it with a reason, which the series
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from service.domain.audit.models import AuditAction
+from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.series.protocols import PROTOCOLS, check_days
 from service.extensions import unit_of_work
+from tests.api.test_audit import last_row_id, rows_after
 from tests.api.test_directory import assert_problem
 from tests.api.test_series import all_bookings, book_series, preview, series_body, starts_of
 from tests.factories import NPIS
@@ -163,6 +167,45 @@ def test_moving_an_infusion_within_two_days_of_the_previous_one_is_protocol_spac
     assert datetime.fromisoformat(record["session_start"]) == too_close
     assert record["actor_key_id"] is not None
     assert after["protocol_window"]["met"] is False
+
+
+def history(app, booking_id: str) -> list[BookingEventKind]:
+    with app.app_context():
+        uow = unit_of_work(read_only=True)
+        with uow:
+            return list(uow.session.scalars(
+                select(BookingEvent.kind).where(BookingEvent.booking_id == uuid.UUID(booking_id))
+                .order_by(BookingEvent.id)))
+
+
+def test_a_confirmed_override_is_in_the_audit_trail_and_the_session_s_history(
+        app, clinic, api):
+    series = book_series(clinic, clinic.at(9)).get_json()
+    second, third = series["occurrences"][1], series["occurrences"][2]
+    too_close = datetime.fromisoformat(second["start"]) + timedelta(days=1)
+    api.bind("doc", "provider", provider_id=clinic.doctor["id"])
+    before = last_row_id(app)
+    refused = _reschedule(api, third, too_close, role="doc")
+    assert refused.status_code == 409
+    assert [r.resource_type for r in rows_after(app, before)
+            if r.request_id == refused.headers["X-Request-Id"]] == ["booking"]  # refused only
+    assert history(app, third["id"]) == [BookingEventKind.CREATED]
+    before = last_row_id(app)
+    moved = _reschedule(api, third, too_close, role="doc",
+                        override={"reason": "Only day the patient's driver is free"})
+    assert moved.status_code == 200, moved.get_json()
+    [record] = api.get(f"/api/v1/series/{series['id']}").get_json()["protocol_overrides"]
+    rows = {row.resource_type: row for row in rows_after(app, before)
+            if row.request_id == moved.headers["X-Request-Id"]}
+    assert set(rows) == {"booking", "protocol_override"}
+    override = rows["protocol_override"]
+    assert (override.action, override.resource_id, str(override.patient_id)) == (
+        AuditAction.CREATE, record["id"], clinic.patient["id"])
+    assert override.role == "provider"
+    assert override.key_id == rows["booking"].key_id
+    assert history(app, third["id"]) == [BookingEventKind.CREATED,
+                                         BookingEventKind.PROTOCOL_OVERRIDDEN,
+                                         BookingEventKind.RESCHEDULED]
 
 
 def test_moving_the_last_infusion_past_day_21_is_protocol_window(clinic, api):

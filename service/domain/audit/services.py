@@ -1,4 +1,6 @@
-"""The audit trail: exactly one row per request that reads or writes patient data.
+"""The audit trail: exactly one row per request that reads or writes patient data (and one
+more, in the same transaction, for each series protocol override a clinician confirmed in it:
+``protocol_override``, its id, the series' patient).
 
 The HTTP layer opens an ``AuditContext`` for such a request (who, which resource, which
 action). The row is then written in one of two ways:
@@ -55,7 +57,7 @@ from service.domain.idempotency.models import IdempotencyRecord
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
 from service.domain.reminders.models import Reminder
-from service.domain.series.models import TreatmentSeries
+from service.domain.series.models import SeriesProtocolOverride, TreatmentSeries
 from service.domain.waitlist.models import WaitlistEntry, WaitlistOffer
 from service.uow import UnitOfWork
 
@@ -163,6 +165,10 @@ BOOKKEEPING = frozenset({AuditEvent.__tablename__, IdempotencyRecord.__tablename
 
 _PENDING = "audit.pending_row"
 _CHANGED = "audit.changed"
+_OVERRIDES = "audit.protocol_overrides"
+
+# A confirmed protocol override gets a row of its own beside its request's row.
+OVERRIDE_RESOURCE = "protocol_override"
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,20 @@ def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
 # Writing the row with the change ---------------------------------------------------------
 
 
+def _override_event(session: Session, context: AuditContext,
+                    override: SeriesProtocolOverride) -> AuditEvent:
+    """The row saying a clinician confirmed a change that breaks a series' protocol (who,
+    which override, whose series; the reason stays on the override)."""
+    actor = context.actor
+    return AuditEvent(
+        key_id=actor.key_id if actor else None, role=actor.role.value if actor else None,
+        action=AuditAction.CREATE, resource_type=OVERRIDE_RESOURCE,
+        resource_id=str(override.id), patient_id=session.scalar(
+            select(TreatmentSeries.patient_id).where(TreatmentSeries.id == override.series_id)),
+        outcome=AuditOutcome.SUCCESS, method=context.method, request_id=context.request_id,
+        client_address=context.client_address)
+
+
 def _touches_clinic_data(objects) -> bool:  # type: ignore[no-untyped-def]
     return any(getattr(obj, "__tablename__", None) not in BOOKKEEPING for obj in objects)
 
@@ -251,7 +271,11 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
     @event.listens_for(sessions, "after_flush")
     def _after_flush(session: Session, _flush_context) -> None:  # type: ignore[no-untyped-def]
         context = current()
-        if context is None or context.recorded:
+        if context is None:
+            return
+        session.info.setdefault(_OVERRIDES, []).extend(
+            obj for obj in session.new if isinstance(obj, SeriesProtocolOverride))
+        if context.recorded:
             return
         changed = [*session.new, *session.deleted,
                    *(o for o in session.dirty if session.is_modified(o))]
@@ -276,7 +300,13 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
     @event.listens_for(sessions, "before_commit")
     def _before_commit(session: Session) -> None:
         context = current()
-        if context is None or context.recorded or session.in_nested_transaction():
+        if context is None or session.in_nested_transaction():
+            return
+        if any(isinstance(obj, SeriesProtocolOverride) for obj in session.new):
+            session.flush()  # the override's id
+        for override in session.info.pop(_OVERRIDES, []):
+            session.add(_override_event(session, context, override))
+        if context.recorded:
             return
         pending = [*session.new, *session.deleted,
                    *(o for o in session.dirty if session.is_modified(o))]
@@ -297,6 +327,7 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
     @event.listens_for(sessions, "after_rollback")
     def _after_rollback(session: Session) -> None:
         session.info.pop(_CHANGED, None)
+        session.info.pop(_OVERRIDES, None)
         session.info.pop(_PENDING, None)
 
 

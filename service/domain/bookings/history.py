@@ -20,6 +20,9 @@ class BookingEventKind(enum.StrEnum):
     COMPLETED = "booking.completed"
     CANCELLED = "booking.cancelled"
     NO_SHOW = "booking.no_show"
+    # A provider (or an admin) confirmed a change that breaks its series' protocol, with a
+    # reason (kept on the series' overrides); history only, no webhook or feed event.
+    PROTOCOL_OVERRIDDEN = "booking.protocol_overridden"
 
 
 class BookingEvent(Base):

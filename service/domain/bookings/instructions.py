@@ -19,6 +19,8 @@ from service.domain.access.actor import Actor
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy
 from service.domain.clinic.models import Location, ServiceType
+from service.domain.providers.licensing import Modality
+from service.domain.reminders.content import PREPARATION
 from service.domain.time import in_zone
 from service.uow import UnitOfWork
 
@@ -53,6 +55,27 @@ def texts(instructions: list[dict] | None) -> list[str]:
 def reminder_wordings(instructions: list[dict] | None) -> list[str]:
     """The short PHI-free wordings of the instructions that have one (for reminders)."""
     return [item["reminder"] for item in instructions or () if item.get("reminder")]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def advice(service_type: ServiceType) -> str:
+    """How to prepare, in one text (the booking answer's ``preparation``): the service type's
+    own preparation and after-care instructions (the same words the instructions answer
+    lists), else the generic advice the reminders give."""
+    before, after = texts(service_type.preparation), texts(service_type.after_care)
+    if not before and not after:
+        in_person = service_type.modality == Modality.IN_PERSON
+        return PREPARATION["in_person" if in_person else "telehealth"][0]
+    parts = []
+    if before:
+        parts.append("Before your visit: " + " ".join(_sentence(t) for t in before))
+    if after:
+        parts.append("After your visit: " + " ".join(_sentence(t) for t in after))
+    return " ".join(parts)
 
 
 def of_booking(booking: Booking, service_type: ServiceType, location: Location

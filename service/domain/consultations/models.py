@@ -26,7 +26,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
 from service.domain.consultations.scoring import CRISIS_RESOURCES, Band, Instrument
@@ -39,6 +39,8 @@ from service.domain.consultations.vitals import (
     Reading,
     Timed,
 )
+from service.domain.oncall.escalation import EscalationState, escalation_state
+from service.domain.oncall.models import AlertNotice
 from service.domain.records import Record
 
 
@@ -302,6 +304,20 @@ class Alert(Base):
     # Closed by the service itself (calendar_stale: the calendar synced again); an open alert
     # is neither acknowledged nor resolved.
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The notices of an urgent alert to the on-call rota (service/domain/oncall), in the
+    # order they fall due: read with the alert's answer only.
+    notices: Mapped[list[AlertNotice]] = relationship(
+        viewonly=True, order_by=(AlertNotice.due_at, AlertNotice.tier, AlertNotice.id))
+
+    @property
+    def escalation(self) -> EscalationState:
+        return escalation_state(urgent=self.urgent, acknowledged=self.acknowledged_at
+                                is not None, notices=self.notices)[0]
+
+    @property
+    def next_escalation_at(self) -> datetime | None:
+        return escalation_state(urgent=self.urgent, acknowledged=self.acknowledged_at
+                                is not None, notices=self.notices)[1]
 
 
 # Tasks -----------------------------------------------------------------------------------

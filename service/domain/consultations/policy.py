@@ -86,6 +86,7 @@ class AlertPolicy(Policy):
     missing = Missing("No such alert.", code="alert_not_found")
     rules: ClassVar[Mapping[str, Rule]] = {
         "list": Rule(CLINICAL),
+        "read": Rule(CLINICAL),
         "acknowledge": Rule(CLINICAL),
     }
 

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from service.domain.access.actor import Actor, Role
 from service.domain.bookings import services as bookings
@@ -536,9 +537,9 @@ def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = F
                 patient_id: uuid.UUID | None = None, page: int,
                 page_size: int) -> Page[Alert]:
     """Open alerts (neither acknowledged nor resolved), oldest first (staff: all; a provider:
-    those of their patients and of their own calendars); ``include_acknowledged``: closed
-    ones too."""
-    query = alerts.visible(actor, select(Alert))
+    those of their patients and of their own calendars), with their notices to the on-call
+    rota; ``include_acknowledged``: closed ones too."""
+    query = alerts.visible(actor, select(Alert).options(selectinload(Alert.notices)))
     if not include_acknowledged:
         query = query.where(Alert.acknowledged_at.is_(None), Alert.resolved_at.is_(None))
     if patient_id is not None:
@@ -548,17 +549,26 @@ def list_alerts(uow: UnitOfWork, actor: Actor, *, include_acknowledged: bool = F
                         page_size=page_size)
 
 
+def get_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID) -> Alert:
+    """One alert with its notices to the on-call rota (where its escalation stands)."""
+    with uow:
+        alert = alerts.load(uow.session, actor, alert_id)
+        alert.notices  # noqa: B018 - loaded while the session is open
+        return alert
+
+
 def acknowledge_alert(uow: UnitOfWork, actor: Actor, alert_id: uuid.UUID, *,
                       now: datetime) -> Alert:
-    def work() -> Alert:
+    def work() -> None:
         alert = alerts.load(uow.session, actor, alert_id, lock=True)
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by_key_id = actor.key_id
             uow.record(AlertAcknowledged(alert_id=alert.id, occurred_at=now))
-        return alert
 
-    return uow.run(work)
+    uow.run(work)
+    # Read back after the handlers ran: the notices still open were cancelled.
+    return get_alert(uow, actor, alert_id)
 
 
 # Tasks -----------------------------------------------------------------------------------

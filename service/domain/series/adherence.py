@@ -18,7 +18,9 @@ one series are judged one after the other):
 A change that breaks one answers 409 with the rule's code, the sessions concerned and what
 breaks, unless a provider or an admin confirms it with a reason (``override``): the change
 goes through and the confirmation is recorded on the series (``SeriesProtocolOverride``),
-shown in the series' answer. A cancelled series has no protocol left to keep.
+shown in the series' answer, in the session's history (``booking.protocol_overridden``) and,
+for a request, in the audit trail (a ``protocol_override`` row, ``audit/services.py``). A
+cancelled series has no protocol left to keep.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from sqlalchemy import select
 
 from service.domain.access.actor import Actor
+from service.domain.bookings.history import BookingEvent, BookingEventKind
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.errors import Conflict, InvalidInput
@@ -122,6 +125,10 @@ def record_override(uow: UnitOfWork, actor: Actor, series: TreatmentSeries,
         issues="; ".join(b.issue for b in breached)[:2000], session_start=session_start,
         reason=reason, actor_key_id=actor.key_id, created_at=now, updated_at=now)
     uow.session.add(record)
+    if booking is not None:  # the session's own history says so too
+        uow.session.add(BookingEvent(booking_id=booking.id, occurred_at=now,
+                                     kind=BookingEventKind.PROTOCOL_OVERRIDDEN,
+                                     actor_key_id=actor.key_id))
     return record
 
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import marshmallow as ma
 
+from service.domain.bookings import instructions
 from service.domain.bookings.models import Booking, BookingStatus
-from service.domain.providers.licensing import Modality
-from service.domain.reminders.content import PREPARATION
 from service.extensions import RecordSchema, Schema
 from service.rendering import (
     NestedInParentZone,
@@ -48,9 +47,10 @@ class BookingSchema(RecordSchema):
         "description": "The fee a late cancellation or a no-show incurred (cents; null: none)"})
     preparation = ma.fields.Method("_preparation", metadata={
         "type": "string",
-        "description": "How to prepare (generic, the same advice the reminders give): in "
-                       "the clinic eat lightly, hydrate, arrange a ride home; on video a "
-                       "quiet, private place"})
+        "description": "How to prepare: the service type's own preparation and after-care "
+                       "instructions (as GET /bookings/{id}/instructions lists them), else "
+                       "the generic advice the reminders give (in the clinic eat lightly, "
+                       "hydrate, arrange a ride home; on video a quiet, private place)"})
     cancellation = NestedInParentZone(VisitCancellationSchema, metadata={
         "description": "The service type's cancellation policy and what it means for this "
                        "visit now"})
@@ -90,8 +90,7 @@ class BookingSchema(RecordSchema):
 
     @staticmethod
     def _preparation(booking: Booking) -> str:
-        in_person = booking.service_type.modality == Modality.IN_PERSON
-        return PREPARATION["in_person" if in_person else "telehealth"][0]
+        return instructions.advice(booking.service_type)
 
 
 class BookingCreateSchema(Schema):

@@ -438,6 +438,16 @@ class Alerts(MethodView):
         return paged(services.list_alerts, pagination_parameters, **args)
 
 
+@assessments_blp.route("/alerts/<uuid:alert_id>")
+class AlertById(MethodView):
+    @assessments_blp.response(200, AlertSchema)
+    @assessments_blp.alt_response(404, response="NOT_FOUND")
+    @authorize(alerts, "read")
+    def get(self, alert_id: uuid.UUID):
+        """Read an alert and where its escalation to the on-call rota stands"""
+        return services.get_alert(unit_of_work(), current_actor(), alert_id)
+
+
 @assessments_blp.route("/alerts/<uuid:alert_id>/acknowledge")
 class AlertAcknowledgement(MethodView):
     @idempotent

@@ -17,6 +17,8 @@ from service.domain.consultations.models import (
 from service.domain.consultations.scoring import Band, Instrument
 from service.domain.consultations.screening import Contraindication
 from service.domain.consultations.vitals import ABOUT_FORTY_MINUTES, Phase
+from service.domain.oncall.escalation import EscalationState
+from service.domain.oncall.models import NoticeChannel, NoticeStatus
 from service.extensions import PartialUpdate, RecordSchema, Schema
 from service.parsing import Integer
 from service.resources.fields import STATE, Date, Instant, optional_text, text
@@ -211,6 +213,20 @@ class AssessmentQueryArgsSchema(ma.Schema):
         "description": "Only those taken at the sessions of this treatment series"})
 
 
+class AlertNoticeSchema(Schema):
+    tier = ma.fields.Integer(required=True, metadata={"description": "The rota's tier told"})
+    channel = ma.fields.Enum(NoticeChannel, by_value=True, required=True)
+    escalated = ma.fields.Boolean(required=True, metadata={
+        "description": "A tier after the first (told because nobody acknowledged in time)"})
+    status = ma.fields.Enum(NoticeStatus, by_value=True, required=True, metadata={
+        "description": "planned, sending, sent, failed; cancelled (the alert was "
+                       "acknowledged before it was due); skipped (the contact left the rota)"})
+    reason = ma.fields.String(required=True, allow_none=True, metadata={
+        "description": "Why cancelled, skipped or failed (a code)"})
+    due_at = Instant(required=True)
+    sent_at = Instant(required=True, allow_none=True)
+
+
 class AlertSchema(Schema):
     id = ma.fields.UUID(dump_only=True)
     patient_id = ma.fields.UUID(dump_only=True, allow_none=True, metadata={
@@ -233,6 +249,17 @@ class AlertSchema(Schema):
     resolved_at = Instant(dump_only=True, allow_none=True, metadata={
         "description": "When the service closed it itself (calendar_stale: the calendar "
                        "synced again, was switched off or removed)"})
+    notices = ma.fields.List(ma.fields.Nested(AlertNoticeSchema), dump_only=True, metadata={
+        "description": "An urgent alert's notices to the on-call rota, in the order they "
+                       "fall due (no addresses: the rota holds them)"})
+    escalation = ma.fields.Enum(EscalationState, by_value=True, dump_only=True, metadata={
+        "description": "Where escalation stands: escalating (the next tier is told at "
+                       "next_escalation_at unless acknowledged), stopped_on_acknowledgement, "
+                       "every_tier_told (nobody acknowledged it), nobody_on_call (urgent, the "
+                       "rota was empty), not_urgent"})
+    next_escalation_at = Instant(dump_only=True, allow_none=True, metadata={
+        "description": "When the next tier of the rota is told if nobody acknowledges the "
+                       "alert; null: nobody more will be"})
 
 
 class AlertQueryArgsSchema(ma.Schema):
