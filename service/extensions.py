@@ -21,11 +21,17 @@ from flask_smorest.pagination import PaginationMetadataSchema
 from werkzeug.datastructures import MultiDict
 
 from service import errors
-from service.db import Database
 from service.domain.access.actor import Actor
 from service.parsing import Integer, RequestParser
 from service.rendering import LocalInstant, know_booking_locations
-from service.uow import UnitOfWork
+from service.transactions import (  # noqa: F401 - the resources' one import of them
+    database,
+    end_request_transaction,
+    request_unit_of_work,
+    share_request_transaction,
+    shares_request_transaction,
+    unit_of_work,
+)
 
 # The last page a list serves: beyond it the offset is no use to anyone, and far beyond it
 # (page=2**63) the database's integers overflow.
@@ -559,60 +565,6 @@ class PartialUpdate:
         changes.read_back = read_back
         changes.read_only_fields = {name: read_only[name] for name in read_back}
         return changes
-
-
-def database() -> Database:
-    return current_app.extensions["clinic.database"]
-
-
-def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
-    """A unit of work on the app's database, committing through its message bus. A read in
-    a request that keeps one transaction (``share_request_transaction``) runs in it."""
-    db = database()
-    if read_only and g.get(_SHARES_TRANSACTION):
-        return request_unit_of_work()
-    sessions = db.read_sessions if read_only else db.write_sessions
-    return UnitOfWork(sessions, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
-                      reads=db.read_only_sessions)
-
-
-_SHARES_TRANSACTION = "clinic.shares_transaction"
-_REQUEST_SESSION = "clinic.request_session"
-
-
-def share_request_transaction() -> bool:
-    """Make this request's reads run in one transaction of its own, kept open until the
-    request ends (``request_unit_of_work``), so that what it writes last (its audit row)
-    commits with them: one connection, one BEGIN and one COMMIT for a read. Only where the
-    reads go to the writer (no replica; SQLite's reads have an engine of their own, whose
-    deferred transactions could not take the write lock later without failing)."""
-    db = database()
-    shared = db.reader is db.writer
-    g.setdefault(_SHARES_TRANSACTION, shared)
-    return shared
-
-
-def request_unit_of_work() -> UnitOfWork:
-    """A unit of work in the request's own transaction (opened on first use, ended by
-    ``end_request_transaction``); its ``commit`` commits that transaction."""
-    db = database()
-    session = g.get(_REQUEST_SESSION)
-    if session is None:
-        session = db.read_sessions()
-        setattr(g, _REQUEST_SESSION, session)
-    return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
-                      shared=session)
-
-
-def shares_request_transaction() -> bool:
-    return bool(g.get(_SHARES_TRANSACTION))
-
-
-def end_request_transaction(_exc: BaseException | None = None) -> None:
-    """After the request: end (roll back what was not committed) its own transaction."""
-    session = g.pop(_REQUEST_SESSION, None)
-    if session is not None:
-        session.close()
 
 
 def current_actor() -> Actor:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import marshmallow as ma
 from flask import current_app, g, has_request_context
 
+from service import transactions
 from service.domain.bookings.zones import (
     Zones,
     booking_locations,
@@ -58,11 +59,9 @@ class NestedInParentZone(ma.fields.Nested):
 
 
 def _read() -> UnitOfWork:
-    """A read-only unit of work on the app's database (``service.extensions.unit_of_work``,
-    which imports this module)."""
-    db = current_app.extensions["clinic.database"]
-    return UnitOfWork(db.read_sessions, dialect=db.dialect,
-                      bus=current_app.extensions["clinic.bus"])
+    """A read on the app's database: in the request's own transaction where it keeps one
+    (a read and its audit row on one connection), else a read-only unit of work."""
+    return transactions.unit_of_work(read_only=True)
 
 
 # One rendering of time --------------------------------------------------------------------
