@@ -50,7 +50,13 @@ from service.domain.consultations.models import (
 )
 from service.domain.consultations.screening import HARD_FOR_ESKETAMINE, Contraindication
 from service.domain.consultations.vitals import Phase
-from service.domain.oncall.models import OnCallContact
+from service.domain.oncall.models import (
+    AlertNotice,
+    NoticeChannel,
+    NoticeStatus,
+    OnCallContact,
+    notice_key,
+)
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import (
@@ -72,6 +78,9 @@ IV_CONTRAINDICATIONS = [c.value for c in (
 ESKETAMINE_CONTRAINDICATIONS = [c.value for c in sorted(HARD_FOR_ESKETAMINE)]
 # The pill (oral or sublingual ketamine) declares the same as IV ketamine.
 PILL_CONTRAINDICATIONS = IV_CONTRAINDICATIONS
+
+# ALERT_ESCALATION_MINUTES' default: how far apart the demo alert's tiers were told.
+DEMO_ESCALATION = timedelta(minutes=10)
 
 
 def _say(text: str, reminder: str | None = None) -> dict[str, str | None]:
@@ -423,8 +432,7 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
                                    answers=answers, total=result.total, band=result.band,
                                    urgent=result.urgent, taken_at=taken, recorded_at=taken))
         # Jordan Rivera's intake PHQ-9, filled in yesterday evening before his consultation:
-        # item 9 above 0, an urgent alert the console shows open (seeded directly: no
-        # notices go out for it).
+        # item 9 above 0, an urgent alert the console shows open.
         answers = [2, 2, 1, 2, 1, 2, 1, 1, 1]
         result = scoring.score(scoring.Instrument.PHQ9, answers)
         taken = datetime.combine(today - timedelta(days=1), time(19, 30), tzinfo=phoenix)
@@ -433,8 +441,21 @@ def _demo_history(unit_of_work: Callable[[], UnitOfWork], ids: dict[str, uuid.UU
                             urgent=result.urgent, taken_at=taken, recorded_at=taken)
         session.add(intake)
         session.flush()
-        session.add(Alert(patient_id=ids["rivera"], assessment_id=intake.id,
-                          kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken))
+        alert = Alert(patient_id=ids["rivera"], assessment_id=intake.id,
+                      kind=AlertKind.PHQ9_ITEM_9, urgent=True, raised_at=taken)
+        session.add(alert)
+        session.flush()
+        # The rota was told overnight, tier 1 at once and tier 2 ten minutes later; nobody
+        # has acknowledged yet (written as sent: the demo's scheduler sends nothing again).
+        for contact in session.scalars(select(OnCallContact).order_by(OnCallContact.tier)):
+            told = taken + (contact.tier - 1) * DEMO_ESCALATION
+            for channel in (NoticeChannel.EMAIL, NoticeChannel.SMS):
+                session.add(AlertNotice(
+                    alert_id=alert.id, contact_id=contact.id, tier=contact.tier,
+                    escalated=contact.tier > 1, channel=channel,
+                    dedupe_key=notice_key(alert.id, contact.tier, contact.id, channel.value),
+                    status=NoticeStatus.SENT, due_at=told, next_attempt_at=told, attempts=1,
+                    sent_at=told, created_at=taken, updated_at=told))
         session.add(Task(kind=TaskKind.REMS_MONITORING_FORM, booking_id=esketamine.id,
                          patient_id=patient, provider_id=ids["whitfield"],
                          due_at=esketamine.hold_ends_at + consultations.REMS_FORM_DUE))

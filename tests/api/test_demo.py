@@ -121,6 +121,10 @@ def test_the_demo_console_has_one_open_urgent_alert_and_an_on_call_rota(app, cli
     assert alert["acknowledged_at"] is None
     rota = client.get("/api/v1/on-call-contacts", headers=staff).get_json()
     assert [c["tier"] for c in rota] == [1, 2]
+    # Both tiers were told overnight (email and SMS each); nobody acknowledged yet.
+    assert alert["escalation"] == "every_tier_told"
+    assert sorted((n["tier"], n["channel"], n["status"]) for n in alert["notices"]) == [
+        (1, "email", "sent"), (1, "sms", "sent"), (2, "email", "sent"), (2, "sms", "sent")]
 
 
 def test_the_walk_through_cancellation_offers_the_slot_to_the_waitlisted_demo_patient(
