@@ -381,18 +381,20 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     latest = min(latest, end - timedelta(microseconds=1))
     duration = timedelta(minutes=service_type.duration_minutes)
 
-    def answer(starts: list[tuple[datetime, uuid.UUID, uuid.UUID]], truncated: bool
-               ) -> SlotSearch:
-        return SlotSearch(service_type=service_type, truncated=truncated, stale_sources=stale,
+    def answer(starts: list[tuple[datetime, uuid.UUID, uuid.UUID]], truncated: bool,
+               stale: Iterable[uuid.UUID] | None = None) -> SlotSearch:
+        # Connected calendars flagged stale (or not synced yet): the schedule read them when
+        # it was loaded; a cached answer asks now (staleness follows the clock, not the
+        # schedule's versions).
+        if stale is None:
+            stale = connected.stale_providers(session.connection(), [p.id for p in providers])
+        return SlotSearch(service_type=service_type, truncated=truncated,
+                          stale_sources=tuple(sorted(stale, key=str)),
                           zones={loc.id: loc.timezone for loc in locations}, slots=[
             OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
                         location_id=location_id)
             for start_at, provider_id, location_id in starts])
 
-    # Connected calendars flagged stale (or not synced yet) are read on every search, cached
-    # answer or not: staleness depends on the clock, not on the schedule's versions.
-    stale = tuple(sorted(connected.stale_providers(session.connection(),
-                                                   [p.id for p in providers]), key=str))
     if not providers or not locations or earliest > latest:
         return answer([], False)
     # The cached computation covers a little more than this request, so searches made in
@@ -432,7 +434,7 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
         merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest)
         served = list(itertools.islice(merged, limit)), next(merged, None) is not None
     cache.LATENCY.labels("miss").observe(clock.perf_counter() - began)
-    return answer(*served)
+    return answer(*served, stale=schedule.stale_sources)
 
 
 CACHE_BUCKET = timedelta(minutes=5)
