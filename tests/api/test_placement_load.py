@@ -1,0 +1,166 @@
+"""A booking reads its day in one statement (``placement.load_visit_schedule``): the very
+``Schedule`` the slot search loads (``search.load_schedule``), on random calendars (issue 14:
+a slot offered is exactly a start the booking accepts)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+
+from service.domain.availability import placement, search
+from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
+from service.domain.bookings.models import Booking, BookingStatus
+from service.domain.clinic.models import Location, ServiceType
+from service.domain.connections.models import (
+    CalendarConnection,
+    ConnectionKind,
+    ExternalBusy,
+    SyncStatus,
+)
+from service.domain.patients.models import Patient
+from service.domain.providers.models import Provider
+from tests.factories import NPIS, patient_payload
+from tests.scenario import build_clinic
+
+
+def _normalized(schedule: search.Schedule) -> dict[str, object]:
+    """The facts of a schedule, in an order that does not depend on the database's."""
+    def intervals(found) -> list:  # type: ignore[no-untyped-def]
+        return sorted((i.start, i.end) for i in found)
+
+    return {
+        "weekly": {k: sorted(v, key=repr) for k, v in schedule.weekly.items() if v},
+        "overrides": {k: {d: sorted(h) for d, h in v.items()}
+                      for k, v in schedule.overrides.items() if v},
+        "time_off": {k: intervals(v) for k, v in schedule.time_off.items() if v},
+        "credentials": {k: sorted(v, key=repr) for k, v in schedule.credentials.items()},
+        "provider_busy": {k: intervals(v) for k, v in schedule.provider_busy.items() if v},
+        "patient_busy": intervals(schedule.patient_busy),
+        "chairs_busy": {k: [intervals(chair) for chair in v]
+                        for k, v in schedule.chairs_busy.items()},
+        "stale_sources": schedule.stale_sources,
+        "range": (schedule.start, schedule.end, schedule.patient_state),
+    }
+
+
+def _random_calendar(session, rng: random.Random, providers: list[Provider],  # type: ignore[no-untyped-def]
+                     locations: list[Location], patients: list[uuid.UUID],
+                     service_types: list[ServiceType], first: datetime) -> None:
+    for provider in providers:
+        for location in locations:
+            for weekday in rng.sample(range(7), rng.randint(0, 4)):
+                start = rng.randint(6, 12)
+                session.add(WeeklyHours(provider_id=provider.id, location_id=location.id,
+                                        weekday=weekday, start_time=time(start),
+                                        end_time=time(start + rng.randint(1, 8))))
+            for offset in rng.sample(range(-3, 12), rng.randint(0, 4)):
+                day = (first + timedelta(days=offset)).date()
+                start = rng.randint(6, 14)
+                hours = rng.choice([(None, None), (time(start), time(start + 2))])
+                session.add(DateOverride(provider_id=provider.id, location_id=location.id,
+                                         day=day, start_time=hours[0], end_time=hours[1]))
+        for _ in range(rng.randint(0, 3)):
+            start = first + timedelta(hours=rng.randint(-60, 260))
+            session.add(TimeOff(provider_id=provider.id, starts_at=start,
+                                ends_at=start + timedelta(hours=rng.randint(1, 30))))
+        if rng.random() < 0.6:
+            connection = CalendarConnection(
+                provider_id=provider.id, kind=ConnectionKind.ICS, label="calendar",
+                interval_seconds=900, active=rng.random() < 0.8,
+                status=rng.choice(list(SyncStatus)),
+                stale_since=first if rng.random() < 0.3 else None)
+            session.add(connection)
+            session.flush()
+            for _ in range(rng.randint(0, 4)):
+                start = first + timedelta(hours=rng.randint(-40, 250))
+                session.add(ExternalBusy(connection_id=connection.id, provider_id=provider.id,
+                                         starts_at=start,
+                                         ends_at=start + timedelta(minutes=rng.randint(15,
+                                                                                       600))))
+    session.flush()
+    for _ in range(60):  # bookings in any status; those the constraints refuse are skipped
+        service_type = rng.choice(service_types)
+        location = rng.choice(locations)
+        start = first + timedelta(minutes=15 * rng.randint(-200, 1100))
+        status = rng.choice(list(BookingStatus))
+        try:
+            with session.begin_nested():
+                session.add(Booking(
+                    patient_id=rng.choice(patients), provider_id=rng.choice(providers).id,
+                    service_type_id=service_type.id, location_id=location.id, status=status,
+                    starts_at=start, ends_at=start + timedelta(minutes=45),
+                    provider_starts_at=start - timedelta(minutes=15),
+                    provider_ends_at=start + timedelta(minutes=60),
+                    hold_ends_at=start + timedelta(minutes=rng.choice([45, 105, 165])),
+                    chair_number=rng.choice([None, 1, 2, 3])
+                    if service_type.needs_chair else None,
+                    patient_state="AZ",
+                    cancelled_at=start if status is BookingStatus.CANCELLED else None))
+        except IntegrityError:
+            pass
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_statement_loads_the_schedule_the_search_loads(api, app, seed):
+    clinic = build_clinic(api)
+    for index in (1, 2):
+        clinic.add_provider(f"Dr. {index}", NPIS[index])
+    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
+        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
+        for n in range(2)]
+    rng = random.Random(seed)
+    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    database = app.extensions["clinic.database"]
+    with database.write_sessions() as session:
+        providers = list(session.scalars(select(Provider)))
+        locations = list(session.scalars(select(Location)))
+        service_types = list(session.scalars(select(ServiceType)))
+        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
+        session.commit()
+    statements: list[str] = []
+
+    def count(*_: object) -> None:
+        statements.append("")
+
+    with database.write_sessions() as session:
+        providers = list(session.scalars(select(Provider)))
+        locations = list(session.scalars(select(Location)))
+        service_types = list(session.scalars(select(ServiceType)))
+        bookings = list(session.scalars(select(Booking.id)))
+        assert session.get(Patient, patient_ids[0]) is not None
+        compared = 0
+        for _ in range(40):
+            service_type, provider = rng.choice(service_types), rng.choice(providers)
+            location, patient_id = rng.choice(locations), rng.choice(patient_ids)
+            start = first + timedelta(minutes=15 * rng.randint(-20, 900))
+            window = dict(start=start - timedelta(days=1), end=start + timedelta(days=1))
+            exclude = rng.choice([None, *bookings])
+            state = rng.choice(["AZ", "CA", None])
+            visit = placement.Visit(service_type=service_type, provider=provider,
+                                    location=location, patient_id=patient_id,
+                                    patient_state=state)
+            event.listen(session.get_bind(), "before_cursor_execute", count)
+            try:
+                statements.clear()
+                narrow = placement.load_visit_schedule(session, visit, exclude_booking_id=exclude,
+                                                       **window)
+                assert len(statements) == 1
+            finally:
+                event.remove(session.get_bind(), "before_cursor_execute", count)
+            wide = search.load_schedule(
+                session, service_type=service_type, providers=[provider], locations=[location],
+                patient_id=patient_id, patient_state=state, exclude_booking_id=exclude, **window)
+            assert _normalized(narrow) == _normalized(wide)
+            # And the same answers (windows, starts).
+            assert narrow.windows(provider.id, location.id) == wide.windows(provider.id,
+                                                                          location.id)
+            day = dict(earliest=start - timedelta(hours=12), latest=start + timedelta(hours=12))
+            assert narrow.find(provider.id, location.id, **day) == wide.find(
+                provider.id, location.id, **day)
+            compared += bool(narrow.provider_busy or narrow.patient_busy)
+        assert compared  # some of the compared days had bookings
