@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, true
+from sqlalchemy.orm import contains_eager
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search
@@ -44,6 +45,7 @@ from service.domain.errors import (
     register_constraint,
 )
 from service.domain.patients.models import Patient
+from service.domain.patients.policy import policy as patient_policy
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
 from service.domain.providers.models import Provider
@@ -93,14 +95,18 @@ class _Parties:
 
 def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
     session = uow.session
-    # The provider (with its licenses), the service type and the location in one query: the
-    # lookups below then find them in the session (held here) without a statement each;
-    # when one does not exist, no row comes back and each is looked up (and refused) alike.
-    preloaded = session.execute(select(Provider, ServiceType, Location).select_from(
-        Provider).join(ServiceType, true()).join(Location, true()).where(
-        Provider.id == request.provider_id, ServiceType.id == request.service_type_id,
-        Location.id == request.location_id)).first()
-    patient = find_patient(uow, actor, request.patient_id)
+    # The patient (as the actor may see them), the provider with its licenses, the service
+    # type and the location in one query (one row per license). When one of them does not
+    # exist or cannot be seen, no row comes back and each is looked up (and refused) in turn.
+    found = session.execute(
+        patient_policy.visible(actor, select(Patient, Provider, ServiceType, Location)
+                               .select_from(Patient))
+        .join(Provider, true()).join(ServiceType, true()).join(Location, true())
+        .outerjoin(Provider.licenses).options(contains_eager(Provider.licenses))
+        .where(Patient.id == request.patient_id, Provider.id == request.provider_id,
+               ServiceType.id == request.service_type_id,
+               Location.id == request.location_id)).unique().first()
+    patient = find_patient(uow, actor, request.patient_id) if found is None else found[0]
     if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
     provider = session.get(Provider, request.provider_id)
@@ -124,7 +130,6 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
     if not search.location_offers(location, service_type):
         raise InvalidInput("This location does not offer this kind of visit.",
                            code="location_mismatch")
-    del preloaded
     return _Parties(patient, provider, service_type, location)
 
 
