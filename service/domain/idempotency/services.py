@@ -6,9 +6,9 @@ same key and the same request gets that answer again instead of running twice. K
 scoped to the API key that sent them and kept 24 hours.
 
 The unique index on (api_key_id, idempotency_key) decides who claimed a key first when the
-same key arrives twice at once: the loser's INSERT fails inside a savepoint (so the
-transaction stays usable on PostgreSQL, where a failed statement aborts it), and the loser
-then reads the winner's row, locked, to decide what to answer.
+same key arrives twice at once: the loser's INSERT ... ON CONFLICT DO NOTHING inserts
+nothing (one statement, no savepoint: a failed statement would abort the transaction on
+PostgreSQL), and the loser then reads the winner's row, locked, to decide what to answer.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from service.domain.errors import Conflict, InvalidInput
 from service.domain.idempotency.models import IdempotencyRecord
@@ -61,16 +62,16 @@ def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path
     with uow:
         session = uow.session
         for _ in range(_ATTEMPTS):
-            try:
-                with session.begin_nested():
-                    session.add(IdempotencyRecord(
-                        api_key_id=api_key_id, idempotency_key=key, method=method, path=path,
-                        request_hash=request_hash, completed=False, created_at=now,
-                        expires_at=now + RETENTION))
+            claimed = session.execute(_insert(session).values(
+                api_key_id=api_key_id, idempotency_key=key, method=method, path=path,
+                request_hash=request_hash, completed=False, created_at=now,
+                expires_at=now + RETENTION).on_conflict_do_nothing(
+                index_elements=[IdempotencyRecord.api_key_id,
+                                IdempotencyRecord.idempotency_key]).returning(IdempotencyRecord.id))
+            if claimed.first() is not None:
                 uow.commit()
                 return None
-            except IntegrityError:
-                pass  # the key exists: the savepoint was rolled back, the transaction lives
+            # The key exists (nothing was inserted, the transaction goes on).
             existing = session.scalars(
                 select(IdempotencyRecord)
                 .where(IdempotencyRecord.api_key_id == api_key_id,
@@ -84,6 +85,12 @@ def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path
             uow.commit()
             return replay
     raise _in_progress(timedelta(seconds=1))
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    """An INSERT that can skip a row whose key exists (one statement, no savepoint)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(IdempotencyRecord)
 
 
 def _in_progress(remaining: timedelta) -> Conflict:
