@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from service import bootstrap
@@ -17,6 +17,7 @@ from service.domain.access.actor import Actor, Role
 from service.domain.bookings.events import BookingCompleted
 from service.domain.bookings.models import Booking
 from service.domain.calendar import sync
+from service.domain.calendar.models import BookingChange, SyncCounter
 from service.extensions import database, unit_of_work
 from service.messagebus import MessageBus
 from service.uow import UnitOfWork
@@ -164,6 +165,31 @@ def test_patients_and_providers_sync_only_what_they_may_see(clinic, api):
     assert ({i["id"] for i in page(api, "doc", sync_token=doctor_token)["items"]}
             == {mine["id"], theirs["id"]})
     assert_problem(api.get(PATH, role=None), 401, "unauthenticated")
+
+
+def test_the_changes_of_one_transaction_are_numbered_in_order_after_the_last(clinic, api, app):
+    """A transaction's changes take the next numbers, consecutive, in the order they
+    happened (PostgreSQL: the counter's upsert and the rows are one statement)."""
+    bookings = [book(clinic, hour) for hour in (13, 14, 15)]
+    with app.app_context():
+        db = database()
+        with db.read_sessions() as session:
+            before = session.scalar(select(func.max(BookingChange.seq)))
+        feed_only = MessageBus({BookingCompleted: []}, final=bootstrap.FINAL)
+        with UnitOfWork(db.write_sessions, dialect=db.dialect, bus=feed_only) as uow:
+            for booking in reversed(bookings):
+                found = uow.session.get(Booking, uuid.UUID(booking["id"]))
+                uow.record(BookingCompleted.of(found, occurred_at=datetime.now(UTC)))
+            uow.commit()
+        with db.read_sessions() as session:
+            rows = session.execute(select(BookingChange.seq, BookingChange.booking_id,
+                                          BookingChange.kind)
+                                   .where(BookingChange.seq > before)
+                                   .order_by(BookingChange.seq)).all()
+            counter = session.scalar(select(SyncCounter.value))
+    assert [r.seq for r in rows] == [before + 1, before + 2, before + 3] and counter == before + 3
+    assert [str(r.booking_id) for r in rows] == [b["id"] for b in reversed(bookings)]
+    assert {r.kind for r in rows} == {"booking.completed"}
 
 
 # Concurrent writers ---------------------------------------------------------------------------

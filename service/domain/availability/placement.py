@@ -13,6 +13,7 @@ first rule broken; ``START_RULES`` are their codes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Time,
     Uuid,
+    bindparam,
     cast,
     literal_column,
     null,
@@ -151,22 +153,27 @@ def load_visit_schedule(session, visit: Visit, *, start: datetime, end: datetime
     if service_type.needs_chair:
         schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
     connection = session.connection()
-    for row in connection.execute(_facts(
-            connection.dialect.name == "postgresql", provider_id=provider.id,
-            location_id=location.id, patient_id=visit.patient_id, start=start, end=end,
-            chairs=service_type.needs_chair, exclude_booking_id=exclude_booking_id)):
+    lo = start - search.MAX_BUFFER - timedelta(days=1)
+    hi = end + search.MAX_BUFFER + timedelta(days=1)
+    statement = _facts(connection.dialect.name == "postgresql", chairs=service_type.needs_chair,
+                       exclude=exclude_booking_id is not None)
+    for row in connection.execute(statement, {
+            "provider_id": provider.id, "location_id": location.id,
+            "patient_id": visit.patient_id, "lo": lo, "hi": hi,
+            "first_day": (start - timedelta(days=2)).date(),
+            "last_day": (end + timedelta(days=2)).date(),
+            "exclude_booking_id": exclude_booking_id}):
         _FILL[row.kind](schedule, row)
     return schedule
 
 
-# The UNION ALL's columns: which fact, two ids, a number, two wall-clock times, a date and
-# two instants (NULL where a kind has none; the first branch's types decode every row).
-def _facts(postgres: bool, *, provider_id: uuid.UUID, location_id: uuid.UUID,  # type: ignore[no-untyped-def]
-           patient_id: uuid.UUID, start: datetime, end: datetime, chairs: bool,
-           exclude_booking_id: uuid.UUID | None):
-    lo = start - search.MAX_BUFFER - timedelta(days=1)
-    hi = end + search.MAX_BUFFER + timedelta(days=1)
-    first_day, last_day = (start - timedelta(days=2)).date(), (end + timedelta(days=2)).date()
+@functools.cache
+def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-untyped-def]
+    """The UNION ALL, built once per shape (building it took longer than running it): its
+    columns say which fact, two ids, a number, two wall-clock times, a date and two instants
+    (NULL where a kind has none; the first branch's types decode every row)."""
+    lo, hi = bindparam("lo"), bindparam("hi")
+    provider_id, location_id = bindparam("provider_id"), bindparam("location_id")
     instant_type = DateTime(timezone=True) if postgres else UTCDateTime()
 
     def instant(column):  # type: ignore[no-untyped-def]
@@ -185,7 +192,7 @@ def _facts(postgres: bool, *, provider_id: uuid.UUID, location_id: uuid.UUID,  #
                 instant(typed(at2, instant_type)).label("at2"))
 
     holding = Booking.status.in_(search.HOLDING)
-    not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else true()
+    not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
     branches = [
         select(*row("weekly", WeeklyHours.provider_id, WeeklyHours.location_id,
                     WeeklyHours.weekday, WeeklyHours.start_time, WeeklyHours.end_time))
@@ -196,7 +203,8 @@ def _facts(postgres: bool, *, provider_id: uuid.UUID, location_id: uuid.UUID,  #
                     day=DateOverride.day))
         .where(DateOverride.provider_id == provider_id,
                DateOverride.location_id == location_id,
-               DateOverride.day >= first_day, DateOverride.day <= last_day),
+               DateOverride.day >= bindparam("first_day"),
+               DateOverride.day <= bindparam("last_day")),
         select(*row("time_off", TimeOff.provider_id, at1=TimeOff.starts_at,
                     at2=TimeOff.ends_at))
         .where(TimeOff.provider_id == provider_id, TimeOff.ends_at > lo,
@@ -220,7 +228,7 @@ def _facts(postgres: bool, *, provider_id: uuid.UUID, location_id: uuid.UUID,  #
                Booking.provider_ends_at > lo, Booking.provider_starts_at < hi),
         select(*row("patient_busy", Booking.patient_id, at1=Booking.starts_at,
                     at2=Booking.hold_ends_at))
-        .where(holding, not_excluded, Booking.patient_id == patient_id,
+        .where(holding, not_excluded, Booking.patient_id == bindparam("patient_id"),
                Booking.hold_ends_at > lo, Booking.starts_at < hi),
     ]
     if chairs:

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import BigInteger, Insert, String, Uuid, column, func, insert, select, true, values
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.db import UTCDateTime
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingChanged
 from service.domain.bookings.models import Booking, BookingStatus
@@ -74,12 +75,35 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
     is flushed first, so the counter lock is the last lock the transaction takes."""
     session = uow.session
     session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_numbered_in_one_statement(changes))
+        return
     last = _advance(session, len(changes))
     first = last - len(changes) + 1
     session.execute(insert(BookingChange), [
         {"seq": first + index, "booking_id": change.booking_id, "kind": change.kind.value,
          "changed_at": change.occurred_at}
         for index, change in enumerate(changes)])
+
+
+def _numbered_in_one_statement(changes: Sequence[BookingChanged]) -> Insert:
+    """PostgreSQL: the counter's upsert and the changes' rows in one statement (the upsert
+    a data-modifying WITH, its new value numbering the rows): the same numbers, the same
+    lock, one round trip fewer."""
+    table, count = SyncCounter.__table__, len(changes)
+    counter = (postgresql.insert(table).values(name=SEQUENCE, value=count)
+               .on_conflict_do_update(index_elements=[table.c.name],
+                                      set_={"value": table.c.value + count})
+               .returning(table.c.value).cte("counter"))
+    rows = values(column("position", BigInteger), column("booking_id", Uuid),
+                  column("kind", String), column("changed_at", UTCDateTime),
+                  name="change").data([
+        (index, change.booking_id, change.kind.value, change.occurred_at)
+        for index, change in enumerate(changes, start=1)])
+    return insert(BookingChange).from_select(
+        ["seq", "booking_id", "kind", "changed_at"],
+        select(counter.c.value - count + rows.c.position, rows.c.booking_id, rows.c.kind,
+               rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(counter)
 
 
 # Tokens -----------------------------------------------------------------------------------
