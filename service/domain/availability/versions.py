@@ -20,6 +20,7 @@ cache's guarantee by adding its model to ``PROVIDER_FACTS`` below.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 
@@ -89,11 +90,18 @@ def bump(session: Session, scopes: Iterable[str]) -> None:
     if not ordered:
         return
     connection = session.connection()
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    # One upsert, given every scope's row at once (one round trip; a statement with the
+    # rows in its text could not be cached compiled).
+    connection.execute(_upsert(connection.dialect.name),
+                       [{"scope": s, "version": 1} for s in ordered])
+
+
+@functools.cache
+def _upsert(dialect_name: str):  # type: ignore[no-untyped-def]
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     table = ScheduleVersion.__table__
-    statement = dialect.insert(table).values([{"scope": s, "version": 1} for s in ordered])
-    connection.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.scope], set_={"version": table.c.version + 1}))
+    return dialect.insert(table).on_conflict_do_update(
+        index_elements=[table.c.scope], set_={"version": table.c.version + 1})
 
 
 def read(session: Session, scopes: Iterable[str]) -> dict[str, int]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -35,8 +36,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Insert, String, Uuid, column, func, insert, select, true, values
+from sqlalchemy import BigInteger, Insert, String, Uuid, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.db import UTCDateTime
@@ -76,7 +78,10 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
     session = uow.session
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_numbered_in_one_statement(changes))
+        session.execute(_numbered_in_one_statement(), {
+            "count": len(changes), "booking_ids": [c.booking_id for c in changes],
+            "kinds": [c.kind.value for c in changes],
+            "changed_at": [c.occurred_at for c in changes]})
         return
     last = _advance(session, len(changes))
     first = last - len(changes) + 1
@@ -86,21 +91,23 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
         for index, change in enumerate(changes)])
 
 
-def _numbered_in_one_statement(changes: Sequence[BookingChanged]) -> Insert:
+@functools.cache
+def _numbered_in_one_statement() -> Insert:
     """PostgreSQL: the counter's upsert and the changes' rows in one statement (the upsert
-    a data-modifying WITH, its new value numbering the rows): the same numbers, the same
-    lock, one round trip fewer."""
-    table, count = SyncCounter.__table__, len(changes)
+    a data-modifying WITH whose new value numbers the rows, given as arrays in the order
+    the changes happened): the same numbers, the same lock, one round trip fewer. Built
+    once, with parameters only, so its compiled form is cached."""
+    table, count = SyncCounter.__table__, bindparam("count", type_=BigInteger)
     counter = (postgresql.insert(table).values(name=SEQUENCE, value=count)
                .on_conflict_do_update(index_elements=[table.c.name],
                                       set_={"value": table.c.value + count})
                .returning(table.c.value).cte("counter"))
-    rows = values(column("position", BigInteger), column("booking_id", Uuid),
-                  column("kind", String), column("changed_at", UTCDateTime),
-                  name="change").data([
-        (index, change.booking_id, change.kind.value, change.occurred_at)
-        for index, change in enumerate(changes, start=1)])
-    return insert(BookingChange).from_select(
+    rows = func.unnest(bindparam("booking_ids", type_=ARRAY(Uuid)),
+                       bindparam("kinds", type_=ARRAY(String)),
+                       bindparam("changed_at", type_=ARRAY(UTCDateTime))).table_valued(
+        "booking_id", "kind", "changed_at", with_ordinality="position").render_derived(
+        name="change")
+    return insert(BookingChange.__table__).from_select(
         ["seq", "booking_id", "kind", "changed_at"],
         select(counter.c.value - count + rows.c.position, rows.c.booking_id, rows.c.kind,
                rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(counter)
