@@ -94,7 +94,8 @@ def check_booking(session: Session, *, patient: Patient, provider: Provider,
         raise Conflict("A screening on record names a hard contraindication to esketamine "
                        "(see the patient's consultation).", code="esketamine_contraindicated")
     declared = set(service_type.contraindications or ())
-    named = sorted(declared & contraindications_on_record(session, patient.id))
+    named = sorted(declared & contraindications_on_record(session, patient.id)) if (
+        declared) else []  # nothing declared: no screening can name one (no statement)
     if named:
         raise Conflict("A screening on record names a contraindication to this kind of visit "
                        "(see the patient's consultation).", code="contraindicated",
