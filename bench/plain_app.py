@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service import create_app as create_service_app
 from service import logs, metrics
+from service.app import create_app as create_service_app
 
 
 def create_app() -> Flask:

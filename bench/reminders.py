@@ -45,7 +45,13 @@ from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.patients.models import Patient
 from service.domain.providers.licensing import Modality
-from service.domain.providers.models import Credential, Provider
+from service.domain.providers.models import (
+    Credential,
+    License,
+    LicenseKind,
+    LicenseStatus,
+    Provider,
+)
 from service.domain.reminders.models import Reminder, ReminderStatus, dedupe_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +111,12 @@ def seed(url: str, count: int, due_at: datetime, *, email_only: bool = False) ->
     provider = _record(name="Dr. Bench", credential=Credential.MD, npi="1234567893",
                        timezone="America/Phoenix", is_prescriber=True,
                        is_rems_prescriber=False, active=True)
+    # Licensed in Arizona over the visits' dates, as the booking rules require (without
+    # it every visit fails the scheduler's license recheck and is flagged at start-up).
+    license_ = _record(provider_id=provider["id"], jurisdiction="US-AZ",
+                       kind=LicenseKind.LICENSE, board="Arizona Medical Board",
+                       number="MD-BENCH-1", issued_on=date(2020, 1, 1),
+                       expires_on=date(2099, 12, 31), status=LicenseStatus.ACTIVE)
     patients, bookings, reminders = [], [], []
     first_visit = due_at + timedelta(days=2)
     for n in range(count):
@@ -133,6 +145,7 @@ def seed(url: str, count: int, due_at: datetime, *, email_only: bool = False) ->
         connection.execute(insert(Location.__table__), [location])
         connection.execute(insert(ServiceType.__table__), [service_type])
         connection.execute(insert(Provider.__table__), [provider])
+        connection.execute(insert(License.__table__), [license_])
         connection.execute(insert(Patient.__table__), patients)
         connection.execute(insert(Booking.__table__), bookings)
         connection.execute(insert(Reminder.__table__), reminders)

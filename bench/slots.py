@@ -50,7 +50,7 @@ from bench.clinic import (
     issue_key,
     seed_clinic,
 )
-from service import create_app
+from service.app import create_app
 from service.db import Database, utcnow
 from service.domain.access import services as access
 from service.domain.availability import cache, search, versions

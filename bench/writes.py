@@ -29,7 +29,7 @@ from sqlalchemy import event, func, select, text
 
 from bench import harness
 from bench.clinic import EVERY_DAY, Clinic, issue_key, seed_clinic
-from service import create_app
+from service.app import create_app
 from service.db import Database
 from service.domain.availability.versions import patient_scope, provider_scope
 from service.domain.bookings.models import Booking

@@ -132,7 +132,7 @@ class Settings:
     # Performance (issue 14): the slot cache (Redis when set, else in-process memory) and how
     # long a worker may keep an API key it looked up (a revocation takes effect within it).
     api_key_cache_seconds: float = 5.0
-    reminder_send_concurrency: int = 8  # sends in flight at once per scheduler (PostgreSQL)
+    reminder_send_concurrency: int = 16  # sends in flight at once per scheduler (PostgreSQL)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from service import create_app, migrate
+from service import migrate
+from service.app import create_app
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work

@@ -15,9 +15,11 @@ through which adapter it goes (``prepare``), and what an outcome means for the r
 2. Send, one message at a time (or, on PostgreSQL, up to ``send_concurrency`` at once
    through a thread pool whose threads keep adapters of their own), each outcome recorded
    in its own short transaction that commits right after the channel accepted (or refused)
-   the message. A sender killed at any instant has at most one message (pooled: at most one
-   guard's chunk) sent but not recorded; those go out again after the lease, under the
-   same dedupe key, which the channel can use to drop them. A batch stopped early by an
+   the message (pooled: the outcomes that returned while the last ones were written go in
+   one write, one UPDATE per row sent in one pipeline). A sender killed at any instant has
+   at most one message (pooled: at most one guard's chunk) sent but not recorded; those go
+   out again after the lease, under the same dedupe key, which the channel can use to drop
+   them. A batch stopped early by an
    error gives its rows not yet attempted back at once: they never wait for the lease.
 
    A *guarded* outbox (reminders) has what its check reads locked (``FOR SHARE``: the
@@ -52,7 +54,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -447,10 +449,57 @@ class OutboxRunner(Generic[ItemT]):
                                 sending[pool.submit(self._attempt, item, step, at, now,
                                                     adapters, down, lane=True)] = (item, step)
                     finally:  # the sends already started are recorded, even on an error
-                        for future in as_completed(sending):
-                            item, step = sending[future]
-                            self._record(None, outcomes, item, future.result(),
-                                         row=step.row, at=now or self.clock(), report=report)
+                        self._record_as_they_return(outcomes, sending, now, report)
+
+    def _record_as_they_return(
+            self, outcomes: sessionmaker[Session],
+            sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]],
+            now: datetime | None, report: Report) -> None:
+        """Record the pooled sends' outcomes as they return: whatever has returned since the
+        last write goes in one write (one statement per kind of outcome, its rows sent
+        together), so a sender that records slower than its pool sends writes more rows at
+        a time instead of falling behind; each row is still its own outcome, under its
+        claim. A send that failed unexpectedly is raised once the others are recorded."""
+        waiting: set[Future[Attempt | Postponed]] = set(sending)
+        failure: BaseException | None = None
+        while waiting:
+            returned, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            results = []
+            for future in returned:
+                item, step = sending[future]
+                try:
+                    results.append((item, future.result(), step.row))
+                except Exception as error:  # noqa: BLE001 - raised after the others
+                    failure = failure or error
+            self._record_many(outcomes, results, at=now or self.clock(), report=report)
+        if failure is not None:
+            raise failure
+
+    def _record_many(self, outcomes: sessionmaker[Session],
+                     results: list[tuple[ItemT, Result, Any]], *, at: datetime,
+                     report: Report) -> None:
+        """Record several results on the outcomes' connection (no guard's transaction): the
+        rows of one kind of outcome (the same outcome, the same columns) in one statement
+        executed for each row (psycopg sends them in one pipeline), each row updated only
+        while its claim holds, as ``_record`` does one at a time."""
+        groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+        for item, result, row in results:
+            change = self.outbox.record(item, result, row=row, at=at)
+            if change.then is not None:  # more writes of its own: one transaction each
+                self._write(None, outcomes, item, change, report=report)
+                continue
+            groups.setdefault((change.outcome, tuple(sorted(change.values))), []).append(
+                {"outbox_row": item.id, "outbox_claim": item.token, "claim_token": None,
+                 "lease_until": None, **change.values})
+        if not groups:
+            return
+        with UnitOfWork(outcomes, dialect=self.database.dialect) as uow:
+            connection = uow.session.connection()
+            recorded = [(outcome, connection.execute(self._outcome, rows).rowcount)
+                        for (outcome, _columns), rows in groups.items()]
+            uow.commit()
+        for outcome, ours in recorded:
+            report.add(outcome, ours)
 
     def _lane_adapter(self, adapter: Adapter, adapters: dict[int, Adapter]) -> Adapter:
         """This sending thread's own copy of an adapter (made before it ever connects)."""
@@ -504,7 +553,11 @@ class OutboxRunner(Generic[ItemT]):
                 result: Result, *, row: Any, at: datetime, report: Report) -> None:
         """Record one result and commit it: in the guard's transaction when they share the
         connection (SQLite), otherwise in a transaction of its own."""
-        change = self.outbox.record(item, result, row=row, at=at)
+        self._write(guard, outcomes, item, self.outbox.record(item, result, row=row, at=at),
+                    report=report)
+
+    def _write(self, guard: UnitOfWork | None, outcomes: sessionmaker[Session], item: ItemT,
+               change: RowUpdate, *, report: Report) -> None:
         if change.then is not None and self.outbox.guarded:
             raise ValueError("a guarded outbox records an outcome as one UPDATE (no then)")
         parameters = {"outbox_row": item.id, "outbox_claim": item.token, "claim_token": None,

@@ -22,7 +22,7 @@ from flask import Blueprint
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from service import create_app
+from service.app import create_app
 from service.auth import SAFE_REQUEST_ID
 from service.domain.audit import services as audit_services
 from service.domain.audit.models import AuditEvent, AuditOutcome

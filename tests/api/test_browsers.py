@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from service import create_app
+from service.app import create_app
 from service.config import Settings
 from tests.api.test_audit import last_row_id, rows_after
 from tests.api.test_series import book_series

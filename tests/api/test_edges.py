@@ -33,8 +33,8 @@ import pytest
 from gunicorn.config import Config as GunicornConfig
 from sqlalchemy import func, select
 
-from service import create_app
 from service.access_log import AccessLogger, redact
+from service.app import create_app
 from service.errors import CODES
 from service.extensions import MAX_PAGE
 from service.models import Base

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import create_app
+from service.app import create_app
 from service.config import Settings
 from service.domain.access import services as keys
 from service.domain.access.actor import Role

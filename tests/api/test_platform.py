@@ -8,7 +8,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from service import create_app
+from service.app import create_app
 from service.errors import CODES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from service import create_app
+from service.app import create_app
 from service.config import Settings
 from service.domain.access import services as keys
 from service.domain.access.actor import Role

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from service import create_app, migrate
+from service import migrate
+from service.app import create_app
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
-from service import create_app
+from service.app import create_app
 from service.db import describe_failure, is_unavailable
 from service.extensions import unit_of_work
 from service.scheduler import _guarded

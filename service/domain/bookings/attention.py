@@ -20,16 +20,20 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
 
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy
+from service.domain.clinic.models import Location
 from service.domain.consultations import gates
 from service.domain.consultations.events import ClearanceChanged, ScreeningChanged
 from service.domain.errors import InvalidInput, InvalidState
 from service.domain.patients.events import RemsEnrolmentChanged
+from service.domain.patients.models import Patient
 from service.domain.providers.events import LicenseChanged
+from service.domain.providers.models import Provider
 from service.uow import UnitOfWork
 
 UPCOMING = (BookingStatus.PENDING, BookingStatus.BOOKED)
@@ -80,6 +84,23 @@ def recheck_provider(uow: UnitOfWork, event: LicenseChanged) -> None:
     reevaluate(uow, list(rows), now=event.occurred_at)
 
 
+RECHECK_CHUNK = 500  # bookings asked again per read of their parties
+
+
+def _parties(session: Session, bookings: list[Booking]) -> list[object]:
+    """The patients, providers (with their licenses) and locations of these bookings, read
+    in three statements. The gates look each one up by id (``session.get``); the session's
+    identity map holds its objects weakly, so without these references each booking's
+    parties would be read again, one statement each."""
+    patients = {booking.patient_id for booking in bookings}
+    providers = {booking.provider_id for booking in bookings}
+    locations = {booking.location_id for booking in bookings}
+    return [*session.scalars(select(Patient).where(Patient.id.in_(patients))),
+            *session.scalars(select(Provider).where(Provider.id.in_(providers))
+                             .options(selectinload(Provider.licenses))),
+            *session.scalars(select(Location).where(Location.id.in_(locations)))]
+
+
 def recheck_licenses(uow: UnitOfWork, *, now: datetime) -> int:
     """The daily job: a license that expires lets the calendar, not a change, break the
     bookings after its end. Every future booking not yet flagged is asked again; how many
@@ -91,8 +112,13 @@ def recheck_licenses(uow: UnitOfWork, *, now: datetime) -> int:
         # timeout at every scheduler start-up, and its batch then waited for its lease).
         # Only the bookings that fail are locked, read again, and asked again.
         unflagged = _upcoming(now).where(Booking.attention.is_(None))
-        failing = [booking.id for booking in uow.session.scalars(unflagged)
-                   if gates.failing_rule(uow.session, booking) is not None]
+        bookings = list(uow.session.scalars(unflagged))
+        failing = []
+        for start in range(0, len(bookings), RECHECK_CHUNK):
+            part = bookings[start:start + RECHECK_CHUNK]
+            held = _parties(uow.session, part)  # noqa: F841 - kept alive while asked
+            failing += [booking.id for booking in part
+                        if gates.failing_rule(uow.session, booking) is not None]
         if not failing:
             return 0
         rows = uow.session.scalars(unflagged.where(Booking.id.in_(failing)).with_for_update()
