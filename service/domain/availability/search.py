@@ -120,6 +120,8 @@ class Schedule:
         default_factory=dict, init=False, repr=False)
     _chairs_taken: dict[tuple, tuple[list[int], list[int]]] = field(
         default_factory=dict, init=False, repr=False)
+    _local_days: dict[str, tuple[date, date]] = field(default_factory=dict, init=False,
+                                                      repr=False)
 
     @functools.cached_property
     def rules(self) -> engine.SlotRules:
@@ -136,9 +138,12 @@ class Schedule:
                 duration + rules.recovery // unit, rules.step // unit)
 
     def local_days(self, location: Location) -> tuple[date, date]:
-        first = in_zone(self.start, location.timezone).date() - timedelta(days=1)
-        last = in_zone(self.end, location.timezone).date() + timedelta(days=1)
-        return first, last
+        found = self._local_days.get(location.timezone)
+        if found is None:
+            first = in_zone(self.start, location.timezone).date() - timedelta(days=1)
+            last = in_zone(self.end, location.timezone).date() + timedelta(days=1)
+            found = self._local_days[location.timezone] = first, last
+        return found
 
     def windows(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> list[engine.Interval]:
         """Working windows at the location, less time off, within licensed days.
@@ -218,24 +223,35 @@ class Schedule:
     def runs(self, provider_id: uuid.UUID, location_id: uuid.UUID, earliest: int, latest: int
              ) -> Iterator[tuple[int, int]]:
         """The free starts in ``[earliest, latest]`` (integer microseconds), as runs of the
-        slot grid (``engine.free_runs``). Only the windows near the bounds are handed to the
-        engine (found by bisection), and the forbidden ranges are taken in from the busy
-        time only as far as the bounds reach, so a day of a long range costs about a day."""
+        slot grid (``engine.free_runs``)."""
+        return self.pair_runs(self.pair(provider_id, location_id), earliest, latest)
+
+    def pair(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> Pair:
+        """What the engine needs of one (provider, location), looked up once: the bounds of
+        its windows, the provider's forbidden ranges, the location."""
         _, window_starts, window_ends = self._pair(provider_id, location_id)
+        blocked = self._blocked.get(provider_id)
+        if blocked is None:
+            _, before, after, _, _ = self.in_us
+            blocked = self._blocked[provider_id] = engine.Blocked(
+                self.provider_busy.get(provider_id, ()), before, after)
+        return window_starts, window_ends, blocked, location_id
+
+    def pair_runs(self, pair: Pair, earliest: int, latest: int) -> Iterator[tuple[int, int]]:
+        """``runs`` of a ``pair``. Only the windows near the bounds are handed to the engine
+        (found by bisection), and the forbidden ranges are taken in from the busy time only
+        as far as the bounds reach, so a day of a long range costs about a day."""
+        window_starts, window_ends, blocked, location_id = pair
         first = bisect_right(window_ends, earliest)
         stop = bisect_right(window_starts, latest)
-        duration, before, after, held, step = self.in_us
         if first >= stop:
             return NO_RUNS
+        duration, _, _, held, step = self.in_us
         # Every start considered lies in [low, high]: within the bounds and some window.
         low = max(earliest, window_starts[first])
         high = min(latest, window_ends[stop - 1] - duration)
         if low > high:
             return NO_RUNS
-        blocked = self._blocked.get(provider_id)
-        if blocked is None:
-            blocked = self._blocked[provider_id] = engine.Blocked(
-                self.provider_busy.get(provider_id, ()), before, after)
         parts = [blocked.near(low, high)]
         if self.patient_busy:
             patient = self._blocked.get(None)
@@ -246,8 +262,8 @@ class Schedule:
             if not self.chairs_busy.get(location_id):
                 return NO_RUNS  # no chairs: no slots
             parts.append(self._all_chairs_taken(location_id, earliest, latest))
-        lows, highs = engine.union(parts)
-        return engine.free_runs(window_starts[first:stop], window_ends[first:stop], lows, highs,
+        lows, reach = engine.union(parts)
+        return engine.free_runs(window_starts[first:stop], window_ends[first:stop], lows, reach,
                                 duration=duration, step=step, low=low, high=high)
 
     def _all_chairs_taken(self, location_id: uuid.UUID, low: int, high: int
@@ -267,6 +283,7 @@ class Schedule:
 
 
 Windows = tuple[list[engine.Interval], list[int], list[int]]  # the windows, their bounds in us
+Pair = tuple[list[int], list[int], engine.Blocked, uuid.UUID]  # see Schedule.pair
 NO_RUNS: Iterator[tuple[int, int]] = iter(())
 _HOURS = attrgetter("weekday", "start", "end")
 _SPAN = attrgetter("start", "end")
@@ -557,12 +574,13 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
     step = schedule.in_us[4] * count
     low, high_end = engine.to_us(earliest), engine.to_us(latest)
     span = FIRST_SPAN // engine.MICROSECOND
-    from_us, runs = engine.from_us, schedule.runs
+    from_us, runs = engine.from_us, schedule.pair_runs
+    prepared = [schedule.pair(provider_id, location_id) for provider_id, location_id in pairs]
     while low <= high_end:
         high = min(high_end, low + span - 1)
         keys: list[int] = []
-        for rank, (provider_id, location_id) in enumerate(pairs):
-            for first, last in runs(provider_id, location_id, low, high):
+        for rank, pair in enumerate(prepared):
+            for first, last in runs(pair, low, high):
                 keys.extend(range(first * count + rank, last * count + rank + 1, step))
         keys.sort()
         for key in keys:

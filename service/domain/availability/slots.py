@@ -7,7 +7,9 @@ merged lists.
 ``find_slots`` turns each busy interval into the open range of starts it
 forbids and reads the free starts off the gaps between those ranges, so its cost
 grows with the number of bookings and of slots found, not with the number of
-candidate starts, and no Interval is built per candidate.
+candidate starts, and no Interval is built per candidate. It counts in integer
+microseconds since the epoch (``to_us``): exact for every instant a datetime can
+hold, and a datetime is made only for each start handed out (``from_us``).
 """
 
 from __future__ import annotations
