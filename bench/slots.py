@@ -10,8 +10,8 @@
     with the same flags that returns the captured bytes of that very response. Target: the
     p95 of the real endpoint <= 2x the p95 of the floor.
 (c) Where that request's time goes: the same GET served in-process by the Flask test
-    client, one at a time, split into authentication, loading, computing (slots.py and
-    search.py) and the rest (parsing, serialising, JSON).
+    client, one at a time, split into authentication, loading, computing (the engine:
+    first_starts, and search.py's glue) and the rest (parsing, serialising, JSON).
 
 ``python -m bench.slots [--profile]``: ``--profile`` adds a cProfile of the computing part.
 """
@@ -22,6 +22,7 @@ import argparse
 import cProfile
 import dataclasses
 import gc
+import inspect
 import io
 import json
 import pstats
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -54,7 +55,6 @@ from service.app import create_app
 from service.db import Database, utcnow
 from service.domain.access import services as access
 from service.domain.availability import cache, search, versions
-from service.domain.availability import slots as engine
 from service.domain.bookings.models import BookingStatus
 from service.domain.clinic.models import ServiceType
 from service.domain.time import local_to_utc
@@ -177,7 +177,7 @@ class Timing:
     all_providers: bool
     load: list[float] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
-    engine: list[float] = field(default_factory=list)  # the part of compute inside slots.py
+    engine: list[float] = field(default_factory=list)  # the part of compute in first_starts
     total: list[float] = field(default_factory=list)
     slots_found: int = 0
     truncated: bool = False
@@ -194,12 +194,13 @@ class Timing:
 
 
 # What search.search calls, by part: loading (queries, building the Schedule) and the
-# engine's entry points in slots.py. Whatever else search.search spends is its own glue.
+# engine: ``first_starts``, a generator, timed while it is iterated (working windows, busy
+# ranges and free starts are all computed inside it). Whatever else search.search spends
+# is its own glue.
 Parts = dict[str, tuple[ModuleType, tuple[str, ...]]]
 SEARCH_PARTS: Parts = {"load": (search, ("candidates", "load_schedule")),
                        "versions": (versions, ("read",)),  # loading too (one query)
-                       "engine": (engine, ("working_windows", "intersect", "subtract",
-                                           "find_slots"))}
+                       "engine": (search, ("first_starts",))}
 
 
 @contextmanager
@@ -209,13 +210,27 @@ def split_timer(parts: Parts = SEARCH_PARTS) -> Iterator[dict[str, float]]:
     originals = [(module, name, getattr(module, name))
                  for part, (module, names) in parts.items() for name in names]
 
+    def steps(part: str, generator: Generator[object, None, None]
+              ) -> Iterator[object]:
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(generator)
+            except StopIteration:
+                return
+            finally:
+                spent[part] += time.perf_counter() - started
+            yield item
+
     def timed(part: str, function: Callable[..., object]) -> Callable[..., object]:
         def wrapper(*args: object, **kwargs: object) -> object:
             started = time.perf_counter()
             try:
-                return function(*args, **kwargs)
+                result = function(*args, **kwargs)
             finally:
                 spent[part] += time.perf_counter() - started
+            # A generator's work is done as it is iterated: timed step by step.
+            return steps(part, result) if inspect.isgenerator(result) else result
         return wrapper
 
     for part, (module, names) in parts.items():
@@ -452,7 +467,7 @@ def request_breakdown(url: str, path: str, authorization: str) -> Breakdown:
         "  authenticate (API key lookup)": auth,
         "  find_open_slots (the use case)": use_case,
         "    load: candidates + load_schedule": load,
-        "    compute: slots.py": in_engine,
+        "    compute: the engine (first_starts)": in_engine,
         "    compute: search.py glue, session": [u - lo - e for u, lo, e in
                                                  zip(use_case, load, in_engine, strict=True)],
         "  the rest: parsing, serialising 200 slots, JSON, Flask": [
@@ -482,8 +497,8 @@ class Result:
                  f"{self.bookings:,} existing bookings (seeded in {self.seed_seconds:.1f} s) ==",
                  "(a) in-process search.search(), ms p50 / p95: load = candidates() + "
                  "load_schedule() (queries, rows -> Schedule); compute = the rest, of which "
-                 "in slots.py = working_windows + intersect + find_slots",
-                 harness.table(["query", "service", "reps", "load", "compute", "in slots.py",
+                 "engine = first_starts (windows, busy ranges, free starts), timed as iterated",
+                 harness.table(["query", "service", "reps", "load", "compute", "engine",
                                 "total", "slots", "compute<=5ms"],
                                [t.row() for t in self.timings])]
         if self.http:
@@ -520,7 +535,7 @@ class Result:
             lines += [f"(d) history: {added:,} past bookings added; the realistic query "
                       f"(in-process, every search computed)",
                       harness.table(["query", "service", "reps", "load", "compute",
-                                     "in slots.py", "total", "slots", "compute<=5ms"],
+                                     "engine", "total", "slots", "compute<=5ms"],
                                     [before.row(), after.row()]),
                       f"  p50 total with history / without = {self.history_ratio():.2f} "
                       f"(target: flat)"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain.availability import search as search_module
-from service.domain.availability.slots import find_slots, iter_slots
+from service.domain.availability.slots import Interval, WeeklyHours, find_slots, iter_slots
 from service.domain.providers.licensing import Credential
 from service.domain.time import local_date_range_to_utc
 from tests.domain import previous_engine
@@ -117,3 +117,70 @@ def test_search_stops_at_the_limit_with_the_previous_answers(c: dict) -> None:
                 schedule, provider.id, location.id)
 
 
+
+
+MICROSECOND = timedelta(microseconds=1)
+fraction = st.integers(-999_999, 999_999)  # up to a second either way, to the microsecond
+
+
+@st.composite
+def fine_calendars(draw: st.DrawFn) -> dict:
+    """``calendars`` with instants off the minute grid: every busy interval, time off, the
+    bounds and the working hours moved by up to a second, to the microsecond (the engine
+    counts in integer microseconds: its answers must stay exactly those of datetimes)."""
+    c = draw(calendars())
+    schedule = c["schedule"]
+
+    def moved(intervals: list[Interval]) -> list[Interval]:
+        result = []
+        for interval in intervals:
+            start = interval.start + draw(fraction) * MICROSECOND
+            end = interval.end + draw(fraction) * MICROSECOND
+            result.append(Interval(start, end) if start < end else interval)
+        return result
+
+    def finer(at: time) -> time:
+        return at.replace(second=draw(st.integers(0, 59)),
+                          microsecond=draw(st.integers(0, 999_999)))
+
+    for pair, hours in list(schedule.weekly.items()):
+        schedule.weekly[pair] = [WeeklyHours(h.weekday, finer(h.start), finer(h.end))
+                                 for h in hours]
+    for provider_id in list(schedule.provider_busy):
+        schedule.provider_busy[provider_id] = moved(schedule.provider_busy[provider_id])
+        schedule.time_off[provider_id] = moved(schedule.time_off[provider_id])
+    schedule.patient_busy = moved(schedule.patient_busy)
+    for location_id, chairs in list(schedule.chairs_busy.items()):
+        schedule.chairs_busy[location_id] = [moved(chair) for chair in chairs]
+    c["earliest"] += draw(fraction) * MICROSECOND
+    c["latest"] += draw(fraction) * MICROSECOND
+    return c
+
+
+@modest
+@given(fine_calendars())
+def test_integer_engine_gives_the_datetime_answers_off_the_minute_grid(c: dict) -> None:
+    schedule = c["schedule"]
+    before, truncated = previous_engine.search(
+        schedule, c["providers"], c["locations"], earliest=c["earliest"], latest=c["latest"],
+        limit=c["limit"])
+    merged = search_module.first_starts(schedule, c["providers"], c["locations"],
+                                        earliest=c["earliest"], latest=c["latest"])
+    assert list(itertools.islice(merged, c["limit"])) == before
+    assert (next(merged, None) is not None) == truncated
+    # One pair at a time (the booking's re-check): every start the datetime engine finds,
+    # and each of them on its own.
+    for provider in c["providers"]:
+        for location in c["locations"]:
+            windows = previous_engine.windows(schedule, provider.id, location.id)
+            assert schedule.windows(provider.id, location.id) == windows
+            found = previous_engine.find_slots(
+                windows=windows, rules=schedule.rules,
+                provider_busy=schedule.provider_busy.get(provider.id, []),
+                patient_busy=schedule.patient_busy, chairs_busy=schedule.chairs(location.id),
+                earliest=c["earliest"], latest=c["latest"])
+            assert schedule.find(provider.id, location.id, earliest=c["earliest"],
+                                 latest=c["latest"]) == found
+            for start in found[:3]:
+                assert schedule.find(provider.id, location.id, earliest=start,
+                                     latest=start) == [start]

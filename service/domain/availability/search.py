@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import heapq
 import itertools
 import json
 import time as clock
 import uuid
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from service.domain.errors import Conflict, InvalidInput, NotFound
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
 from service.domain.providers.models import Provider
-from service.domain.time import in_zone, local_to_utc
+from service.domain.time import in_zone, local_to_utc, to_utc
 from service.uow import UnitOfWork
 
 MAX_RANGE = timedelta(days=62)
@@ -105,29 +104,46 @@ class Schedule:
     patient_busy: list[engine.Interval] = field(default_factory=list)
     chairs_busy: dict[uuid.UUID, list[list[engine.Interval]]] = field(default_factory=dict)
     stale_sources: set[uuid.UUID] = field(default_factory=set)  # providers (connected calendars)
-    # Shared between providers: working windows per weekly pattern, licensed days per set of
-    # credentials (see ``windows``).
+    # Memos, shared between providers and between the spans of a search: working windows per
+    # weekly pattern, licensed days per set of credentials, windows per pair and per alike
+    # providers (with their bounds in microseconds), and the ranges of starts that busy time
+    # forbids: per provider, for the patient, per chair and (all chairs taken) per span.
     _patterns: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
                                                           repr=False)
     _licensed: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
                                                           repr=False)
-    _windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict, init=False,
-                                                         repr=False)
-    _shared_windows: dict[tuple, list[engine.Interval]] = field(default_factory=dict,
-                                                                init=False, repr=False)
-    _window_bounds: dict[tuple, tuple[list[datetime], list[datetime]]] = field(
+    _windows: dict[tuple, Windows] = field(default_factory=dict, init=False, repr=False)
+    _shared_windows: dict[tuple, Windows] = field(default_factory=dict, init=False, repr=False)
+    _blocked: dict[uuid.UUID | None, engine.Blocked] = field(default_factory=dict, init=False,
+                                                             repr=False)
+    _chairs_blocked: dict[uuid.UUID, list[engine.Blocked]] = field(
         default_factory=dict, init=False, repr=False)
-    _busy_sorted: dict[uuid.UUID, tuple[list[engine.Interval], list[datetime], timedelta]] = (
-        field(default_factory=dict, init=False, repr=False))
+    _chairs_taken: dict[tuple, tuple[list[int], list[int]]] = field(
+        default_factory=dict, init=False, repr=False)
+    _local_days: dict[str, tuple[date, date]] = field(default_factory=dict, init=False,
+                                                      repr=False)
 
     @functools.cached_property
     def rules(self) -> engine.SlotRules:
         return rules_of(self.service_type)
 
+    @functools.cached_property
+    def in_us(self) -> tuple[int, int, int, int, int]:
+        """(duration, before, after, held, step) in microseconds: the provider's block reaches
+        ``before`` before a start and ``after`` after it, the patient's and the chair's
+        ``held`` after it."""
+        rules, unit = self.rules, engine.MICROSECOND
+        duration = rules.duration // unit
+        return (duration, rules.buffer_before // unit, duration + rules.buffer_after // unit,
+                duration + rules.recovery // unit, rules.step // unit)
+
     def local_days(self, location: Location) -> tuple[date, date]:
-        first = in_zone(self.start, location.timezone).date() - timedelta(days=1)
-        last = in_zone(self.end, location.timezone).date() + timedelta(days=1)
-        return first, last
+        found = self._local_days.get(location.timezone)
+        if found is None:
+            first = in_zone(self.start, location.timezone).date() - timedelta(days=1)
+            last = in_zone(self.end, location.timezone).date() + timedelta(days=1)
+            found = self._local_days[location.timezone] = first, last
+        return found
 
     def windows(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> list[engine.Interval]:
         """Working windows at the location, less time off, within licensed days.
@@ -135,37 +151,40 @@ class Schedule:
         Providers often share one weekly pattern (and licenses): the working windows of a
         pattern and the licensed days of a set of credentials are built once per schedule
         and shared, then each provider's own time off is cut out."""
+        return self._pair(provider_id, location_id)[0]
+
+    def _pair(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> Windows:
         pair = (provider_id, location_id)
         found = self._windows.get(pair)
         if found is None:
             found = self._windows[pair] = self._pair_windows(provider_id, location_id)
         return found
 
-    def _pair_windows(self, provider_id: uuid.UUID, location_id: uuid.UUID
-                      ) -> list[engine.Interval]:
+    def _pair_windows(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> Windows:
         location = self.locations[location_id]
         weekly = self.weekly.get((provider_id, location_id), [])
         overrides = self.overrides.get((provider_id, location_id), {})
         if not weekly and not overrides:
-            return []
+            return [], [], []
         first, last = self.local_days(location)
-        pattern = (tuple(weekly), tuple(sorted((day, tuple(hours))
-                                               for day, hours in overrides.items())),
+        # Keys of plain values (hashed and compared in C), not of the dataclasses.
+        pattern = (tuple(map(_HOURS, weekly)), tuple(sorted((day, tuple(hours))
+                                                            for day, hours in overrides.items())),
                    location.timezone, first, last)
         working = self._patterns.get(pattern)
         if working is None:
             working = self._patterns[pattern] = engine.working_windows(
                 weekly, [engine.DateOverride(day=day, hours=hours) for day, hours in pattern[1]],
                 [], location.timezone, first, last)
-        time_off = tuple(self.time_off.get(provider_id, ()))
-        credentials = tuple(self.credentials.get(provider_id, ()))
-        shared = (pattern, time_off, credentials)  # providers alike share their windows
-        found = self._shared_windows.get(shared)
+        time_off = self.time_off.get(provider_id, ())
+        credentials = self.credentials.get(provider_id, ())
+        shared = (pattern, tuple(map(_SPAN, time_off)), tuple(map(_CREDENTIAL, credentials)))
+        found = self._shared_windows.get(shared)  # providers alike share their windows
         if found is not None:
             return found
         if time_off:
             working = engine.subtract(working, time_off)
-        licence = (credentials, location.timezone, first, last)
+        licence = (shared[2], location.timezone, first, last)
         licensed = self._licensed.get(licence)
         if licensed is None:
             licensed = self._licensed[licence] = [
@@ -175,7 +194,9 @@ class Schedule:
                                            modality=self.service_type.modality,
                                            patient_state=self.patient_state)
             ]
-        found = self._shared_windows[shared] = engine.intersect(working, licensed)
+        windows = engine.intersect(working, licensed)  # sorted and apart
+        found = self._shared_windows[shared] = (windows, [engine.to_us(w.start) for w in windows],
+                                                [engine.to_us(w.end) for w in windows])
         return found
 
     def licensed_on(self, provider_id: uuid.UUID, location: Location, start: datetime) -> bool:
@@ -193,45 +214,80 @@ class Schedule:
 
     def starts(self, provider_id: uuid.UUID, location_id: uuid.UUID, *, earliest: datetime,
                latest: datetime) -> Iterator[datetime]:
-        """The free starts one at a time, earliest first (computed as they are taken). Only
-        the windows and the busy intervals near ``[earliest, latest]`` are handed to the
-        engine (found by bisection), so a day of a long range costs about a day."""
-        windows = self.windows(provider_id, location_id)
-        if windows:
-            starts, ends = self._bounds(provider_id, location_id, windows)
-            windows = windows[bisect_right(ends, earliest):bisect_right(starts, latest)]
-        rules = self.rules
-        return engine.iter_slots(
-            windows=windows, rules=rules,
-            provider_busy=self._busy_near(provider_id, earliest - rules.buffer_before,
-                                          latest + rules.duration + rules.buffer_after),
-            patient_busy=self.patient_busy, chairs_busy=self.chairs(location_id),
-            earliest=earliest, latest=latest)
+        """The free starts one at a time, earliest first (computed as they are taken)."""
+        step = self.in_us[4]
+        for first, last in self.runs(provider_id, location_id,
+                                     engine.to_us(to_utc(earliest)), engine.to_us(to_utc(latest))):
+            yield from map(engine.from_us, range(first, last + 1, step))
 
-    def _bounds(self, provider_id: uuid.UUID, location_id: uuid.UUID,
-                windows: list[engine.Interval]) -> tuple[list[datetime], list[datetime]]:
-        """The windows' starts and ends (both ascending: the windows are merged)."""
-        pair = (provider_id, location_id)
-        found = self._window_bounds.get(pair)
+    def runs(self, provider_id: uuid.UUID, location_id: uuid.UUID, earliest: int, latest: int
+             ) -> Iterator[tuple[int, int]]:
+        """The free starts in ``[earliest, latest]`` (integer microseconds), as runs of the
+        slot grid (``engine.free_runs``)."""
+        return self.pair_runs(self.pair(provider_id, location_id), earliest, latest)
+
+    def pair(self, provider_id: uuid.UUID, location_id: uuid.UUID) -> Pair:
+        """What the engine needs of one (provider, location), looked up once: the bounds of
+        its windows, the provider's forbidden ranges, the location."""
+        _, window_starts, window_ends = self._pair(provider_id, location_id)
+        blocked = self._blocked.get(provider_id)
+        if blocked is None:
+            _, before, after, _, _ = self.in_us
+            blocked = self._blocked[provider_id] = engine.Blocked(
+                self.provider_busy.get(provider_id, ()), before, after)
+        return window_starts, window_ends, blocked, location_id
+
+    def pair_runs(self, pair: Pair, earliest: int, latest: int) -> Iterator[tuple[int, int]]:
+        """``runs`` of a ``pair``. Only the windows near the bounds are handed to the engine
+        (found by bisection), and the forbidden ranges are taken in from the busy time only
+        as far as the bounds reach, so a day of a long range costs about a day."""
+        window_starts, window_ends, blocked, location_id = pair
+        first = bisect_right(window_ends, earliest)
+        stop = bisect_right(window_starts, latest)
+        if first >= stop:
+            return NO_RUNS
+        duration, _, _, held, step = self.in_us
+        # Every start considered lies in [low, high]: within the bounds and some window.
+        low = max(earliest, window_starts[first])
+        high = min(latest, window_ends[stop - 1] - duration)
+        if low > high:
+            return NO_RUNS
+        parts = [blocked.near(low, high)]
+        if self.patient_busy:
+            patient = self._blocked.get(None)
+            if patient is None:
+                patient = self._blocked[None] = engine.Blocked(self.patient_busy, 0, held)
+            parts.append(patient.near(low, high))
+        if self.service_type.needs_chair:
+            if not self.chairs_busy.get(location_id):
+                return NO_RUNS  # no chairs: no slots
+            parts.append(self._all_chairs_taken(location_id, earliest, latest))
+        lows, reach = engine.union(parts)
+        return engine.free_runs(window_starts[first:stop], window_ends[first:stop], lows, reach,
+                                duration=duration, step=step, low=low, high=high)
+
+    def _all_chairs_taken(self, location_id: uuid.UUID, low: int, high: int
+                          ) -> tuple[list[int], list[int]]:
+        """The ranges of starts in ``[low, high]`` at which every chair of the location is
+        taken; the same for every provider searched there, so computed once per span."""
+        key = (location_id, low, high)
+        found = self._chairs_taken.get(key)
         if found is None:
-            found = self._window_bounds[pair] = ([w.start for w in windows],
-                                                 [w.end for w in windows])
+            chairs = self._chairs_blocked.get(location_id)
+            if chairs is None:
+                held = self.in_us[3]
+                chairs = self._chairs_blocked[location_id] = [
+                    engine.Blocked(busy, 0, held) for busy in self.chairs_busy[location_id]]
+            found = self._chairs_taken[key] = engine.all_chairs_taken(chairs, low, high)
         return found
 
-    def _busy_near(self, provider_id: uuid.UUID, low: datetime, high: datetime
-                   ) -> list[engine.Interval]:
-        """The provider's busy intervals that may reach into ``(low, high)`` (a superset:
-        the engine filters exactly): sorted once by start, sliced by bisection."""
-        found = self._busy_sorted.get(provider_id)
-        if found is None:
-            busy = sorted(self.provider_busy.get(provider_id, []), key=_START)
-            longest = max((i.end - i.start for i in busy), default=timedelta(0))
-            found = self._busy_sorted[provider_id] = (busy, [i.start for i in busy], longest)
-        busy, starts, longest = found
-        return busy[bisect_right(starts, low - longest):bisect_left(starts, high)]
 
-
-_START = attrgetter("start")
+Windows = tuple[list[engine.Interval], list[int], list[int]]  # the windows, their bounds in us
+Pair = tuple[list[int], list[int], engine.Blocked, uuid.UUID]  # see Schedule.pair
+NO_RUNS: Iterator[tuple[int, int]] = iter(())
+_HOURS = attrgetter("weekday", "start", "end")
+_SPAN = attrgetter("start", "end")
+_CREDENTIAL = attrgetter("jurisdiction", "kind", "status", "issued_on", "expires_on")
 
 
 def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
@@ -502,22 +558,40 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
     """Every free (start, provider id, location id), earliest first.
 
     Day by day: the range is cut into consecutive spans, the first a day long and each next
-    one twice as long; within a span each (location, provider) pair yields its starts
-    lazily and in order, and they are merged. A caller that stops after ``limit`` (a search)
-    never computes the starts, nor the busy ranges, of the days after it. Ties are ordered
-    by provider id, then location id."""
-    def tagged(provider_id: uuid.UUID, location_id: uuid.UUID, low: datetime,
-               high: datetime) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
-        for start_at in schedule.starts(provider_id, location_id, earliest=low,
-                                        latest=high):
-            yield start_at, provider_id, location_id
+    one twice as long; within a span every (provider, location) pair gives its free starts
+    (``Schedule.runs``, integer microseconds) and they are put in order together. A caller
+    that stops after ``limit`` (a search) never computes the starts, nor the busy ranges, of
+    the spans after it. Ties are ordered by provider id, then location id.
 
-    low, span = earliest, FIRST_SPAN
-    while low <= latest:
-        high = min(latest, low + span - _MICROSECOND)
-        yield from heapq.merge(*[tagged(provider.id, location.id, low, high)
-                                 for location in locations for provider in providers])
-        low, span = high + _MICROSECOND, span * 2
+    A start is sorted as one integer, ``start * pairs + the pair's rank``: the runs of the
+    slot grid become ranges of such keys (built in C), a span is one sort of integers, and a
+    datetime is made only for the starts taken."""
+    pairs = sorted([(provider.id, location.id) for location in locations
+                    for provider in providers], key=_pair_order)
+    count = len(pairs)
+    if not count:
+        return
+    step = schedule.in_us[4] * count
+    low, high_end = engine.to_us(earliest), engine.to_us(latest)
+    span = FIRST_SPAN // engine.MICROSECOND
+    from_us, runs = engine.from_us, schedule.pair_runs
+    prepared = [schedule.pair(provider_id, location_id) for provider_id, location_id in pairs]
+    while low <= high_end:
+        high = min(high_end, low + span - 1)
+        keys: list[int] = []
+        for rank, pair in enumerate(prepared):
+            for first, last in runs(pair, low, high):
+                keys.extend(range(first * count + rank, last * count + rank + 1, step))
+        keys.sort()
+        for key in keys:
+            at, rank = divmod(key, count)
+            provider_id, location_id = pairs[rank]
+            yield from_us(at), provider_id, location_id
+        low, span = high + 1, span * 2
+
+
+def _pair_order(pair: tuple[uuid.UUID, uuid.UUID]) -> tuple[int, int]:
+    return pair[0].int, pair[1].int  # the order of the ids, compared as integers
 
 
 FIRST_SPAN = timedelta(days=1)

@@ -7,16 +7,20 @@ merged lists.
 ``find_slots`` turns each busy interval into the open range of starts it
 forbids and reads the free starts off the gaps between those ranges, so its cost
 grows with the number of bookings and of slots found, not with the number of
-candidate starts, and no Interval is built per candidate.
+candidate starts, and no Interval is built per candidate. It counts in integer
+microseconds since the epoch (``to_us``): exact for every instant a datetime can
+hold, and a datetime is made only for each start handed out (``from_us``).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import itertools
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from operator import attrgetter
+from itertools import accumulate, repeat
+from operator import add, attrgetter, floordiv, ge, itemgetter, sub
 
 from service.domain.time import require_aware, to_utc, zone
 
@@ -273,77 +277,163 @@ def patient_block(start: datetime, rules: SlotRules) -> Interval:
     return chair_block(start, rules)
 
 
-Ranges = list[tuple[datetime, datetime]]
-_MIN = datetime.min.replace(tzinfo=UTC)
+# Inside the engine instants are whole microseconds since the Unix epoch (plain integers):
+# every instant and length it is given is exact to the microsecond, so integer arithmetic
+# gives exactly the answers of datetime arithmetic, at a fraction of its cost. Datetimes are
+# made only for the starts actually handed out.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+_START = attrgetter("start")
+_END = attrgetter("end")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
-def _forbidden(busy: Iterable[Interval], before: timedelta, after: timedelta,
-               low: datetime, high: datetime) -> Ranges:
-    """The starts a block ``[s - before, s + after)`` may not take: one open range
-    ``(b0 - after, b1 + before)`` per busy ``[b0, b1)`` (the block overlaps the busy interval
-    exactly when ``b0 - after < s < b1 + before``), for the busy intervals that can forbid a
-    start in ``[low, high]``. Unsorted, unmerged."""
-    reach_low, reach_high = low - before, high + after
-    return [(i.start - after, i.end + before) for i in busy
-            if i.end > reach_low and i.start < reach_high]
+def to_us(instant: datetime) -> int:
+    """An aware instant as whole microseconds since the Unix epoch (exact)."""
+    return (instant - EPOCH) // MICROSECOND
 
 
-def _merged(ranges: Ranges) -> tuple[list[datetime], list[datetime]]:
-    """Sort open ranges and join those that overlap (ranges that only touch stay apart: the
-    instant between them is free). Returns parallel lists of lows and highs."""
-    lows: list[datetime] = []
-    highs: list[datetime] = []
-    for low, high in sorted(ranges):
-        if highs and low < highs[-1]:
-            if high > highs[-1]:
-                highs[-1] = high
+def from_us(us: int) -> datetime:
+    """The UTC instant ``us`` microseconds after the Unix epoch."""
+    return EPOCH + MICROSECOND * us
+
+
+_FIRST_US = to_us(datetime.min.replace(tzinfo=UTC))
+_LAST_US = to_us(datetime.max.replace(tzinfo=UTC))
+
+
+class Blocked:
+    """The open ranges of starts that busy time forbids to a block ``[s - before, s + after)``
+    (``before``, ``after`` in microseconds; ``after`` positive): a busy ``[b0, b1)`` forbids
+    ``b0 - after < s < b1 + before``.
+
+    Kept in integer microseconds as two lists, ``lows`` (ascending) and ``reach`` (for each
+    range, the highest end of it and of the ranges before it), so a start ``s`` is forbidden
+    exactly when ``reach[i - 1] > s`` for ``i = bisect_left(lows, s)``: no merging loop, the
+    lists are built by C-level maps. Taken in from the busy intervals in time order only as
+    far as a question reaches (``near``): a search that stops after a few days never converts
+    the bookings of the weeks after them."""
+
+    __slots__ = ("_busy", "_next", "_before", "_after", "lows", "reach")
+
+    def __init__(self, busy: Iterable[Interval], before: int, after: int) -> None:
+        self._busy = sorted(busy, key=_START)
+        self._next = 0
+        self._before, self._after = before, after
+        self.lows: list[int] = []
+        self.reach: list[int] = []
+
+    def _upto(self, high: int) -> None:
+        """Take in every range that opens before ``high``."""
+        busy, index = self._busy, self._next
+        if index == len(busy):
+            return
+        limit = high + self._after  # a range opens before high: its busy interval starts before
+        stop = (len(busy) if limit > _LAST_US else index if limit <= _FIRST_US
+                else bisect_left(busy, from_us(limit), index, key=_START))
+        if stop == index:
+            return
+        taken = busy[index:stop]
+        self._next = stop
+        self.lows += map(sub, map(floordiv, map(sub, map(_START, taken), repeat(EPOCH)),
+                                  repeat(MICROSECOND)), repeat(self._after))
+        ends = map(add, map(floordiv, map(sub, map(_END, taken), repeat(EPOCH)),
+                            repeat(MICROSECOND)), repeat(self._before))
+        reach = self.reach
+        if reach:  # (accumulate gives its initial value first: skipped)
+            reach += itertools.islice(accumulate(ends, max, initial=reach[-1]), 1, None)
         else:
-            lows.append(low)
-            highs.append(high)
-    return lows, highs
+            reach += accumulate(ends, max)
+
+    def near(self, low: int, high: int) -> tuple[list[int], list[int]]:
+        """The ranges that may hold some instant of ``[low, high]`` (``lows``, ``reach``).
+
+        (Ranges taken in later open after ``high``: they change nothing up to ``high``.)"""
+        self._upto(high)
+        lows, reach = self.lows, self.reach
+        first = bisect_right(reach, low)  # the ranges before it end at or before low
+        stop = bisect_left(lows, high, first)
+        return lows[first:stop], reach[first:stop]
 
 
-def _all_chairs_taken(chairs_busy: Sequence[Sequence[Interval]], held: timedelta) -> Ranges:
-    """The open ranges of starts at which every chair is taken for ``[s, s + held)``."""
-    events: list[tuple[datetime, int]] = []
-    for busy in chairs_busy:
-        lows, highs = _merged([(i.start - held, i.end) for i in busy])
+def union(parts: Sequence[tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:
+    """The union of ranges given as (``lows``, ``reach``) lists (see ``Blocked``), the same
+    way. (A range's reach stands for its end: the union is the same.)"""
+    filled = [part for part in parts if part[0]]
+    if len(filled) < 2:
+        return filled[0] if filled else ([], [])
+    pairs = sorted(itertools.chain.from_iterable(zip(*part) for part in filled))
+    return list(map(_FIRST, pairs)), list(accumulate(map(_SECOND, pairs), max))
+
+
+def _disjoint(lows: list[int], reach: list[int]) -> tuple[list[int], list[int]]:
+    """The same ranges merged: disjoint and sorted (ranges that only touch stay apart)."""
+    if not lows:
+        return [], []
+    opens = list(map(ge, lows[1:], reach))  # range k opens a new group: lows[k] >= reach[k-1]
+    return ([lows[0], *itertools.compress(lows[1:], opens)],
+            [*itertools.compress(reach, opens), reach[-1]])
+
+
+def all_chairs_taken(chairs: Sequence[Blocked], low: int, high: int
+                     ) -> tuple[list[int], list[int]]:
+    """The open ranges of starts in ``[low, high]`` at which every chair is taken (each
+    chair's ``Blocked`` ranges: the starts its busy time forbids to the chair's block),
+    disjoint and sorted (so their ends are their reach)."""
+    events: list[tuple[int, int]] = []
+    for chair in chairs:
+        lows, highs = _disjoint(*chair.near(low, high))
         if not lows:
-            return []  # a chair that is never taken
-        events += [(low, 1) for low in lows]
-        events += [(high, -1) for high in highs]
+            return [], []  # a chair never taken then
+        events += zip(lows, repeat(1))
+        events += zip(highs, repeat(-1))
     events.sort()
-    chairs, taken, opened, result = len(chairs_busy), 0, _MIN, []
-    index, count = 0, len(events)
-    while index < count:
+    count, taken, opened = len(chairs), 0, 0
+    result_lows: list[int] = []
+    result_highs: list[int] = []
+    index, size = 0, len(events)
+    while index < size:
         instant = events[index][0]
-        if taken == chairs:
-            result.append((opened, instant))
+        if taken == count:
+            result_lows.append(opened)
+            result_highs.append(instant)
         # The instant itself is free for every chair with a range starting or ending there.
-        while index < count and events[index][0] == instant:
+        while index < size and events[index][0] == instant:
             taken += events[index][1]
             index += 1
-        if taken == chairs:
+        if taken == count:
             opened = instant
-    return result
-
-# The chairs of a location are the same for every provider searched there, and a search
-# calls find_slots once per provider: their combined availability is kept for the last
-# chairs seen. The memo is compared by content (immutable Intervals; tuple comparison tries
-# identity first), so a changed list of chairs is never answered from it. On a match the
-# newest snapshot is kept, so the next calls of the same search compare by identity only.
-_chairs_memo: list[tuple[timedelta, tuple[tuple[Interval, ...], ...], Ranges] | None] = [None]
+    return result_lows, result_highs
 
 
-def _chairs_taken(chairs_busy: Sequence[Sequence[Interval]], held: timedelta) -> Ranges:
-    snapshot = tuple(map(tuple, chairs_busy))
-    memo = _chairs_memo[0]
-    if memo is not None and memo[0] == held and memo[1] == snapshot:
-        taken = memo[2]
-    else:
-        taken = _all_chairs_taken(snapshot, held)
-    _chairs_memo[0] = (held, snapshot, taken)
-    return taken
+def free_runs(window_starts: Sequence[int], window_ends: Sequence[int], lows: Sequence[int],
+              reach: Sequence[int], *, duration: int, step: int, low: int, high: int
+              ) -> Iterator[tuple[int, int]]:
+    """The free starts, as runs ``(first, last)`` of the grid ``first, first + step, ..,
+    last``, window by window, in microseconds.
+
+    The candidates of a window are ``window start + k * step`` while the visit fits in it,
+    within ``[low, high]``; those inside a forbidden open range (``lows``, ``reach``: see
+    ``Blocked``) are skipped, each run of ranges jumped over in one step."""
+    count = len(lows)
+    for origin, end in zip(window_starts, window_ends):
+        top = min(end - duration, high)  # the last start allowed in this window
+        if top < low:
+            continue
+        # The first grid start (origin + k * step) at or after max(origin, low).
+        start = origin if low <= origin else origin - ((origin - low) // step) * step
+        while start <= top:
+            index = bisect_left(lows, start)  # the ranges before it open before start
+            if index and reach[index - 1] > start:  # inside one: jump past its reach
+                start -= ((start - reach[index - 1]) // step) * step
+                continue
+            # Free up to the next range's low (itself free: the ranges are open).
+            free_until = top if index == count or lows[index] > top else lows[index]
+            last = start + ((free_until - start) // step) * step
+            yield start, last
+            start = last + step
 
 
 def find_slots(
@@ -392,54 +482,40 @@ def iter_slots(
 ) -> Iterator[datetime]:
     """``find_slots``, one start at a time: a caller that needs only the first few (a search
     with a limit) stops early and the later starts are never computed. The forbidden ranges
-    are prepared on the first ``next()``; each start then costs one addition.
+    are prepared on the first ``next()`` (in integer microseconds, see ``Blocked``); each
+    start then costs one addition.
 
     ``ordered`` (the default) promises ascending unique starts also for overlapping windows
     (they are merged first); ``find_slots`` passes False and sorts itself."""
-    earliest = to_utc(earliest)
-    latest = to_utc(latest)
-    duration, step = rules.duration, rules.step
+    earliest_us = to_us(to_utc(earliest))
+    latest_us = to_us(to_utc(latest))
     windows = tuple(windows)
-    if earliest > latest or not windows:
+    if earliest_us > latest_us or not windows:
         return
     if rules.needs_chair and not chairs_busy:
         return
     if ordered and not _apart(windows):
         windows = tuple(merge(windows))
+    duration, step = rules.duration // MICROSECOND, rules.step // MICROSECOND
+    before, after = rules.buffer_before // MICROSECOND, rules.buffer_after // MICROSECOND
+    held = duration + rules.recovery // MICROSECOND  # the patient's and the chair's block
+    starts = [to_us(w.start) for w in windows]
+    ends = [to_us(w.end) for w in windows]
     # Every start considered lies in [low, high]: within the bounds and some window.
-    low = max(earliest, min(w.start for w in windows))
-    high = min(latest, max(w.end for w in windows) - duration)
+    low = max(earliest_us, min(starts))
+    high = min(latest_us, max(ends) - duration)
     if low > high:
         return
-    held = duration + rules.recovery  # the patient's and the chair's block
-    ranges = _forbidden(provider_busy, rules.buffer_before, duration + rules.buffer_after,
-                        low, high)
+    parts = [Blocked(provider_busy, before, duration + after).near(low, high)]
     if patient_busy:
-        ranges += _forbidden(patient_busy, timedelta(0), held, low, high)
+        parts.append(Blocked(patient_busy, 0, held).near(low, high))
     if rules.needs_chair and chairs_busy:  # (no chairs: returned above)
-        ranges += [r for r in _chairs_taken(chairs_busy, held) if r[1] > low and r[0] < high]
-    lows, highs = _merged(ranges)
-    count = len(lows)
-
-    for window in windows:
-        origin = window.start
-        top = min(window.end - duration, high)  # the last start allowed in this window
-        if top < low:
-            continue
-        # The first grid start (origin + k * step) at or after max(origin, low).
-        start = origin if low <= origin else origin - ((origin - low) // step) * step
-        index = bisect_right(highs, start)
-        while start <= top:
-            # Invariant: the ranges before ``index`` end at or before ``start``.
-            while index < count and highs[index] <= start:
-                index += 1
-            if index < count and lows[index] < start:  # inside (low, high): jump past it
-                start -= ((start - highs[index]) // step) * step
-                continue
-            free_until = top if index == count or lows[index] > top else lows[index]
-            while start <= free_until:
-                yield start
-                start += step
+        parts.append(all_chairs_taken([Blocked(busy, 0, held) for busy in chairs_busy],
+                                      low, high))
+    lows, highs = union(parts)
+    for first, last in free_runs(starts, ends, lows, highs, duration=duration, step=step,
+                                 low=low, high=high):
+        yield from map(from_us, range(first, last + 1, step))
 
 
 def first_free_chair(
