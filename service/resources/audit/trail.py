@@ -315,7 +315,9 @@ def finish(response: Response) -> Response:
 def install(state: BlueprintSetupState) -> None:
     """When the audit blueprint is registered: hook the app's requests and write sessions."""
     app: Flask = state.app
-    audit.attach(app.extensions["clinic.database"].write_sessions, current)
+    database = app.extensions["clinic.database"]
+    audit.attach(database.write_sessions, current)
+    audit.remember_reads(database.request_sessions)
     app.before_request(begin)
     app.after_request(finish)
     app.teardown_request(end_request_transaction)
