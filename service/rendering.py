@@ -28,6 +28,7 @@ from service.domain.bookings.zones import (
     clinic_zones,
     patient_zones,
 )
+from service.domain.providers.licensing import Modality
 from service.domain.time import in_zone, is_valid_zone
 from service.uow import UnitOfWork
 
@@ -54,7 +55,8 @@ class NestedInParentZone(ma.fields.Nested):
     def _serialize(self, nested_obj: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         location_id = _attribute(obj, "location_id")
         if isinstance(nested_obj, Mapping) and location_id is not None:
-            nested_obj = {**nested_obj, "location_id": location_id}
+            nested_obj = {**nested_obj, "location_id": location_id,
+                          "zone_of_location": _attribute(obj, "zone_of_location")}
         return super()._serialize(nested_obj, attr, obj, **kwargs)
 
 
@@ -121,6 +123,9 @@ def location_zone(obj: Any) -> str:
     """The zone of the record's location (a booking, a series, a slot; the booking's, for a
     record attached to one), else the record's own ``timezone`` (a patient, a provider, a
     location), else the clinic's."""
+    read_with_it = _attribute(obj, "zone_of_location")  # a booking read WITH_ZONES
+    if read_with_it:
+        return read_with_it
     location_id = _attribute(obj, "location_id")
     if location_id is None and has_request_context() and _attribute(obj, "booking_id"):
         know_booking_locations([obj])
@@ -155,7 +160,15 @@ def render(value: datetime, obj: Any) -> str:
 
 
 def is_telehealth(booking: Any) -> bool:
+    service_type = _loaded(booking, "service_type")  # a booking's, loaded with it
+    if service_type is not None:
+        return service_type.modality == Modality.TELEHEALTH
     return _attribute(booking, "service_type_id") in _zones().telehealth_services
+
+
+def _loaded(obj: Any, name: str) -> Any:
+    """A relationship of a record, when it is loaded already (never loading it)."""
+    return None if isinstance(obj, Mapping) else getattr(obj, "__dict__", {}).get(name)
 
 
 def know_patient_zones(bookings: Iterable[Any]) -> None:
@@ -164,6 +177,11 @@ def know_patient_zones(bookings: Iterable[Any]) -> None:
     if not has_request_context():
         return
     known: dict[uuid.UUID, str] = g.setdefault("patient_zones", {})
+    bookings = list(bookings)
+    for booking in bookings:  # read with the booking (``WITH_ZONES``)
+        read_with_it = _attribute(booking, "zone_of_patient")
+        if read_with_it:
+            known.setdefault(booking.patient_id, read_with_it)
     wanted = {b.patient_id for b in bookings
               if is_telehealth(b) and b.patient_id not in known}
     if wanted:

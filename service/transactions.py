@@ -1,6 +1,6 @@
 """The request's units of work: a write (or a read) on the app's database, committing
-through its message bus, and, where reads go to the writer, the request's one transaction
-that a read and its audit row share (``share_request_transaction``).
+through its message bus, and, where reads go to the writer, the request's own session and
+connection that a read and its audit row share (``share_request_transaction``).
 
 Its own module so that both ``service.extensions`` and ``service.rendering`` (which the
 former imports) read in the same transaction.
@@ -34,11 +34,14 @@ _REQUEST_SESSION = "clinic.request_session"
 
 
 def share_request_transaction() -> bool:
-    """Make this request's reads run in one transaction of its own, kept open until the
-    request ends (``request_unit_of_work``), so that what it writes last (its audit row)
-    commits with them: one connection, one BEGIN and one COMMIT for a read. Only where the
-    reads go to the writer (no replica; SQLite's reads have an engine of their own, whose
-    deferred transactions could not take the write lock later without failing)."""
+    """Make this request's reads run in one session of its own, kept until the request ends
+    (``request_unit_of_work``), on one connection with what it writes last (its audit row).
+    That session is in autocommit (``Database.request_sessions``): no BEGIN and no COMMIT
+    to wait for; each statement is its own transaction (at READ COMMITTED, each statement
+    of a transaction sees its own snapshot anyway), and the row's INSERT, the last one, has
+    committed when it returns, before the answer goes out. Only where the reads go to the
+    writer (no replica; SQLite's reads have an engine of their own, whose deferred
+    transactions could not take the write lock later without failing)."""
     db = database()
     shared = db.reader is db.writer
     g.setdefault(_SHARES_TRANSACTION, shared)
@@ -46,12 +49,12 @@ def share_request_transaction() -> bool:
 
 
 def request_unit_of_work() -> UnitOfWork:
-    """A unit of work in the request's own transaction (opened on first use, ended by
-    ``end_request_transaction``); its ``commit`` commits that transaction."""
+    """A unit of work in the request's own session (opened on first use, closed by
+    ``end_request_transaction``)."""
     db = database()
     session = g.get(_REQUEST_SESSION)
     if session is None:
-        session = db.read_sessions()
+        session = db.request_sessions()
         setattr(g, _REQUEST_SESSION, session)
     return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
                       shared=session)

@@ -20,12 +20,13 @@ Role rules are plain data, so a policy module reads as the table of its area's a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ExecutableOption
 
 from service.domain.access.actor import Actor, Role
 from service.domain.errors import Forbidden, InvalidInput, NotFound
@@ -98,9 +99,12 @@ class Policy:
         return True
 
     def load(self, session: Session, actor: Actor, record_id: uuid.UUID, *,
-             lock: bool = False) -> Any:
-        """One row by id, if the actor may see it (locked for update on request)."""
+             lock: bool = False, options: Sequence[ExecutableOption] = ()) -> Any:
+        """One row by id, if the actor may see it (locked for update on request; loader
+        ``options``: what the same statement reads with it)."""
         query = self.visible(actor, select(self.model).where(self.model.id == record_id))
+        if options:
+            query = query.options(*options)
         if lock:
             query = query.with_for_update()
         record = session.scalar(query)

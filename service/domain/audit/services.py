@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, event, null, select
+from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.access.actor import Actor
@@ -101,6 +101,50 @@ def _patient_of(query: Callable[[uuid.UUID], Select]) -> Resolver:
     return resolve
 
 
+# A request's reads and its row may share a transaction (``remember_reads``): the records of
+# these models it read there, by (model, id), with the patient each belongs to, so that its
+# row names them without reading them again.
+_SEEN = "audit.seen"
+_ABSENT = object()
+
+
+def _owned(model: type, patient: str) -> Resolver:
+    """A resolver for the records of ``model`` (its patient: the ``patient`` attribute):
+    what the transaction already read of it, else a query selecting (id, patient)."""
+    column = getattr(model, patient)
+
+    def resolve(session: Session, record_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
+        seen = session.info.get(_SEEN)
+        if seen is not None:
+            known = seen.get((model, record_id), _ABSENT)
+            if known is not _ABSENT:
+                return True, known  # type: ignore[return-value]
+        row = session.execute(select(model.id, column).where(model.id == record_id)).first()
+        return (False, None) if row is None else (True, row[1])
+
+    _OWNED[model] = patient
+    return resolve
+
+
+_OWNED: dict[type, str] = {}  # model -> its patient attribute (filled by _owned)
+
+
+def remember_reads(sessions: sessionmaker) -> None:
+    """Make the sessions of ``sessions`` note the owned records they load (``_owned``): a
+    read's row, written in the read's own transaction, then needs no query to name them.
+    Only for sessions that never delete them (reads): a record read there still exists."""
+
+    @event.listens_for(sessions, "loaded_as_persistent")
+    def _loaded(session: Session, instance: object) -> None:
+        patient = _OWNED.get(type(instance))
+        if patient is None:
+            return
+        loaded = instance.__dict__
+        value = loaded.get(patient, _ABSENT)  # never a lazy load
+        if value is not _ABSENT:
+            session.info.setdefault(_SEEN, {})[(type(instance), loaded["id"])] = value
+
+
 def _delivery_patient(session: Session, delivery_id: uuid.UUID
                       ) -> tuple[bool, uuid.UUID | None]:
     """A webhook delivery's patient: its payload names a booking or a series, by id."""
@@ -125,37 +169,25 @@ def _delivery_patient(session: Session, delivery_id: uuid.UUID
 # Path parameter -> (the "not found" code of that record, its resolver). The first of them
 # in this order that names a patient gives the row's patient.
 OWNERS: tuple[tuple[str, str, Resolver], ...] = (
-    ("patient_id", "patient_not_found",
-     _patient_of(lambda i: select(Patient.id, Patient.id).where(Patient.id == i))),
-    ("booking_id", "booking_not_found",
-     _patient_of(lambda i: select(Booking.id, Booking.patient_id).where(Booking.id == i))),
+    ("patient_id", "patient_not_found", _owned(Patient, "id")),
+    ("booking_id", "booking_not_found", _owned(Booking, "patient_id")),
     ("appointment_id", "booking_not_found",  # a FHIR Appointment is a booking
-     _patient_of(lambda i: select(Booking.id, Booking.patient_id).where(Booking.id == i))),
-    ("series_id", "series_not_found",
-     _patient_of(lambda i: select(TreatmentSeries.id, TreatmentSeries.patient_id)
-                 .where(TreatmentSeries.id == i))),
+     _owned(Booking, "patient_id")),
+    ("series_id", "series_not_found", _owned(TreatmentSeries, "patient_id")),
     ("reminder_id", "reminder_not_found",
      _patient_of(lambda i: select(Reminder.id, Booking.patient_id)
                  .join(Booking, Reminder.booking_id == Booking.id).where(Reminder.id == i))),
-    ("alert_id", "alert_not_found",
-     _patient_of(lambda i: select(Alert.id, Alert.patient_id).where(Alert.id == i))),
-    ("task_id", "task_not_found",
-     _patient_of(lambda i: select(Task.id, Task.patient_id).where(Task.id == i))),
-    ("token_id", "calendar_token_not_found",
-     _patient_of(lambda i: select(CalendarFeedToken.id, CalendarFeedToken.patient_id)
-                 .where(CalendarFeedToken.id == i))),
+    ("alert_id", "alert_not_found", _owned(Alert, "patient_id")),
+    ("task_id", "task_not_found", _owned(Task, "patient_id")),
+    ("token_id", "calendar_token_not_found", _owned(CalendarFeedToken, "patient_id")),
     ("webhook_id", "webhook_not_found",
      _patient_of(lambda i: select(WebhookSubscription.id, null())
                  .where(WebhookSubscription.id == i))),
     ("delivery_id", "webhook_delivery_not_found", _delivery_patient),
     ("key_id", "api_key_not_found",  # an API key: a patient key's patient
-     _patient_of(lambda i: select(ApiKey.id, ApiKey.patient_id).where(ApiKey.id == i))),
-    ("entry_id", "waitlist_entry_not_found",
-     _patient_of(lambda i: select(WaitlistEntry.id, WaitlistEntry.patient_id)
-                 .where(WaitlistEntry.id == i))),
-    ("offer_id", "waitlist_offer_not_found",
-     _patient_of(lambda i: select(WaitlistOffer.id, WaitlistOffer.patient_id)
-                 .where(WaitlistOffer.id == i))),
+     _owned(ApiKey, "patient_id")),
+    ("entry_id", "waitlist_entry_not_found", _owned(WaitlistEntry, "patient_id")),
+    ("offer_id", "waitlist_offer_not_found", _owned(WaitlistOffer, "patient_id")),
 )
 FEED_NOT_FOUND = "calendar_feed_not_found"
 
@@ -228,17 +260,24 @@ def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, 
         client_address=context.client_address)
 
 
+_AUDIT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
+_INSERT_ROW = insert(AuditEvent.__table__)
+
+
 def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
-           missing: str | None = None) -> AuditEvent:
-    """Write the request's row in a transaction of its own (once the answer is known)."""
+           missing: str | None = None) -> None:
+    """Write the request's row in a transaction of its own (once the answer is known), or
+    in the request's own session when it keeps one (``uow``). One INSERT, as a statement:
+    nothing to flush or to read back."""
     context.recorded = True
 
-    def work() -> AuditEvent:
+    def work() -> None:
         row = build_event(uow.session, context, outcome, missing=missing)
-        uow.session.add(row)
-        return row
+        given = row.__dict__
+        uow.session.execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
+                                          if key in given})
 
-    return uow.run(work)
+    uow.run(work)
 
 
 # Writing the row with the change ---------------------------------------------------------

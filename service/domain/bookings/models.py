@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
 from service.domain.clinic.cancellation import CancellationTerms
@@ -103,6 +103,10 @@ class Booking(Record, Base):
     # Loaded with the booking (a second SELECT, never locked with it): its cancellation
     # policy is part of every booking answer.
     service_type: Mapped[ServiceType] = relationship(lazy="selectin")
+    # The zones its answer is shown in (its location's, its patient's), read in the same
+    # statement by the reads that ask for them (``zones.WITH_ZONES``); None otherwise.
+    zone_of_location: Mapped[str | None] = query_expression()
+    zone_of_patient: Mapped[str | None] = query_expression()
 
     @property
     def cancellation(self) -> dict[str, Any]:

@@ -13,10 +13,12 @@ For an audited request the hooks open an ``AuditContext`` before the view runs (
 authentication, so 401s are recorded too); the write sessions add its row to the transaction
 of the change (``service.domain.audit.services``); after the answer, a request whose row was
 not written with a change (a read, a refusal, a failure) gets it in a small transaction of
-its own. A read (GET, HEAD) on PostgreSQL without a replica keeps one transaction for the
-whole request instead: its reads run in it and its row is written last, then committed (one
-connection, one commit; ``service.extensions.share_request_transaction``). If that row
-cannot be written, the answer is withheld (503): no patient data leaves unaudited.
+its own. A read (GET, HEAD) on PostgreSQL without a replica keeps one session for the whole
+request instead, in autocommit: its reads run in it and its row is written last, committed
+by its own INSERT before the answer goes out (one connection, no BEGIN or COMMIT to wait
+for; ``service.extensions.share_request_transaction``); the row names the record the read
+loaded without reading it again. If that row cannot be written, the answer is withheld
+(503): no patient data leaves unaudited.
 """
 
 from __future__ import annotations
@@ -315,7 +317,9 @@ def finish(response: Response) -> Response:
 def install(state: BlueprintSetupState) -> None:
     """When the audit blueprint is registered: hook the app's requests and write sessions."""
     app: Flask = state.app
-    audit.attach(app.extensions["clinic.database"].write_sessions, current)
+    database = app.extensions["clinic.database"]
+    audit.attach(database.write_sessions, current)
+    audit.remember_reads(database.request_sessions)
     app.before_request(begin)
     app.after_request(finish)
     app.teardown_request(end_request_transaction)
