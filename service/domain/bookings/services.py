@@ -239,6 +239,10 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
         note=request.note, created_by_key_id=actor.key_id, series_id=series_id,
         service_type=parties.service_type)
+    # The zones its answer is shown in, known from the parties (as a read ``WITH_ZONES``
+    # has them): the answer asks no more questions.
+    booking.zone_of_location = parties.location.timezone
+    booking.zone_of_patient = parties.patient.timezone
     _place(booking, placed)
     uow.session.add(booking)
     _record(uow, booking, events.BookingCreated, actor=actor, now=now)
