@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 
 from sqlalchemy import DateTime, and_, or_, select, type_coerce
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import lazyload
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import cache, versions
@@ -37,7 +39,7 @@ from service.domain.errors import Conflict, InvalidInput, NotFound
 from service.domain.patients.models import Patient
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
-from service.domain.providers.models import Provider
+from service.domain.providers.models import License, Provider
 from service.domain.time import in_zone, local_to_utc
 from service.uow import UnitOfWork
 
@@ -265,27 +267,46 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         schedule.weekly[(provider_id, location_id)].append(
             engine.WeeklyHours(weekday=weekday, start=start_time, end=end_time))
     first_day, last_day = (start - timedelta(days=2)).date(), (end + timedelta(days=2)).date()
-    for row in session.scalars(select(DateOverride).where(
+    for provider_id, location_id, day, start_time, end_time in connection.execute(select(
+            DateOverride.provider_id, DateOverride.location_id, DateOverride.day,
+            DateOverride.start_time, DateOverride.end_time).where(
             DateOverride.provider_id.in_(provider_ids),
             DateOverride.location_id.in_(location_ids),
-            DateOverride.day >= first_day, DateOverride.day <= last_day)):
-        hours = schedule.overrides[(row.provider_id, row.location_id)].setdefault(row.day, [])
-        if row.start_time is not None and row.end_time is not None:
-            hours.append((row.start_time, row.end_time))
-    for row in session.scalars(select(TimeOff).where(
-            TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo, TimeOff.starts_at < hi)):
-        schedule.time_off[row.provider_id].append(engine.Interval(row.starts_at, row.ends_at))
+            DateOverride.day >= first_day, DateOverride.day <= last_day)).all():
+        hours = schedule.overrides[(provider_id, location_id)].setdefault(day, [])
+        if start_time is not None and end_time is not None:
+            hours.append((start_time, end_time))
+    for provider_id, starts_at, ends_at in connection.execute(select(
+            TimeOff.provider_id, instant(TimeOff.starts_at), instant(TimeOff.ends_at)).where(
+            TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo,
+            TimeOff.starts_at < hi)).all():
+        schedule.time_off[provider_id].append(engine.Interval(starts_at, ends_at))
     # Connected calendars: their busy time blocks the provider like another booking.
     external = connected.busy_between(connection, provider_ids, lo, hi)
     for provider_id, intervals in external.intervals.items():
         schedule.provider_busy[provider_id].extend(engine.Interval(s, e) for s, e in intervals)
     schedule.stale_sources = external.stale_providers
+    # Licenses: as loaded with the providers, else (``candidates`` leaves them unloaded) as
+    # plain rows in one query, in the relationship's order.
+    unloaded = [p.id for p in providers if "licenses" in sa_inspect(p).unloaded]
     for provider in providers:
-        schedule.credentials[provider.id] = [
-            Credential(jurisdiction=c.jurisdiction, kind=c.kind.value, status=c.status.value,
-                       issued_on=c.issued_on, expires_on=c.expires_on)
-            for c in provider.licenses
-        ]
+        if provider.id not in unloaded:
+            schedule.credentials[provider.id] = [
+                Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
+                           status=c.status.value, issued_on=c.issued_on,
+                           expires_on=c.expires_on)
+                for c in provider.licenses
+            ]
+    if unloaded:
+        for provider_id, jurisdiction, kind, status, issued_on, expires_on in session.execute(
+                select(License.provider_id, License.jurisdiction, License.kind, License.status,
+                       License.issued_on, License.expires_on).where(
+                    License.provider_id.in_(unloaded)).order_by(License.expires_on)).all():
+            schedule.credentials[provider_id].append(Credential(
+                jurisdiction=jurisdiction, kind=kind.value, status=status.value,
+                issued_on=issued_on, expires_on=expires_on))
+        for provider_id in unloaded:
+            schedule.credentials.setdefault(provider_id, [])
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
@@ -296,12 +317,20 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
                         Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
     of_patient = and_(Booking.patient_id == patient_id, Booking.hold_ends_at > lo,
                       Booking.starts_at < hi) if patient_id is not None else None
-    rows = connection.execute(select(
-        Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
-        instant(Booking.provider_ends_at), instant(Booking.starts_at),
-        instant(Booking.hold_ends_at),
-    ).where(holding, not_excluded, of_providers if of_patient is None
-            else or_(of_providers, of_patient))).all()
+    if of_patient is None:  # the providers' blocks only: exactly what the filter selects
+        busy = schedule.provider_busy
+        for provider_id, block_start, block_end in connection.execute(select(
+                Booking.provider_id, instant(Booking.provider_starts_at),
+                instant(Booking.provider_ends_at)).where(
+                holding, not_excluded, of_providers)).all():
+            busy[provider_id].append(engine.Interval(block_start, block_end))
+        rows = []
+    else:
+        rows = connection.execute(select(
+            Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
+            instant(Booking.provider_ends_at), instant(Booking.starts_at),
+            instant(Booking.hold_ends_at),
+        ).where(holding, not_excluded, or_(of_providers, of_patient))).all()
     for provider_id, of, block_start, block_end, starts_at, hold_end in rows:
         if provider_id in schedule.providers and block_end > lo and block_start < hi:
             schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
@@ -372,7 +401,9 @@ def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped
     if location_id is not None:
         query = query.where(Location.id == location_id)
     locations = [loc for loc in session.scalars(query) if location_offers(loc, service_type)]
-    query = select(Provider).where(Provider.active.is_(True))
+    # Their licenses are read by ``load_schedule`` as plain rows, when it needs them.
+    query = select(Provider).where(Provider.active.is_(True)).options(
+        lazyload(Provider.licenses))
     if provider_ids:
         query = query.where(Provider.id.in_(list(provider_ids)))
     providers = [p for p in session.scalars(query) if provider_offers(p, service_type)]
