@@ -9,36 +9,42 @@ else in its slot's location's zone, else in the clinic's.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 
 from service.domain.availability.search import SlotSearch
 from service.domain.clinic.cancellation import CancellationTerms
-from service.domain.time import in_zone
+from service.domain.time import require_aware, zone
 
 
 def plain_answer(found: SlotSearch, *, asked_zone: str | None, clinic_zone: str
                  ) -> dict[str, Any]:
     """The answer as the schema dumps it (plain values only)."""
     terms = CancellationTerms.of(found.service_type)
-    zones: dict[Any, str] = {}
+    zones: dict[Any, ZoneInfo] = {}  # per location: the zone its slots are shown in
+    ids: dict[Any, str] = {}
 
-    def shown(value: datetime, zone: str) -> str:
-        return in_zone(value, zone).isoformat()
+    def text(value: Any) -> str:
+        found_text = ids.get(value)
+        if found_text is None:
+            found_text = ids[value] = str(value)
+        return found_text
 
     slots = []
     for s in found.slots:
-        zone = zones.get(s.location_id)
-        if zone is None:
-            zone = zones[s.location_id] = (asked_zone or found.zones.get(s.location_id)
-                                           or clinic_zone)
-        slots.append({"start": shown(s.start, zone), "end": shown(s.end, zone),
-                      "provider_id": str(s.provider_id), "location_id": str(s.location_id),
-                      "late_cancel_from": shown(terms.late_from(s.start), zone),
-                      "patient_changes_until": shown(terms.patient_changes_until(s.start),
-                                                     zone)})
+        shown = zones.get(s.location_id)
+        if shown is None:
+            shown = zones[s.location_id] = zone(asked_zone or found.zones.get(s.location_id)
+                                                or clinic_zone)
+        start = require_aware(s.start)
+        slots.append({"start": start.astimezone(shown).isoformat(),
+                      "end": require_aware(s.end).astimezone(shown).isoformat(),
+                      "provider_id": text(s.provider_id), "location_id": text(s.location_id),
+                      "late_cancel_from": terms.late_from(start).astimezone(shown).isoformat(),
+                      "patient_changes_until": terms.patient_changes_until(start).astimezone(
+                          shown).isoformat()})
     return {
         "service_type_id": str(found.service_type.id),
         "cancellation_policy": {
