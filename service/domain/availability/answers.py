@@ -83,8 +83,10 @@ class Entry:
         if not value.startswith(_MAGIC):
             return None
         size = int.from_bytes(value[3:7], "big")
-        header = json.loads(value[7:7 + size])
-        return cls(*header, body=value[7 + size:])
+        try:
+            return cls(*json.loads(value[7:7 + size]), body=value[7 + size:])
+        except (ValueError, TypeError):  # not an entry of this format: computed again
+            return None
 
 
 def request_key(*, service_type_id: uuid.UUID, start: date | datetime, end: date | datetime,
@@ -131,7 +133,9 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
                 cache.REQUESTS.labels("hit").inc()
                 cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
                 return entry.body
-            first = {scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
+            first = ({scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
+                     if versions.CATALOG in current
+                     else versions.read(uow.session, [versions.CATALOG]))
         else:
             first = versions.read(uow.session, [versions.CATALOG])
         # Read before the catalog rows the search reads next.
