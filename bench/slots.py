@@ -420,7 +420,7 @@ def measure_http(url: str, database: Database, clinic: Clinic) -> HttpResult:
 
 REQUEST_PARTS: Parts = {
     "auth": (access, ("authenticate",)),
-    "use case": (slot_routes, ("find_open_slots",)),
+    "use case": (slot_routes, ("answer_open_slots",)),
     **SEARCH_PARTS,
 }
 BREAKDOWN_REQUESTS = 60
@@ -465,7 +465,7 @@ def request_breakdown(url: str, path: str, authorization: str) -> Breakdown:
     return Breakdown({
         "whole request": request,
         "  authenticate (API key lookup)": auth,
-        "  find_open_slots (the use case)": use_case,
+        "  answer_open_slots (the use case)": use_case,
         "    load: candidates + load_schedule": load,
         "    compute: the engine (first_starts)": in_engine,
         "    compute: search.py glue, session": [u - lo - e for u, lo, e in

@@ -23,6 +23,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 
 from sqlalchemy import DateTime, and_, or_, select, type_coerce
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import lazyload
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import cache, versions
@@ -33,9 +35,10 @@ from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, LocationKind, ServiceType
 from service.domain.connections import blocking as connected
 from service.domain.errors import Conflict, InvalidInput, NotFound
+from service.domain.patients.models import Patient
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Credential, Modality, covered_days
-from service.domain.providers.models import Provider
+from service.domain.providers.models import License, Provider
 from service.domain.time import in_zone, local_to_utc, to_utc
 from service.uow import UnitOfWork
 
@@ -320,27 +323,46 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         schedule.weekly[(provider_id, location_id)].append(
             engine.WeeklyHours(weekday=weekday, start=start_time, end=end_time))
     first_day, last_day = (start - timedelta(days=2)).date(), (end + timedelta(days=2)).date()
-    for row in session.scalars(select(DateOverride).where(
+    for provider_id, location_id, day, start_time, end_time in connection.execute(select(
+            DateOverride.provider_id, DateOverride.location_id, DateOverride.day,
+            DateOverride.start_time, DateOverride.end_time).where(
             DateOverride.provider_id.in_(provider_ids),
             DateOverride.location_id.in_(location_ids),
-            DateOverride.day >= first_day, DateOverride.day <= last_day)):
-        hours = schedule.overrides[(row.provider_id, row.location_id)].setdefault(row.day, [])
-        if row.start_time is not None and row.end_time is not None:
-            hours.append((row.start_time, row.end_time))
-    for row in session.scalars(select(TimeOff).where(
-            TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo, TimeOff.starts_at < hi)):
-        schedule.time_off[row.provider_id].append(engine.Interval(row.starts_at, row.ends_at))
+            DateOverride.day >= first_day, DateOverride.day <= last_day)).all():
+        hours = schedule.overrides[(provider_id, location_id)].setdefault(day, [])
+        if start_time is not None and end_time is not None:
+            hours.append((start_time, end_time))
+    for provider_id, starts_at, ends_at in connection.execute(select(
+            TimeOff.provider_id, instant(TimeOff.starts_at), instant(TimeOff.ends_at)).where(
+            TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo,
+            TimeOff.starts_at < hi)).all():
+        schedule.time_off[provider_id].append(engine.Interval(starts_at, ends_at))
     # Connected calendars: their busy time blocks the provider like another booking.
     external = connected.busy_between(connection, provider_ids, lo, hi)
     for provider_id, intervals in external.intervals.items():
         schedule.provider_busy[provider_id].extend(engine.Interval(s, e) for s, e in intervals)
     schedule.stale_sources = external.stale_providers
+    # Licenses: as loaded with the providers, else (``candidates`` leaves them unloaded) as
+    # plain rows in one query, in the relationship's order.
+    unloaded = [p.id for p in providers if "licenses" in sa_inspect(p).unloaded]
     for provider in providers:
-        schedule.credentials[provider.id] = [
-            Credential(jurisdiction=c.jurisdiction, kind=c.kind.value, status=c.status.value,
-                       issued_on=c.issued_on, expires_on=c.expires_on)
-            for c in provider.licenses
-        ]
+        if provider.id not in unloaded:
+            schedule.credentials[provider.id] = [
+                Credential(jurisdiction=c.jurisdiction, kind=c.kind.value,
+                           status=c.status.value, issued_on=c.issued_on,
+                           expires_on=c.expires_on)
+                for c in provider.licenses
+            ]
+    if unloaded:
+        for provider_id, jurisdiction, kind, status, issued_on, expires_on in session.execute(
+                select(License.provider_id, License.jurisdiction, License.kind, License.status,
+                       License.issued_on, License.expires_on).where(
+                    License.provider_id.in_(unloaded)).order_by(License.expires_on)).all():
+            schedule.credentials[provider_id].append(Credential(
+                jurisdiction=jurisdiction, kind=kind.value, status=status.value,
+                issued_on=issued_on, expires_on=expires_on))
+        for provider_id in unloaded:
+            schedule.credentials.setdefault(provider_id, [])
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
@@ -351,12 +373,20 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
                         Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
     of_patient = and_(Booking.patient_id == patient_id, Booking.hold_ends_at > lo,
                       Booking.starts_at < hi) if patient_id is not None else None
-    rows = connection.execute(select(
-        Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
-        instant(Booking.provider_ends_at), instant(Booking.starts_at),
-        instant(Booking.hold_ends_at),
-    ).where(holding, not_excluded, of_providers if of_patient is None
-            else or_(of_providers, of_patient))).all()
+    if of_patient is None:  # the providers' blocks only: exactly what the filter selects
+        busy = schedule.provider_busy
+        for provider_id, block_start, block_end in connection.execute(select(
+                Booking.provider_id, instant(Booking.provider_starts_at),
+                instant(Booking.provider_ends_at)).where(
+                holding, not_excluded, of_providers)).all():
+            busy[provider_id].append(engine.Interval(block_start, block_end))
+        rows = []
+    else:
+        rows = connection.execute(select(
+            Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
+            instant(Booking.provider_ends_at), instant(Booking.starts_at),
+            instant(Booking.hold_ends_at),
+        ).where(holding, not_excluded, or_(of_providers, of_patient))).all()
     for provider_id, of, block_start, block_end, starts_at, hold_end in rows:
         if provider_id in schedule.providers and block_end > lo and block_start < hi:
             schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
@@ -398,6 +428,24 @@ class SlotSearch:
     stale_sources: tuple[uuid.UUID, ...] = ()  # providers whose connected calendar is stale
     # Each offered location's own zone (a slot is shown in it unless a zone is asked for).
     zones: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)
+    # The schedule versions the answer was computed under (read before its data), and for
+    # how long it holds as the clock moves (answers.py caches it by request).
+    versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    holds: Holds | None = None
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The same answer is given for any bookable window ``[e, l]`` with ``earliest <= e <=
+    earliest_up_to`` and ``latest <= l <= latest_up_to`` (None: no bound): nothing starts
+    between. The window moves with the clock (minimum notice, horizon)."""
+
+    start: datetime  # the range searched
+    end: datetime
+    earliest: datetime
+    latest: datetime
+    earliest_up_to: datetime | None
+    latest_up_to: datetime | None
 
 
 def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
@@ -409,7 +457,9 @@ def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped
     if location_id is not None:
         query = query.where(Location.id == location_id)
     locations = [loc for loc in session.scalars(query) if location_offers(loc, service_type)]
-    query = select(Provider).where(Provider.active.is_(True))
+    # Their licenses are read by ``load_schedule`` as plain rows, when it needs them.
+    query = select(Provider).where(Provider.active.is_(True)).options(
+        lazyload(Provider.licenses))
     if provider_ids:
         query = query.where(Provider.id.in_(list(provider_ids)))
     providers = [p for p in session.scalars(query) if provider_offers(p, service_type)]
@@ -437,22 +487,36 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     latest = min(latest, end - timedelta(microseconds=1))
     duration = timedelta(minutes=service_type.duration_minutes)
 
+    read: dict[str, int] = {}
+
     def answer(starts: list[tuple[datetime, uuid.UUID, uuid.UUID]], truncated: bool,
-               stale: Iterable[uuid.UUID] | None = None) -> SlotSearch:
+               stale: Iterable[uuid.UUID] | None = None, *,
+               latest_up_to: datetime | None = None) -> SlotSearch:
         # Connected calendars flagged stale (or not synced yet): the schedule read them when
-        # it was loaded; a cached answer asks now (staleness follows the clock, not the
-        # schedule's versions).
+        # it was loaded; a cached answer asks now (the flag is set by the scheduler's
+        # freshness job and bumps the provider's version: answers.py relies on that).
         if stale is None:
             stale = connected.stale_providers(session.connection(), [p.id for p in providers])
+        holds = Holds(start=start, end=end, earliest=earliest, latest=latest,
+                      earliest_up_to=starts[0][0] if starts else None,
+                      latest_up_to=None if truncated else (latest_up_to or latest))
         return SlotSearch(service_type=service_type, truncated=truncated,
                           stale_sources=tuple(sorted(stale, key=str)),
                           zones={loc.id: loc.timezone for loc in locations}, slots=[
             OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
                         location_id=location_id)
-            for start_at, provider_id, location_id in starts])
+            for start_at, provider_id, location_id in starts], versions=read, holds=holds)
 
     if not providers or not locations or earliest > latest:
-        return answer([], False)
+        # Nothing to compute; the answer still lists the stale sources of the providers.
+        if providers:
+            read.update(versions.read(session, [versions.provider_scope(p.id)
+                                                for p in providers]))
+        found = answer([], False)
+        if earliest > latest:
+            return found
+        return dataclasses.replace(found, holds=dataclasses.replace(
+            found.holds, latest_up_to=None))  # type: ignore[type-var]
     # The cached computation covers a little more than this request, so searches made in
     # the same few minutes share it: from the notice rounded down, to the horizon rounded up,
     # and a few more starts than the limit.
@@ -467,17 +531,19 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
         scopes += [versions.chairs_scope(loc.id) for loc in locations]
     # Read before the schedule is loaded: an answer is never stored under versions older
     # than the data it was computed from.
-    key = _cache_key(service_type, providers, locations, versions.read(session, scopes),
+    read.update(versions.read(session, scopes))
+    key = _cache_key(service_type, providers, locations, read,
                      start=start, end=end, bounds=bounds, patient_id=patient_id,
                      patient_state=patient_state, limit=limit + CACHE_SLACK)
     store = cache.store()
     cached = store.get(key)
     if cached is not None:
-        served = _serve(_decode(cached, providers, locations), earliest, latest, limit)
+        wide = _decode(cached, providers, locations)
+        served = _serve(wide, earliest, latest, limit)
         if served is not None:
             cache.REQUESTS.labels("hit").inc()
             cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
-            return answer(*served)
+            return answer(*served, latest_up_to=_latest_up_to(wide, latest, bounds))
     cache.REQUESTS.labels("miss").inc()
     schedule = load_schedule(session, service_type=service_type, providers=providers,
                              locations=locations, start=start, end=end, patient_id=patient_id,
@@ -486,11 +552,13 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
     store.set(key, _encode(wide, providers, locations))
     served = _serve(wide, earliest, latest, limit)
+    latest_up_to = _latest_up_to(wide, latest, bounds)
     if served is None:  # the bounds' extra starts took the place of some this request needs
         merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest)
         served = list(itertools.islice(merged, limit)), next(merged, None) is not None
+        latest_up_to = latest
     cache.LATENCY.labels("miss").observe(clock.perf_counter() - began)
-    return answer(*served, stale=schedule.stale_sources)
+    return answer(*served, stale=schedule.stale_sources, latest_up_to=latest_up_to)
 
 
 CACHE_BUCKET = timedelta(minutes=5)
@@ -498,6 +566,18 @@ CACHE_SLACK = 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 Starts = list[tuple[datetime, uuid.UUID, uuid.UUID]]
+
+
+def _latest_up_to(wide: tuple[Starts, bool], latest: datetime,
+                  bounds: tuple[datetime, datetime]) -> datetime:
+    """How far ``latest`` may move with the answer unchanged (when it is not cut at the
+    limit): to just before the next start the wide answer knows of, else to the end of its
+    bounds when it was not cut, else nowhere."""
+    starts, cut = wide
+    following = bisect_right([s[0] for s in starts], latest)
+    if following < len(starts):
+        return starts[following][0] - _MICROSECOND
+    return latest if cut else max(latest, bounds[1])
 
 
 def _floor(instant: datetime) -> datetime:
@@ -611,30 +691,46 @@ def find_open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID
     """
     patient_id = policy.searching_for(actor, patient_id)
     with uow:
-        service_type = uow.session.get(ServiceType, service_type_id)
-        if service_type is None:
-            raise NotFound("No service type with this id.", code="service_type_not_found")
-        if zone_name is None and location_id is not None:
-            location = uow.session.get(Location, location_id)
-            if location is None:
-                raise NotFound("No location with this id.", code="location_not_found")
-            zone_name = location.timezone
-        zone_name = zone_name or default_zone
-        if patient_id is not None:
-            patient = find_patient(uow, actor, patient_id)
-            patient_state = patient_state or patient.home_state
-            if (actor.role is Role.PATIENT and service_type.needs_clearance
-                    and not patient.cleared_for_treatment):
-                # Self-service: a consultation first, treatments once a clinician cleared
-                # the patient (the booking would refuse it anyway).
-                raise Conflict("Treatments can be booked after a clinician cleared you at a "
-                               "consultation; book a consultation first.",
-                               code="clearance_required", clearance="not_cleared")
-        found = search(uow.session, service_type=service_type,
-                       start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
-                       now=now, provider_ids=provider_ids, location_id=location_id,
-                       patient_id=patient_id, patient_state=patient_state, limit=limit)
-        return dataclasses.replace(found, timezone=zone_name)
+        return open_slots(uow, actor, service_type_id=service_type_id, start=start, end=end,
+                          now=now, default_zone=default_zone, zone_name=zone_name,
+                          provider_ids=provider_ids, location_id=location_id,
+                          patient_id=patient_id, patient_state=patient_state, limit=limit)
+
+
+def open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
+               start: date | datetime, end: date | datetime, now: datetime,
+               default_zone: str, zone_name: str | None, provider_ids: Sequence[uuid.UUID] | None,
+               location_id: uuid.UUID | None, patient_id: uuid.UUID | None,
+               patient_state: str | None, limit: int) -> SlotSearch:
+    """``find_open_slots`` inside its unit of work (``patient_id`` as the policy decided)."""
+    service_type = uow.session.get(ServiceType, service_type_id)
+    if service_type is None:
+        raise NotFound("No service type with this id.", code="service_type_not_found")
+    if zone_name is None and location_id is not None:
+        location = uow.session.get(Location, location_id)
+        if location is None:
+            raise NotFound("No location with this id.", code="location_not_found")
+        zone_name = location.timezone
+    zone_name = zone_name or default_zone
+    if patient_id is not None:
+        patient = find_patient(uow, actor, patient_id)
+        patient_state = patient_state or patient.home_state
+        check_clearance(actor, patient, needs_clearance=service_type.needs_clearance)
+    found = search(uow.session, service_type=service_type,
+                   start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
+                   now=now, provider_ids=provider_ids, location_id=location_id,
+                   patient_id=patient_id,
+                   patient_state=patient_state, limit=limit)
+    return dataclasses.replace(found, timezone=zone_name)
+
+
+def check_clearance(actor: Actor, patient: Patient, *, needs_clearance: bool) -> None:
+    """Self-service: a consultation first, treatments once a clinician cleared the patient
+    (the booking would refuse it anyway)."""
+    if actor.role is Role.PATIENT and needs_clearance and not patient.cleared_for_treatment:
+        raise Conflict("Treatments can be booked after a clinician cleared you at a "
+                       "consultation; book a consultation first.",
+                       code="clearance_required", clearance="not_cleared")
 
 
 def _instant(value: date | datetime, zone_name: str, *, end: bool = False) -> datetime:

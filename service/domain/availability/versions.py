@@ -7,12 +7,20 @@ One counter per scope, bumped in the very transaction of the change, from this o
   their weekly hours, date overrides, time off or licenses;
 - ``patient:<id>``: a booking of the patient (their own bookings are busy in their search);
 - ``chairs:<location id>``: a booking holding a chair there;
+- ``catalog``: any change to a service type, a location or a provider row (new, changed,
+  removed): what decides which providers and locations a search considers, their zones, the
+  service's rules and cancellation terms. Such changes are rare (staff edits), so one clinic-
+  wide counter serves; a cached answer keyed by the request alone (the slots resource's
+  rendered answers) reads it with its scopes in the same single query;
+- ``provider:<id>`` also when a connected calendar of the provider turns stale or fresh
+  (``stale_since``, a pending first sync, switched on or off): answers list those providers;
 - ``all``: a bulk UPDATE or DELETE of any of those tables (``session.execute(delete(...))``,
   which names no single row): every cached answer is dropped.
 
-Providers, locations and service types carry their own ``version`` column (records.py), which
-the cache key includes. A search reads the versions it depends on in one query *before*
-loading the schedule, so an answer is never stored under versions older than its data.
+Providers, locations and service types also carry their own ``version`` column (records.py),
+which the search's own cache key includes. A search reads the versions it depends on in one
+query *before* loading what it computes from, so an answer is never stored under versions
+older than its data.
 
 A further source of blocking intervals (an external calendar's busy times, say) joins the
 cache's guarantee by adding its model to ``PROVIDER_FACTS`` below.
@@ -24,22 +32,27 @@ import functools
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import ARRAY, String, any_, bindparam, event, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.domain.availability.models import DateOverride, ScheduleVersion, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking
-from service.domain.providers.models import License
+from service.domain.clinic.models import Location, ServiceType
+from service.domain.connections.models import CalendarConnection, SyncStatus
+from service.domain.providers.models import License, Provider
 
 ALL = "all"
+CATALOG = "catalog"
+# Rows whose change can change which providers and locations a search considers, or how.
+CATALOG_FACTS: tuple[type, ...] = (ServiceType, Location, Provider)
 # Rows that belong to one provider (a ``provider_id`` column) and shape their slots.
 PROVIDER_FACTS: tuple[type, ...] = (WeeklyHours, DateOverride, TimeOff, License)
 # The booking columns a slot search reads (status: holding or not).
 BOOKING_FACTS = ("status", "provider_id", "patient_id", "location_id", "chair_number",
                  "starts_at", "ends_at", "provider_starts_at", "provider_ends_at",
                  "hold_ends_at")
-TRACKED = (Booking, *PROVIDER_FACTS)
+TRACKED = (Booking, *PROVIDER_FACTS, *CATALOG_FACTS, CalendarConnection)
 
 
 def provider_scope(provider_id: uuid.UUID) -> str:
@@ -79,7 +92,30 @@ def _scopes_of(obj: object, *, dirty: bool) -> set[str]:
         if dirty and not inspect(obj).modified:
             return set()
         return {provider_scope(p) for p in _values(obj, "provider_id", changed_only=False)[0]}
+    if isinstance(obj, CATALOG_FACTS):
+        return {CATALOG} if not dirty or inspect(obj).modified else set()
+    if isinstance(obj, CalendarConnection):
+        if dirty and _stale_source(obj, previous=True) == _stale_source(obj, previous=False):
+            return set()
+        return {provider_scope(p) for p in _values(obj, "provider_id", changed_only=False)[0]}
     return set()
+
+
+def _stale_source(obj: CalendarConnection, *, previous: bool) -> bool | None:
+    """Whether the connection is a stale source of its provider's slots (as
+    ``connections.blocking.stale_providers`` reads it), before or after this flush; None
+    when a previous value is unknown (set without being loaded first)."""
+    values = []
+    for name in ("active", "stale_since", "status"):
+        history = inspect(obj).attrs[name].history
+        if previous and history.has_changes():
+            if not history.deleted:
+                return None
+            values.append(history.deleted[0])
+        else:
+            values.append(getattr(obj, name))
+    active, stale_since, status = values
+    return bool(active) and (stale_since is not None or status == SyncStatus.PENDING)
 
 
 def bump(session: Session, scopes: Iterable[str]) -> None:
@@ -107,10 +143,18 @@ def _upsert(dialect_name: str):  # type: ignore[no-untyped-def]
 def read(session: Session, scopes: Iterable[str]) -> dict[str, int]:
     """The current versions of these scopes (0 for one never bumped), in one query."""
     wanted = sorted(set(scopes) | {ALL})
-    found = dict(session.connection().execute(select(
-        ScheduleVersion.scope, ScheduleVersion.version).where(
-        ScheduleVersion.scope.in_(wanted))).all())
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":  # one array parameter: no per-scope binds
+        rows = connection.execute(_READ_ANY, {"scopes": wanted})
+    else:
+        rows = connection.execute(select(ScheduleVersion.scope, ScheduleVersion.version).where(
+            ScheduleVersion.scope.in_(wanted)))
+    found = dict(rows.all())
     return {scope: found.get(scope, 0) for scope in wanted}
+
+
+_READ_ANY = select(ScheduleVersion.scope, ScheduleVersion.version).where(
+    ScheduleVersion.scope == any_(bindparam("scopes", type_=ARRAY(String))))
 
 
 @event.listens_for(Session, "before_flush")

@@ -1,17 +1,20 @@
-"""Slot search: ``GET /api/v1/slots`` (computed, never stored)."""
+"""Slot search: ``GET /api/v1/slots`` (computed, or a stored answer that is still exact:
+``availability/answers.py``)."""
 
 from __future__ import annotations
+
+import functools
 
 from flask import current_app
 from flask.views import MethodView
 
 from service.auth import authorize
 from service.db import utcnow
+from service.domain.availability.answers import answer_open_slots
 from service.domain.availability.policy import policy
-from service.domain.availability.search import find_open_slots
-from service.domain.clinic.cancellation import CancellationTerms
 from service.extensions import Blueprint, current_actor, unit_of_work
 from service.rendering import render_in
+from service.resources.slots.rendering import render_answer
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
 
 blp = Blueprint("slots", __name__, url_prefix="/api/v1",
@@ -30,26 +33,17 @@ class Slots(MethodView):
     @authorize(policy, "search_slots")
     def get(self, args):
         """Search free slots for a service type"""
-        found = find_open_slots(
-            unit_of_work(read_only=True), current_actor(), service_type_id=args["service_type"],
-            start=args["start"], end=args["end"], now=utcnow(),
-            default_zone=current_app.config["SETTINGS"].clinic_timezone,
-            zone_name=args.get("timezone"), provider_ids=args.get("provider_id"),
-            location_id=args.get("location_id"), patient_id=args.get("patient_id"),
-            patient_state=args.get("patient_state"), limit=args["limit"])
-        terms = CancellationTerms.of(found.service_type)
+        clinic_zone = current_app.config["SETTINGS"].clinic_timezone
+        asked = args.get("timezone")
         # Each slot in its location's zone (as the booking will show it), or all in the
         # zone asked for.
-        render_in(args.get("timezone"))
-        return {
-            "service_type_id": found.service_type.id,
-            "timezone": found.timezone,
-            "truncated": found.truncated,
-            "cancellation_policy": terms,
-            "stale_calendar_provider_ids": list(found.stale_sources),
-            "slots": [{"start": s.start, "end": s.end,
-                       "provider_id": s.provider_id, "location_id": s.location_id,
-                       "late_cancel_from": terms.late_from(s.start),
-                       "patient_changes_until": terms.patient_changes_until(s.start)}
-                      for s in found.slots],
-        }
+        render_in(asked)
+        body = answer_open_slots(
+            unit_of_work(read_only=True), current_actor(),
+            render=functools.partial(render_answer, asked_zone=asked, clinic_zone=clinic_zone),
+            service_type_id=args["service_type"], start=args["start"], end=args["end"],
+            now=utcnow(), default_zone=clinic_zone, zone_name=asked,
+            provider_ids=args.get("provider_id"), location_id=args.get("location_id"),
+            patient_id=args.get("patient_id"), patient_state=args.get("patient_state"),
+            limit=args["limit"])
+        return current_app.response_class(body, mimetype=current_app.json.mimetype)
