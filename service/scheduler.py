@@ -19,7 +19,12 @@ side; a killed one re-sends at most the message it had in flight, after the leas
 - ``idempotency-purge``: hourly, deletes Idempotency-Key records past their 24 hours.
 - ``license-recheck``: daily (and at start-up), asks every future booking the gates again,
   so one whose provider's license has expired by its date is flagged for attention
-  (``service.domain.bookings.attention.recheck_licenses``).
+  (``service.domain.bookings.attention.recheck_licenses``). The start-up run waits for the
+  reminders' first run to end (at most ``LICENSE_RECHECK_START_SECONDS``): a backlog of
+  reminders is sent without the recheck's CPU on the same interpreter. On PostgreSQL one
+  scheduler at a time runs it (a session advisory lock, tried without waiting): another
+  scheduler starting its pass meanwhile leaves it to the one under way, which reads every
+  booking committed before it started.
 - ``waitlist``: every ``WAITLIST_POLL_SECONDS`` (default 5 s): waitlist entries past their
   range expire, lapsed offers are released, and freed slots are offered to waitlisted
   patients (``service.domain.waitlist.services.run_waitlist``; each opening and each lapsed
@@ -53,13 +58,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import REGISTRY, start_http_server
+from sqlalchemy import text
 
 import service.models  # noqa: F401 - every mapper, so the metadata is complete
 from service import logs
@@ -92,6 +99,10 @@ log = logging.getLogger("service.scheduler")
 
 PURGE_INTERVAL_SECONDS = 3600
 LICENSE_RECHECK_SECONDS = 86400
+LICENSE_RECHECK_START_SECONDS = 300.0
+"""The start-up recheck runs when the reminders' first run ends, and at the latest this long
+after start-up."""
+LICENSE_RECHECK_LOCK = 0x6C69636E  # pg advisory lock key of the license recheck ("licn")
 JOB_DEFAULTS: dict[str, Any] = {"max_instances": 1, "coalesce": True,
                                 "misfire_grace_time": None}
 
@@ -195,6 +206,8 @@ class OutboxScheduler:
         content.check_templates(clinic_name=settings.clinic_name,
                                 clinic_phone=settings.clinic_phone)
         self.settings = settings
+        self.stopping = False
+        self.reminders_ran = threading.Event()  # set once the reminders' first run ended
         self.database = database or Database.connect(
             settings.database_url, timeouts=DatabaseTimeouts.from_settings(settings))
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
@@ -223,8 +236,8 @@ class OutboxScheduler:
         self.scheduler.add_job(
             _guarded("license-recheck", self.recheck_licenses),
             id="license-recheck", name="future bookings against license expiry",
-            trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS), next_run_time=now,
-            **JOB_DEFAULTS)
+            trigger=IntervalTrigger(seconds=LICENSE_RECHECK_SECONDS),
+            next_run_time=now, **JOB_DEFAULTS)
         self.calendar_sync = calendar_sync(self.database, settings)
         self.scheduler.add_job(
             _guarded(self.calendar_sync.name, self.calendar_sync.run_once),
@@ -233,12 +246,51 @@ class OutboxScheduler:
             next_run_time=now, **JOB_DEFAULTS)
 
     def recheck_licenses(self) -> int:
-        uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
-                         bus=bootstrap(self.settings))
-        flagged = attention.recheck_licenses(uow, now=utcnow())
+        """The recheck; on PostgreSQL skipped (0) while another scheduler runs it. The first
+        waits for the reminders' first run (or ``LICENSE_RECHECK_START_SECONDS``, or a stop)."""
+        self.reminders_ran.wait(LICENSE_RECHECK_START_SECONDS)
+        if self.stopping:
+            return 0
+        with self._recheck_turn() as ours:
+            if not ours:
+                log.info("license recheck: another scheduler is running it")
+                return 0
+            uow = UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
+                             bus=bootstrap(self.settings))
+            flagged = attention.recheck_licenses(uow, now=utcnow())
         if flagged:
             log.info("flagged %d future bookings for attention", flagged)
         return flagged
+
+    @contextmanager
+    def _recheck_turn(self) -> Iterator[bool]:
+        """PostgreSQL: this scheduler's turn to recheck (a session advisory lock on a
+        connection of its own, tried without waiting, released at the end); elsewhere always.
+        """
+        if self.database.dialect != "postgresql":
+            yield True
+            return
+        with self.database.writer.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            ours = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                           {"key": LICENSE_RECHECK_LOCK}).scalar())
+            try:
+                yield ours
+            finally:
+                if ours:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": LICENSE_RECHECK_LOCK})
+
+    def after_first_reminders(self, run: Callable[[], object]) -> Callable[[], object]:
+        """The reminders' run; the end of the first one lets the start-up recheck begin."""
+
+        def job() -> object:
+            try:
+                return run()
+            finally:
+                self.reminders_ran.set()
+
+        return job
 
     def new_uow(self) -> UnitOfWork:
         return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect,
@@ -258,12 +310,17 @@ class OutboxScheduler:
     def register(self, runner: OutboxRunner) -> None:
         """The outbox's own interval job; its first run at start-up."""
         outbox = runner.outbox
+        run: Callable[[], object] = runner.run_once
+        if outbox.name == "reminders":
+            run = self.after_first_reminders(run)
         self.scheduler.add_job(
-            _guarded(outbox.name, runner.run_once), id=outbox.name, name=outbox.title,
+            _guarded(outbox.name, run), id=outbox.name, name=outbox.title,
             trigger=IntervalTrigger(seconds=outbox.poll_seconds),
             next_run_time=datetime.now(UTC), **JOB_DEFAULTS)
 
     def request_stop(self) -> None:
+        self.stopping = True
+        self.reminders_ran.set()  # a recheck waiting to start gives up
         for runner in self.runners:
             runner.request_stop()
 
