@@ -30,6 +30,7 @@ from service.transactions import (  # noqa: F401 - the resources' one import of 
     request_unit_of_work,
     share_request_transaction,
     shares_request_transaction,
+    statement_reads,
     unit_of_work,
 )
 

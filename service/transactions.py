@@ -29,6 +29,19 @@ def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
                       reads=db.read_only_sessions)
 
 
+def statement_reads() -> UnitOfWork:
+    """A unit of work for reads only whose statements each run on their own: in autocommit
+    where the reads go to the writer on PostgreSQL (``Database.request_sessions``), so a
+    read costs no BEGIN and no ROLLBACK round trip (at READ COMMITTED each statement of a
+    transaction sees its own snapshot anyway); elsewhere the reader's sessions, as
+    ``unit_of_work(read_only=True)``; in a request that keeps one transaction, in it.
+    Nothing it records can be committed (no bus)."""
+    db = database()
+    if g.get(_SHARES_TRANSACTION):
+        return request_unit_of_work()
+    return UnitOfWork(db.request_sessions, dialect=db.dialect, reads=db.read_only_sessions)
+
+
 _SHARES_TRANSACTION = "clinic.shares_transaction"
 _REQUEST_SESSION = "clinic.request_session"
 

@@ -12,7 +12,7 @@ from service.auth import authorize
 from service.db import utcnow
 from service.domain.availability.answers import answer_open_slots
 from service.domain.availability.policy import policy
-from service.extensions import Blueprint, current_actor, unit_of_work
+from service.extensions import Blueprint, current_actor, statement_reads
 from service.rendering import render_in
 from service.resources.slots.rendering import render_answer
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
@@ -39,7 +39,7 @@ class Slots(MethodView):
         # zone asked for.
         render_in(asked)
         body = answer_open_slots(
-            unit_of_work(read_only=True), current_actor(),
+            statement_reads(), current_actor(),
             render=functools.partial(render_answer, asked_zone=asked, clinic_zone=clinic_zone),
             service_type_id=args["service_type"], start=args["start"], end=args["end"],
             now=utcnow(), default_zone=clinic_zone, zone_name=asked,
