@@ -67,6 +67,9 @@ class UnitOfWork:
         self.bus = bus
         self._events: list[Event] = []
         self._open = False
+        # What handlers read once per transaction and share (``service/domain/recipients.py``):
+        # emptied whenever a transaction begins or ends.
+        self.memo: dict[object, object] = {}
 
     def __enter__(self) -> UnitOfWork:
         if self._open:
@@ -77,6 +80,7 @@ class UnitOfWork:
             assert self._sessions is not None
             self.session = self._sessions()
         self._events = []
+        self.memo = {}
         self._open = True
         return self
 
@@ -86,6 +90,7 @@ class UnitOfWork:
         # not expire what was loaded, so the caller can still serialize it.
         self._open = False
         self._events = []
+        self.memo = {}
         if self._shared is None:
             self.session.close()
         elif exc is not None:
@@ -142,10 +147,12 @@ class UnitOfWork:
                 raise RuntimeError("Events were recorded on a unit of work without a message "
                                    "bus: their consequences would be lost.")
             self.bus.run(self)
+        self.memo = {}
         self.session.commit()
 
     def rollback(self) -> None:
         self._events = []
+        self.memo = {}
         self.session.rollback()
 
 

@@ -25,6 +25,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.domain import recipients
 from service.domain.bookings.events import BookingChanged, BookingCreated
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar import ics
@@ -33,7 +34,6 @@ from service.domain.connections.models import (
     OPEN_WRITE_STATUSES,
     CalendarConnection,
     CalendarWrite,
-    ConnectionKind,
     WriteStatus,
 )
 from service.domain.connections.secrets import Sealed, SecretBox, SecretsUnavailable
@@ -69,10 +69,8 @@ def enqueue_writes(uow: UnitOfWork, event: BookingChanged) -> None:
     booking = session.get(Booking, event.booking_id)
     if booking is None:
         return
-    targets = set(session.scalars(select(CalendarConnection.id).where(
-        CalendarConnection.provider_id == booking.provider_id,
-        CalendarConnection.kind == ConnectionKind.CALDAV,
-        CalendarConnection.write_back.is_(True), CalendarConnection.active.is_(True))))
+    # Read with the webhook subscriptions, once per transaction (domain/recipients.py).
+    targets = set(recipients.write_back_calendars(uow, booking.provider_id))
     # A booking just created was written to no calendar yet (one statement fewer a booking).
     existing = {} if isinstance(event, BookingCreated) else {
         row.connection_id: row for row in session.scalars(

@@ -43,7 +43,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
+from service.domain import recipients
 from service.domain.access.actor import Actor
 from service.domain.bookings.events import BookingChanged, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
@@ -228,11 +230,14 @@ def booking_data(booking_id: uuid.UUID, start: datetime, end: datetime,
             "status": status.value}
 
 
-def _enqueue(session: Session, event_type: str, data: dict[str, Any],
-             occurred_at: datetime) -> int:
-    subscriptions = [s for s in session.scalars(
-        select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
-        .order_by(WebhookSubscription.id)) if s.wants(event_type)]
+def _enqueue(uow: UnitOfWork, event_type: str, data: dict[str, Any],
+             occurred_at: datetime, *, provider_id: uuid.UUID | None = None) -> int:
+    """Outbox rows for every active subscription that asked for ``event_type``; the
+    subscriptions are read once per transaction (``service/domain/recipients.py``), with the
+    write-back calendars of ``provider_id`` when given."""
+    session = uow.session
+    subscriptions = [s for s in recipients.subscribers(uow, provider_id=provider_id)
+                     if s.wants(event_type)]
     if not subscriptions:
         return 0
     event_id = uuid.uuid4()
@@ -252,7 +257,11 @@ def enqueue_booking_change(uow: UnitOfWork, event: BookingChanged) -> None:
     if kind not in BOOKING_EVENTS:
         return
     data = booking_data(event.booking_id, event.starts_at, event.ends_at, event.status)
-    _enqueue(uow.session, kind, data, event.occurred_at)
+    # The booking's provider, when the transaction loaded it: its write-back calendars are
+    # read with the subscriptions (the calendars' handler comes next, bootstrap.py).
+    booking = uow.session.identity_map.get(identity_key(Booking, event.booking_id))
+    _enqueue(uow, kind, data, event.occurred_at,
+             provider_id=booking.provider_id if isinstance(booking, Booking) else None)
 
 
 def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
@@ -260,7 +269,7 @@ def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> 
     of the rule it no longer passes (no patient data)."""
     data = {**booking_data(event.booking_id, event.starts_at, event.ends_at, event.status),
             "attention": event.code}
-    _enqueue(uow.session, WebhookEvent.BOOKING_ATTENTION.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.BOOKING_ATTENTION.value, data, event.occurred_at)
 
 
 def enqueue_alert_raised(uow: UnitOfWork, event: AlertRaised) -> None:
@@ -268,13 +277,13 @@ def enqueue_alert_raised(uow: UnitOfWork, event: AlertRaised) -> None:
     patient, no kind, no value: a receiver asks ``GET /api/v1/alerts`` with its own key)."""
     data = {"alert_id": str(event.alert_id), "urgent": event.urgent,
             "raised_at": _instant(event.occurred_at)}
-    _enqueue(uow.session, WebhookEvent.ALERT_RAISED.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.ALERT_RAISED.value, data, event.occurred_at)
 
 
 def enqueue_alert_acknowledged(uow: UnitOfWork, event: AlertAcknowledged) -> None:
     """Outbox rows for an acknowledged alert: its id and when."""
     data = {"alert_id": str(event.alert_id), "acknowledged_at": _instant(event.occurred_at)}
-    _enqueue(uow.session, WebhookEvent.ALERT_ACKNOWLEDGED.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.ALERT_ACKNOWLEDGED.value, data, event.occurred_at)
 
 
 def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
@@ -289,7 +298,7 @@ def enqueue_series_created(uow: UnitOfWork, event: SeriesCreated) -> None:
             "first_start": _instant(series.first_start),
             "bookings": [booking_data(b.id, b.starts_at, b.ends_at, b.status)
                          for b in sessions]}
-    _enqueue(session, WebhookEvent.SERIES_CREATED.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.SERIES_CREATED.value, data, event.occurred_at)
 
 
 def enqueue_waitlist_offered(uow: UnitOfWork, event: WaitlistOffered) -> None:
@@ -297,14 +306,14 @@ def enqueue_waitlist_offered(uow: UnitOfWork, event: WaitlistOffered) -> None:
     data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
             "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
             "end": _instant(event.ends_at), "expires_at": _instant(event.expires_at)}
-    _enqueue(uow.session, WebhookEvent.WAITLIST_OFFERED.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.WAITLIST_OFFERED.value, data, event.occurred_at)
 
 
 def enqueue_waitlist_filled(uow: UnitOfWork, event: WaitlistFilled) -> None:
     data = {"offer_id": str(event.offer_id), "entry_id": str(event.entry_id),
             "booking_id": str(event.booking_id), "start": _instant(event.starts_at),
             "end": _instant(event.ends_at)}
-    _enqueue(uow.session, WebhookEvent.WAITLIST_FILLED.value, data, event.occurred_at)
+    _enqueue(uow, WebhookEvent.WAITLIST_FILLED.value, data, event.occurred_at)
 
 
 # Subscriptions ----------------------------------------------------------------------------

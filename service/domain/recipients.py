@@ -1,0 +1,91 @@
+"""Who hears of a change: the active webhook subscriptions and a provider's write-back
+calendars, read once per transaction in one statement.
+
+A booking change has two outbox handlers (``service/bootstrap.py``): the webhooks
+(``webhooks.enqueue_booking_change``) and the connected calendars
+(``connections.writeback.enqueue_writes``). Each used to read its own recipients: two
+statements a change. Whichever asks first here reads both (a ``UNION ALL``), and the answer
+is kept on the unit of work (``uow.memo``) for the rest of the transaction, so the other
+handler, and every later change in the same transaction (a series, a waitlist fill), reads
+nothing. The memo lives as long as the transaction: nothing is kept across requests or
+processes, so a subscription or a calendar added elsewhere is seen by the next transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import JSON, literal, null, select, type_coerce, union_all
+
+from service.domain.calendar.models import WebhookSubscription
+from service.domain.connections.models import CalendarConnection, ConnectionKind
+from service.uow import UnitOfWork
+
+_SUBSCRIBERS = "recipients.subscribers"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """An active webhook subscription: its id and the event types it asked for."""
+
+    id: uuid.UUID
+    events: tuple[str, ...]
+
+    def wants(self, event_type: str) -> bool:
+        return event_type in self.events
+
+
+def _subscriptions():  # type: ignore[no-untyped-def]
+    return (select(literal("webhook").label("kind"), WebhookSubscription.id.label("id"),
+                   WebhookSubscription.events.label("events"))
+            .where(WebhookSubscription.active.is_(True)))
+
+
+def _write_back(provider_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    return (select(literal("calendar").label("kind"), CalendarConnection.id.label("id"),
+                   type_coerce(null(), JSON).label("events"))
+            .where(CalendarConnection.provider_id == provider_id,
+                   CalendarConnection.kind == ConnectionKind.CALDAV,
+                   CalendarConnection.write_back.is_(True),
+                   CalendarConnection.active.is_(True)))
+
+
+def _load(uow: UnitOfWork, provider_id: uuid.UUID | None) -> None:
+    """Read what the memo lacks: the subscriptions, the provider's write-back calendars, or
+    both in one statement."""
+    memo = uow.memo
+    parts = []
+    if _SUBSCRIBERS not in memo:
+        parts.append(_subscriptions())
+    calendars_key = ("recipients.write_back", provider_id)
+    if provider_id is not None and calendars_key not in memo:
+        parts.append(_write_back(provider_id))
+    if not parts:
+        return
+    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    subscribers: list[Subscriber] = []
+    calendars: set[uuid.UUID] = set()
+    for row in uow.session.execute(statement):
+        if row.kind == "webhook":
+            subscribers.append(Subscriber(id=row.id, events=tuple(row.events or ())))
+        else:
+            calendars.add(row.id)
+    if _SUBSCRIBERS not in memo:
+        subscribers.sort(key=lambda s: s.id)  # the order deliveries are written in
+        memo[_SUBSCRIBERS] = subscribers
+    if provider_id is not None and calendars_key not in memo:
+        memo[calendars_key] = frozenset(calendars)
+
+
+def subscribers(uow: UnitOfWork, *, provider_id: uuid.UUID | None = None) -> list[Subscriber]:
+    """The active webhook subscriptions, in id order. ``provider_id``: the provider of the
+    booking that changed, whose write-back calendars are read in the same statement."""
+    _load(uow, provider_id)
+    return uow.memo[_SUBSCRIBERS]  # type: ignore[return-value]
+
+
+def write_back_calendars(uow: UnitOfWork, provider_id: uuid.UUID) -> frozenset[uuid.UUID]:
+    """The ids of the provider's active write-back (CalDAV) calendars."""
+    _load(uow, provider_id)
+    return uow.memo[("recipients.write_back", provider_id)]  # type: ignore[return-value]
