@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 
-from sqlalchemy import BigInteger, DateTime, and_, cast, extract, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, and_, cast, extract, func, or_, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import lazyload
 
 from service.domain.access.actor import Actor, Role
@@ -385,7 +386,16 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
     to_us = int if postgres else engine.to_us
     starts: dict[uuid.UUID, list[int]] = defaultdict(list)
     ends: dict[uuid.UUID, list[int]] = defaultdict(list)
-    if of_patient is None:  # the providers' blocks only: exactly what the filter selects
+    if of_patient is None and postgres:  # one row per provider: its blocks as two arrays
+        ordered = (Booking.provider_starts_at, Booking.provider_ends_at)
+        for provider_id, provider_starts, provider_ends in connection.execute(select(
+                Booking.provider_id,
+                func.array_agg(aggregate_order_by(_epoch_us(ordered[0]), *ordered)),
+                func.array_agg(aggregate_order_by(_epoch_us(ordered[1]), *ordered))).where(
+                holding, not_excluded, of_providers).group_by(Booking.provider_id)).all():
+            starts[provider_id], ends[provider_id] = provider_starts, provider_ends
+        provider_pairs = None
+    elif of_patient is None:  # the providers' blocks only: exactly what the filter selects
         for provider_id, block_start, block_end in connection.execute(select(
                 Booking.provider_id, us(Booking.provider_starts_at),
                 us(Booking.provider_ends_at)).where(
@@ -428,19 +438,31 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         for provider_id, pairs in provider_pairs.items():
             schedule.provider_busy[provider_id] = engine.Spans.of_pairs(pairs)
     if service_type.needs_chair:
-        chair_pairs: dict[uuid.UUID, list[list[tuple[int, int]]]] = {
+        chair_pairs: dict[uuid.UUID, list] = {
             location.id: [[] for _ in range(location.chairs)] for location in locations}
-        for location_id, chair, block_start, block_end in connection.execute(select(
-                Booking.location_id, Booking.chair_number, us(Booking.starts_at),
-                us(Booking.hold_ends_at),
-        ).where(holding, not_excluded, Booking.location_id.in_(location_ids),
-                Booking.chair_number.is_not(None),
-                Booking.hold_ends_at > lo, Booking.starts_at < hi)).all():
-            chairs = chair_pairs[location_id]
-            if 1 <= chair <= len(chairs):
-                chairs[chair - 1].append((to_us(block_start), to_us(block_end)))
+        of_chairs = (holding, not_excluded, Booking.location_id.in_(location_ids),
+                     Booking.chair_number.is_not(None),
+                     Booking.hold_ends_at > lo, Booking.starts_at < hi)
+        if postgres:  # one row per chair: its holds as two arrays
+            ordered = (Booking.starts_at, Booking.hold_ends_at)
+            for location_id, chair, chair_starts, chair_ends in connection.execute(select(
+                    Booking.location_id, Booking.chair_number,
+                    func.array_agg(aggregate_order_by(_epoch_us(ordered[0]), *ordered)),
+                    func.array_agg(aggregate_order_by(_epoch_us(ordered[1]), *ordered))).where(
+                    *of_chairs).group_by(Booking.location_id, Booking.chair_number)).all():
+                if 1 <= chair <= len(chair_pairs[location_id]):
+                    chair_pairs[location_id][chair - 1] = engine.Spans(chair_starts, chair_ends)
+        else:
+            for location_id, chair, block_start, block_end in connection.execute(select(
+                    Booking.location_id, Booking.chair_number, us(Booking.starts_at),
+                    us(Booking.hold_ends_at)).where(*of_chairs)).all():
+                chairs = chair_pairs[location_id]
+                if 1 <= chair <= len(chairs):
+                    chairs[chair - 1].append((to_us(block_start), to_us(block_end)))
         for location_id, chairs in chair_pairs.items():
-            schedule.chairs_busy[location_id] = [engine.Spans.of_pairs(chair) for chair in chairs]
+            schedule.chairs_busy[location_id] = [
+                chair if isinstance(chair, engine.Spans) else engine.Spans.of_pairs(chair)
+                for chair in chairs]
     return schedule
 
 
