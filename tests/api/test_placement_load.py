@@ -156,6 +156,13 @@ def test_one_statement_loads_the_schedule_the_search_loads(api, app, seed):
                 session, service_type=service_type, providers=[provider], locations=[location],
                 patient_id=patient_id, patient_state=state, exclude_booking_id=exclude, **window)
             assert _normalized(narrow) == _normalized(wide)
+            # Without a patient the busy time is read in the other shape (the providers'
+            # blocks alone, sorted by the database): the same intervals.
+            alone = _normalized(search.load_schedule(
+                session, service_type=service_type, providers=[provider], locations=[location],
+                patient_state=state, exclude_booking_id=exclude, **window))
+            assert alone["provider_busy"] == _normalized(narrow)["provider_busy"]
+            assert alone["chairs_busy"] == _normalized(narrow)["chairs_busy"]
             # And the same answers (windows, starts).
             assert narrow.windows(provider.id, location.id) == wide.windows(provider.id,
                                                                           location.id)

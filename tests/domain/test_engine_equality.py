@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Sequence
 from datetime import date, time, timedelta
 from types import SimpleNamespace
 
@@ -12,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain.availability import search as search_module
-from service.domain.availability.slots import Interval, WeeklyHours, find_slots, iter_slots
+from service.domain.availability.slots import (
+    Interval,
+    Spans,
+    WeeklyHours,
+    find_slots,
+    iter_slots,
+    to_us,
+)
 from service.domain.providers.licensing import Credential
 from service.domain.time import local_date_range_to_utc
 from tests.domain import previous_engine
@@ -184,3 +192,29 @@ def test_integer_engine_gives_the_datetime_answers_off_the_minute_grid(c: dict) 
             for start in found[:3]:
                 assert schedule.find(provider.id, location.id, earliest=start,
                                      latest=start) == [start]
+
+
+def _as_spans(intervals: Sequence[Interval]) -> Spans:
+    return Spans.of_pairs((to_us(i.start), to_us(i.end)) for i in intervals)
+
+
+@modest
+@given(fine_calendars())
+def test_busy_time_as_integer_spans_gives_the_same_answers(c: dict) -> None:
+    """``load_schedule`` hands busy time over as ``Spans`` (sorted integer microseconds):
+    the engine's answers are those of the same intervals as datetimes."""
+    schedule = c["schedule"]
+    before, truncated = previous_engine.search(
+        schedule, c["providers"], c["locations"], earliest=c["earliest"], latest=c["latest"],
+        limit=c["limit"])
+    for provider_id in list(schedule.provider_busy):
+        schedule.provider_busy[provider_id] = _as_spans(schedule.provider_busy[provider_id])
+    schedule.patient_busy = _as_spans(schedule.patient_busy)
+    for location_id, chairs in list(schedule.chairs_busy.items()):
+        schedule.chairs_busy[location_id] = [_as_spans(chair) for chair in chairs]
+    merged = search_module.first_starts(schedule, c["providers"], c["locations"],
+                                        earliest=c["earliest"], latest=c["latest"])
+    assert list(itertools.islice(merged, c["limit"])) == before
+    assert (next(merged, None) is not None) == truncated
+    for busy in schedule.provider_busy.values():  # read back as the intervals they stand for
+        assert list(busy) == sorted(busy, key=lambda i: (i.start, i.end))

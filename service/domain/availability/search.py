@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 
-from sqlalchemy import DateTime, and_, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, and_, cast, extract, func, or_, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import lazyload
 
 from service.domain.access.actor import Actor, Role
@@ -293,6 +294,12 @@ _SPAN = attrgetter("start", "end")
 _CREDENTIAL = attrgetter("jurisdiction", "kind", "status", "issued_on", "expires_on")
 
 
+def _epoch_us(column):  # type: ignore[no-untyped-def]
+    """(PostgreSQL) an instant as whole microseconds since the Unix epoch, exactly (``extract``
+    gives a numeric)."""
+    return cast(extract("epoch", column) * 1_000_000, BigInteger)
+
+
 def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
                   locations: Sequence[Location], start: datetime, end: datetime,
                   patient_id: uuid.UUID | None = None, patient_state: str | None = None,
@@ -337,10 +344,9 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
             TimeOff.provider_id.in_(provider_ids), TimeOff.ends_at > lo,
             TimeOff.starts_at < hi)).all():
         schedule.time_off[provider_id].append(engine.Interval(starts_at, ends_at))
-    # Connected calendars: their busy time blocks the provider like another booking.
+    # Connected calendars: their busy time blocks the provider like another booking (added to
+    # the bookings' busy time below).
     external = connected.busy_between(connection, provider_ids, lo, hi)
-    for provider_id, intervals in external.intervals.items():
-        schedule.provider_busy[provider_id].extend(engine.Interval(s, e) for s, e in intervals)
     schedule.stale_sources = external.stale_providers
     # Licenses: as loaded with the providers, else (``candidates`` leaves them unloaded) as
     # plain rows in one query, in the relationship's order.
@@ -373,38 +379,90 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
                         Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
     of_patient = and_(Booking.patient_id == patient_id, Booking.hold_ends_at > lo,
                       Booking.starts_at < hi) if patient_id is not None else None
-    if of_patient is None:  # the providers' blocks only: exactly what the filter selects
-        busy = schedule.provider_busy
+    # Busy time is handed to the engine as sorted integer microseconds (``engine.Spans``):
+    # PostgreSQL computes them (exactly: ``extract`` gives a numeric), SQLite's instants are
+    # converted here; the datetimes are built only if some caller reads them.
+    us = _epoch_us if postgres else instant
+    to_us = int if postgres else engine.to_us
+    starts: dict[uuid.UUID, list[int]] = defaultdict(list)
+    ends: dict[uuid.UUID, list[int]] = defaultdict(list)
+    if of_patient is None and postgres:  # one row per provider: its blocks as two arrays
+        ordered = (Booking.provider_starts_at, Booking.provider_ends_at)
+        for provider_id, provider_starts, provider_ends in connection.execute(select(
+                Booking.provider_id,
+                func.array_agg(aggregate_order_by(_epoch_us(ordered[0]), *ordered)),
+                func.array_agg(aggregate_order_by(_epoch_us(ordered[1]), *ordered))).where(
+                holding, not_excluded, of_providers).group_by(Booking.provider_id)).all():
+            starts[provider_id], ends[provider_id] = provider_starts, provider_ends
+        provider_pairs = None
+    elif of_patient is None:  # the providers' blocks only: exactly what the filter selects
         for provider_id, block_start, block_end in connection.execute(select(
-                Booking.provider_id, instant(Booking.provider_starts_at),
-                instant(Booking.provider_ends_at)).where(
-                holding, not_excluded, of_providers)).all():
-            busy[provider_id].append(engine.Interval(block_start, block_end))
-        rows = []
+                Booking.provider_id, us(Booking.provider_starts_at),
+                us(Booking.provider_ends_at)).where(
+                holding, not_excluded, of_providers).order_by(
+                Booking.provider_starts_at, Booking.provider_ends_at)).all():
+            starts[provider_id].append(to_us(block_start))
+            ends[provider_id].append(to_us(block_end))
+        provider_pairs = None
     else:
-        rows = connection.execute(select(
-            Booking.provider_id, Booking.patient_id, instant(Booking.provider_starts_at),
-            instant(Booking.provider_ends_at), instant(Booking.starts_at),
-            instant(Booking.hold_ends_at),
-        ).where(holding, not_excluded, or_(of_providers, of_patient))).all()
-    for provider_id, of, block_start, block_end, starts_at, hold_end in rows:
-        if provider_id in schedule.providers and block_end > lo and block_start < hi:
-            schedule.provider_busy[provider_id].append(engine.Interval(block_start, block_end))
-        if of_patient is not None and of == patient_id and hold_end > lo and starts_at < hi:
-            schedule.patient_busy.append(engine.Interval(starts_at, hold_end))
+        lo_us, hi_us = engine.to_us(lo), engine.to_us(hi)
+        provider_pairs = defaultdict(list)
+        patient_pairs = []
+        for provider_id, of, block_start, block_end, starts_at, hold_end in connection.execute(
+                select(Booking.provider_id, Booking.patient_id,
+                       us(Booking.provider_starts_at), us(Booking.provider_ends_at),
+                       us(Booking.starts_at), us(Booking.hold_ends_at)).where(
+                    holding, not_excluded, or_(of_providers, of_patient))).all():
+            block_start, block_end = to_us(block_start), to_us(block_end)
+            if provider_id in schedule.providers and block_end > lo_us and block_start < hi_us:
+                provider_pairs[provider_id].append((block_start, block_end))
+            starts_at, hold_end = to_us(starts_at), to_us(hold_end)
+            if of == patient_id and hold_end > lo_us and starts_at < hi_us:
+                patient_pairs.append((starts_at, hold_end))
+        schedule.patient_busy = engine.Spans.of_pairs(patient_pairs)
+    for provider_id, intervals in external.intervals.items():
+        if not intervals:
+            continue
+        if provider_pairs is None:
+            pairs = list(zip(starts.pop(provider_id, ()), ends.pop(provider_id, ())))
+        else:
+            pairs = provider_pairs.setdefault(provider_id, [])
+        pairs += ((engine.to_us(to_utc(s)), engine.to_us(to_utc(e))) for s, e in intervals)
+        if provider_pairs is None:
+            schedule.provider_busy[provider_id] = engine.Spans.of_pairs(pairs)
+    if provider_pairs is None:
+        for provider_id, provider_starts in starts.items():
+            schedule.provider_busy[provider_id] = engine.Spans(provider_starts,
+                                                               ends[provider_id])
+    else:
+        for provider_id, pairs in provider_pairs.items():
+            schedule.provider_busy[provider_id] = engine.Spans.of_pairs(pairs)
     if service_type.needs_chair:
-        for location in locations:
-            schedule.chairs_busy[location.id] = [[] for _ in range(location.chairs)]
-        rows = connection.execute(select(
-            Booking.location_id, Booking.chair_number, instant(Booking.starts_at),
-            instant(Booking.hold_ends_at),
-        ).where(holding, not_excluded, Booking.location_id.in_(location_ids),
-                Booking.chair_number.is_not(None),
-                Booking.hold_ends_at > lo, Booking.starts_at < hi)).all()
-        for location_id, chair, block_start, block_end in rows:
-            chairs = schedule.chairs_busy[location_id]
-            if 1 <= chair <= len(chairs):
-                chairs[chair - 1].append(engine.Interval(block_start, block_end))
+        chair_pairs: dict[uuid.UUID, list] = {
+            location.id: [[] for _ in range(location.chairs)] for location in locations}
+        of_chairs = (holding, not_excluded, Booking.location_id.in_(location_ids),
+                     Booking.chair_number.is_not(None),
+                     Booking.hold_ends_at > lo, Booking.starts_at < hi)
+        if postgres:  # one row per chair: its holds as two arrays
+            ordered = (Booking.starts_at, Booking.hold_ends_at)
+            for location_id, chair, chair_starts, chair_ends in connection.execute(select(
+                    Booking.location_id, Booking.chair_number,
+                    func.array_agg(aggregate_order_by(_epoch_us(ordered[0]), *ordered)),
+                    func.array_agg(aggregate_order_by(_epoch_us(ordered[1]), *ordered))).where(
+                    *of_chairs).group_by(Booking.location_id, Booking.chair_number)).all():
+                if 1 <= chair <= len(chair_pairs[location_id]):
+                    chair_pairs[location_id][chair - 1] = engine.Spans(chair_starts, chair_ends)
+        else:
+            for location_id, chair, block_start, block_end in connection.execute(select(
+                    Booking.location_id, Booking.chair_number, us(Booking.starts_at),
+                    us(Booking.hold_ends_at)).where(*of_chairs)).all():
+                chairs = chair_pairs[location_id]
+                if 1 <= chair <= len(chairs):
+                    chairs[chair - 1].append((to_us(block_start), to_us(block_end)))
+        for location_id, chairs in chair_pairs.items():
+            schedule.chairs_busy[location_id] = [
+                chair if isinstance(chair, engine.Spans) else engine.Spans.of_pairs(chair)
+                for chair in chairs]
     return schedule
 
 

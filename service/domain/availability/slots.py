@@ -40,6 +40,7 @@ __all__ = [
     "find_slots",
     "iter_slots",
     "first_free_chair",
+    "Spans",
 ]
 
 
@@ -316,10 +317,14 @@ class Blocked:
     far as a question reaches (``near``): a search that stops after a few days never converts
     the bookings of the weeks after them."""
 
-    __slots__ = ("_busy", "_next", "_before", "_after", "lows", "reach")
+    __slots__ = ("_busy", "_starts", "_ends", "_next", "_before", "_after", "lows", "reach")
 
     def __init__(self, busy: Iterable[Interval], before: int, after: int) -> None:
-        self._busy = sorted(busy, key=_START)
+        if isinstance(busy, Spans):  # already sorted integer microseconds: taken as they are
+            self._busy: list[Interval] | None = None
+            self._starts, self._ends = busy.starts, busy.ends
+        else:
+            self._busy = sorted(busy, key=_START)
         self._next = 0
         self._before, self._after = before, after
         self.lows: list[int] = []
@@ -327,6 +332,9 @@ class Blocked:
 
     def _upto(self, high: int) -> None:
         """Take in every range that opens before ``high``."""
+        if self._busy is None:
+            self._upto_us(high)
+            return
         busy, index = self._busy, self._next
         if index == len(busy):
             return
@@ -347,6 +355,23 @@ class Blocked:
         else:
             reach += accumulate(ends, max)
 
+    def _upto_us(self, high: int) -> None:
+        """``_upto`` of busy time given as ``Spans``: bisection and slices of integers."""
+        starts, index = self._starts, self._next
+        if index == len(starts):
+            return
+        stop = bisect_left(starts, high + self._after, index)
+        if stop == index:
+            return
+        self._next = stop
+        self.lows += map(sub, starts[index:stop], repeat(self._after))
+        ends = map(add, self._ends[index:stop], repeat(self._before))
+        reach = self.reach
+        if reach:
+            reach += itertools.islice(accumulate(ends, max, initial=reach[-1]), 1, None)
+        else:
+            reach += accumulate(ends, max)
+
     def near(self, low: int, high: int) -> tuple[list[int], list[int]]:
         """The ranges that may hold some instant of ``[low, high]`` (``lows``, ``reach``).
 
@@ -356,6 +381,54 @@ class Blocked:
         first = bisect_right(reach, low)  # the ranges before it end at or before low
         stop = bisect_left(lows, high, first)
         return lows[first:stop], reach[first:stop]
+
+
+class Spans(Sequence[Interval]):
+    """Busy intervals held as integer microseconds (``to_us``): ``starts`` ascending (ties by
+    end) and ``ends`` paired with them, each ``start < end``. ``Blocked`` takes them as they
+    are (no conversion, no sort); read as a sequence they are the ``Interval`` s they stand
+    for (built on first read, for callers that need datetimes). Immutable: a schedule whose
+    busy time changes is given a new list."""
+
+    __slots__ = ("starts", "ends", "_intervals")
+
+    def __init__(self, starts: list[int], ends: list[int]) -> None:
+        self.starts, self.ends = starts, ends
+        self._intervals: tuple[Interval, ...] | None = None
+
+    @classmethod
+    def of_pairs(cls, pairs: Iterable[tuple[int, int]]) -> Spans:
+        """From ``(start, end)`` pairs in any order."""
+        ordered = sorted(pairs)
+        return cls(list(map(_FIRST, ordered)), list(map(_SECOND, ordered)))
+
+    @property
+    def intervals(self) -> tuple[Interval, ...]:
+        if self._intervals is None:
+            self._intervals = tuple(Interval(from_us(start), from_us(end))
+                                    for start, end in zip(self.starts, self.ends))
+        return self._intervals
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        return self.intervals[index]
+
+    def __iter__(self) -> Iterator[Interval]:
+        return iter(self.intervals)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Spans):
+            return self.starts == other.starts and self.ends == other.ends
+        if isinstance(other, list | tuple):
+            return list(self.intervals) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Spans({list(self.intervals)!r})"
 
 
 def union(parts: Sequence[tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:
