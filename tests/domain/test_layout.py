@@ -18,6 +18,8 @@ DOMAIN_ONLY = {
     "events",  # the base class of domain events
     "retries",  # the backoff of the outboxes
     "outbox",  # the one outbox runner (reminders, webhooks), driven by the scheduler
+    "recipients",  # who hears of a booking change (webhooks, write-back calendars): both
+    # outbox handlers' one read a transaction
 }
 # HTTP surfaces with no rules of their own.
 RESOURCES_ONLY = {
