@@ -107,15 +107,16 @@ def calendars(draw: st.DrawFn) -> dict:
                 earliest=earliest, latest=latest, limit=draw(st.integers(1, 60)))
 
 
-def assert_search_as_before(c: dict) -> None:
+def assert_search_as_before(c: dict, wanted: int | None = None) -> None:
     """The merged search's first ``limit`` starts, and whether more follow, are the previous
-    engine's."""
+    engine's (whatever the span-sizing hint ``wanted``)."""
     schedule = c["schedule"]
     before, truncated = previous_engine.search(
         schedule, c["providers"], c["locations"], earliest=c["earliest"], latest=c["latest"],
         limit=c["limit"])
     merged = search_module.first_starts(schedule, c["providers"], c["locations"],
-                                        earliest=c["earliest"], latest=c["latest"])
+                                        earliest=c["earliest"], latest=c["latest"],
+                                        wanted=wanted)
     assert list(itertools.islice(merged, c["limit"])) == before
     assert (next(merged, None) is not None) == truncated
 
@@ -130,6 +131,15 @@ def test_search_stops_at_the_limit_with_the_previous_answers(c: dict) -> None:
         for location in c["locations"]:
             assert schedule.windows(provider.id, location.id) == previous_engine.windows(
                 schedule, provider.id, location.id)
+
+
+@modest
+@given(calendars(), st.integers(1, 80))
+def test_spans_sized_by_the_starts_wanted_give_the_same_answers(c: dict, wanted: int) -> None:
+    """Spans sized by the starts found so far (a hint below, at or above the limit) change
+    which starts are computed together, never which are found."""
+    assert_search_as_before(c, wanted=wanted)
+    assert_search_as_before(c, wanted=c["limit"] + 1)
 
 
 MICROSECOND = timedelta(microseconds=1)

@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from operator import attrgetter
+from itertools import repeat
+from operator import add, attrgetter, floordiv, itemgetter, mod, mul
 
 from sqlalchemy import BigInteger, DateTime, and_, cast, extract, func, or_, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
@@ -269,6 +270,43 @@ class Schedule:
         lows, reach = engine.union(parts)
         return engine.free_runs(window_starts[first:stop], window_ends[first:stop], lows, reach,
                                 duration=duration, step=step, low=low, high=high)
+
+    def pair_keys(self, pair: Pair, earliest: int, latest: int, keys: list[int], rank: int,
+                  count: int) -> None:
+        """``pair_runs`` of a ``pair``, each free start ``s`` added to ``keys`` as
+        ``s * count + rank`` (``engine.free_keys``): what ``first_starts`` asks of each pair
+        in each span, without a generator or slices of the lists."""
+        window_starts, window_ends, blocked, location_id = pair
+        first = bisect_right(window_ends, earliest)
+        stop = bisect_right(window_starts, latest)
+        if first >= stop:
+            return
+        duration, _, _, held, step = self.in_us
+        low = window_starts[first]
+        if earliest > low:
+            low = earliest
+        high = window_ends[stop - 1] - duration
+        if latest < high:
+            high = latest
+        if low > high:
+            return
+        if not self.patient_busy and not self.service_type.needs_chair:
+            lows, reach = blocked.upto(high)  # the provider's ranges, as they are
+        else:
+            parts = [blocked.near(low, high)]
+            if self.patient_busy:
+                patient = self._blocked.get(None)
+                if patient is None:
+                    patient = self._blocked[None] = engine.Blocked(self.patient_busy, 0, held)
+                parts.append(patient.near(low, high))
+            if self.service_type.needs_chair:
+                if not self.chairs_busy.get(location_id):
+                    return  # no chairs: no slots
+                parts.append(self._all_chairs_taken(location_id, earliest, latest))
+            lows, reach = engine.union(parts)
+        engine.free_keys(window_starts, window_ends, first, stop, lows, reach, keys,
+                         duration=duration, step=step, low=low, high=high, rank=rank,
+                         count=count)
 
     def _all_chairs_taken(self, location_id: uuid.UUID, low: int, high: int
                           ) -> tuple[list[int], list[int]]:
@@ -606,13 +644,15 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     schedule = load_schedule(session, service_type=service_type, providers=providers,
                              locations=locations, start=start, end=end, patient_id=patient_id,
                              patient_state=patient_state)
-    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1])
+    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1],
+                          wanted=limit + CACHE_SLACK + 1)
     wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
     store.set(key, _encode(wide, providers, locations))
     served = _serve(wide, earliest, latest, limit)
     latest_up_to = _latest_up_to(wide, latest, bounds)
     if served is None:  # the bounds' extra starts took the place of some this request needs
-        merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest)
+        merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest,
+                              wanted=limit + 1)
         served = list(itertools.islice(merged, limit)), next(merged, None) is not None
         latest_up_to = latest
     cache.LATENCY.labels("miss").observe(clock.perf_counter() - began)
@@ -691,41 +731,67 @@ def _serve(found: tuple[Starts, bool], earliest: datetime, latest: datetime, lim
 
 
 def first_starts(schedule: Schedule, providers: Sequence[Provider],
-                 locations: Sequence[Location], *, earliest: datetime, latest: datetime
+                 locations: Sequence[Location], *, earliest: datetime, latest: datetime,
+                 wanted: int | None = None
                  ) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
     """Every free (start, provider id, location id), earliest first.
 
-    Day by day: the range is cut into consecutive spans, the first a day long and each next
-    one twice as long; within a span every (provider, location) pair gives its free starts
-    (``Schedule.runs``, integer microseconds) and they are put in order together. A caller
-    that stops after ``limit`` (a search) never computes the starts, nor the busy ranges, of
-    the spans after it. Ties are ordered by provider id, then location id.
+    Day by day: the range is cut into consecutive spans, the first a day long; within a span
+    every (provider, location) pair gives its free starts (``Schedule.pair_keys``, integer
+    microseconds) and they are put in order together. A caller that stops after ``limit``
+    (a search) never computes the starts, nor the busy ranges, of the spans after it. Ties
+    are ordered by provider id, then location id.
+
+    Each next span is twice as long, or, told how many starts the caller will take
+    (``wanted``, a hint: any number gives the same starts), as many whole days as the starts
+    found so far per day say the rest needs: a search whose starts are sparse computes them
+    in two or three spans, not one per doubling.
 
     A start is sorted as one integer, ``start * pairs + the pair's rank``: the runs of the
-    slot grid become ranges of such keys (built in C), a span is one sort of integers, and a
-    datetime is made only for the starts taken."""
+    slot grid become ranges of such keys (built in C), a span is one sort of integers, and
+    its starts, provider and location ids are read off the keys by C-level maps."""
     pairs = sorted([(provider.id, location.id) for location in locations
                     for provider in providers], key=_pair_order)
     count = len(pairs)
     if not count:
         return
-    step = schedule.in_us[4] * count
     low, high_end = engine.to_us(earliest), engine.to_us(latest)
-    span = FIRST_SPAN // engine.MICROSECOND
-    from_us, runs = engine.from_us, schedule.pair_runs
+    span = day = FIRST_SPAN // engine.MICROSECOND
+    began, found = low, 0
+    keys_of = schedule.pair_keys
     prepared = [schedule.pair(provider_id, location_id) for provider_id, location_id in pairs]
+    if count == 1:
+        provider_ids, location_ids = [pairs[0][0]], [pairs[0][1]]
+    else:
+        provider_ids, location_ids = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
     while low <= high_end:
         high = min(high_end, low + span - 1)
         keys: list[int] = []
         for rank, pair in enumerate(prepared):
-            for first, last in runs(pair, low, high):
-                keys.extend(range(first * count + rank, last * count + rank + 1, step))
-        keys.sort()
-        for key in keys:
-            at, rank = divmod(key, count)
-            provider_id, location_id = pairs[rank]
-            yield from_us(at), provider_id, location_id
-        low, span = high + 1, span * 2
+            keys_of(pair, low, high, keys, rank, count)
+        if keys:
+            keys.sort()
+            if count == 1:
+                yield from zip(map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND), keys)),
+                               repeat(provider_ids[0]), repeat(location_ids[0]))
+            else:
+                ranks = list(map(mod, keys, repeat(count)))
+                yield from zip(map(add, repeat(_EPOCH), map(
+                    mul, repeat(_MICROSECOND), map(floordiv, keys, repeat(count)))),
+                    map(provider_ids.__getitem__, ranks), map(location_ids.__getitem__, ranks))
+        found += len(keys)
+        low = high + 1
+        if wanted is not None and found:
+            if found >= wanted:  # the caller has what it asked for (or asks for one more)
+                span = day
+            else:  # the days the rest needs at the rate found so far, rounded up
+                span = max(1, -(-(wanted - found) * (low - began) // (found * day))) * day
+        else:
+            span *= 2
+
+
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
 def _pair_order(pair: tuple[uuid.UUID, uuid.UUID]) -> tuple[int, int]:

@@ -40,6 +40,7 @@ __all__ = [
     "find_slots",
     "iter_slots",
     "first_free_chair",
+    "free_keys",
     "Spans",
 ]
 
@@ -372,6 +373,15 @@ class Blocked:
         else:
             reach += accumulate(ends, max)
 
+    def upto(self, high: int) -> tuple[list[int], list[int]]:
+        """Every range taken in so far (``lows``, ``reach``), at least those opening before
+        ``high`` (ranges past ``high`` forbid nothing up to it)."""
+        if self._busy is None:
+            self._upto_us(high)
+        else:
+            self._upto(high)
+        return self.lows, self.reach
+
     def near(self, low: int, high: int) -> tuple[list[int], list[int]]:
         """The ranges that may hold some instant of ``[low, high]`` (``lows``, ``reach``).
 
@@ -506,6 +516,41 @@ def free_runs(window_starts: Sequence[int], window_ends: Sequence[int], lows: Se
             free_until = top if index == count or lows[index] > top else lows[index]
             last = start + ((free_until - start) // step) * step
             yield start, last
+            start = last + step
+
+
+def free_keys(window_starts: Sequence[int], window_ends: Sequence[int], first: int, stop: int,
+              lows: Sequence[int], reach: Sequence[int], keys: list[int], *, duration: int,
+              step: int, low: int, high: int, rank: int, count: int) -> None:
+    """``free_runs`` of the windows ``first..stop - 1``, each free start ``s`` added to
+    ``keys`` as ``s * count + rank`` (a merged search's sort key, see ``first_starts``).
+
+    No generator, no slices: one call per pair and span of a search, the ranges walked by
+    bisection from where the previous window left off (starts only grow: the windows are
+    sorted and apart). ``lows`` and ``reach`` may hold ranges opening after ``high``: they
+    forbid nothing up to it."""
+    size = len(lows)
+    key_step = step * count
+    extend = keys.extend
+    index = 0
+    for window in range(first, stop):
+        origin = window_starts[window]
+        top = window_ends[window] - duration  # the last start allowed in this window
+        if top > high:
+            top = high
+        if top < low:
+            continue
+        # The first grid start (origin + k * step) at or after max(origin, low).
+        start = origin if low <= origin else origin - ((origin - low) // step) * step
+        while start <= top:
+            index = bisect_left(lows, start, index)  # the ranges before it open before start
+            if index and reach[index - 1] > start:  # inside one: jump past its reach
+                start -= ((start - reach[index - 1]) // step) * step
+                continue
+            # Free up to the next range's low (itself free: the ranges are open).
+            free_until = top if index == size or lows[index] > top else lows[index]
+            last = start + ((free_until - start) // step) * step
+            extend(range(start * count + rank, last * count + rank + 1, key_step))
             start = last + step
 
 
