@@ -598,10 +598,11 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
                       latest_up_to=None if truncated else (latest_up_to or latest))
         return SlotSearch(service_type=service_type, truncated=truncated,
                           stale_sources=tuple(sorted(stale, key=str)),
-                          zones={loc.id: loc.timezone for loc in locations}, slots=[
-            OfferedSlot(start=start_at, end=start_at + duration, provider_id=provider_id,
-                        location_id=location_id)
-            for start_at, provider_id, location_id in starts], versions=read, holds=holds)
+                          zones={loc.id: loc.timezone for loc in locations}, slots=list(map(
+                              OfferedSlot, map(_FIRST, starts),
+                              map(add, map(_FIRST, starts), repeat(duration)),
+                              map(_SECOND, starts), map(_THIRD, starts))),
+                          versions=read, holds=holds)
 
     if not providers or not locations or earliest > latest:
         # Nothing to compute; the answer still lists the stale sources of the providers.
@@ -784,14 +785,16 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
         if wanted is not None and found:
             if found >= wanted:  # the caller has what it asked for (or asks for one more)
                 span = day
-            else:  # the days the rest needs at the rate found so far, rounded up
-                span = max(1, -(-(wanted - found) * (low - began) // (found * day))) * day
+            else:  # the days the rest needs at the rate found so far (and an eighth more:
+                # one more span costs as much as a day), rounded up
+                span = max(1, -(-(wanted - found) * (low - began) * 9 // (found * day * 8))) * day
         else:
             span *= 2
 
 
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
+_THIRD = itemgetter(2)
 
 
 def _pair_order(pair: tuple[uuid.UUID, uuid.UUID]) -> tuple[int, int]:
