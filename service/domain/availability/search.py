@@ -178,9 +178,7 @@ class Schedule:
                    location.timezone, first, last)
         working = self._patterns.get(pattern)
         if working is None:
-            working = self._patterns[pattern] = engine.working_windows(
-                weekly, [engine.DateOverride(day=day, hours=hours) for day, hours in pattern[1]],
-                [], location.timezone, first, last)
+            working = self._patterns[pattern] = _working_windows(pattern)
         time_off = self.time_off.get(provider_id, ())
         credentials = self.credentials.get(provider_id, ())
         shared = (pattern, tuple(map(_SPAN, time_off)), tuple(map(_CREDENTIAL, credentials)))
@@ -192,13 +190,8 @@ class Schedule:
         licence = (shared[2], location.timezone, first, last)
         licensed = self._licensed.get(licence)
         if licensed is None:
-            licensed = self._licensed[licence] = [
-                engine.Interval(local_to_utc(d1, time(0), location.timezone),
-                                local_to_utc(d2 + timedelta(days=1), time(0), location.timezone))
-                for d1, d2 in covered_days(credentials, first=first, last=last,
-                                           modality=self.service_type.modality,
-                                           patient_state=self.patient_state)
-            ]
+            licensed = self._licensed[licence] = _licensed_days(
+                *licence, self.service_type.modality, self.patient_state)
         windows = engine.intersect(working, licensed)  # sorted and apart
         found = self._shared_windows[shared] = (windows, [engine.to_us(w.start) for w in windows],
                                                 [engine.to_us(w.end) for w in windows])
@@ -322,6 +315,31 @@ class Schedule:
                     engine.Blocked(busy, 0, held) for busy in self.chairs_busy[location_id]]
             found = self._chairs_taken[key] = engine.all_chairs_taken(chairs, low, high)
         return found
+
+
+# Working windows of a weekly pattern, and the licensed days of a set of credentials, are
+# pure functions of plain values (the key): kept for the searches that follow in this
+# process (the same days, zones and patterns recur), never changed by a reader. Nothing a
+# booking or another worker changes is among them: a changed pattern or license is another
+# key, so they are never stale.
+@functools.lru_cache(maxsize=256)
+def _working_windows(pattern: tuple) -> list[engine.Interval]:
+    weekly, overrides, zone_name, first, last = pattern
+    return engine.working_windows(
+        [engine.WeeklyHours(*hours) for hours in weekly],
+        [engine.DateOverride(day=day, hours=hours) for day, hours in overrides],
+        [], zone_name, first, last)
+
+
+@functools.lru_cache(maxsize=256)
+def _licensed_days(credentials: tuple, zone_name: str, first: date, last: date,
+                   modality: Modality | str, patient_state: str | None
+                   ) -> list[engine.Interval]:
+    return [engine.Interval(local_to_utc(d1, time(0), zone_name),
+                            local_to_utc(d2 + timedelta(days=1), time(0), zone_name))
+            for d1, d2 in covered_days([Credential(*c) for c in credentials], first=first,
+                                       last=last, modality=modality,
+                                       patient_state=patient_state)]
 
 
 Windows = tuple[list[engine.Interval], list[int], list[int]]  # the windows, their bounds in us
