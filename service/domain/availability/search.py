@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import repeat
-from operator import add, attrgetter, floordiv, itemgetter, mod, mul
+from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
 
 from sqlalchemy import BigInteger, DateTime, and_, cast, extract, func, or_, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
@@ -714,25 +714,34 @@ def _cache_key(service_type: ServiceType, providers: Sequence[Provider],
              bounds[0].isoformat(), bounds[1].isoformat(),
              str(patient_id), patient_state, limit]
     digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
-    return f"slots:v1:{digest}"
+    return f"slots:v2:{digest}"  # v2: the flat encoding
 
 
 def _encode(found: tuple[Starts, bool], providers: Sequence[Provider],
             locations: Sequence[Location]) -> bytes:
-    """Starts as integer microseconds, parties as their index in the (keyed) sorted lists."""
+    """Starts as integer microseconds, parties as their index in the (keyed) sorted lists,
+    in one flat array ``[start, provider, location, start, ...]``: no list per start to
+    build (nor for the garbage collector to count)."""
     provider_index = {p.id: n for n, p in enumerate(providers)}
     location_index = {loc.id: n for n, loc in enumerate(locations)}
     starts, truncated = found
-    return json.dumps({"t": truncated, "s": [
-        [(at - _EPOCH) // _MICROSECOND, provider_index[p], location_index[loc]]
-        for at, p, loc in starts]}, separators=(",", ":")).encode()
+    return json.dumps({"t": truncated, "s": list(itertools.chain.from_iterable(zip(
+        map(floordiv, map(sub, map(_FIRST, starts), repeat(_EPOCH)), repeat(_MICROSECOND)),
+        map(provider_index.__getitem__, map(_SECOND, starts)),
+        map(location_index.__getitem__, map(_THIRD, starts)))))},
+        separators=(",", ":")).encode()
 
 
 def _decode(value: bytes, providers: Sequence[Provider], locations: Sequence[Location]
             ) -> tuple[Starts, bool]:
     data = json.loads(value)
-    return [(_EPOCH + timedelta(microseconds=us), providers[p].id, locations[loc].id)
-            for us, p, loc in data["s"]], data["t"]
+    flat = data["s"]
+    provider_ids = [p.id for p in providers]
+    location_ids = [loc.id for loc in locations]
+    return list(zip(
+        map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND), flat[0::3])),
+        map(provider_ids.__getitem__, flat[1::3]),
+        map(location_ids.__getitem__, flat[2::3]))), data["t"]
 
 
 def _serve(found: tuple[Starts, bool], earliest: datetime, latest: datetime, limit: int
