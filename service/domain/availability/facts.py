@@ -40,7 +40,7 @@ from sqlalchemy import (
     cast,
     extract,
     func,
-    literal,
+    literal_column,
     null,
     or_,
     select,
@@ -49,6 +49,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.types import NullType
 
 from service.db import UTCDateTime
 from service.domain.availability import slots as engine
@@ -114,16 +115,9 @@ def read(connection, *, provider_ids: Sequence[uuid.UUID],  # type: ignore[no-un
     return facts
 
 
-def _fill_common(facts: Facts, kind: int, row: Any, hours: dict[tuple, engine.WeeklyHours]
-                 ) -> None:
-    """The kinds both databases send one row each."""
-    if kind == WEEKLY:
-        key = (row[3], row[4], row[5])
-        found = hours.get(key)
-        if found is None:  # providers share patterns: one (immutable) object per hours
-            found = hours[key] = engine.WeeklyHours(weekday=key[0], start=key[1], end=key[2])
-        facts.weekly[(row[1], row[2])].append(found)
-    elif kind == OVERRIDE:
+def _fill_common(facts: Facts, kind: int, row: Any) -> None:
+    """The kinds both databases send one row each (weekly hours aside)."""
+    if kind == OVERRIDE:
         day = facts.overrides[(row[1], row[2])].setdefault(row[6], [])
         if row[4] is not None and row[5] is not None:
             day.append((row[4], row[5]))
@@ -138,37 +132,47 @@ def _fill_common(facts: Facts, kind: int, row: Any, hours: dict[tuple, engine.We
 
 
 def _fill_postgresql(facts: Facts, rows: Sequence[Any]) -> None:
-    hours: dict[tuple, engine.WeeklyHours] = {}
+    weekly, hours = facts.weekly, {}  # providers share patterns: one WeeklyHours per hours
     for row in rows:
         kind = row[0]
-        if kind == PROVIDER_BUSY:
+        if kind == WEEKLY:
+            found = hours.get(row[3:6])
+            if found is None:
+                found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
+            weekly[row[1], row[2]].append(found)
+        elif kind == PROVIDER_BUSY:
             facts.provider_busy[row[1]] = engine.Spans(row[13], row[14])
         elif kind == PATIENT_BUSY:
             facts.patient_busy = engine.Spans(row[13], row[14])
         elif kind == CHAIR:
-            found = facts.chairs_busy.get(row[1])
-            if found is not None and 1 <= row[3] <= len(found):
-                found[row[3] - 1] = engine.Spans(row[13], row[14])
+            chairs = facts.chairs_busy.get(row[1])
+            if chairs is not None and 1 <= row[3] <= len(chairs):
+                chairs[row[3] - 1] = engine.Spans(row[13], row[14])
         else:
-            _fill_common(facts, kind, row, hours)
+            _fill_common(facts, kind, row)
 
 
 def _fill_sqlite(facts: Facts, rows: Sequence[Any]) -> None:
-    hours: dict[tuple, engine.WeeklyHours] = {}
+    weekly, hours = facts.weekly, {}
     to_us = engine.to_us
     provider: dict[uuid.UUID, list[tuple[int, int]]] = defaultdict(list)
     patient: list[tuple[int, int]] = []
     chairs: dict[tuple[uuid.UUID, int], list[tuple[int, int]]] = defaultdict(list)
     for row in rows:
         kind = row[0]
-        if kind == PROVIDER_BUSY:
+        if kind == WEEKLY:
+            found = hours.get(row[3:6])
+            if found is None:
+                found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
+            weekly[row[1], row[2]].append(found)
+        elif kind == PROVIDER_BUSY:
             provider[row[1]].append((to_us(row[11]), to_us(row[12])))
         elif kind == PATIENT_BUSY:
             patient.append((to_us(row[11]), to_us(row[12])))
         elif kind == CHAIR:
             chairs[(row[1], row[3])].append((to_us(row[11]), to_us(row[12])))
         else:
-            _fill_common(facts, kind, row, hours)
+            _fill_common(facts, kind, row)
     for provider_id, pairs in provider.items():
         facts.provider_busy[provider_id] = engine.Spans.of_pairs(pairs)
     if facts.patient_busy is not None:
@@ -215,7 +219,7 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  
             s1=None, s2=None, s3=None, at1=None, at2=None, us1=None, us2=None):
         def typed(value, type_):  # type: ignore[no-untyped-def]
             return cast(null(), type_) if value is None else value
-        columns = [literal(kind, Integer).label("kind"), typed(a, Uuid()).label("a"),
+        columns = [literal_column(str(kind), Integer).label("kind"), typed(a, Uuid()).label("a"),
                    typed(b, Uuid()).label("b"), typed(number, Integer()).label("number"),
                    typed(t1, Time()).label("t1"), typed(t2, Time()).label("t2"),
                    typed(d1, Date()).label("d1"), typed(d2, Date()).label("d2"),
@@ -223,9 +227,9 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  
                    typed(s3, String()).label("s3"),
                    instant(typed(at1, instant_type)).label("at1"),
                    instant(typed(at2, instant_type)).label("at2")]
-        if postgres:
-            columns += [typed(us1, ARRAY(BigInteger())).label("us1"),
-                        typed(us2, ARRAY(BigInteger())).label("us2")]
+        if postgres:  # lists of integers as the driver gives them (no per-item processing)
+            columns += [type_coerce(typed(us1, ARRAY(BigInteger())), NullType()).label("us1"),
+                        type_coerce(typed(us2, ARRAY(BigInteger())), NullType()).label("us2")]
         return columns
 
     def spans(start, end):  # type: ignore[no-untyped-def]
