@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, DateTime, and_, cast, extract, func, or_, select, type_coerce
@@ -19,6 +20,7 @@ from service.domain.availability.search import HOLDING, MAX_BUFFER, Schedule
 from service.domain.bookings.models import Booking
 from service.domain.clinic.models import Location, ServiceType
 from service.domain.connections import blocking as connected
+from service.domain.connections.models import CalendarConnection, ExternalBusy
 from service.domain.providers.licensing import Credential
 from service.domain.providers.models import License, Provider
 from service.domain.time import to_utc
@@ -74,7 +76,7 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         schedule.time_off[provider_id].append(engine.Interval(starts_at, ends_at))
     # Connected calendars: their busy time blocks the provider like another booking (added to
     # the bookings' busy time below).
-    external = connected.busy_between(connection, provider_ids, lo, hi)
+    external = busy_between(connection, provider_ids, lo, hi)
     schedule.stale_sources = external.stale_providers
     # Licenses: as loaded with the providers, else (``candidates`` leaves them unloaded) as
     # plain rows in one query, in the relationship's order.
@@ -192,3 +194,33 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
                 chair if isinstance(chair, engine.Spans) else engine.Spans.of_pairs(chair)
                 for chair in chairs]
     return schedule
+
+
+@dataclass
+class ExternalBusyTime:
+    """External busy intervals per provider, and the providers with a stale source."""
+
+    intervals: dict[uuid.UUID, list[tuple[datetime, datetime]]]
+    stale_providers: set[uuid.UUID]
+
+
+def busy_between(connection, provider_ids: Sequence[uuid.UUID], start: datetime,  # type: ignore[no-untyped-def]
+                 end: datetime) -> ExternalBusyTime:
+    """The providers' external busy time overlapping ``[start, end)`` (queries only, on the
+    caller's connection), and which of them have a source flagged stale or never synced
+    yet: an answer computed with it may offer time that is in fact taken."""
+    found = ExternalBusyTime(intervals={}, stale_providers=set())
+    if not provider_ids:
+        return found
+    starts, ends = ExternalBusy.starts_at, ExternalBusy.ends_at
+    if connection.dialect.name == "postgresql":  # instants arrive as UTC: no per-row decoding
+        starts, ends = (type_coerce(c, DateTime(timezone=True)) for c in (starts, ends))
+    for provider_id, first, last in connection.execute(
+            select(ExternalBusy.provider_id, starts, ends)
+            .join(CalendarConnection, CalendarConnection.id == ExternalBusy.connection_id)
+            .where(ExternalBusy.provider_id.in_(list(provider_ids)),
+                   CalendarConnection.active.is_(True),
+                   ExternalBusy.ends_at > start, ExternalBusy.starts_at < end)).all():
+        found.intervals.setdefault(provider_id, []).append((first, last))
+    found.stale_providers.update(connected.stale_providers(connection, provider_ids))
+    return found

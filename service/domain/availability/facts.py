@@ -13,7 +13,7 @@ integer microseconds sorted by (start, end), which the engine takes as they are
 (``engine.Spans``). SQLite sends one row per block, converted and sorted here.
 
 The filters are those of the loader this replaced (one query per kind); a test compares the
-two on random calendars on both databases (tests/api/test_schedule_facts.py).
+two on random calendars on both databases (tests/api/test_placement_load.py).
 """
 
 from __future__ import annotations
