@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
-from service.domain.availability import cache, placement, search
+from service.domain.availability import placement, search
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
@@ -250,57 +250,3 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
                         provider.id, location.id, **day)
             compared += bool(new.provider_busy or new.patient_busy)
     assert compared  # some of the compared ranges had bookings
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_a_search_that_peeks_at_its_first_day_answers_as_the_whole_range(api, app, seed,
-                                                                         monkeypatch):
-    """``search`` loads the first day alone when it could fill the answer (``PEEK``): the
-    same answer (starts, cut, how long it holds, stale sources) as loading the whole range,
-    whether the first day fills it or not."""
-    clinic = build_clinic(api)
-    for index in (1, 2, 3):
-        clinic.add_provider(f"Dr. {index}", NPIS[index])
-    patient_ids = [uuid.UUID(clinic.patient["id"])]
-    rng = random.Random(200 + seed)
-    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
-    database = app.extensions["clinic.database"]
-    with database.write_sessions() as session:
-        providers = list(session.scalars(select(Provider)))
-        locations = list(session.scalars(select(Location)))
-        service_types = list(session.scalars(select(ServiceType)))
-        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
-        session.commit()
-    loads: list[datetime] = []  # the end of each schedule loaded
-    original = search.load_schedule
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        loads.append(kwargs["end"])
-        return original(*args, **kwargs)
-
-    previous = cache.use(cache.NullStore())
-    try:
-        peeked = kept = 0
-        for _ in range(12):
-            with database.read_sessions() as session:
-                service_type = rng.choice([s for s in session.scalars(select(ServiceType))
-                                           if s.active])
-                start = first + timedelta(minutes=15 * rng.randint(-40, 400))
-                asked = dict(service_type=service_type, start=start,
-                             end=start + timedelta(days=rng.choice([2, 5, 12])),
-                             now=first - timedelta(days=2), limit=rng.choice([1, 3, 10, 40]),
-                             patient_id=rng.choice([None, *patient_ids]))
-                loads.clear()
-                monkeypatch.setattr(search, "CACHE_SLACK", 2)  # so that small days can fill
-                monkeypatch.setattr(search, "load_schedule", counted)
-                found = search.search(session, **asked)
-                monkeypatch.setattr(search, "PEEK", timedelta(days=400))  # never peeks
-                whole = search.search(session, **asked)
-                monkeypatch.undo()
-                assert found == whole
-                # The first day alone answered (then the whole range, never peeking), or not.
-                kept += loads[0] < asked["end"] and len(loads) == 2
-                peeked += loads[0] < asked["end"]
-        assert kept and peeked > kept  # the first day answered some searches, not all
-    finally:
-        cache.use(previous)

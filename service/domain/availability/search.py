@@ -17,7 +17,7 @@ import time as clock
 import uuid
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
@@ -469,17 +469,15 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
             cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
             return answer(*served, latest_up_to=_latest_up_to(wide, latest, bounds))
     cache.REQUESTS.labels("miss").inc()
-    load = functools.partial(load_schedule, session, service_type=service_type,
-                             providers=providers, locations=locations, start=start,
-                             patient_id=patient_id, patient_state=patient_state)
-    schedule, wide = _wide_answer(load, service_type, providers, locations, end=end,
-                                  bounds=bounds, wanted=limit + CACHE_SLACK)
+    schedule = load_schedule(session, service_type=service_type, providers=providers,
+                             locations=locations, start=start, end=end, patient_id=patient_id,
+                             patient_state=patient_state)
+    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1])
+    wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
     store.set(key, _encode(wide, providers, locations))
     served = _serve(wide, earliest, latest, limit)
     latest_up_to = _latest_up_to(wide, latest, bounds)
     if served is None:  # the bounds' extra starts took the place of some this request needs
-        if schedule.end < end:  # only the first day was loaded
-            schedule = load(end=end)
         merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest)
         served = list(itertools.islice(merged, limit)), next(merged, None) is not None
         latest_up_to = latest
@@ -489,43 +487,6 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
 
 CACHE_BUCKET = timedelta(minutes=5)
 CACHE_SLACK = 64
-PEEK = timedelta(days=1)
-
-
-def _wide_answer(load: Callable[..., Schedule], service_type: ServiceType,
-                 providers: Sequence[Provider],
-                 locations: Sequence[Location], *, end: datetime,
-                 bounds: tuple[datetime, datetime], wanted: int
-                 ) -> tuple[Schedule, tuple[Starts, bool]]:
-    """The first ``wanted`` starts in ``bounds`` and whether more follow, with the schedule
-    they were computed from (``load(end=...)``: the schedule from the search's start).
-
-    What is loaded grows with the range (a month of bookings for a month's search) while a
-    search usually stops within its first day: when that day could hold more than ``wanted``
-    starts, the schedule of the first ``PEEK`` alone is loaded first, and kept when it does.
-    Its starts are exactly the first ones of the whole range (a search of a shorter range
-    gives the same starts up to its end: both load the same margins around every start), so
-    more than ``wanted`` of them answer as the whole range would; fewer: the whole range is
-    loaded."""
-    near = bounds[0] + PEEK
-    if near < bounds[1] and _may_fill(service_type, providers, locations, wanted):
-        first = load(end=near)
-        found = list(itertools.islice(first_starts(
-            first, providers, locations, earliest=bounds[0], latest=near - _MICROSECOND),
-            wanted + 1))
-        if len(found) > wanted:
-            return first, (found[:wanted], True)
-    schedule = load(end=end)
-    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1])
-    return schedule, (list(itertools.islice(merged, wanted)), next(merged, None) is not None)
-
-
-def _may_fill(service_type: ServiceType, providers: Sequence[Provider],
-              locations: Sequence[Location], wanted: int) -> bool:
-    """Whether ``PEEK`` of the slot grid, every pair free throughout, holds more than
-    ``wanted`` starts (else peeking would only add a statement)."""
-    step = timedelta(minutes=service_type.slot_interval_minutes)
-    return len(providers) * len(locations) * (PEEK // step + 1) > wanted
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 Starts = list[tuple[datetime, uuid.UUID, uuid.UUID]]
