@@ -1,6 +1,8 @@
 """A booking reads its day in one statement (``placement.load_visit_schedule``): the very
 ``Schedule`` the slot search loads (``search.load_schedule``), on random calendars (issue 14:
-a slot offered is exactly a start the booking accepts)."""
+a slot offered is exactly a start the booking accepts). And the search's own loader, one
+statement for many providers and locations (``facts.read``), loads what the previous one
+(a query per kind of fact, tests/api/previous_loader.py) loaded."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload
 
 from service.domain.availability import placement, search
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
@@ -24,7 +27,8 @@ from service.domain.connections.models import (
 )
 from service.domain.patients.models import Patient
 from service.domain.providers.models import Provider
-from tests.factories import NPIS, patient_payload
+from tests.api import previous_loader
+from tests.factories import NPIS, clinic_payload, patient_payload
 from tests.scenario import build_clinic
 
 
@@ -171,3 +175,78 @@ def test_one_statement_loads_the_schedule_the_search_loads(api, app, seed):
                 provider.id, location.id, **day)
             compared += bool(narrow.provider_busy or narrow.patient_busy)
         assert compared  # some of the compared days had bookings
+
+
+def _sorted_spans(schedule: search.Schedule) -> bool:
+    """The engine takes busy time as it is: each provider's, the patient's and each chair's
+    sorted by (start, end)."""
+    def ordered(busy) -> bool:  # type: ignore[no-untyped-def]
+        pairs = [(i.start, i.end) for i in busy]
+        return pairs == sorted(pairs)
+
+    return (all(map(ordered, schedule.provider_busy.values())) and ordered(schedule.patient_busy)
+            and all(ordered(chair) for chairs in schedule.chairs_busy.values()
+                    for chair in chairs))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
+    """Many providers at many locations, any range, with or without a patient, a booking
+    left out, licenses loaded with the providers or not: the same schedule, the same
+    windows and free starts, in one statement."""
+    clinic = build_clinic(api)
+    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
+    for index in (1, 2, 3):
+        clinic.add_provider(f"Dr. {index}", NPIS[index])
+    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
+        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
+        for n in range(2)]
+    rng = random.Random(100 + seed)
+    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    database = app.extensions["clinic.database"]
+    with database.write_sessions() as session:
+        providers = list(session.scalars(select(Provider)))
+        locations = list(session.scalars(select(Location)))
+        service_types = list(session.scalars(select(ServiceType)))
+        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
+        session.commit()
+    statements: list[str] = []
+
+    def count(*_: object) -> None:
+        statements.append("")
+
+    compared = 0
+    for _ in range(25):
+        with database.read_sessions() as session:
+            lazy = rng.random() < 0.5  # as candidates() loads them: licenses not loaded
+            query = select(Provider).options(lazyload(Provider.licenses)) if lazy else select(
+                Provider)
+            providers = rng.sample(list(session.scalars(query)), rng.randint(1, 4))
+            locations = rng.sample(list(session.scalars(select(Location))), rng.randint(1, 3))
+            service_type = rng.choice(list(session.scalars(select(ServiceType))))
+            bookings = list(session.scalars(select(Booking.id)))
+            start = first + timedelta(minutes=15 * rng.randint(-20, 500))
+            window = dict(start=start, end=start + timedelta(days=rng.choice([1, 3, 9])))
+            asked = dict(service_type=service_type, providers=providers, locations=locations,
+                         patient_id=rng.choice([None, *patient_ids]),
+                         patient_state=rng.choice(["AZ", "CA", None]),
+                         exclude_booking_id=rng.choice([None, None, *bookings]), **window)
+            event.listen(session.get_bind(), "before_cursor_execute", count)
+            try:
+                statements.clear()
+                new = search.load_schedule(session, **asked)
+                assert len(statements) == 1
+            finally:
+                event.remove(session.get_bind(), "before_cursor_execute", count)
+            before = previous_loader.load_schedule(session, **asked)
+            assert _normalized(new) == _normalized(before)
+            assert _sorted_spans(new)
+            for provider in providers:
+                for location in locations:
+                    assert new.windows(provider.id, location.id) == before.windows(
+                        provider.id, location.id)
+                    day = dict(earliest=window["start"], latest=window["end"])
+                    assert new.find(provider.id, location.id, **day) == before.find(
+                        provider.id, location.id, **day)
+            compared += bool(new.provider_busy or new.patient_busy)
+    assert compared  # some of the compared ranges had bookings
