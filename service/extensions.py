@@ -495,12 +495,63 @@ class Blueprint(BaseBlueprint):
         resp_doc["headers"]["Link"] = "LINK"
 
 
+def _reads_attribute_plainly(schema: ma.Schema, field: ma.fields.Field, name: str) -> bool:
+    """Whether marshmallow reads this field's value as ``getattr(obj, name, missing)`` from
+    an object that is not subscriptable (the field and the schema use marshmallow's own
+    ``serialize``, ``get_value`` and ``get_attribute``; the name is no dotted path)."""
+    key = name if field.attribute is None else field.attribute
+    return (field._CHECK_ATTRIBUTE and "." not in key
+            and type(field).serialize is ma.fields.Field.serialize
+            and type(field).get_value is ma.fields.Field.get_value
+            and type(schema).get_attribute is ma.Schema.get_attribute)
+
+
 class Schema(ma.Schema):
-    """Base for every schema: unknown fields are an error, field order kept."""
+    """Base for every schema: unknown fields are an error, field order kept.
+
+    Dumping a record (not a mapping) reads each plain field's value with ``getattr`` here
+    instead of through marshmallow's four nested calls per field, which end in that same
+    ``getattr``; the field's own ``_serialize`` formats it as before, so the answer is the
+    same (``tests/api/test_schema_dump.py`` compares both ways)."""
 
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    def _dump_plan(self) -> list[tuple[str, str, ma.fields.Field, str | None]]:
+        """(answer key, field name, field, attribute read with getattr or None) per field."""
+        plan: list[tuple[str, str, ma.fields.Field, str | None]] | None = (
+            self.__dict__.get("_clinic_dump_plan"))
+        if plan is None:
+            plan = [(field.data_key if field.data_key is not None else name, name, field,
+                     (name if field.attribute is None else field.attribute)
+                     if _reads_attribute_plainly(self, field, name) else None)
+                    for name, field in self.dump_fields.items()]
+            self.__dict__["_clinic_dump_plan"] = plan
+        return plan
+
+    def _serialize(self, obj: Any, *, many: bool = False) -> Any:
+        if many and obj is not None:
+            return [self._serialize(item, many=False) for item in obj]
+        if hasattr(obj, "__getitem__"):  # a mapping, a row: marshmallow's own reading
+            return super()._serialize(obj, many=False)
+        answer = self.dict_class()
+        missing = ma.missing
+        for key, name, field, attribute in self._dump_plan():
+            if attribute is None:
+                value = field.serialize(name, obj, accessor=self.get_attribute)
+            else:
+                value = getattr(obj, attribute, missing)
+                if value is missing:
+                    default = field.dump_default
+                    value = default() if callable(default) else default
+                    if value is missing:
+                        continue
+                value = field._serialize(value, name, obj)
+            if value is missing:
+                continue
+            answer[key] = value
+        return answer
 
     @ma.pre_dump(pass_collection=True)
     def _know_booking_zones(self, data: Any, many: bool, **kwargs: Any) -> Any:

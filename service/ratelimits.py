@@ -22,12 +22,15 @@ limits fail open), with one log line and ``clinic_rate_limit_storage_errors_tota
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from flask_limiter._limits import RuntimeLimit
 from limits.storage import MemoryStorage
 
 from service.auth import CALENDAR_FEED_PATH
@@ -69,13 +72,23 @@ class SweptMemoryStorage(MemoryStorage):
 MEMORY_STORAGE = "clinic-memory://"
 
 
+_CLAIMED = "clinic.claimed_key"  # the request's WSGI environ: the header read once
+
+
 def _claimed_key() -> tuple[str, str] | None:
-    """The (role, public id) an ``Authorization: Bearer ck_...`` header names (unchecked)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    found = KEY_PATTERN.match(token.strip())
-    return (found.group(1), found.group(2)) if found else None
+    """The (role, public id) an ``Authorization: Bearer ck_...`` header names (unchecked).
+    Read once per request (the key function and three limits' conditions ask for it)."""
+    environ = request.environ
+    claimed: tuple[str, str] | None | bool = environ.get(_CLAIMED, False)
+    if claimed is not False:
+        return claimed  # type: ignore[return-value]
+    claimed = None
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer":
+        found = KEY_PATTERN.match(token.strip())
+        claimed = (found.group(1), found.group(2)) if found else None
+    environ[_CLAIMED] = claimed
+    return claimed
 
 
 def _address() -> str:
@@ -100,6 +113,39 @@ class _StorageErrors(logging.Filter):
         return True
 
 
+class _HashedOnce(RuntimeLimit):
+    """A ``RuntimeLimit`` (immutable in use) whose hash is computed once: flask-limiter puts
+    each request's limits in ordered sets, which hash every field of each limit each time."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclasses.dataclass(kw_only=True, unsafe_hash=True)
+class ParsedLimit(ApplicationLimit):
+    """flask-limiter's application limit, whose limit text is parsed once per distinct text
+    instead of on every request (``Limit.__iter__`` parses it and builds its ``RuntimeLimit``
+    objects anew each time): the same limits, checked the same way, for less work."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._parsed: dict[str, tuple[RuntimeLimit, ...]] = {}
+
+    def __iter__(self) -> Iterator[RuntimeLimit]:
+        text = self.limit_provider() if callable(self.limit_provider) else self.limit_provider
+        parsed = self._parsed.get(text)
+        if parsed is None:  # (a callable gives the same text again within the request)
+            parsed = self._parsed[text] = tuple(
+                _HashedOnce(**{f.name: getattr(limit, f.name)
+                               for f in dataclasses.fields(limit)})
+                for limit in super().__iter__())
+        return iter(parsed)
+
+
 def _limits(settings: Settings) -> list[ApplicationLimit]:
     roles = dict(settings.rate_limit_roles)
 
@@ -112,15 +158,15 @@ def _limits(settings: Settings) -> list[ApplicationLimit]:
                 or CALENDAR_FEED_PATH.fullmatch(request.path) is not None)
 
     return [
-        ApplicationLimit(role_limit, key_function=_key, scope="per-key",
-                         exempt_when=lambda: _claimed_key() is None),
-        ApplicationLimit(settings.rate_limit_key_checks, key_function=_address,
-                         scope="key-checks", deduct_when=lambda r: r.status_code == 401),
-        ApplicationLimit(settings.rate_limit_anonymous, key_function=_address,
-                         scope="anonymous", exempt_when=anonymous_exempt),
-        ApplicationLimit(settings.rate_limit_calendar_feeds, key_function=_address,
-                         scope="calendar-feeds",
-                         exempt_when=lambda: not CALENDAR_FEED_PATH.fullmatch(request.path)),
+        ParsedLimit(role_limit, key_function=_key, scope="per-key",
+                    exempt_when=lambda: _claimed_key() is None),
+        ParsedLimit(settings.rate_limit_key_checks, key_function=_address,
+                    scope="key-checks", deduct_when=lambda r: r.status_code == 401),
+        ParsedLimit(settings.rate_limit_anonymous, key_function=_address,
+                    scope="anonymous", exempt_when=anonymous_exempt),
+        ParsedLimit(settings.rate_limit_calendar_feeds, key_function=_address,
+                    scope="calendar-feeds",
+                    exempt_when=lambda: not CALENDAR_FEED_PATH.fullmatch(request.path)),
     ]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ExecutableOption
 
@@ -90,6 +90,23 @@ class Policy:
                             allowed_roles=sorted(rule.roles))
         raise Forbidden(rule.refusal.format(role=actor.role.value), code=rule.code)
 
+    def _by_id(self, lock: bool, options: tuple[ExecutableOption, ...]) -> Select:
+        """The statement reading one row by its id (a bound parameter), built once per kind
+        of read: reused, it keeps what SQLAlchemy derives from it (its cache key), so a read
+        whose ``visible`` adds nothing skips that work."""
+        cache: dict[tuple[bool, tuple[ExecutableOption, ...]], Select] = (
+            self.__dict__.setdefault("_statements", {}))
+        query = cache.get((lock, options))
+        if query is None:
+            query = select(self.model).where(self.model.id == bindparam("record_id"))
+            if options:
+                query = query.options(*options)
+            if lock:
+                query = query.with_for_update()
+            if len(cache) < 16:  # kinds of read, not reads (options are module constants)
+                cache[(lock, options)] = query
+        return query
+
     def visible(self, actor: Actor, query: Select) -> Select:
         """Restrict a query over this area's rows to those the actor may see (default: all)."""
         return query
@@ -102,12 +119,8 @@ class Policy:
              lock: bool = False, options: Sequence[ExecutableOption] = ()) -> Any:
         """One row by id, if the actor may see it (locked for update on request; loader
         ``options``: what the same statement reads with it)."""
-        query = self.visible(actor, select(self.model).where(self.model.id == record_id))
-        if options:
-            query = query.options(*options)
-        if lock:
-            query = query.with_for_update()
-        record = session.scalar(query)
+        query = self.visible(actor, self._by_id(lock, tuple(options)))
+        record = session.scalar(query, {"record_id": record_id})
         if record is None:
             raise self.missing.error()
         return record

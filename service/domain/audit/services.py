@@ -267,15 +267,16 @@ _INSERT_ROW = insert(AuditEvent.__table__)
 def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
            missing: str | None = None) -> None:
     """Write the request's row in a transaction of its own (once the answer is known), or
-    in the request's own session when it keeps one (``uow``). One INSERT, as a statement:
-    nothing to flush or to read back."""
+    in the request's own session when it keeps one (``uow``). One INSERT, as a statement
+    on the session's connection (in its transaction; not through the ORM's execution, which
+    has nothing to do for it): nothing to flush or to read back."""
     context.recorded = True
 
     def work() -> None:
         row = build_event(uow.session, context, outcome, missing=missing)
         given = row.__dict__
-        uow.session.execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
-                                          if key in given})
+        uow.session.connection().execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
+                                                       if key in given})
 
     uow.run(work)
 
