@@ -680,7 +680,10 @@ class _PooledRun(Generic[ItemT]):
         self.lanes = GUARDS_IN_FLIGHT if keys_of is not None or not self.outbox.guarded else 1
         # Messages a guard checks: with one guard at a time, 4 x the pool (so the pool stays
         # busy while they are checked); with two, 2 x the pool each (the same lock time).
-        self.per_guard = workers * 4 // self.lanes
+        # Evened out over a batch (100 in chunks of 32 would leave a chunk of 4 holding a
+        # guard of its own while the pool runs short): four chunks of 25.
+        chunks = -(-batch // (workers * 4 // self.lanes))
+        self.per_guard = max(1, -(-batch // chunks))
         self.batches: list[_Batch[ItemT]] = []
         self.flights: list[_InFlight[ItemT]] = []
         self.drained = False  # a claim found nothing due
