@@ -16,17 +16,21 @@ through which adapter it goes (``prepare``), and what an outcome means for the r
    through a thread pool whose threads keep adapters of their own), each outcome recorded
    in its own short transaction that commits right after the channel accepted (or refused)
    the message (pooled: the outcomes that returned while the last ones were written go in
-   one write, one UPDATE per row sent in one pipeline). A sender killed at any instant has
-   at most one message (pooled: at most one guard's chunk) sent but not recorded; those go
-   out again after the lease, under the same dedupe key, which the channel can use to drop
-   them. A batch stopped early by an
+   one write: rows given the same values under one claim in one UPDATE, ``id = ANY``, the
+   others one UPDATE per row sent in one pipeline; the next batch is claimed while the
+   current one's last messages are sent). A sender killed at any instant has at most one
+   message (pooled: at most the sends in flight, ``send_concurrency``, and those returned
+   but not yet written) sent but not recorded; those go out again after the lease, under
+   the same dedupe key, which the channel can use to drop them. A batch stopped early by an
    error gives its rows not yet attempted back at once: they never wait for the lease.
 
    A *guarded* outbox (reminders) has what its check reads locked (``FOR SHARE``: the
    booking, the patient) from before the check until after the send, so a cancellation or
    an opt-out waits for the sends in flight and is seen by the next ones. On PostgreSQL
    the guard is a transaction on a second connection, renewed every ``GUARD_SECONDS``,
-   while the outcomes commit one by one on the first; on SQLite (one writer at a time)
+   while the outcomes commit one by one on the first (pooled: two guards open at once on
+   connections of their own, each over one chunk, never over the same row, so a change
+   waits for one guard: see ``_PooledRun``); on SQLite (one writer at a time)
    each message is checked, sent and recorded in one ``BEGIN IMMEDIATE`` transaction.
    Unguarded outboxes (webhooks, whose sends may take seconds) send with no transaction
    open.
@@ -229,7 +233,10 @@ class Outbox(Protocol[ItemT]):
     def guard(self, session: Session, items: list[ItemT]) -> Any:
         """Guarded outboxes: lock what the checks of these messages read (``FOR SHARE``,
         never the outbox rows themselves, which the outcomes update meanwhile), then read
-        the rows (a statement after the locks, so it sees what committed before them)."""
+        the rows (a statement after the locks, so it sees what committed before them).
+        An outbox sent through a pool may also name the rows its guard locks for an item
+        (``guard_keys(item)``): two guards are then open at once, never over the same row
+        (``_PooledRun``)."""
         ...
 
     def prepare(self, item: ItemT, guarded: Any, *, at: datetime) -> Send | Done | None:
