@@ -53,12 +53,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -434,30 +435,6 @@ class OutboxRunner(Generic[ItemT]):
                         if guard is not None and time.monotonic() - started > GUARD_SECONDS:
                             break  # renew the guard: a cancellation waiting gets its turn
 
-    def _record_as_they_return(
-            self, outcomes: sessionmaker[Session],
-            sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]],
-            now: datetime | None, report: Report) -> None:
-        """Record the pooled sends' outcomes as they return: whatever has returned since the
-        last write goes in one write (one statement per kind of outcome, its rows sent
-        together), so a sender that records slower than its pool sends writes more rows at
-        a time instead of falling behind; each row is still its own outcome, under its
-        claim. A send that failed unexpectedly is raised once the others are recorded."""
-        waiting: set[Future[Attempt | Postponed]] = set(sending)
-        failure: BaseException | None = None
-        while waiting:
-            returned, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-            results = []
-            for future in returned:
-                item, step = sending[future]
-                try:
-                    results.append((item, future.result(), step.row))
-                except Exception as error:  # noqa: BLE001 - raised after the others
-                    failure = failure or error
-            self._record_many(outcomes, results, at=now or self.clock(), report=report)
-        if failure is not None:
-            raise failure
-
     def _record_many(self, outcomes: sessionmaker[Session],
                      results: list[tuple[ItemT, Result, Any]], *, at: datetime,
                      report: Report) -> None:
@@ -647,29 +624,34 @@ class _Batch(Generic[ItemT]):
 @dataclass
 class _InFlight(Generic[ItemT]):
     """One guard's messages in the pool: the guard (ended by ``stack``), the connection it
-    holds, what it locks (``guard_keys``), and its sends not yet recorded."""
+    holds, what it locks (``guard_keys``), its results not yet recorded, and whether more
+    may still be added (``checking``)."""
 
     batch: _Batch[ItemT]
     sessions: sessionmaker[Session]
     keys: set[Hashable]
     stack: ExitStack = field(default_factory=ExitStack)
-    sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]] = field(
-        default_factory=dict)
+    sending: dict[Future[Result], tuple[ItemT, Any]] = field(default_factory=dict)
+    checking: bool = True
 
 
 class _PooledRun(Generic[ItemT]):
     """``run_once`` on PostgreSQL with ``send_concurrency`` > 1: up to that many sends in
     flight, each thread with adapters of its own (their connections are not shared).
 
-    Checks and outcomes stay on this thread. A chunk of a claim's messages is checked under
-    one guard, sent through the pool, and each outcome recorded (and committed) as its send
-    returns; the guard ends when its chunk's sends have returned and are recorded. Two guards
-    are open at once (``GUARDS_IN_FLIGHT``), so the next chunk is checked while the pool sends
-    the last one, and the next batch is claimed before the current one runs out: the pool
-    does not wait for a guard, a check or a claim. Two guards in flight never hold the same
-    row (the outbox's ``guard_keys``: a message whose booking or patient the other guard holds
-    waits for a later chunk), so a cancellation waits for one guard, as with one at a time.
-    An outbox without ``guard_keys`` has one guard at a time."""
+    This thread claims, and checks each chunk of a claim's messages under one guard before it
+    hands them to the pool; a recorder thread of the run records each result (and commits
+    it) as it returns, whatever has returned since its last write in one write, so an
+    accepted message waits for its outcome no longer than one write (a SIGKILL sends again
+    only the sends in flight and those the write under way holds). A guard ends once its
+    chunk's results are all recorded.
+
+    Two guards are open at once (``GUARDS_IN_FLIGHT``), so the next chunk is checked while
+    the pool sends the last one, and the next batch is claimed before the current one runs
+    out: the pool does not wait for a guard, a check or a claim. Two guards in flight never
+    hold the same row (the outbox's ``guard_keys``: a message whose booking or patient the
+    other guard holds waits for a later chunk), so a cancellation waits for one guard, as
+    with one at a time. An outbox without ``guard_keys`` has one guard at a time."""
 
     def __init__(self, runner: OutboxRunner[ItemT], pool: ThreadPoolExecutor, workers: int,
                  *, now: datetime | None, report: Report, adapters: dict[int, Adapter],
@@ -694,16 +676,26 @@ class _PooledRun(Generic[ItemT]):
         self.batches: list[_Batch[ItemT]] = []
         self.flights: list[_InFlight[ItemT]] = []
         self.drained = False  # a claim found nothing due
+        # The recorder: results in, guards whose results are all recorded out.
+        self.lock = threading.Lock()
+        self.returned: queue.SimpleQueue[tuple[Future[Result], _InFlight[ItemT]] | None] = (
+            queue.SimpleQueue())
+        self.finished: queue.SimpleQueue[_InFlight[ItemT] | None] = queue.SimpleQueue()
+        self.failure: BaseException | None = None  # a send that failed unexpectedly
+        self.broken: BaseException | None = None  # a write failed: no more writes
 
     def at(self) -> datetime:
         return self.now or self.runner.clock()
 
     def run(self) -> None:
         with self.runner._pooled_sessions(self.lanes) as (guards, outcomes):
-            self.outcomes = outcomes
+            recorder = threading.Thread(target=self._record, args=(outcomes,), daemon=True,
+                                        name=f"{self.outbox.name}-record")
+            recorder.start()
             free = list(guards)
             try:
                 while True:
+                    self._raise_failure()
                     self._give_back_expired()
                     if (not self.drained and not self.runner._stopping
                             and self._unguarded() < self.per_guard):
@@ -712,15 +704,23 @@ class _PooledRun(Generic[ItemT]):
                         if not self._open(free[-1]):
                             break
                         free.pop()
-                    free += self._end_finished()
                     if not self.flights:
                         if self.drained or self.runner._stopping:
                             break
                         continue
-                    self._record_returned()
-                    free += self._end_finished()
+                    free += self._end(self.finished.get())
             finally:
-                self._finish()
+                try:
+                    self._finish()
+                finally:
+                    self.returned.put(None)
+                    recorder.join()
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        failure = self.broken or self.failure
+        if failure is not None:
+            raise failure
 
     def _unguarded(self) -> int:
         return sum(len(batch.pending) for batch in self.batches)
@@ -774,60 +774,99 @@ class _PooledRun(Generic[ItemT]):
     def _start(self, batch: _Batch[ItemT], sessions: sessionmaker[Session],
                items: list[ItemT], keys: set[Hashable]) -> None:
         flight = _InFlight(batch, sessions, keys)
-        self.flights.append(flight)  # from here on, ``_finish`` records and ends it
-        _guard, guarded = flight.stack.enter_context(self.runner._guard(sessions, items))
-        for item in items:
-            if self._must_stop(batch):
-                break
-            batch.pending.remove(item)
-            at = self.at()
-            step = self.outbox.prepare(item, guarded, at=at)
-            if isinstance(step, Done):
-                self.runner._record(None, self.outcomes, item, step, row=step.row,
-                                    at=self.at(), report=self.report)
-            elif step is not None:
-                flight.sending[self.pool.submit(
-                    self.runner._attempt, item, step, at, self.now, self.adapters,
-                    batch.down, lane=True)] = (item, step)
+        self.flights.append(flight)  # from here on, ``_finish`` waits for it and ends it
+        try:
+            _guard, guarded = flight.stack.enter_context(self.runner._guard(sessions, items))
+            for item in items:
+                if self._must_stop(batch) or self.broken is not None:
+                    break
+                batch.pending.remove(item)
+                at = self.at()
+                step = self.outbox.prepare(item, guarded, at=at)
+                if isinstance(step, Done):
+                    settled: Future[Result] = Future()
+                    settled.set_result(step)
+                    self._hand_over(flight, settled, item, step.row)
+                elif step is not None:
+                    self._hand_over(flight, self.pool.submit(
+                        self.runner._attempt, item, step, at, self.now, self.adapters,
+                        batch.down, lane=True), item, step.row)
+        finally:
+            self._checked(flight)
 
-    def _record_returned(self) -> None:
-        """Wait for sends to return and record whatever has returned, in one write (a sender
-        that records slower than its pool sends writes more rows at a time instead of falling
-        behind). A send that failed unexpectedly is raised once the others are recorded."""
-        owners = {future: flight for flight in self.flights for future in flight.sending}
-        returned, _ = wait(owners, return_when=FIRST_COMPLETED)
-        results = []
-        failure: BaseException | None = None
-        for future in returned:
-            item, step = owners[future].sending.pop(future)
-            try:
-                results.append((item, future.result(), step.row))
-            except Exception as error:  # noqa: BLE001 - raised after the others
-                failure = failure or error
-        self.runner._record_many(self.outcomes, results, at=self.at(), report=self.report)
-        if failure is not None:
-            raise failure
+    def _hand_over(self, flight: _InFlight[ItemT], future: Future[Result], item: ItemT,
+                   row: Any) -> None:
+        """The recorder records ``future``'s result when it returns."""
+        with self.lock:
+            flight.sending[future] = (item, row)
+        future.add_done_callback(lambda done: self.returned.put((done, flight)))
 
-    def _end_finished(self) -> list[sessionmaker[Session]]:
-        """End the guards whose sends are all recorded; their connections are free again."""
-        finished = [flight for flight in self.flights if not flight.sending]
-        for flight in finished:
-            self.flights.remove(flight)
-            flight.stack.close()
-        return [flight.sessions for flight in finished]
+    def _checked(self, flight: _InFlight[ItemT]) -> None:
+        """No more messages for this guard: it ends once its results are recorded."""
+        with self.lock:
+            flight.checking = False
+            if not flight.sending:
+                self.finished.put(flight)
+
+    def _end(self, flight: _InFlight[ItemT] | None) -> list[sessionmaker[Session]]:
+        """End a guard whose results are all recorded (None: the recorder failed); its
+        connection is free again."""
+        if flight is None:
+            self._raise_failure()
+            return []
+        self.flights.remove(flight)
+        flight.stack.close()
+        return [flight.sessions]
+
+    def _record(self, outcomes: sessionmaker[Session]) -> None:
+        """The recorder thread: whatever has returned since the last write, in one write."""
+        stopping = False
+        while not stopping:
+            returned = [self.returned.get()]
+            while True:
+                try:
+                    returned.append(self.returned.get_nowait())
+                except queue.Empty:
+                    break
+            results = []
+            for entry in returned:
+                if entry is None:
+                    stopping = True
+                    continue
+                future, flight = entry
+                item, row = flight.sending[future]
+                try:
+                    results.append((item, future.result(), row))
+                except Exception as error:  # noqa: BLE001 - raised by the run, once recorded
+                    self.failure = self.failure or error
+            if results and self.broken is None:
+                try:
+                    self.runner._record_many(outcomes, results, at=self.at(),
+                                             report=self.report)
+                except Exception as error:  # noqa: BLE001 - raised by the run
+                    self.broken = error  # the rows not recorded keep their lease
+                    self.finished.put(None)
+            with self.lock:
+                for entry in returned:
+                    if entry is not None:
+                        future, flight = entry
+                        del flight.sending[future]
+                        if not flight.sending and not flight.checking:
+                            self.finished.put(flight)
 
     def _finish(self) -> None:
-        """Whatever ends the run (nothing due, SIGTERM, an error): the sends already started
-        are recorded and their guards ended, the rows not yet attempted given back."""
+        """Whatever ends the run (nothing due, SIGTERM, an error): the results of the sends
+        already started are recorded and their guards ended, the rows not yet attempted
+        given back."""
         try:
-            for flight in list(self.flights):
-                try:
-                    self.runner._record_as_they_return(self.outcomes, flight.sending,
-                                                       self.now, self.report)
-                finally:
-                    flight.sending.clear()
-                    flight.stack.close()
-                    self.flights.remove(flight)
+            for flight in self.flights:
+                if flight.checking:
+                    self._checked(flight)
+            while self.flights:
+                finished = self.finished.get()
+                if finished is not None:
+                    self.flights.remove(finished)
+                    finished.stack.close()
         finally:
             for batch in self.batches:
                 self.runner._give_back(batch.claim, batch.pending, self.now, self.report)
