@@ -631,7 +631,7 @@ class _InFlight(Generic[ItemT]):
     sessions: sessionmaker[Session]
     keys: set[Hashable]
     stack: ExitStack = field(default_factory=ExitStack)
-    sending: dict[Future[Result], tuple[ItemT, Any]] = field(default_factory=dict)
+    sending: dict[Future[Any], tuple[ItemT, Any]] = field(default_factory=dict)
     checking: bool = True
 
 
@@ -678,7 +678,7 @@ class _PooledRun(Generic[ItemT]):
         self.drained = False  # a claim found nothing due
         # The recorder: results in, guards whose results are all recorded out.
         self.lock = threading.Lock()
-        self.returned: queue.SimpleQueue[tuple[Future[Result], _InFlight[ItemT]] | None] = (
+        self.returned: queue.SimpleQueue[tuple[Future[Any], _InFlight[ItemT]] | None] = (
             queue.SimpleQueue())
         self.finished: queue.SimpleQueue[_InFlight[ItemT] | None] = queue.SimpleQueue()
         self.failure: BaseException | None = None  # a send that failed unexpectedly
@@ -794,7 +794,7 @@ class _PooledRun(Generic[ItemT]):
         finally:
             self._checked(flight)
 
-    def _hand_over(self, flight: _InFlight[ItemT], future: Future[Result], item: ItemT,
+    def _hand_over(self, flight: _InFlight[ItemT], future: Future[Any], item: ItemT,
                    row: Any) -> None:
         """The recorder records ``future``'s result when it returns."""
         with self.lock:
