@@ -16,17 +16,21 @@ through which adapter it goes (``prepare``), and what an outcome means for the r
    through a thread pool whose threads keep adapters of their own), each outcome recorded
    in its own short transaction that commits right after the channel accepted (or refused)
    the message (pooled: the outcomes that returned while the last ones were written go in
-   one write, one UPDATE per row sent in one pipeline). A sender killed at any instant has
-   at most one message (pooled: at most one guard's chunk) sent but not recorded; those go
-   out again after the lease, under the same dedupe key, which the channel can use to drop
-   them. A batch stopped early by an
+   one write: rows given the same values under one claim in one UPDATE, ``id = ANY``, the
+   others one UPDATE per row sent in one pipeline; the next batch is claimed while the
+   current one's last messages are sent). A sender killed at any instant has at most one
+   message (pooled: at most the sends in flight, ``send_concurrency``, and those returned
+   but not yet written) sent but not recorded; those go out again after the lease, under
+   the same dedupe key, which the channel can use to drop them. A batch stopped early by an
    error gives its rows not yet attempted back at once: they never wait for the lease.
 
    A *guarded* outbox (reminders) has what its check reads locked (``FOR SHARE``: the
    booking, the patient) from before the check until after the send, so a cancellation or
    an opt-out waits for the sends in flight and is seen by the next ones. On PostgreSQL
    the guard is a transaction on a second connection, renewed every ``GUARD_SECONDS``,
-   while the outcomes commit one by one on the first; on SQLite (one writer at a time)
+   while the outcomes commit one by one on the first (pooled: two guards open at once on
+   connections of their own, each over one chunk, never over the same row, so a change
+   waits for one guard: see ``_PooledRun``); on SQLite (one writer at a time)
    each message is checked, sent and recorded in one ``BEGIN IMMEDIATE`` transaction.
    Unguarded outboxes (webhooks, whose sends may take seconds) send with no transaction
    open.
@@ -49,18 +53,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import ARRAY, Connection, any_, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -203,6 +208,10 @@ GUARD_SECONDS = 0.5
 """How long one guard holds its locks at most (then it is renewed for the next messages): a
 cancellation waits at most about this long, plus one send."""
 
+GUARDS_IN_FLIGHT = 2
+"""Pooled sends: guards open at once, so the pool sends one guard's messages while the next
+guard's are checked; their messages never share a locked row (``guard_keys``)."""
+
 
 class Outbox(Protocol[ItemT]):
     name: str  # the scheduler's job id ("reminders", "webhooks")
@@ -225,7 +234,10 @@ class Outbox(Protocol[ItemT]):
     def guard(self, session: Session, items: list[ItemT]) -> Any:
         """Guarded outboxes: lock what the checks of these messages read (``FOR SHARE``,
         never the outbox rows themselves, which the outcomes update meanwhile), then read
-        the rows (a statement after the locks, so it sees what committed before them)."""
+        the rows (a statement after the locks, so it sees what committed before them).
+        An outbox sent through a pool may also name the rows its guard locks for an item
+        (``guard_keys(item)``): two guards are then open at once, never over the same row
+        (``_PooledRun``)."""
         ...
 
     def prepare(self, item: ItemT, guarded: Any, *, at: datetime) -> Send | Done | None:
@@ -291,6 +303,10 @@ class OutboxRunner(Generic[ItemT]):
         self._outcome = update(model).where(
             model.id == bindparam("outbox_row"), model.claim_token == bindparam("outbox_claim"),
             model.status == table.sending)
+        # Several rows, the same values (PostgreSQL): their ids as one array parameter.
+        self._outcomes = update(model).where(
+            model.id == any_(bindparam("outbox_rows", type_=ARRAY(model.id.type))),
+            model.claim_token == bindparam("outbox_claim"), model.status == table.sending)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
@@ -308,13 +324,16 @@ class OutboxRunner(Generic[ItemT]):
         pool = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.outbox.name}-send") if (
             workers > 1 and self.database.dialect == "postgresql") else None
         try:
-            while not self._stopping:
+            if pool is not None:
+                _PooledRun(self, pool, workers, now=now, report=report, adapters=adapters,
+                           batch=batch).run()
+            while pool is None and not self._stopping:
                 claim = self.claim(now or self.clock(), limit=batch, report=report)
                 if not claim.selected:
                     break  # nothing due (not "fewer than a batch": SKIP LOCKED passes over
                     # rows another scheduler is claiming, so a short claim proves nothing)
                 if claim.items:
-                    self._send_claimed(claim, now, report, adapters, pool)
+                    self._send_claimed(claim, now, report, adapters)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -363,8 +382,7 @@ class OutboxRunner(Generic[ItemT]):
         return claim.started + (lease - timeout if lease > timeout else lease / 2)
 
     def _send_claimed(self, claim: Claim[ItemT], now: datetime | None, report: Report,
-                      adapters: dict[int, Adapter],
-                      pool: ThreadPoolExecutor | None = None) -> None:
+                      adapters: dict[int, Adapter]) -> None:
         """Send a claimed batch. Whatever stops it early (SIGTERM, the lease running out, an
         error: a lock or statement timeout, a lost connection) gives the rows not yet
         attempted back at once, so none of them waits for its lease to end; only a message
@@ -372,19 +390,21 @@ class OutboxRunner(Generic[ItemT]):
         same dedupe key)."""
         pending = list(claim.items)
         try:
-            if pool is None:
-                self._send_one_by_one(claim, pending, now, report, adapters)
-            else:
-                self._send_pooled(claim, pending, now, report, adapters, pool)
+            self._send_one_by_one(claim, pending, now, report, adapters)
         finally:
-            if pending:  # stopping, the lease running out, or an error: give the rest back
-                try:
-                    report.add("released",
-                               self._release(claim, pending, when=now or self.clock()))
-                except Exception as failed:  # noqa: BLE001 - the lease takes them back then
-                    log.warning("%s: could not give %d claimed rows back (%s); they are "
-                                "claimed again when their lease ends", self.outbox.name,
-                                len(pending), type(failed).__name__)
+            self._give_back(claim, pending, now, report)
+
+    def _give_back(self, claim: Claim[ItemT], pending: list[ItemT], now: datetime | None,
+                   report: Report) -> None:
+        """Stopping, the lease running out, or an error: give the rows not attempted back."""
+        if not pending:
+            return
+        try:
+            report.add("released", self._release(claim, pending, when=now or self.clock()))
+        except Exception as failed:  # noqa: BLE001 - the lease takes them back then
+            log.warning("%s: could not give %d claimed rows back (%s); they are claimed again "
+                        "when their lease ends", self.outbox.name, len(pending),
+                        type(failed).__name__)
 
     def _send_one_by_one(self, claim: Claim[ItemT], pending: list[ItemT],
                          now: datetime | None, report: Report,
@@ -415,73 +435,15 @@ class OutboxRunner(Generic[ItemT]):
                         if guard is not None and time.monotonic() - started > GUARD_SECONDS:
                             break  # renew the guard: a cancellation waiting gets its turn
 
-    def _send_pooled(self, claim: Claim[ItemT], pending: list[ItemT], now: datetime | None,
-                     report: Report, adapters: dict[int, Adapter],
-                     pool: ThreadPoolExecutor) -> None:
-        """PostgreSQL, ``send_concurrency`` > 1: up to that many sends in flight, each thread
-        with adapters of its own (their connections are not shared). Checks and outcomes stay
-        on this thread: a chunk of messages is checked under one guard, sent through the
-        pool, and each outcome is recorded (and committed) as its send returns; the guard
-        ends when the chunk's sends have."""
-        deadline = self._send_deadline(claim)
-
-        def must_stop() -> bool:
-            return self._stopping or time.monotonic() > deadline
-
-        down: set[Hashable] = set()
-        per_guard = pool._max_workers * 4  # noqa: SLF001 - the pool's own size
-        with self._sessions() as (guards, outcomes):
-            while pending and not must_stop():
-                chunk = list(pending[:per_guard])
-                with self._guard(guards, chunk) as (_guard, guarded):
-                    sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]] = {}
-                    try:
-                        for item in chunk:
-                            if must_stop():
-                                break
-                            pending.remove(item)
-                            at = now or self.clock()
-                            step = self.outbox.prepare(item, guarded, at=at)
-                            if isinstance(step, Done):
-                                self._record(None, outcomes, item, step, row=step.row,
-                                             at=now or self.clock(), report=report)
-                            elif step is not None:
-                                sending[pool.submit(self._attempt, item, step, at, now,
-                                                    adapters, down, lane=True)] = (item, step)
-                    finally:  # the sends already started are recorded, even on an error
-                        self._record_as_they_return(outcomes, sending, now, report)
-
-    def _record_as_they_return(
-            self, outcomes: sessionmaker[Session],
-            sending: dict[Future[Attempt | Postponed], tuple[ItemT, Send]],
-            now: datetime | None, report: Report) -> None:
-        """Record the pooled sends' outcomes as they return: whatever has returned since the
-        last write goes in one write (one statement per kind of outcome, its rows sent
-        together), so a sender that records slower than its pool sends writes more rows at
-        a time instead of falling behind; each row is still its own outcome, under its
-        claim. A send that failed unexpectedly is raised once the others are recorded."""
-        waiting: set[Future[Attempt | Postponed]] = set(sending)
-        failure: BaseException | None = None
-        while waiting:
-            returned, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-            results = []
-            for future in returned:
-                item, step = sending[future]
-                try:
-                    results.append((item, future.result(), step.row))
-                except Exception as error:  # noqa: BLE001 - raised after the others
-                    failure = failure or error
-            self._record_many(outcomes, results, at=now or self.clock(), report=report)
-        if failure is not None:
-            raise failure
-
     def _record_many(self, outcomes: sessionmaker[Session],
                      results: list[tuple[ItemT, Result, Any]], *, at: datetime,
                      report: Report) -> None:
-        """Record several results on the outcomes' connection (no guard's transaction): the
-        rows of one kind of outcome (the same outcome, the same columns) in one statement
-        executed for each row (psycopg sends them in one pipeline), each row updated only
-        while its claim holds, as ``_record`` does one at a time."""
+        """Record several results on the outcomes' connection (no guard's transaction), each
+        row updated only while its claim holds, as ``_record`` does one at a time. Rows given
+        the same values under the same claim (the common case: sent, by one channel) go in one
+        statement (PostgreSQL: ``id = ANY(:rows)``); the others of one kind of outcome (the
+        same columns) in one statement executed for each row (psycopg sends them in one
+        pipeline)."""
         groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
         for item, result, row in results:
             change = self.outbox.record(item, result, row=row, at=at)
@@ -495,8 +457,15 @@ class OutboxRunner(Generic[ItemT]):
             return
         with UnitOfWork(outcomes, dialect=self.database.dialect) as uow:
             connection = uow.session.connection()
-            recorded = [(outcome, connection.execute(self._outcome, rows).rowcount)
-                        for (outcome, _columns), rows in groups.items()]
+            recorded = []
+            for (outcome, _columns), rows in groups.items():
+                alike, each = (_alike(rows) if connection.dialect.name == "postgresql"
+                               else ([], rows))
+                for together in alike:
+                    recorded.append((outcome, connection.execute(
+                        self._outcomes, together).rowcount))
+                if each:
+                    recorded.append((outcome, connection.execute(self._outcome, each).rowcount))
             uow.commit()
         for outcome, ours in recorded:
             report.add(outcome, ours)
@@ -537,6 +506,23 @@ class OutboxRunner(Generic[ItemT]):
                 # A guarded outbox's outcome is one UPDATE (no ``then``): it commits alone.
                 second.execution_options(isolation_level="AUTOCOMMIT")
                 yield one, sessionmaker(bind=second, expire_on_commit=False)
+
+    @contextmanager
+    def _pooled_sessions(self, guards: int) -> Iterator[
+            tuple[list[sessionmaker[Session]], sessionmaker[Session]]]:
+        """PostgreSQL, pooled sends: ``guards`` connections for the guards in flight at once
+        and one for the outcomes (asynchronous commits, as in ``_sessions``); an unguarded
+        outbox has one connection for both."""
+        with ExitStack() as stack:
+            first = stack.enter_context(self.database.writer.connect())
+            stack.enter_context(_asynchronous_commits(first))
+            outcomes = sessionmaker(bind=first, expire_on_commit=False)
+            if not self.outbox.guarded:
+                yield [outcomes] * guards, outcomes
+                return
+            first.execution_options(isolation_level="AUTOCOMMIT")  # one UPDATE per commit
+            yield [sessionmaker(bind=stack.enter_context(self.database.writer.connect()),
+                                expire_on_commit=False) for _ in range(guards)], outcomes
 
     @contextmanager
     def _guard(self, sessions: sessionmaker[Session],
@@ -624,6 +610,269 @@ class OutboxRunner(Generic[ItemT]):
             return result.rowcount or 0
 
 
+@dataclass
+class _Batch(Generic[ItemT]):
+    """A claim sent through the pool: its rows not yet taken into a guard, the last moment
+    one of them may be sent, the circuits that failed in it."""
+
+    claim: Claim[ItemT]
+    pending: list[ItemT]
+    deadline: float
+    down: set[Hashable] = field(default_factory=set)
+
+
+@dataclass
+class _InFlight(Generic[ItemT]):
+    """One guard's messages in the pool: the guard (ended by ``stack``), the connection it
+    holds, what it locks (``guard_keys``), its results not yet recorded, and whether more
+    may still be added (``checking``)."""
+
+    batch: _Batch[ItemT]
+    sessions: sessionmaker[Session]
+    keys: set[Hashable]
+    stack: ExitStack = field(default_factory=ExitStack)
+    sending: dict[Future[Any], tuple[ItemT, Any]] = field(default_factory=dict)
+    checking: bool = True
+
+
+class _PooledRun(Generic[ItemT]):
+    """``run_once`` on PostgreSQL with ``send_concurrency`` > 1: up to that many sends in
+    flight, each thread with adapters of its own (their connections are not shared).
+
+    This thread claims, and checks each chunk of a claim's messages under one guard before it
+    hands them to the pool; a recorder thread of the run records each result (and commits
+    it) as it returns, whatever has returned since its last write in one write, so an
+    accepted message waits for its outcome no longer than one write (a SIGKILL sends again
+    only the sends in flight and those the write under way holds). A guard ends once its
+    chunk's results are all recorded.
+
+    Two guards are open at once (``GUARDS_IN_FLIGHT``), so the next chunk is checked while
+    the pool sends the last one, and the next batch is claimed before the current one runs
+    out: the pool does not wait for a guard, a check or a claim. Two guards in flight never
+    hold the same row (the outbox's ``guard_keys``: a message whose booking or patient the
+    other guard holds waits for a later chunk), so a cancellation waits for one guard, as
+    with one at a time. An outbox without ``guard_keys`` has one guard at a time."""
+
+    def __init__(self, runner: OutboxRunner[ItemT], pool: ThreadPoolExecutor, workers: int,
+                 *, now: datetime | None, report: Report, adapters: dict[int, Adapter],
+                 batch: int) -> None:
+        self.runner = runner
+        self.outbox = runner.outbox
+        self.pool = pool
+        self.now = now
+        self.report = report
+        self.adapters = adapters
+        self.batch = batch
+        keys_of: Callable[[ItemT], Iterable[Hashable]] | None = getattr(
+            self.outbox, "guard_keys", None)
+        self.keys_of = keys_of
+        self.lanes = GUARDS_IN_FLIGHT if keys_of is not None or not self.outbox.guarded else 1
+        # Messages a guard checks: with one guard at a time, 4 x the pool (so the pool stays
+        # busy while they are checked); with two, 2 x the pool each (the same lock time).
+        # Evened out over a batch (100 in chunks of 32 would leave a chunk of 4 holding a
+        # guard of its own while the pool runs short): four chunks of 25.
+        chunks = -(-batch // (workers * 4 // self.lanes))
+        self.per_guard = max(1, -(-batch // chunks))
+        self.batches: list[_Batch[ItemT]] = []
+        self.flights: list[_InFlight[ItemT]] = []
+        self.drained = False  # a claim found nothing due
+        # The recorder: results in, guards whose results are all recorded out.
+        self.lock = threading.Lock()
+        self.returned: queue.SimpleQueue[tuple[Future[Any], _InFlight[ItemT]] | None] = (
+            queue.SimpleQueue())
+        self.finished: queue.SimpleQueue[_InFlight[ItemT] | None] = queue.SimpleQueue()
+        self.failure: BaseException | None = None  # a send that failed unexpectedly
+        self.broken: BaseException | None = None  # a write failed: no more writes
+
+    def at(self) -> datetime:
+        return self.now or self.runner.clock()
+
+    def run(self) -> None:
+        with self.runner._pooled_sessions(self.lanes) as (guards, outcomes):
+            recorder = threading.Thread(target=self._record, args=(outcomes,), daemon=True,
+                                        name=f"{self.outbox.name}-record")
+            recorder.start()
+            free = list(guards)
+            try:
+                while True:
+                    self._raise_failure()
+                    self._give_back_expired()
+                    if (not self.drained and not self.runner._stopping
+                            and self._unguarded() < self.per_guard):
+                        self._claim()
+                    while free and not self.runner._stopping:
+                        if not self._open(free[-1]):
+                            break
+                        free.pop()
+                    if not self.flights:
+                        if self.drained or self.runner._stopping:
+                            break
+                        continue
+                    free += self._end(self.finished.get())
+            finally:
+                try:
+                    self._finish()
+                finally:
+                    self.returned.put(None)
+                    recorder.join()
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        failure = self.broken or self.failure
+        if failure is not None:
+            raise failure
+
+    def _unguarded(self) -> int:
+        return sum(len(batch.pending) for batch in self.batches)
+
+    def _must_stop(self, batch: _Batch[ItemT]) -> bool:
+        return self.runner._stopping or time.monotonic() > batch.deadline
+
+    def _claim(self) -> None:
+        claim = self.runner.claim(self.at(), limit=self.batch, report=self.report)
+        if not claim.selected:
+            self.drained = True  # nothing due (a short claim proves nothing: SKIP LOCKED)
+        elif claim.items:
+            self.batches.append(_Batch(claim, list(claim.items),
+                                       self.runner._send_deadline(claim)))
+
+    def _give_back_expired(self) -> None:
+        """A batch whose lease is running out gives its rows not yet taken back at once; a
+        batch with nothing left to send or record is done."""
+        for batch in self.batches:
+            if batch.pending and time.monotonic() > batch.deadline:
+                self.runner._give_back(batch.claim, batch.pending, self.now, self.report)
+                batch.pending.clear()
+        busy = {id(flight.batch) for flight in self.flights}
+        self.batches = [batch for batch in self.batches
+                        if batch.pending or id(batch) in busy]
+
+    def _open(self, sessions: sessionmaker[Session]) -> bool:
+        """Take the next chunk (the oldest batch first) under a guard on ``sessions``, check
+        its messages and hand them to the pool; False when there is none to take."""
+        busy: set[Hashable] = set()
+        for flight in self.flights:
+            busy |= flight.keys
+        for batch in self.batches:
+            if not batch.pending or self._must_stop(batch):
+                continue
+            items: list[ItemT] = []
+            keys: set[Hashable] = set()
+            for item in batch.pending:
+                own = set(self.keys_of(item)) if self.keys_of is not None else set()
+                if own & busy:
+                    continue  # the other guard holds its rows: a later chunk takes it
+                items.append(item)
+                keys |= own
+                if len(items) == self.per_guard:
+                    break
+            if items:
+                self._start(batch, sessions, items, keys)
+                return True
+        return False
+
+    def _start(self, batch: _Batch[ItemT], sessions: sessionmaker[Session],
+               items: list[ItemT], keys: set[Hashable]) -> None:
+        flight = _InFlight(batch, sessions, keys)
+        self.flights.append(flight)  # from here on, ``_finish`` waits for it and ends it
+        try:
+            _guard, guarded = flight.stack.enter_context(self.runner._guard(sessions, items))
+            for item in items:
+                if self._must_stop(batch) or self.broken is not None:
+                    break
+                batch.pending.remove(item)
+                at = self.at()
+                step = self.outbox.prepare(item, guarded, at=at)
+                if isinstance(step, Done):
+                    settled: Future[Result] = Future()
+                    settled.set_result(step)
+                    self._hand_over(flight, settled, item, step.row)
+                elif step is not None:
+                    self._hand_over(flight, self.pool.submit(
+                        self.runner._attempt, item, step, at, self.now, self.adapters,
+                        batch.down, lane=True), item, step.row)
+        finally:
+            self._checked(flight)
+
+    def _hand_over(self, flight: _InFlight[ItemT], future: Future[Any], item: ItemT,
+                   row: Any) -> None:
+        """The recorder records ``future``'s result when it returns."""
+        with self.lock:
+            flight.sending[future] = (item, row)
+        future.add_done_callback(lambda done: self.returned.put((done, flight)))
+
+    def _checked(self, flight: _InFlight[ItemT]) -> None:
+        """No more messages for this guard: it ends once its results are recorded."""
+        with self.lock:
+            flight.checking = False
+            if not flight.sending:
+                self.finished.put(flight)
+
+    def _end(self, flight: _InFlight[ItemT] | None) -> list[sessionmaker[Session]]:
+        """End a guard whose results are all recorded (None: the recorder failed); its
+        connection is free again."""
+        if flight is None:
+            self._raise_failure()
+            return []
+        self.flights.remove(flight)
+        flight.stack.close()
+        return [flight.sessions]
+
+    def _record(self, outcomes: sessionmaker[Session]) -> None:
+        """The recorder thread: whatever has returned since the last write, in one write."""
+        stopping = False
+        while not stopping:
+            returned = [self.returned.get()]
+            while True:
+                try:
+                    returned.append(self.returned.get_nowait())
+                except queue.Empty:
+                    break
+            results = []
+            for entry in returned:
+                if entry is None:
+                    stopping = True
+                    continue
+                future, flight = entry
+                item, row = flight.sending[future]
+                try:
+                    results.append((item, future.result(), row))
+                except Exception as error:  # noqa: BLE001 - raised by the run, once recorded
+                    self.failure = self.failure or error
+            if results and self.broken is None:
+                try:
+                    self.runner._record_many(outcomes, results, at=self.at(),
+                                             report=self.report)
+                except Exception as error:  # noqa: BLE001 - raised by the run
+                    self.broken = error  # the rows not recorded keep their lease
+                    self.finished.put(None)
+            with self.lock:
+                for entry in returned:
+                    if entry is not None:
+                        future, flight = entry
+                        del flight.sending[future]
+                        if not flight.sending and not flight.checking:
+                            self.finished.put(flight)
+
+    def _finish(self) -> None:
+        """Whatever ends the run (nothing due, SIGTERM, an error): the results of the sends
+        already started are recorded and their guards ended, the rows not yet attempted
+        given back."""
+        try:
+            for flight in self.flights:
+                if flight.checking:
+                    self._checked(flight)
+            while self.flights:
+                finished = self.finished.get()
+                if finished is not None:
+                    self.flights.remove(finished)
+                    finished.stack.close()
+        finally:
+            for batch in self.batches:
+                self.runner._give_back(batch.claim, batch.pending, self.now, self.report)
+                batch.pending.clear()
+
+
 @contextmanager
 def _asynchronous_commits(connection: Connection) -> Iterator[None]:
     """PostgreSQL: commits on ``connection`` do not wait for the WAL flush while the block
@@ -639,3 +888,28 @@ def _asynchronous_commits(connection: Connection) -> Iterator[None]:
             connection.commit()
         except DBAPIError:  # a broken connection: it never goes back into the pool
             connection.invalidate()
+
+
+def _alike(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Outcome parameters (``_record_many``) joined where rows share their claim and every
+    value: one set of parameters with ``outbox_rows`` (the ids) for each such group of two or
+    more, and the rest as they were."""
+    together: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    each: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            key = tuple(sorted((name, value) for name, value in row.items()
+                               if name != "outbox_row"))
+            hash(key)
+        except TypeError:  # a value that cannot be compared as a whole: on its own
+            each.append(row)
+            continue
+        together.setdefault(key, []).append(row)
+    joined = []
+    for group in together.values():
+        if len(group) == 1:
+            each.append(group[0])
+            continue
+        first = {name: value for name, value in group[0].items() if name != "outbox_row"}
+        joined.append({**first, "outbox_rows": [row["outbox_row"] for row in group]})
+    return joined, each

@@ -769,6 +769,45 @@ def test_a_pooled_scheduler_killed_mid_batch_sends_again_only_the_messages_in_fl
     assert statuses(app) == Counter({"sent": len(expected)})
 
 
+def test_pooled_guards_in_flight_never_hold_the_same_booking_or_patient(app, api, clinic,
+                                                                         sinks):
+    """Pooled sends keep two guards open (the next chunk is checked while the pool sends the
+    last): never over the same booking or patient, so a cancellation waits for one guard;
+    every reminder still goes out once."""
+    require_postgresql(app)
+    set_plan(api, clinic, "consultation", {**CONFIRMATION_ONLY, "confirmation": False})
+    bookings = [book(clinic, patient(clinic), hour, day_offset=day)
+                for day in range(4) for hour in (13, 14, 15, 16)]
+    now = utcnow()
+    expected = add_due_rows(app, bookings, 3, now)  # 48 due, each booking's in 3 rows
+    sinks.sms.delay = 0.01
+    send = dispatcher(app, live_settings(sinks, reminder_batch_size=20,
+                                         reminder_send_concurrency=4))
+    guard = send._guard
+    held: list[set[Any]] = []
+    overlaps: list[int] = []
+
+    @contextlib.contextmanager
+    def watched(sessions, items):  # type: ignore[no-untyped-def]
+        keys = {key for item in items for key in send.outbox.guard_keys(item)}
+        assert not any(keys & other for other in held)  # no row in two guards at once
+        held.append(keys)
+        overlaps.append(len(held))
+        try:
+            with guard(sessions, items) as opened:
+                yield opened
+        finally:
+            held.remove(keys)
+
+    send._guard = watched  # type: ignore[method-assign]
+    report = send.run_once(now=now + timedelta(seconds=1))
+
+    assert report.sent == len(expected)
+    assert sorted(sinks.sms.keys()) == sorted(expected)
+    assert max(overlaps) == 2  # the pool was fed by two guards at once
+    assert statuses(app) == Counter({"sent": len(expected)})
+
+
 def sent_keys(app) -> set[str]:
     with app.app_context():
         uow = unit_of_work()

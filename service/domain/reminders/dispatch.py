@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import ARRAY, ColumnElement, Row, Uuid, any_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -67,6 +67,7 @@ class ClaimedReminder:
     booking_id: uuid.UUID
     in_person: bool
     superseded: bool  # a later "before" reminder of the booking is due too
+    patient_id: uuid.UUID | None = None  # the booking's patient when claimed (guard_keys)
     # The whole stay and how to prepare, from the service type (PHI-free wordings only).
     arrive_early_minutes: int = 0
     with_driver: bool = False
@@ -104,12 +105,13 @@ class ReminderOutbox:
              report: Report) -> list[ClaimedReminder]:
         rows = {row.id: row for row in session.execute(
             select(Reminder.id, Reminder.booking_id, Reminder.kind, Reminder.plan_version,
-                   Reminder.due_at, ServiceType.modality, ServiceType.needs_clearance,
+                   Reminder.due_at, Booking.patient_id, ServiceType.modality,
+                   ServiceType.needs_clearance,
                    ServiceType.arrive_early_minutes, ServiceType.preparation,
                    ServiceType.after_care)
             .join(Booking, Booking.id == Reminder.booking_id)
             .join(ServiceType, ServiceType.id == Booking.service_type_id)
-            .where(Reminder.id.in_([d.id for d in due])))}
+            .where(_among(session, Reminder.id, [d.id for d in due])))}
         latest = self._latest_due_before_reminders(
             session, sorted({row.booking_id for row in rows.values()}), at)
         claimed = []
@@ -122,6 +124,7 @@ class ReminderOutbox:
             claimed.append(ClaimedReminder(
                 id=d.id, token=token, attempt=d.attempt, booking_id=row.booking_id,
                 in_person=row.modality == Modality.IN_PERSON, superseded=superseded,
+                patient_id=row.patient_id,
                 arrive_early_minutes=row.arrive_early_minutes or 0,
                 with_driver=row.modality == Modality.IN_PERSON and row.needs_clearance,
                 advice=tuple(instructions.reminder_wordings(row.preparation)),
@@ -134,7 +137,7 @@ class ReminderOutbox:
         """(booking, plan version) -> due time of its latest open "before" reminder due."""
         rows = session.execute(
             select(Reminder.booking_id, Reminder.plan_version, func.max(Reminder.due_at))
-            .where(Reminder.booking_id.in_(booking_ids),
+            .where(_among(session, Reminder.booking_id, booking_ids),
                    Reminder.status.in_(OPEN_STATUSES),
                    Reminder.kind.startswith(planning.BEFORE_PREFIX, autoescape=True),
                    Reminder.due_at <= at)
@@ -143,6 +146,12 @@ class ReminderOutbox:
 
     # Sending -------------------------------------------------------------------------
 
+    @staticmethod
+    def guard_keys(item: ClaimedReminder) -> tuple[Hashable, ...]:
+        """The rows ``guard`` locks for this reminder: two guards open at once (pooled
+        sends) never share one, so a cancellation or an opt-out waits for one guard."""
+        return ("booking", item.booking_id), ("patient", item.patient_id)
+
     def guard(self, session: Session,
               items: list[ClaimedReminder]) -> dict[uuid.UUID, _Guarded]:
         """Lock the bookings, then the patients, of these reminders (``FOR SHARE``, the order
@@ -150,20 +159,20 @@ class ReminderOutbox:
         move or an opt-out either committed before (and is seen here) or waits."""
         booking_ids = sorted({item.booking_id for item in items})
         patient_ids = sorted(session.scalars(
-            select(Booking.patient_id).where(Booking.id.in_(booking_ids))
+            select(Booking.patient_id).where(_among(session, Booking.id, booking_ids))
             .order_by(Booking.id).with_for_update(read=True)))
         patients = {row.id: row for row in session.execute(
             select(Patient.id, Patient.first_name, Patient.timezone, Patient.email,
                    Patient.phone, Patient.sms_consent, Patient.email_consent,
                    Patient.sms_opted_out_at)
-            .where(Patient.id.in_(patient_ids))
+            .where(_among(session, Patient.id, patient_ids))
             .order_by(Patient.id).with_for_update(read=True))}
         rows = session.execute(
             select(Reminder.id, Reminder.kind, Reminder.due_at, Reminder.attempts,
                    Reminder.dedupe_key, Booking.status, Booking.starts_at, Booking.patient_id,
                    Booking.hold_ends_at)
             .join(Booking, Booking.id == Reminder.booking_id)
-            .where(Reminder.id.in_([item.id for item in items]),
+            .where(_among(session, Reminder.id, [item.id for item in items]),
                    Reminder.claim_token == items[0].token,
                    Reminder.status == ReminderStatus.SENDING))
         return {row.id: _Guarded(row, patients[row.patient_id]) for row in rows}
@@ -255,3 +264,12 @@ class ReminderOutbox:
 class _Guarded(NamedTuple):
     reminder: Row[Any]  # with its booking's status and start
     patient: Row[Any]
+
+
+def _among(session: Session, column: Any, ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``: on PostgreSQL one array parameter (``= ANY``), so the
+    statement's text is the same for any number of ids (compiled, converted and prepared
+    once); elsewhere ``IN``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Uuid)))
+    return column.in_(ids)  # type: ignore[no-any-return]
