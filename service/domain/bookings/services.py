@@ -26,7 +26,7 @@ from service.domain import recipients
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search
 from service.domain.availability.placement import SlotUnavailable
-from service.domain.bookings import events, zones
+from service.domain.bookings import events, history, zones
 from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
@@ -181,11 +181,14 @@ def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged
     """The change joins the booking's history, and its event is recorded for the handlers
     (call after the booking's change, before commit)."""
     uow.session.flush()  # the booking's id, and the database's constraints checked now
-    # Its history row written at once, without the ORM's unit of work (nothing reads the
-    # row back in this transaction; a flush of one more object cost more than the INSERT).
-    uow.session.connection().execute(_HISTORY_ROW, {
-        "booking_id": booking.id, "kind": event.kind, "occurred_at": utcnow(),
-        "actor_key_id": actor.key_id})
+    if uow.dialect == "postgresql":  # written by the change feed's statement (history.py)
+        history.defer(uow.memo, booking.id, event.kind, actor.key_id)
+    else:
+        # Its history row written at once, without the ORM's unit of work (nothing reads
+        # the row back in this transaction; a flush of one more object cost more).
+        uow.session.connection().execute(_HISTORY_ROW, {
+            "booking_id": booking.id, "kind": event.kind, "occurred_at": utcnow(),
+            "actor_key_id": actor.key_id})
     uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id, **extra))
 
 
