@@ -9,17 +9,24 @@ is kept on the unit of work (``uow.memo``) for the rest of the transaction, so t
 handler, and every later change in the same transaction (a series, a waitlist fill), reads
 nothing. The memo lives as long as the transaction: nothing is kept across requests or
 processes, so a subscription or a calendar added elsewhere is seen by the next transaction.
+
+On PostgreSQL a booking asks for both in the very query that loads its parties (``COLUMNS``:
+two scalar subqueries, the provider's calendars correlated to the provider row) and hands
+the answer to ``remember``: the change then reads no recipients at all.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, literal, null, select, type_coerce, union_all
+from sqlalchemy import JSON, Text, cast, func, literal, null, select, type_coerce, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from service.domain.calendar.models import WebhookSubscription
 from service.domain.connections.models import CalendarConnection, ConnectionKind
+from service.domain.providers.models import Provider
 from service.uow import UnitOfWork
 
 _SUBSCRIBERS = "recipients.subscribers"
@@ -45,10 +52,38 @@ def _subscriptions():  # type: ignore[no-untyped-def]
 def _write_back(provider_id: uuid.UUID):  # type: ignore[no-untyped-def]
     return (select(literal("calendar").label("kind"), CalendarConnection.id.label("id"),
                    type_coerce(null(), JSON).label("events"))
-            .where(CalendarConnection.provider_id == provider_id,
-                   CalendarConnection.kind == ConnectionKind.CALDAV,
-                   CalendarConnection.write_back.is_(True),
-                   CalendarConnection.active.is_(True)))
+            .where(*_write_back_where(provider_id)))
+
+
+def _write_back_where(provider_id):  # type: ignore[no-untyped-def]
+    return (CalendarConnection.provider_id == provider_id,
+            CalendarConnection.kind == ConnectionKind.CALDAV,
+            CalendarConnection.write_back.is_(True), CalendarConnection.active.is_(True))
+
+
+# PostgreSQL: the recipients as two text columns of the query that loads a provider row (the
+# subscriptions as a JSON array of [id, events] in id order, the provider's write-back
+# calendars' ids joined by commas; NULL when there are none). Text, so the row hashes.
+COLUMNS = (
+    cast(select(func.json_agg(aggregate_order_by(
+        func.json_build_array(WebhookSubscription.id, WebhookSubscription.events),
+        WebhookSubscription.id)))
+        .where(WebhookSubscription.active.is_(True)).scalar_subquery(), Text)
+    .label("recipients_subscribers"),
+    select(func.string_agg(cast(CalendarConnection.id, Text), ","))
+    .where(*_write_back_where(Provider.id)).scalar_subquery().label("recipients_write_back"),
+)
+
+
+def remember(uow: UnitOfWork, provider_id: uuid.UUID, subscribers_json: str | None,
+             write_back_ids: str | None) -> None:
+    """Keep for the transaction the recipients read with the provider (``COLUMNS``)."""
+    found = [Subscriber(id=uuid.UUID(id_), events=tuple(events or ()))
+             for id_, events in json.loads(subscribers_json or "[]")]
+    found.sort(key=lambda s: s.id)
+    uow.memo[_SUBSCRIBERS] = found
+    uow.memo[("recipients.write_back", provider_id)] = frozenset(
+        uuid.UUID(id_) for id_ in (write_back_ids or "").split(",") if id_)
 
 
 def _load(uow: UnitOfWork, provider_id: uuid.UUID | None) -> None:

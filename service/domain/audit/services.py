@@ -353,7 +353,11 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
         if not (session.info.get(_CHANGED) or _touches_clinic_data(pending)):
             return
         session.flush()  # ids of what this request created
-        session.add(build_event(session, context, AuditOutcome.SUCCESS))
+        # The row as one INSERT statement, as ``record`` writes it: no object for the
+        # commit's flush to process (nothing reads it back in this transaction).
+        given = build_event(session, context, AuditOutcome.SUCCESS).__dict__
+        session.connection().execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
+                                                   if key in given})
         session.info[_PENDING] = True
 
     @event.listens_for(sessions, "after_commit")

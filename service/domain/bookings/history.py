@@ -1,12 +1,34 @@
-"""A booking's history: one row per change, written in the transaction of the change."""
+"""A booking's history: one row per change, written in the transaction of the change.
+
+On PostgreSQL a change's row waits on its unit of work (``defer``, in ``uow.memo``) and is
+written by the change feed's statement right before the commit (``written_with_the_feed``,
+a data-modifying CTE of ``calendar/sync.py``'s one statement): one round trip fewer a
+change, the same rows in the same order (ids follow the changes). Elsewhere it is written at
+once.
+"""
 
 from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import MutableMapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
@@ -37,3 +59,34 @@ class BookingEvent(Base):
     kind: Mapped[BookingEventKind] = mapped_column(enum_column(BookingEventKind, "kind"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor_key_id: Mapped[uuid.UUID | None]
+
+
+_DEFERRED = "bookings.history.deferred"
+
+
+def defer(memo: MutableMapping[object, Any], booking_id: uuid.UUID, kind: BookingEventKind,
+          actor_key_id: uuid.UUID | None) -> None:
+    """Keep a change's row for the change feed's statement (PostgreSQL)."""
+    memo.setdefault(_DEFERRED, []).append((booking_id, kind.value, actor_key_id))
+
+
+def take_deferred(memo: MutableMapping[object, Any]) -> dict[str, Any]:
+    """The parameters of ``written_with_the_feed`` for the rows kept so far (none: empty
+    arrays, no row), which are then no longer kept."""
+    rows = memo.pop(_DEFERRED, [])
+    return {"history_booking_ids": [r[0] for r in rows], "history_kinds": [r[1] for r in rows],
+            "history_actor_key_ids": [r[2] for r in rows], "history_at": utcnow()}
+
+
+def written_with_the_feed() -> CTE:
+    """PostgreSQL: the deferred rows as a data-modifying CTE (parameters only; given by
+    ``take_deferred``), inserted in the order the changes happened."""
+    rows = func.unnest(bindparam("history_booking_ids", type_=ARRAY(Uuid)),
+                       bindparam("history_kinds", type_=ARRAY(String)),
+                       bindparam("history_actor_key_ids", type_=ARRAY(Uuid))).table_valued(
+        "booking_id", "kind", "actor_key_id", with_ordinality="position").render_derived(
+        name="history_row")
+    return insert(BookingEvent.__table__).from_select(
+        ["booking_id", "kind", "occurred_at", "actor_key_id"],
+        select(rows.c.booking_id, rows.c.kind, bindparam("history_at", type_=UTCDateTime),
+               rows.c.actor_key_id).order_by(rows.c.position)).cte("history")

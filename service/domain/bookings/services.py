@@ -10,6 +10,7 @@ reacts to it is decided in ``service/bootstrap.py``, not here.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, true
+from sqlalchemy import Select, bindparam, insert, select, true
 from sqlalchemy.orm import contains_eager
 
+from service.db import utcnow
+from service.domain import recipients
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search
 from service.domain.availability.placement import SlotUnavailable
-from service.domain.bookings import events, zones
+from service.domain.bookings import events, history, zones
 from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
@@ -93,20 +96,36 @@ class _Parties:
     location: Location
 
 
+@functools.cache
+def _parties_query(postgres: bool) -> Select[Any]:
+    """The parties' query (before the actor's visibility), built once: its ids are
+    parameters (building it took about as long as running it)."""
+    return (select(Patient, Provider, ServiceType, Location,
+                   *(recipients.COLUMNS if postgres else ()))
+            .select_from(Patient)
+            .join(Provider, true()).join(ServiceType, true()).join(Location, true())
+            .outerjoin(Provider.licenses).options(contains_eager(Provider.licenses))
+            .where(Patient.id == bindparam("patient_id"),
+                   Provider.id == bindparam("provider_id"),
+                   ServiceType.id == bindparam("service_type_id"),
+                   Location.id == bindparam("location_id")))
+
+
 def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
     session = uow.session
     # The patient (as the actor may see them), the provider with its licenses, the service
     # type and the location in one query (one row per license). When one of them does not
     # exist or cannot be seen, no row comes back and each is looked up (and refused) in turn.
+    # On PostgreSQL the same query reads who will hear of the change (recipients.COLUMNS).
+    postgres = uow.dialect == "postgresql"
     found = session.execute(
-        patient_policy.visible(actor, select(Patient, Provider, ServiceType, Location)
-                               .select_from(Patient))
-        .join(Provider, true()).join(ServiceType, true()).join(Location, true())
-        .outerjoin(Provider.licenses).options(contains_eager(Provider.licenses))
-        .where(Patient.id == request.patient_id, Provider.id == request.provider_id,
-               ServiceType.id == request.service_type_id,
-               Location.id == request.location_id)).unique().first()
+        patient_policy.visible(actor, _parties_query(postgres)),
+        {"patient_id": request.patient_id, "provider_id": request.provider_id,
+         "service_type_id": request.service_type_id,
+         "location_id": request.location_id}).unique().first()
     patient = find_patient(uow, actor, request.patient_id) if found is None else found[0]
+    if found is not None and postgres:
+        recipients.remember(uow, request.provider_id, found[4], found[5])
     if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
     provider = session.get(Provider, request.provider_id)
@@ -162,9 +181,18 @@ def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged
     """The change joins the booking's history, and its event is recorded for the handlers
     (call after the booking's change, before commit)."""
     uow.session.flush()  # the booking's id, and the database's constraints checked now
-    uow.session.add(BookingEvent(booking_id=booking.id, kind=event.kind,
-                                 actor_key_id=actor.key_id))
+    if uow.dialect == "postgresql":  # written by the change feed's statement (history.py)
+        history.defer(uow.memo, booking.id, event.kind, actor.key_id)
+    else:
+        # Its history row written at once, without the ORM's unit of work (nothing reads
+        # the row back in this transaction; a flush of one more object cost more).
+        uow.session.connection().execute(_HISTORY_ROW, {
+            "booking_id": booking.id, "kind": event.kind, "occurred_at": utcnow(),
+            "actor_key_id": actor.key_id})
     uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id, **extra))
+
+
+_HISTORY_ROW = insert(BookingEvent.__table__)
 
 
 @dataclass

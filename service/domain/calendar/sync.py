@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from service.db import UTCDateTime
 from service.domain.access.actor import Actor
+from service.domain.bookings import history as booking_history
 from service.domain.bookings.events import BookingChanged
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy as booking_policy
@@ -81,7 +82,8 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
         session.execute(_numbered_in_one_statement(), {
             "count": len(changes), "booking_ids": [c.booking_id for c in changes],
             "kinds": [c.kind.value for c in changes],
-            "changed_at": [c.occurred_at for c in changes]})
+            "changed_at": [c.occurred_at for c in changes],
+            **booking_history.take_deferred(uow.memo)})
         return
     last = _advance(session, len(changes))
     first = last - len(changes) + 1
@@ -95,8 +97,10 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
 def _numbered_in_one_statement() -> Insert:
     """PostgreSQL: the counter's upsert and the changes' rows in one statement (the upsert
     a data-modifying WITH whose new value numbers the rows, given as arrays in the order
-    the changes happened): the same numbers, the same lock, one round trip fewer. Built
-    once, with parameters only, so its compiled form is cached."""
+    the changes happened): the same numbers, the same lock, one round trip fewer. The
+    bookings' history rows of the transaction ride along (``bookings/history.py``: a CTE
+    inserting rows of a table only this transaction's bookings are referenced from, so it
+    waits on no lock). Built once, with parameters only, so its compiled form is cached."""
     table, count = SyncCounter.__table__, bindparam("count", type_=BigInteger)
     counter = (postgresql.insert(table).values(name=SEQUENCE, value=count)
                .on_conflict_do_update(index_elements=[table.c.name],
@@ -110,7 +114,8 @@ def _numbered_in_one_statement() -> Insert:
     return insert(BookingChange.__table__).from_select(
         ["seq", "booking_id", "kind", "changed_at"],
         select(counter.c.value - count + rows.c.position, rows.c.booking_id, rows.c.kind,
-               rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(counter)
+               rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(
+        counter, booking_history.written_with_the_feed())
 
 
 # Tokens -----------------------------------------------------------------------------------

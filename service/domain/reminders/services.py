@@ -17,7 +17,7 @@ import re
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -131,6 +131,9 @@ def _cancel_open(session: Session, booking_id: uuid.UUID, reason: str, *,
     session.execute(statement)
 
 
+_PLANNED_ROWS = insert(Reminder.__table__)
+
+
 def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
           quiet: planning.QuietHours, confirmation: bool = True,
           only: list[str] | None = None) -> None:
@@ -140,15 +143,21 @@ def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
     plan = planning.ReminderPlan.from_json(service_type.reminder_plan)
     if not confirmation:
         plan = planning.ReminderPlan(False, plan.hours_before, plan.next_day_check_in)
-    for planned in planning.plan_reminders(
-            plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
-            patient_zone=patient.timezone, now=now, quiet=quiet, kinds=only):
-        session.add(Reminder(
-            booking_id=booking.id, kind=planned.kind, plan_version=version,
-            dedupe_key=dedupe_key(booking.id, planned.kind, version),
-            status=ReminderStatus.SKIPPED if planned.skip_reason else ReminderStatus.PLANNED,
-            reason=planned.skip_reason, due_at=planned.due_at,
-            next_attempt_at=planned.due_at, attempts=0, created_at=now, updated_at=now))
+    rows = [{"id": uuid.uuid4(), "booking_id": booking.id, "kind": planned.kind,
+             "plan_version": version,
+             "dedupe_key": dedupe_key(booking.id, planned.kind, version),
+             "status": ReminderStatus.SKIPPED if planned.skip_reason else ReminderStatus.PLANNED,
+             "reason": planned.skip_reason, "due_at": planned.due_at,
+             "next_attempt_at": planned.due_at, "attempts": 0, "created_at": now,
+             "updated_at": now}
+            for planned in planning.plan_reminders(
+                plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
+                patient_zone=patient.timezone, now=now, quiet=quiet, kinds=only)]
+    if rows:
+        # The booking is flushed (its event was recorded after its flush): the rows go in
+        # at once, in one INSERT, without the ORM's unit of work (nothing reads them back
+        # as objects in this transaction).
+        session.connection().execute(_PLANNED_ROWS, rows)
 
 
 # Reads and the retry ---------------------------------------------------------------------
