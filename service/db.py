@@ -14,7 +14,9 @@ layer answers them with 503 ``database_unavailable``.
 
 from __future__ import annotations
 
+import select
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +132,7 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
     """
 
     answer_timeout: float | None = None
+    returned_at: float | None = None  # time.monotonic() when last returned to the pool
 
     def wait(self, gen, interval=None, timeout=None):  # type: ignore[no-untyped-def,override]
         limit = timeout if timeout is not None else self.answer_timeout
@@ -163,8 +166,8 @@ def make_engine(url: str, *, echo: bool = False, immediate: bool = True,
     if timeouts is None:
         return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
                              connect_args={"options": "-c timezone=UTC"})
-    engine = create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+    engine = create_engine(  # pinged on checkout by _bound_waits, only when it may be stale
+        url, echo=echo, pool_size=5, max_overflow=10,
         pool_timeout=timeouts.pool, connect_args=_bounded_connect_args(timeouts))
     _bound_waits(engine, answer=timeouts.answer, ping=timeouts.connect)
     return engine
@@ -178,11 +181,35 @@ def _bounded_connect_args(timeouts: DatabaseTimeouts, *, connect: int | None = N
                        f"-c lock_timeout={lock_ms}"}
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled connection idle in the pool longer than this is pinged before it is used."""
+
+
+def _may_be_stale(connection: BoundedConnection) -> bool:
+    """Whether a pooled connection must be pinged before use (SQLAlchemy's pre-ping, but
+    without its round trip on a connection just used): it idled longer than
+    ``PING_AFTER_IDLE_SECONDS``, or the server sent it something while it was idle (a
+    server that stops, restarts or ends the session says so, or its closed socket reads as
+    the end of file: a stopped server's connections are pinged, fail and are replaced as
+    before). A connection never returned yet was just opened: no ping, as SQLAlchemy's."""
+    if connection.closed:
+        return True
+    returned = connection.returned_at
+    if returned is None:
+        return False
+    if time.monotonic() - returned > PING_AFTER_IDLE_SECONDS:
+        return True
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 def _bound_waits(engine: Engine, *, answer: float, ping: float) -> None:
-    """Open BoundedConnections; a pooled connection's pre-ping waits ``ping`` seconds at
-    most (it is idle in the pool between checkin and checkout, when SQLAlchemy pings it),
-    everything else ``answer``. A failed ping invalidates the pool: the next checkouts
-    connect afresh (bounded by the connect timeout) instead of pinging each stale one."""
+    """Open BoundedConnections; a pooled connection that may be stale (``_may_be_stale``)
+    is pinged on checkout, waiting ``ping`` seconds at most (it is idle in the pool between
+    checkin and checkout), everything else ``answer``. A failed ping invalidates the pool:
+    the next checkouts connect afresh (bounded by the connect timeout) instead of pinging
+    each stale one (SQLAlchemy's pre-ping failure, the same path)."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
@@ -194,10 +221,18 @@ def _bound_waits(engine: Engine, *, answer: float, ping: float) -> None:
     def _checkin(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         if isinstance(dbapi_connection, BoundedConnection):
             dbapi_connection.answer_timeout = ping
+            dbapi_connection.returned_at = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection, _record, _proxy):  # type: ignore[no-untyped-def]
         if isinstance(dbapi_connection, BoundedConnection):
+            if _may_be_stale(dbapi_connection):
+                try:
+                    alive = engine.dialect.do_ping(dbapi_connection)
+                except psycopg.Error as error:
+                    raise sa_exc.InvalidatePoolError(describe_failure(error)) from error
+                if not alive:
+                    raise sa_exc.InvalidatePoolError("ping failed")
             dbapi_connection.answer_timeout = answer
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from service import migrate
+from service import db, migrate
 from service.app import create_app
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
@@ -203,3 +203,27 @@ def test_a_paused_database_answers_503_within_seconds_and_the_service_recovers(f
         faulty.cluster.resume()
     assert_unavailable(answers, caplog)
     assert_recovered(faulty, booking_id=booking_id, hour=16)
+
+
+
+@pytest.mark.parametrize(("mode", "ping_after_idle"), [
+    ("immediate", 3600.0),  # never idle long enough: only the closed sockets tell
+    ("fast", db.PING_AFTER_IDLE_SECONDS),
+])
+def test_a_database_restarted_between_requests_goes_unnoticed(faulty, monkeypatch, mode,
+                                                               ping_after_idle):
+    """The pooled connections of a server that restarted while no request was in flight
+    are stale: each is found out before use (pinged when the server closed it or when it
+    idled long) and replaced, so the first requests after the restart are answered."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", ping_after_idle)
+    staff = faulty.api.headers("staff")
+    reads = {f"{name} {n}": {"path": path, "headers": staff} for n in range(3)
+             for name, path in (("patients", "/api/v1/patients"),
+                                ("providers", "/api/v1/providers"))}
+    before = send_all(faulty, reads)  # at once: several pooled connections
+    assert {a.status for a in before.values()} == {200}, before
+    faulty.cluster.stop(mode)
+    faulty.cluster.start()
+    after = send_all(faulty, reads)
+    assert {name: a.status for name, a in after.items()} == dict.fromkeys(reads, 200), {
+        name: (a.status, a.code) for name, a in after.items()}
