@@ -53,8 +53,10 @@ _BY_ID: Select[Any] = (
 def read_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Row[Any]:
     """The booking as its answer shows it, if the actor may see it (else "not found")."""
     with uow:
-        row = uow.session.execute(policy.visible(actor, _BY_ID),
-                                  {"record_id": booking_id}).first()
+        # On the session's connection (in its transaction), not through the ORM's execution,
+        # which has no instance to make of plain columns.
+        row = uow.session.connection().execute(policy.visible(actor, _BY_ID),
+                                               {"record_id": booking_id}).first()
         if row is None:
             raise policy.missing.error()
         note_read(uow.session, Booking, row.id, row.patient_id)
