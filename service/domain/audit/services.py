@@ -145,6 +145,14 @@ def remember_reads(sessions: sessionmaker) -> None:
             session.info.setdefault(_SEEN, {})[(type(instance), loaded["id"])] = value
 
 
+def note_read(session: Session, model: type, record_id: uuid.UUID,
+              patient_id: uuid.UUID | None) -> None:
+    """As ``remember_reads`` does for a record loaded as an instance: a read that selected
+    an owned record's columns as a plain row (its id and its patient) names it here."""
+    if model in _OWNED:
+        session.info.setdefault(_SEEN, {})[(model, record_id)] = patient_id
+
+
 def _delivery_patient(session: Session, delivery_id: uuid.UUID
                       ) -> tuple[bool, uuid.UUID | None]:
     """A webhook delivery's patient: its payload names a booking or a series, by id."""

@@ -1,0 +1,99 @@
+"""A booking's answer rendered directly from its plain row (``reading.read_booking``): the
+same JSON, byte for byte, as ``BookingSchema`` dumps for the booking (key order, values,
+instants in the zone they belong to), without the schema's per-field machinery, for the
+hottest read, ``GET /bookings/{id}``. ``BookingSchema`` stays the answer's contract (and its
+OpenAPI); ``tests/api/test_schema_dump.py`` compares both renderings across the kinds of
+booking and the roles that read them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Response, current_app
+
+from service.db import utcnow
+from service.domain.bookings import instructions
+from service.domain.clinic.cancellation import CancellationTerms
+from service.domain.providers.licensing import Modality
+from service.domain.time import in_zone
+from service.rendering import location_zone, rendering_zone
+
+
+def _instant(value: datetime | None, zone: str) -> str | None:
+    return None if value is None else in_zone(value, zone).isoformat()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _uuid(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def booking_body(row: Any) -> dict[str, Any]:
+    """The answer's body: ``BookingSchema().dump(booking)`` of the booking this row is."""
+    own_zone = location_zone(row)
+    zone = rendering_zone() or own_zone
+    starts_at = row.starts_at
+    terms = CancellationTerms.of(row).for_visit(starts_at, utcnow())
+    patient_zone = row.zone_of_patient if row.modality == Modality.TELEHEALTH else None
+    return {
+        "id": str(row.id),
+        "created_at": _instant(row.created_at, zone),
+        "updated_at": _instant(row.updated_at, zone),
+        "version": int(row.version),
+        "patient_id": str(row.patient_id),
+        "provider_id": str(row.provider_id),
+        "service_type_id": str(row.service_type_id),
+        "location_id": str(row.location_id),
+        "status": row.status.value,
+        "start": _instant(starts_at, zone),
+        "end": _instant(row.ends_at, zone),
+        "hold_until": _instant(row.hold_ends_at, zone),
+        "leaves_at": _instant(row.hold_ends_at, zone),
+        "chair_number": _int(row.chair_number),
+        "patient_state": _text(row.patient_state),
+        "ride_home_confirmed": bool(row.ride_home_confirmed),
+        "note": _text(row.note),
+        "cancel_reason": _text(row.cancel_reason),
+        "cancelled_at": _instant(row.cancelled_at, zone),
+        "late_cancellation": bool(row.late_cancellation),
+        "fee_cents": _int(row.fee_cents),
+        "preparation": instructions.advice(row),
+        "cancellation": {
+            "patient_notice_hours": int(terms["patient_notice_hours"]),
+            "late_cancel_hours": int(terms["late_cancel_hours"]),
+            "late_cancel_outcome": terms["late_cancel_outcome"].value,
+            "late_cancel_fee_cents": int(terms["late_cancel_fee_cents"]),
+            "no_show_outcome": terms["no_show_outcome"].value,
+            "no_show_fee_cents": int(terms["no_show_fee_cents"]),
+            "late_from": _instant(terms["late_from"], zone),
+            "patient_changes_until": _instant(terms["patient_changes_until"], zone),
+            "late_if_cancelled_now": bool(terms["late_if_cancelled_now"]),
+            "fee_if_cancelled_now_cents": _int(terms["fee_if_cancelled_now_cents"]),
+        },
+        "checked_in_at": _instant(row.checked_in_at, zone),
+        "series_id": _uuid(row.series_id),
+        "attention": _text(row.attention),
+        "attention_since": _instant(row.attention_since, zone),
+        "attention_resolution": _text(row.attention_resolution),
+        "attention_resolved_at": _instant(row.attention_resolved_at, zone),
+        "vitals_alert_at": _instant(row.vitals_alert_at, zone),
+        "timezone": own_zone,
+        "patient_timezone": patient_zone,
+        "patient_local_start": _instant(starts_at, patient_zone) if patient_zone else None,
+    }
+
+
+def booking_response(row: Any, headers: dict[str, str]) -> Response:
+    """The 200 answer, as ``@blp.response(200, BookingSchema)`` would send it (jsonify)."""
+    response: Response = current_app.json.response(booking_body(row))
+    response.headers.update(headers)
+    return response
