@@ -2,8 +2,8 @@
 
 ``POST /bare`` parses the JSON body, checks the ``Authorization`` header cheaply and inserts
 the body into ``bench_bare(id uuid, payload text)``, a table the app creates on start (under
-an advisory lock, since every gunicorn worker starts the app). Same engine settings as the
-service's PostgreSQL engine. ``gunicorn ... 'bench.bare_app:create_app()'`` with
+an advisory lock, since every gunicorn worker starts the app). The service's own PostgreSQL
+engine (``service.db.make_engine``). ``gunicorn ... 'bench.bare_app:create_app()'`` with
 ``DATABASE_URL`` and ``BENCH_BARE_AUTHORIZATION`` (the header value to accept).
 
 ``GET /bare/<id>`` is the floor for ``GET /api/v1/bookings/{id}``: the same header check,
@@ -30,11 +30,12 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
-    create_engine,
     insert,
     select,
     text,
 )
+
+from service.db import DatabaseTimeouts, make_engine
 
 metadata = MetaData()
 bench_bare = Table("bench_bare", metadata, Column("id", Uuid, primary_key=True),
@@ -50,8 +51,9 @@ def _postgres_url(url: str) -> str:
 
 
 def create_app() -> Flask:
-    engine = create_engine(_postgres_url(os.environ["DATABASE_URL"]), pool_pre_ping=True,
-                           pool_size=5, max_overflow=10)
+    # The service's own PostgreSQL engine (pool, timeouts, the ping of a pooled connection
+    # that may be stale), so the floor pays what the service's engine pays.
+    engine = make_engine(_postgres_url(os.environ["DATABASE_URL"]), timeouts=DatabaseTimeouts())
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK})
