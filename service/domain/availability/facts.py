@@ -19,13 +19,16 @@ two on random calendars on both databases (tests/api/test_placement_load.py).
 from __future__ import annotations
 
 import functools
+import itertools
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from operator import lt
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -48,7 +51,6 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.types import NullType
 
 from service.db import UTCDateTime
@@ -96,11 +98,15 @@ def read(connection, *, provider_ids: Sequence[uuid.UUID],  # type: ignore[no-un
     postgres = connection.dialect.name == "postgresql"
     statement = _statement(postgres, patient=patient_id is not None, chairs=chairs is not None,
                            licenses=bool(license_ids), exclude=exclude_booking_id is not None)
-    rows = connection.execute(statement, {
+    parameters = {
         "provider_ids": list(provider_ids), "location_ids": list(location_ids),
         "license_ids": list(license_ids), "lo": lo, "hi": hi, "first_day": first_day,
         "last_day": last_day, "patient_id": patient_id,
-        "exclude_booking_id": exclude_booking_id}).all()
+        "exclude_booking_id": exclude_booking_id}
+    if postgres:
+        rows = _binary_rows(connection, statement, parameters)
+    else:
+        rows = connection.execute(statement, parameters).all()
     facts = Facts()
     if patient_id is not None:
         facts.patient_busy = engine.Spans([], [])
@@ -113,6 +119,31 @@ def read(connection, *, provider_ids: Sequence[uuid.UUID],  # type: ignore[no-un
     for provider_id in license_ids:
         facts.credentials.setdefault(provider_id, [])
     return facts
+
+
+class _BinaryCursor(psycopg.Cursor[Any]):
+    """A psycopg cursor asking for results in binary format: integer arrays, ids, dates and
+    instants decoded from their binary forms, not parsed from text (the busy time of 50
+    providers over 30 days: about 4 ms of CPU less per load)."""
+
+    def __init__(self, connection: psycopg.Connection[Any], *,
+                 row_factory: Any = None) -> None:
+        super().__init__(connection, row_factory=row_factory)
+        self.format = psycopg.pq.Format.BINARY
+
+
+def _binary_rows(connection, statement, parameters: dict[str, Any]  # type: ignore[no-untyped-def]
+                 ) -> Sequence[Any]:
+    """(PostgreSQL) the rows of ``statement`` executed as usual (same connection, events and
+    transaction) by a cursor that receives them in binary format: the driver connection
+    makes its cursors so only while this statement runs."""
+    driver = connection.connection.driver_connection
+    factory = driver.cursor_factory
+    driver.cursor_factory = _BinaryCursor
+    try:
+        return connection.execute(statement, parameters).all()
+    finally:
+        driver.cursor_factory = factory
 
 
 def _fill_common(facts: Facts, kind: int, row: Any) -> None:
@@ -141,15 +172,25 @@ def _fill_postgresql(facts: Facts, rows: Sequence[Any]) -> None:
                 found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
             weekly[row[1], row[2]].append(found)
         elif kind == PROVIDER_BUSY:
-            facts.provider_busy[row[1]] = engine.Spans(row[13], row[14])
+            facts.provider_busy[row[1]] = _spans(row[13], row[14])
         elif kind == PATIENT_BUSY:
-            facts.patient_busy = engine.Spans(row[13], row[14])
+            facts.patient_busy = _spans(row[13], row[14])
         elif kind == CHAIR:
             chairs = facts.chairs_busy.get(row[1])
             if chairs is not None and 1 <= row[3] <= len(chairs):
-                chairs[row[3] - 1] = engine.Spans(row[13], row[14])
+                chairs[row[3] - 1] = _spans(row[13], row[14])
         else:
             _fill_common(facts, kind, row)
+
+
+def _spans(starts: list[int], ends: list[int]) -> engine.Spans:
+    """(PostgreSQL) a group's arrays as ``Spans``: taken as they are when the starts ascend
+    strictly (then they are sorted by (start, end)), else sorted here. An aggregate without
+    ``ORDER BY`` keeps the order of its sorted subquery in practice, which PostgreSQL does not
+    promise: the check (two C-level passes) makes the order this function's, not the plan's."""
+    if all(map(lt, starts, itertools.islice(starts, 1, None))):
+        return engine.Spans(starts, ends)
+    return engine.Spans.of_pairs(zip(starts, ends, strict=True))
 
 
 def _fill_sqlite(facts: Facts, rows: Sequence[Any]) -> None:
@@ -233,11 +274,11 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  
         return columns
 
     def spans(start, end):  # type: ignore[no-untyped-def]
-        """(PostgreSQL) the group's blocks as two arrays, sorted by (start, end)."""
-        return dict(us1=func.array_agg(aggregate_order_by(_epoch_us(start), start, end),
-                                       type_=ARRAY(BigInteger())),
-                    us2=func.array_agg(aggregate_order_by(_epoch_us(end), start, end),
-                                       type_=ARRAY(BigInteger())))
+        """(PostgreSQL) the group's blocks as two arrays, in the order of the (sorted)
+        subquery they are read from: no sort per group and aggregate (``_spans`` checks the
+        order and sorts what is not)."""
+        return dict(us1=func.array_agg(_epoch_us(start), type_=ARRAY(BigInteger())),
+                    us2=func.array_agg(_epoch_us(end), type_=ARRAY(BigInteger())))
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
@@ -285,25 +326,34 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  
     of_chairs = (among(Booking.location_id, "location_ids"), Booking.chair_number.is_not(None),
                  Booking.hold_ends_at > lo, Booking.starts_at < hi)
     if postgres:
+        # Each group's rows come from a subquery sorted by (group, start, end), so PostgreSQL
+        # sorts once, not twice per group (15 has no presorted aggregates: an ``ORDER BY``
+        # inside array_agg is a sort per group and aggregate).
         busy = union_all(
             select(Booking.provider_id.label("owner"), Booking.provider_starts_at.label("starts"),
                    Booking.provider_ends_at.label("ends")).where(*of_providers),
             select(ExternalBusy.provider_id, ExternalBusy.starts_at, ExternalBusy.ends_at)
             .join(CalendarConnection, connected).where(*of_calendars)).subquery()
+        busy = select(busy).order_by(busy.c.owner, busy.c.starts, busy.c.ends).subquery()
         branches.append(select(*row(PROVIDER_BUSY, busy.c.owner,
                                     **spans(busy.c.starts, busy.c.ends)))
                         .group_by(busy.c.owner))
         if patient:
-            branches.append(select(*row(PATIENT_BUSY, Booking.patient_id,
-                                        **spans(Booking.starts_at, Booking.hold_ends_at)))
-                            .where(holding, not_excluded, *of_patient)
-                            .group_by(Booking.patient_id))
+            own = (select(Booking.patient_id, Booking.starts_at, Booking.hold_ends_at)
+                   .where(holding, not_excluded, *of_patient)
+                   .order_by(Booking.starts_at, Booking.hold_ends_at).subquery())
+            branches.append(select(*row(PATIENT_BUSY, own.c.patient_id,
+                                        **spans(own.c.starts_at, own.c.hold_ends_at)))
+                            .group_by(own.c.patient_id))
         if chairs:
-            branches.append(select(*row(CHAIR, Booking.location_id,
-                                        number=Booking.chair_number,
-                                        **spans(Booking.starts_at, Booking.hold_ends_at)))
-                            .where(holding, not_excluded, *of_chairs)
-                            .group_by(Booking.location_id, Booking.chair_number))
+            held = (select(Booking.location_id, Booking.chair_number, Booking.starts_at,
+                           Booking.hold_ends_at)
+                    .where(holding, not_excluded, *of_chairs)
+                    .order_by(Booking.location_id, Booking.chair_number, Booking.starts_at,
+                              Booking.hold_ends_at).subquery())
+            branches.append(select(*row(CHAIR, held.c.location_id, number=held.c.chair_number,
+                                        **spans(held.c.starts_at, held.c.hold_ends_at)))
+                            .group_by(held.c.location_id, held.c.chair_number))
     else:
         branches += [
             select(*row(PROVIDER_BUSY, Booking.provider_id, at1=Booking.provider_starts_at,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import accumulate, repeat
-from operator import add, attrgetter, floordiv, ge, itemgetter, sub
+from operator import add, attrgetter, floordiv, ge, itemgetter, le, sub
 
 from service.domain.time import require_aware, to_utc, zone
 
@@ -366,12 +366,18 @@ class Blocked:
             return
         self._next = stop
         self.lows += map(sub, starts[index:stop], repeat(self._after))
-        ends = map(add, self._ends[index:stop], repeat(self._before))
-        reach = self.reach
-        if reach:
-            reach += itertools.islice(accumulate(ends, max, initial=reach[-1]), 1, None)
+        before, ends, reach = self._before, self._ends[index:stop], self.reach
+        # Busy time rarely overlaps itself: its ends then ascend with its starts, and the
+        # running maximum is the ends themselves (a C-level check, not a call of max per
+        # range).
+        if (not reach or ends[0] + before >= reach[-1]) and all(
+                map(le, ends, itertools.islice(ends, 1, None))):
+            reach += map(add, ends, repeat(before)) if before else ends
+        elif reach:
+            reach += itertools.islice(accumulate(map(add, ends, repeat(before)), max,
+                                                 initial=reach[-1]), 1, None)
         else:
-            reach += accumulate(ends, max)
+            reach += accumulate(map(add, ends, repeat(before)), max)
 
     def upto(self, high: int) -> tuple[list[int], list[int]]:
         """Every range taken in so far (``lows``, ``reach``), at least those opening before
