@@ -34,7 +34,7 @@ from flask import Response, after_this_request, current_app, g, request
 from service.db import utcnow
 from service.domain.errors import DomainError
 from service.domain.idempotency import services as idempotency
-from service.extensions import IDEMPOTENT_REPLAYED_HEADER, unit_of_work
+from service.extensions import IDEMPOTENT_REPLAYED_HEADER, statement_writes, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +150,12 @@ def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: dateti
         return
     try:
         if response.status_code >= 500:
-            idempotency.abandon(unit_of_work(), api_key_id=api_key_id, key=key,
+            idempotency.abandon(statement_writes(), api_key_id=api_key_id, key=key,
                                 claimed_at=claimed_at)
         else:
             headers = {name: response.headers[name] for name in KEPT_HEADERS
                        if name in response.headers}
-            idempotency.finish(unit_of_work(), api_key_id=api_key_id, key=key,
+            idempotency.finish(statement_writes(), api_key_id=api_key_id, key=key,
                                status=response.status_code,
                                body=_kept_body(response, withhold), headers=headers,
                                claimed_at=claimed_at)
