@@ -68,6 +68,9 @@ HOLDING = (BookingStatus.PENDING, BookingStatus.BOOKED, BookingStatus.CHECKED_IN
 WEEKLY, OVERRIDE, TIME_OFF, STALE, LICENSE, PROVIDER_BUSY, PATIENT_BUSY, CHAIR = range(8)
 
 
+WeeklyByPair = dict[tuple[uuid.UUID, uuid.UUID], list[engine.WeeklyHours]]
+
+
 @dataclass
 class Facts:
     """What the statement read, in the shapes ``search.Schedule`` holds."""
@@ -162,15 +165,24 @@ def _fill_common(facts: Facts, kind: int, row: Any) -> None:
             expires_on=row[7]))
 
 
+def _add_weekly(weekly: WeeklyByPair, hours: dict[tuple[Any, ...], engine.WeeklyHours],
+                row: Any) -> None:
+    """A weekly-hours row, its (day, start, end) shared through ``hours``: providers share
+    patterns, so one ``WeeklyHours`` per distinct hours (the working windows are memoised
+    by pattern)."""
+    found = hours.get(row[3:6])
+    if found is None:
+        found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
+    weekly[row[1], row[2]].append(found)
+
+
 def _fill_postgresql(facts: Facts, rows: Sequence[Any]) -> None:
-    weekly, hours = facts.weekly, {}  # providers share patterns: one WeeklyHours per hours
+    weekly: WeeklyByPair = facts.weekly
+    hours: dict[tuple[Any, ...], engine.WeeklyHours] = {}
     for row in rows:
         kind = row[0]
         if kind == WEEKLY:
-            found = hours.get(row[3:6])
-            if found is None:
-                found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
-            weekly[row[1], row[2]].append(found)
+            _add_weekly(weekly, hours, row)
         elif kind == PROVIDER_BUSY:
             facts.provider_busy[row[1]] = _spans(row[13], row[14])
         elif kind == PATIENT_BUSY:
@@ -194,7 +206,8 @@ def _spans(starts: list[int], ends: list[int]) -> engine.Spans:
 
 
 def _fill_sqlite(facts: Facts, rows: Sequence[Any]) -> None:
-    weekly, hours = facts.weekly, {}
+    weekly: WeeklyByPair = facts.weekly
+    hours: dict[tuple[Any, ...], engine.WeeklyHours] = {}
     to_us = engine.to_us
     provider: dict[uuid.UUID, list[tuple[int, int]]] = defaultdict(list)
     patient: list[tuple[int, int]] = []
@@ -202,10 +215,7 @@ def _fill_sqlite(facts: Facts, rows: Sequence[Any]) -> None:
     for row in rows:
         kind = row[0]
         if kind == WEEKLY:
-            found = hours.get(row[3:6])
-            if found is None:
-                found = hours[row[3:6]] = engine.WeeklyHours(row[3], row[4], row[5])
-            weekly[row[1], row[2]].append(found)
+            _add_weekly(weekly, hours, row)
         elif kind == PROVIDER_BUSY:
             provider[row[1]].append((to_us(row[11]), to_us(row[12])))
         elif kind == PATIENT_BUSY:
