@@ -240,23 +240,16 @@ class Schedule:
         stop = bisect_right(window_starts, latest)
         if first >= stop:
             return NO_RUNS
-        duration, _, _, held, step = self.in_us
+        duration, _, _, _, step = self.in_us
         # Every start considered lies in [low, high]: within the bounds and some window.
         low = max(earliest, window_starts[first])
         high = min(latest, window_ends[stop - 1] - duration)
         if low > high:
             return NO_RUNS
-        parts = [blocked.near(low, high)]
-        if self.patient_busy:
-            patient = self._blocked.get(None)
-            if patient is None:
-                patient = self._blocked[None] = engine.Blocked(self.patient_busy, 0, held)
-            parts.append(patient.near(low, high))
-        if self.service_type.needs_chair:
-            if not self.chairs_busy.get(location_id):
-                return NO_RUNS  # no chairs: no slots
-            parts.append(self._all_chairs_taken(location_id, earliest, latest))
-        lows, reach = engine.union(parts)
+        busy = self._busy_near(blocked, location_id, low, high, earliest, latest)
+        if busy is None:
+            return NO_RUNS  # no chairs: no slots
+        lows, reach = busy
         return engine.free_runs(window_starts[first:stop], window_ends[first:stop], lows, reach,
                                 duration=duration, step=step, low=low, high=high)
 
@@ -270,7 +263,7 @@ class Schedule:
         stop = bisect_right(window_starts, latest)
         if first >= stop:
             return
-        duration, _, _, held, step = self.in_us
+        duration, _, _, _, step = self.in_us
         low = window_starts[first]
         if earliest > low:
             low = earliest
@@ -282,20 +275,31 @@ class Schedule:
         if not self.patient_busy and not self.service_type.needs_chair:
             lows, reach = blocked.upto(high)  # the provider's ranges, as they are
         else:
-            parts = [blocked.near(low, high)]
-            if self.patient_busy:
-                patient = self._blocked.get(None)
-                if patient is None:
-                    patient = self._blocked[None] = engine.Blocked(self.patient_busy, 0, held)
-                parts.append(patient.near(low, high))
-            if self.service_type.needs_chair:
-                if not self.chairs_busy.get(location_id):
-                    return  # no chairs: no slots
-                parts.append(self._all_chairs_taken(location_id, earliest, latest))
-            lows, reach = engine.union(parts)
+            busy = self._busy_near(blocked, location_id, low, high, earliest, latest)
+            if busy is None:
+                return  # no chairs: no slots
+            lows, reach = busy
         engine.free_keys(window_starts, window_ends, first, stop, lows, reach, keys,
                          duration=duration, step=step, low=low, high=high, rank=rank,
                          count=count)
+
+    def _busy_near(self, blocked: engine.Blocked, location_id: uuid.UUID, low: int, high: int,
+                   earliest: int, latest: int) -> tuple[list[int], list[int]] | None:
+        """The forbidden ranges near [low, high] of a pair: the provider's, the patient's
+        and, for a chair-bound service, the times every chair is taken (None: the location
+        has no chairs, so no slots)."""
+        parts = [blocked.near(low, high)]
+        if self.patient_busy:
+            patient = self._blocked.get(None)
+            if patient is None:
+                patient = self._blocked[None] = engine.Blocked(self.patient_busy, 0,
+                                                               self.in_us[3])
+            parts.append(patient.near(low, high))
+        if self.service_type.needs_chair:
+            if not self.chairs_busy.get(location_id):
+                return None
+            parts.append(self._all_chairs_taken(location_id, earliest, latest))
+        return engine.union(parts)
 
     def _all_chairs_taken(self, location_id: uuid.UUID, low: int, high: int
                           ) -> tuple[list[int], list[int]]:
