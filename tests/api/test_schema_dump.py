@@ -12,7 +12,7 @@ import pytest
 from flask import jsonify
 
 from service.domain.access.actor import Role
-from service.domain.bookings import services
+from service.domain.bookings import reading, services
 from service.extensions import Schema, current_actor, unit_of_work
 from service.resources.bookings import routes as booking_routes
 from service.resources.bookings.schemas import BookingSchema
@@ -135,3 +135,47 @@ def test_a_booking_rendered_directly_is_the_schema_dump_byte_for_byte(clinic, ap
     assert served["cancel_reason"] == "Patient request" and served["cancelled_at"]
     assert api.get(f"/api/v1/bookings/{telehealth['id']}").get_json()["patient_timezone"] == (
         "America/Denver")
+
+
+def test_a_booking_made_is_answered_as_the_schema_dumps_it(clinic, api, monkeypatch):
+    """POST /bookings renders its 201 directly from the booking it made (``reading.as_read``):
+    every kind of booking, for every role that may book it, the body is byte for byte
+    ``BookingSchema``'s dump of that booking in the same request."""
+    dumped: list[bytes] = []
+    as_read = reading.as_read
+
+    def dumping_too(booking):
+        dumped.append(jsonify(BookingSchema().dump(booking)).get_data())
+        return as_read(booking)
+
+    monkeypatch.setattr(reading, "as_read", dumping_too)
+    tuba_city = clinic.add_patient(first_name="Tuba", timezone="America/Denver")
+    api.bind("robin", Role.PATIENT, patient_id=clinic.patient["id"])
+    api.bind("tuba", Role.PATIENT, patient_id=tuba_city["id"])
+    api.bind("doctor", Role.PROVIDER, provider_id=clinic.doctor["id"])
+    made = [
+        clinic.book("consultation", clinic.at(14), patient=tuba_city, note="Prefers mornings"),
+        clinic.book("consultation", clinic.at(16), patient=tuba_city, role="tuba",
+                    patient_state="AZ"),
+        clinic.book("iv-infusion", clinic.at(9), role="admin"),
+        clinic.book("esketamine", clinic.at(9, day=clinic.day + timedelta(days=1))),
+        clinic.book("consultation", clinic.at(13), role="robin", hold=True),
+        clinic.book("consultation", clinic.at(15, day=clinic.day + timedelta(days=1)),
+                    role="integration"),
+    ]
+    assert [response.status_code for response in made] == [201] * len(made), [
+        response.get_json().get("code") for response in made]
+    assert len(dumped) == len(made)
+    for response, body in zip(made, dumped, strict=True):
+        assert response.get_data() == body
+        answer = response.get_json()
+        assert response.headers["ETag"] == f'"v{answer["version"]}"'
+        assert response.headers["Location"] == f"/api/v1/bookings/{answer['id']}"
+        assert response.headers["Content-Type"] == "application/json"
+        # and what a read of it answers then (but for the instant it is read at)
+        read = api.get(f"/api/v1/bookings/{answer['id']}").get_json()
+        assert {**read, "cancellation": None} == {**answer, "cancellation": None}
+    statuses = {response.get_json()["status"] for response in made}
+    assert statuses == {"booked", "pending"}
+    assert made[2].get_json()["chair_number"] is not None
+    assert made[0].get_json()["patient_timezone"] == "America/Denver"

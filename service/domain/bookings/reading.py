@@ -13,6 +13,7 @@ request's audit row learns whose booking it was without reading it again.
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, select
@@ -48,6 +49,17 @@ _BY_ID: Select[Any] = (
            .scalar_subquery().label("zone_of_patient"))
     .join_from(Booking, ServiceType, Booking.service_type_id == ServiceType.id)
     .where(Booking.id == bindparam("record_id")))
+
+
+def as_read(booking: Booking) -> SimpleNamespace:
+    """A booking just written in this request (its service type loaded with it, its zones
+    set from its parties: ``services.book``), as ``read_booking``'s row shows it: the same
+    names and values, for the same direct rendering, without reading it back."""
+    service_type = booking.service_type
+    return SimpleNamespace(
+        **{name: getattr(booking, name) for name in SHOWN},
+        **{column.key: getattr(service_type, column.key) for column in _SERVICE_TYPE_COLUMNS},
+        zone_of_location=booking.zone_of_location, zone_of_patient=booking.zone_of_patient)
 
 
 def read_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Row[Any]:

@@ -1,7 +1,8 @@
 """A booking's answer rendered directly from its plain row (``reading.read_booking``): the
 same JSON, byte for byte, as ``BookingSchema`` dumps for the booking (key order, values,
 instants in the zone they belong to), without the schema's per-field machinery, for the
-hottest read, ``GET /bookings/{id}``. ``BookingSchema`` stays the answer's contract (and its
+hottest read, ``GET /bookings/{id}``, and for the booking just made, ``POST /bookings``
+(``reading.as_read``). ``BookingSchema`` stays the answer's contract (and its
 OpenAPI); ``tests/api/test_schema_dump.py`` compares both renderings across the kinds of
 booking and the roles that read them.
 """
@@ -92,8 +93,9 @@ def booking_body(row: Any) -> dict[str, Any]:
     }
 
 
-def booking_response(row: Any, headers: dict[str, str]) -> Response:
-    """The 200 answer, as ``@blp.response(200, BookingSchema)`` would send it (jsonify)."""
+def booking_response(row: Any, headers: dict[str, str], status: int = 200) -> Response:
+    """The answer, as ``@blp.response(status, BookingSchema)`` would send it (jsonify)."""
     response: Response = current_app.json.response(booking_body(row))
+    response.status_code = status
     response.headers.update(headers)
     return response

@@ -70,7 +70,10 @@ class Bookings(MethodView):
         """Book a visit (every slot rule is re-checked)"""
         booking = services.create_booking(unit_of_work(), current_actor(),
                                           services.BookingRequest(**data), now=utcnow())
-        return booking, 201, {**etag(booking), "Location": f"/api/v1/bookings/{booking.id}"}
+        # Rendered directly, as GET does: the body BookingSchema would dump, byte for byte
+        # (tests/api/test_schema_dump.py).
+        return booking_response(reading.as_read(booking), {
+            **etag(booking), "Location": f"/api/v1/bookings/{booking.id}"}, 201)
 
 
 @blp.route("/bookings/<uuid:booking_id>")
