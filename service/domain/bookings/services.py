@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, true
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db import utcnow
 from service.domain import recipients
@@ -265,8 +266,7 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         service_type_id=parties.service_type.id, location_id=parties.location.id,
         status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
         patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
-        note=request.note, created_by_key_id=actor.key_id, series_id=series_id,
-        service_type=parties.service_type)
+        note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
     # The zones its answer is shown in, known from the parties (as a read ``WITH_ZONES``
     # has them): the answer asks no more questions.
     booking.zone_of_location = parties.location.timezone
@@ -274,6 +274,9 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
     _place(booking, placed)
     uow.session.add(booking)
     _record(uow, booking, events.BookingCreated, actor=actor, now=now)
+    # Its service type (loaded with the parties), as loading the booking would attach it:
+    # set after the flush, so the flush has no relationship change to process.
+    set_committed_value(booking, "service_type", parties.service_type)
     return booking
 
 
