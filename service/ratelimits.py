@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, has_request_context, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from flask_limiter._limits import RuntimeLimit
 from limits.storage import MemoryStorage, RedisStorage
@@ -102,7 +102,7 @@ class _Window:
     pending: bool  # counted by the script, flask-limiter's own count call not yet answered
 
 
-_WINDOWS = "clinic_ratelimit_windows"  # flask.g: this request's figures (key -> _Window)
+_WINDOWS = "clinic.ratelimit_windows"  # the request's environ: its figures (key -> _Window)
 
 
 class OneTripRedisStorage(RedisStorage):
@@ -154,10 +154,10 @@ return found
         Redis fails then: the limits fail open for the rest of the request)."""
         if self.planner is None or not has_request_context():
             return None
-        windows: dict[str, _Window] | None = g.get(_WINDOWS)
+        environ = request.environ  # this request's own (an app context may hold several)
+        windows: dict[str, _Window] | None = environ.get(_WINDOWS)
         if windows is None:
-            windows = {}
-            setattr(g, _WINDOWS, windows)
+            windows = environ[_WINDOWS] = {}
             plan = self.planner()
             if plan:
                 args: list[str | int] = ["1" if self.stop_on_breach else "0"]

@@ -228,9 +228,11 @@ def _scenario(instance: Flask, trips: RoundTrips | None = None
     return answers
 
 
+@pytest.mark.parametrize("one_app_context", [False, True])  # requests sharing flask.g
 @pytest.mark.parametrize("roles", ["staff=3/minute", "staff=3/hour"])  # key checks first
 def test_a_request_costs_one_redis_round_trip_with_the_same_answers(app, monkeypatch,
-                                                                    redis_server, roles):
+                                                                    redis_server, roles,
+                                                                    one_app_context):
     _, url = redis_server
     in_memory = limited_app(app, monkeypatch, RATE_LIMIT_ROLES=roles)
     expected = [answer[:4] for answer in _scenario(in_memory)]
@@ -242,7 +244,11 @@ def test_a_request_costs_one_redis_round_trip_with_the_same_answers(app, monkeyp
     for script in (storage.lua_request, storage.lua_incr_expire):
         connection.script_load(script.script)
     trips = RoundTrips(monkeypatch)
-    answers = _scenario(shared, trips)
+    if one_app_context:
+        with shared.app_context():
+            answers = _scenario(shared, trips)
+    else:
+        answers = _scenario(shared, trips)
     assert [answer[:4] for answer in answers] == expected
     assert [status for status, *_ in answers] == [
         200, 200, 200, 429, 401, 401, 429, 429, 200, 200, 200, 429, 404, 404, 429, 200, 404]
