@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from flask import Flask
@@ -45,9 +46,37 @@ lone surrogate in text, whole numbers whole, dates and times in the years 1900 t
 """
 
 
+class ServiceFlask(Flask):
+    """Flask, whose ``ensure_sync`` (its documented override point) remembers its answer
+    for the functions it is asked about again and again: each request asks it for every
+    hook and the view (18 times for ``GET /bookings/{id}``), and whether a registered
+    function is a coroutine function never changes. Kept by weak reference: a function
+    made per request (an ``after_this_request`` closure) is forgotten with it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # True: the function itself runs (never the function as the value: it would keep
+        # its own key alive).
+        self._synced: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            if self._synced[func]:
+                return func
+        except (KeyError, TypeError):  # not asked yet, or no weak reference to it
+            pass
+        synced = super().ensure_sync(func)
+        if synced is func:
+            try:
+                self._synced[func] = True
+            except TypeError:
+                pass
+        return synced
+
+
 def create_app(config_override: dict[str, Any] | None = None) -> Flask:
     settings = Settings.from_env()
-    app = Flask(__name__, static_folder=None)
+    app = ServiceFlask(__name__, static_folder=None)
     app.config.update(
         SETTINGS=settings,
         DATABASE_URL=settings.database_url,

@@ -20,6 +20,7 @@ from service.domain.access.actor import Actor
 from service.domain.access.policy import Policy
 from service.domain.errors import Unauthenticated
 from service.extensions import unit_of_work
+from service.uow import UnitOfWork
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,8 +67,13 @@ def _authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>'.",
                               code="unauthenticated")
-    g.actor = keys.authenticate(unit_of_work(read_only=True), token.strip(), cache_seconds=(
+    g.actor = keys.authenticate(_key_lookup, token.strip(), cache_seconds=(
         current_app.config["SETTINGS"].api_key_cache_seconds))
+
+
+def _key_lookup() -> UnitOfWork:
+    """Where a key not cached is looked up (made only then)."""
+    return unit_of_work(read_only=True)
 
 
 def _request_id_header(response):  # type: ignore[no-untyped-def]

@@ -18,20 +18,31 @@ limited answer carries the IETF ``RateLimit-Policy`` and ``RateLimit`` headers
 (draft-ietf-httpapi-ratelimit-headers: ``"per-key";q=600;w=60`` and
 ``"per-key";r=599;t=60``). If the storage cannot be reached the request goes through (the
 limits fail open), with one log line and ``clinic_rate_limit_storage_errors_total``.
+
+With Redis, a request costs one round trip to it (``OneTripRedisStorage``): what
+flask-limiter will ask of the storage for this request (its limits in its order: a count
+for each limit spent, a read of each limit only tested, such as ``key-checks``) is sent as
+one script, which stops where flask-limiter would stop (at the first breached limit), and
+returns each counter with its time to live; flask-limiter's calls, and the headers, are
+then answered from those figures. The counters are the same Redis keys as before. A
+refused key (401) adds one round trip: its ``key-checks`` count, known only after the
+answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, has_request_context, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from flask_limiter._limits import RuntimeLimit
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, RedisStorage
 
 from service.auth import CALENDAR_FEED_PATH
 from service.config import Settings
@@ -70,6 +81,115 @@ class SweptMemoryStorage(MemoryStorage):
 
 
 MEMORY_STORAGE = "clinic-memory://"
+KEY_PREFIX = "clinic-ratelimit"
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One storage call flask-limiter's check of a request will make: a count (``hit``) or
+    a read (a limit only tested, counted after the answer), of ``key`` (unprefixed)."""
+
+    key: str
+    hit: bool
+    amount: int  # the limit's allowance: past it, flask-limiter stops (first breach)
+    expiry: int  # the window, seconds
+
+
+@dataclasses.dataclass
+class _Window:
+    count: int
+    expires_at: float
+    pending: bool  # counted by the script, flask-limiter's own count call not yet answered
+
+
+_WINDOWS = "clinic.ratelimit_windows"  # the request's environ: its figures (key -> _Window)
+
+
+class OneTripRedisStorage(RedisStorage):
+    """limits' Redis storage (the same keys, the same fixed-window counters), whose calls
+    within a request cost one round trip in all: at the first call, ``planner`` tells what
+    flask-limiter will ask (``Planned``, in its order) and one script does it all, stopping
+    at the first breached limit as flask-limiter does; each later call for a key the
+    script answered is answered from its figures (a count it made is returned once, as
+    flask-limiter makes it; the headers' reads after it). Anything else, or a call outside
+    a request, goes to Redis as before. ``clinic-redis://`` (or ``clinic-rediss://``): a
+    ``redis://`` URL (a single server: the script touches several keys)."""
+
+    STORAGE_SCHEME = ["clinic-redis", "clinic-rediss"]
+    SCRIPT_REQUEST = """
+local stop_on_breach = ARGV[1] == "1"
+local found = {}
+for i, key in ipairs(KEYS) do
+  local hit = ARGV[i * 3 - 1] == "1"
+  local amount = tonumber(ARGV[i * 3])
+  local count
+  if hit then
+    count = redis.call("incrby", key, 1)
+    if count == 1 then
+      redis.call("expire", key, ARGV[i * 3 + 1])
+    end
+  else
+    count = tonumber(redis.call("get", key) or "0")
+  end
+  found[#found + 1] = count
+  found[#found + 1] = redis.call("ttl", key)
+  if stop_on_breach and ((hit and count > amount) or (not hit and count >= amount)) then
+    break
+  end
+end
+return found
+"""
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri.removeprefix("clinic-"), **options)
+        self.planner: Callable[[], list[Planned]] | None = None
+        self.stop_on_breach = True
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.lua_request = self.get_connection().register_script(self.SCRIPT_REQUEST)
+
+    def _windows(self) -> dict[str, _Window] | None:
+        """This request's figures: planned and fetched at its first call (once, even if
+        Redis fails then: the limits fail open for the rest of the request)."""
+        if self.planner is None or not has_request_context():
+            return None
+        environ = request.environ  # this request's own (an app context may hold several)
+        windows: dict[str, _Window] | None = environ.get(_WINDOWS)
+        if windows is None:
+            windows = environ[_WINDOWS] = {}
+            plan = self.planner()
+            if plan:
+                args: list[str | int] = ["1" if self.stop_on_breach else "0"]
+                for step in plan:
+                    args += ["1" if step.hit else "0", step.amount, step.expiry]
+                found = self.lua_request([self.prefixed_key(step.key) for step in plan], args)
+                now = time.time()
+                for step, index in zip(plan, range(0, len(found), 2), strict=False):
+                    windows[step.key] = _Window(int(found[index]),
+                                                max(int(found[index + 1]), 0) + now,
+                                                pending=step.hit)
+        return windows
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        windows = self._windows()
+        if windows is not None:
+            window = windows.get(key)
+            if window is not None and window.pending and amount == 1:
+                window.pending = False
+                return window.count
+            windows.pop(key, None)  # counted here: read afresh if asked again
+        return super().incr(key, expiry, amount)
+
+    def get(self, key: str) -> int:
+        windows = self._windows()
+        window = windows.get(key) if windows else None
+        return window.count if window is not None else super().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        windows = self._windows()
+        window = windows.get(key) if windows else None
+        return window.expires_at if window is not None else super().get_expiry(key)
 
 
 _CLAIMED = "clinic.claimed_key"  # the request's WSGI environ: the header read once
@@ -170,6 +290,18 @@ def _limits(settings: Settings) -> list[ApplicationLimit]:
     ]
 
 
+def _plan(limits: list[ApplicationLimit]) -> list[Planned]:
+    """What flask-limiter's check of this request asks of the storage, in its order: the
+    limits not exempt, sorted as it sorts them (by window, stable), each counted or, with a
+    ``deduct_when``, read (its count comes after the answer)."""
+    runtime = sorted((limit for declared in limits for limit in declared),
+                     key=lambda limit: limit.limit)
+    return [Planned(limit.limit.key_for(KEY_PREFIX, limit.key_func(), str(limit.scope)),
+                    hit=limit.deduct_when is None, amount=limit.limit.amount,
+                    expiry=limit.limit.get_expiry())
+            for limit in runtime if not limit.is_exempt]
+
+
 def _refused(limit: RequestLimit) -> Response:
     scope = _scope(limit)
     RATE_LIMITED.labels(scope).inc()
@@ -200,6 +332,16 @@ def _now() -> float:
     return time.time()
 
 
+def _storage_uri(redis_url: str | None) -> str:
+    """The counters' storage: Redis through ``OneTripRedisStorage`` (``redis://`` and
+    ``rediss://`` URLs; any other scheme limits handles itself), else this process's memory."""
+    if not redis_url:
+        return MEMORY_STORAGE
+    if redis_url.startswith(("redis://", "rediss://")):
+        return "clinic-" + redis_url
+    return redis_url
+
+
 def init_app(app: Flask, settings: Settings) -> Limiter:
     limiter_log = logging.getLogger("flask-limiter")
     if not any(isinstance(existing, _StorageErrors) for existing in limiter_log.filters):
@@ -208,11 +350,16 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     if settings.redis_url:
         options = {"socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
                    "socket_timeout": STORAGE_TIMEOUT_SECONDS}
+    limits = _limits(settings)
     limiter = Limiter(
-        _key, app=app, application_limits=_limits(settings),
-        storage_uri=settings.redis_url or MEMORY_STORAGE, storage_options=options,  # type: ignore[arg-type]
-        strategy="fixed-window", key_prefix="clinic-ratelimit", headers_enabled=False,
+        _key, app=app, application_limits=limits,
+        storage_uri=_storage_uri(settings.redis_url), storage_options=options,  # type: ignore[arg-type]
+        strategy="fixed-window", key_prefix=KEY_PREFIX, headers_enabled=False,
         swallow_errors=True, on_breach=_refused)
+    storage = limiter.storage if limiter.enabled else None  # (RATELIMIT_ENABLED=False)
+    if isinstance(storage, OneTripRedisStorage):
+        storage.planner = functools.partial(_plan, limits)
+        storage.stop_on_breach = bool(limiter._fail_on_first_breach)
 
     limiter.request_filter(lambda: request.path in PROBES)
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis.connection
 from flask import Flask
 
 from service.app import create_app
@@ -18,6 +19,7 @@ from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
+from service.ratelimits import OneTripRedisStorage
 from tests import processes
 
 LIMITS = {"RATE_LIMIT_ROLES": "staff=3/minute,patient=2/minute",
@@ -174,3 +176,94 @@ def test_limits_fail_open_when_redis_stops(app, monkeypatch, redis_server, caplo
     assert all(r.exc_info is None for r in caplog.records if r.name == "service.ratelimits")
     assert not [r for r in caplog.records if r.name == "flask-limiter"]
     instance.extensions["clinic.database"].dispose()
+
+
+# Redis: one round trip a request, the same answers as the memory storage -----------------
+
+
+class RoundTrips:
+    """Counts the commands sent to Redis (each send is one round trip: a pipeline or a
+    script is one send)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = 0
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.sent += 1
+            return original(connection, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
+                            counted)
+
+
+def _scenario(instance: Flask, trips: RoundTrips | None = None
+              ) -> list[tuple[int, str | None, str | None, str | None, int]]:
+    """Requests of every kind of caller against ``instance``'s limits: each answer's status,
+    RateLimit-Policy, remaining (``r``), refused limit, and the round trips it cost."""
+    client = instance.test_client()
+    token, other = issue(instance, Role.STAFF), issue(instance, Role.STAFF)
+    other_address = {"REMOTE_ADDR": "192.0.2.9"}
+    calls = [
+        *[("/api/v1/providers", bearer(token), None)] * 4,  # the 4th over the key's limit
+        ("/api/v1/providers", bearer("ck_staff_guessed0000_not-a-real-secret"), None),
+        ("/api/v1/providers", bearer("ck_staff_guessed0001_another-guess"), None),
+        ("/api/v1/providers", bearer("ck_staff_guessed0002_and-another"), None),  # 429
+        ("/api/v1/providers", bearer(other), None),  # refused: the address's key checks
+        ("/api/v1/providers", bearer(other), other_address),  # counted before?
+        *[("/openapi.json", {}, other_address)] * 3,
+        *[("/api/v1/calendars/not-a-token.ics", {}, {"REMOTE_ADDR": "192.0.2.10"})] * 3,
+        ("/healthz", {}, None),
+        ("/api/v1/no-such-route", bearer(other), other_address),
+    ]
+    answers = []
+    for path, headers, environ in calls:
+        before = trips.sent if trips else 0
+        answer = client.get(path, headers=headers, environ_base=environ or {})
+        state = STATE.fullmatch(answer.headers.get("RateLimit", ""))
+        body = answer.get_json(silent=True) if answer.status_code == 429 else None
+        answers.append((answer.status_code, answer.headers.get("RateLimit-Policy"),
+                        state["r"] if state else None, body["limit"] if body else None,
+                        (trips.sent - before) if trips else 0))
+    return answers
+
+
+@pytest.mark.parametrize("one_app_context", [False, True])  # requests sharing flask.g
+@pytest.mark.parametrize("roles", ["staff=3/minute", "staff=3/hour"])  # key checks first
+def test_a_request_costs_one_redis_round_trip_with_the_same_answers(app, monkeypatch,
+                                                                    redis_server, roles,
+                                                                    one_app_context):
+    _, url = redis_server
+    in_memory = limited_app(app, monkeypatch, RATE_LIMIT_ROLES=roles)
+    expected = [answer[:4] for answer in _scenario(in_memory)]
+    shared = limited_app(app, monkeypatch, RATE_LIMIT_ROLES=roles, REDIS_URL=url)
+    storage = shared.extensions["limiter"].copy().pop().storage
+    assert isinstance(storage, OneTripRedisStorage)
+    # Connected, its scripts known to the server: what every request after the first finds.
+    connection = storage.get_connection()
+    for script in (storage.lua_request, storage.lua_incr_expire):
+        connection.script_load(script.script)
+    trips = RoundTrips(monkeypatch)
+    if one_app_context:
+        with shared.app_context():
+            answers = _scenario(shared, trips)
+    else:
+        answers = _scenario(shared, trips)
+    assert [answer[:4] for answer in answers] == expected
+    assert [status for status, *_ in answers] == [
+        200, 200, 200, 429, 401, 401, 429, 429, 200, 200, 200, 429, 404, 404, 429, 200, 404]
+    for status, *_, sent in answers:
+        assert sent <= (2 if status == 401 else 1)  # a refused key's count comes after
+    assert answers[0][4] == 1  # once connected: one script a request
+    assert answers[-2][4] == answers[-1][4] == 0  # a probe, and no route, are not limited
+    for instance in (in_memory, shared):
+        instance.extensions["clinic.database"].dispose()
+
+
+def test_the_one_trip_storage_answers_outside_a_request_as_redis_does(redis_server):
+    _, url = redis_server
+    storage = OneTripRedisStorage("clinic-" + url)
+    assert storage.incr("a/key", 60) == 1
+    assert storage.incr("a/key", 60) == 2
+    assert storage.get("a/key") == 2
+    assert time.time() < storage.get_expiry("a/key") <= time.time() + 61

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -137,10 +138,11 @@ def _refuse_expired(expires_at: datetime | None, now: datetime | None) -> None:
         raise Unauthenticated("The API key expired; ask for a new one.", code="api_key_expired")
 
 
-def authenticate(uow: UnitOfWork, key: str, *, now: datetime | None = None,
-                 cache_seconds: float = 0.0) -> Actor:
+def authenticate(uow: UnitOfWork | Callable[[], UnitOfWork], key: str, *,
+                 now: datetime | None = None, cache_seconds: float = 0.0) -> Actor:
     """The actor of a key; ``cache_seconds`` > 0 lets this process reuse a lookup that long
-    (``API_KEY_CACHE_SECONDS``: the bound on a revocation made by another process)."""
+    (``API_KEY_CACHE_SECONDS``: the bound on a revocation made by another process).
+    ``uow`` may be a function giving one, called only when the key must be looked up."""
     parsed = _parse(key)
     if parsed is None:
         raise Unauthenticated("The API key is malformed.", code="invalid_api_key")
@@ -150,6 +152,8 @@ def authenticate(uow: UnitOfWork, key: str, *, now: datetime | None = None,
         if known is not None and known.until > time.monotonic():
             _refuse_expired(known.expires_at, now)
             return known.actor
+    if not isinstance(uow, UnitOfWork):
+        uow = uow()
     with uow:
         record = uow.session.scalar(select(ApiKey).where(ApiKey.public_id == parsed[1]))
         if record is None or not hmac.compare_digest(record.secret_hash, digest):

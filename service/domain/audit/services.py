@@ -237,8 +237,20 @@ def _owners(session: Session, context: AuditContext) -> _Owners:
                    resource_id=token.id)
 
 
+class AuditRow:
+    """The values of one ``audit_events`` row, as attributes (what ``build_event`` gives):
+    written by one Core INSERT, so no ORM instance (and its instrumentation) is made for it;
+    the columns not given (``id``, ``occurred_at``) take their defaults in the INSERT."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+    def values(self) -> dict[str, object]:
+        return {key: value for key, value in self.__dict__.items() if key in _AUDIT_COLUMNS}
+
+
 def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, *,
-                missing: str | None = None) -> AuditEvent:
+                missing: str | None = None) -> AuditRow:
     """The row for this request. ``missing``: the code of a 404 answer; when it names a
     record of the path (or its patient, or a revoked feed token) that exists, the caller
     asked for someone else's record: the outcome becomes "not_visible" (denied)."""
@@ -260,7 +272,7 @@ def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, 
         resource_id = str(owners.resource_id)
     else:
         resource_id = None
-    return AuditEvent(
+    return AuditRow(
         key_id=actor.key_id if actor else None, role=actor.role.value if actor else None,
         action=AuditAction.DENIED if outcome in DENIED_OUTCOMES else context.action,
         resource_type=context.resource_type, resource_id=resource_id, patient_id=patient_id,
@@ -268,8 +280,10 @@ def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, 
         client_address=context.client_address)
 
 
-_AUDIT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
-_INSERT_ROW = insert(AuditEvent.__table__)
+_AUDIT_COLUMNS = frozenset(column.key for column in AuditEvent.__table__.columns)
+# Inline: nothing reads the row's generated id back, so no RETURNING (and no result to set
+# up) on databases that would otherwise add one to fetch it.
+_INSERT_ROW = insert(AuditEvent.__table__).inline()
 
 
 def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
@@ -282,9 +296,7 @@ def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
 
     def work() -> None:
         row = build_event(uow.session, context, outcome, missing=missing)
-        given = row.__dict__
-        uow.session.connection().execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
-                                                       if key in given})
+        uow.session.connection().execute(_INSERT_ROW, row.values())
 
     uow.run(work)
 
@@ -363,9 +375,8 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
         session.flush()  # ids of what this request created
         # The row as one INSERT statement, as ``record`` writes it: no object for the
         # commit's flush to process (nothing reads it back in this transaction).
-        given = build_event(session, context, AuditOutcome.SUCCESS).__dict__
-        session.connection().execute(_INSERT_ROW, {key: given[key] for key in _AUDIT_COLUMNS
-                                                   if key in given})
+        session.connection().execute(
+            _INSERT_ROW, build_event(session, context, AuditOutcome.SUCCESS).values())
         session.info[_PENDING] = True
 
     @event.listens_for(sessions, "after_commit")
