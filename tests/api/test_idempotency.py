@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 
 from service.config import Settings
 from service.db import utcnow
@@ -435,4 +435,25 @@ def test_concurrent_keyed_bookings_book_once(app, api):
             assert answer["id"] == made[0][1]["id"]
         else:
             assert status == 409 and answer["code"] == "idempotency_key_in_progress", answer
+    assert _bookings_and_records(app)[0] == 1
+
+
+def test_a_keyed_booking_whose_answer_cannot_be_stored_is_not_made(app, api):
+    """The answer's INSERT waits on a lock until the lock timeout: the change is rolled
+    back with it and the client gets a 503, never a 201 for a booking that is not there;
+    the retry with the same key books it."""
+    database = app.extensions["clinic.database"]
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL's lock_timeout (SQLite takes its write lock at BEGIN)")
+    clinic = build_clinic(api)
+    key = {"Idempotency-Key": "locked-out"}
+    with database.writer.connect() as blocker:
+        blocker.execute(text("LOCK TABLE idempotency_records IN SHARE MODE"))
+        refused = clinic.book("consultation", clinic.at(13), headers=key)
+        blocker.rollback()
+    assert_problem(refused, 503, "database_unavailable")
+    assert _bookings_and_records(app) == (0, [])
+    made = clinic.book("consultation", clinic.at(13), headers=key)
+    assert made.status_code == 201, made.get_json()
+    assert "Idempotent-Replayed" not in made.headers
     assert _bookings_and_records(app)[0] == 1
