@@ -108,12 +108,12 @@ class UnitOfWork:
         held, self._held = self._held, False
         if self._shared is None:
             self.session.close()
-        elif self._hold and (exc is not None or not held):
-            # Nothing of it is kept, as a closed session would keep nothing; what earlier
-            # held units of work did stays (their savepoints were released).
-            if savepoint is not None and savepoint.is_active:
+        elif self._hold:
+            # Kept if it committed (as a commit would have kept it), else nothing of it, as a
+            # closed session would keep nothing; what earlier held units of work did stays.
+            if not held and savepoint is not None and savepoint.is_active:
                 savepoint.rollback()
-            elif savepoint is None:
+            elif not held and savepoint is None:
                 self.session.rollback()
             self.session.expunge_all()
         elif exc is not None:

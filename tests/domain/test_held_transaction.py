@@ -94,3 +94,18 @@ def test_a_first_held_unit_of_work_that_fails_leaves_nothing(sessions):
 def test_only_a_shared_session_can_be_held(sessions):
     with pytest.raises(ValueError, match="shared"):
         UnitOfWork(sessions, hold=True)
+
+
+def test_a_held_unit_of_work_that_committed_keeps_its_change_when_it_raises_after(sessions):
+    held = sessions()
+    try:
+        uow = UnitOfWork(None, shared=held, hold=True)
+        uow.run(lambda: _mark(uow, 1))
+        with pytest.raises(InvalidInput), uow:
+            _mark(uow, 2)
+            uow.commit()
+            raise InvalidInput("after the commit")
+        held.commit()
+    finally:
+        held.close()
+    assert _marks(sessions) == [1, 2]
