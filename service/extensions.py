@@ -26,8 +26,11 @@ from service.parsing import Integer, RequestParser
 from service.rendering import LocalInstant, know_booking_locations
 from service.transactions import (  # noqa: F401 - the resources' one import of them
     database,
+    end_held_transaction,
     end_request_transaction,
+    hold_request_transaction,
     request_unit_of_work,
+    settle_held_transaction,
     share_request_transaction,
     shares_request_transaction,
     statement_reads,

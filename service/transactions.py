@@ -9,6 +9,7 @@ former imports) read in the same transaction.
 from __future__ import annotations
 
 from flask import current_app, g
+from sqlalchemy.orm import Session
 
 from service.db import Database
 from service.uow import UnitOfWork
@@ -24,6 +25,9 @@ def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
     db = database()
     if read_only and g.get(_SHARES_TRANSACTION):
         return request_unit_of_work()
+    if not read_only and g.get(_HOLDS_TRANSACTION):
+        return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
+                          shared=_held_session(db), reads=db.read_only_sessions, hold=True)
     sessions = db.read_sessions if read_only else db.write_sessions
     return UnitOfWork(sessions, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
                       reads=db.read_only_sessions)
@@ -53,6 +57,41 @@ def statement_writes() -> UnitOfWork:
 
 _SHARES_TRANSACTION = "clinic.shares_transaction"
 _REQUEST_SESSION = "clinic.request_session"
+_HOLDS_TRANSACTION = "clinic.holds_transaction"
+_HELD_SESSION = "clinic.held_session"
+
+
+def hold_request_transaction() -> None:
+    """Make this request's writes (``unit_of_work()``) run in one transaction of the writer
+    that stays open after the view, until ``settle_held_transaction``: what is written with
+    the answer, once it is known, commits with the change itself."""
+    setattr(g, _HOLDS_TRANSACTION, True)
+
+
+def _held_session(db: Database) -> Session:
+    session = g.get(_HELD_SESSION)
+    if session is None:
+        session = db.write_sessions()
+        setattr(g, _HELD_SESSION, session)
+    return session
+
+
+def settle_held_transaction() -> UnitOfWork:
+    """Stop holding: a unit of work in the held transaction (or a fresh one, when the view
+    wrote nothing) whose commit commits what the view wrote with what it adds; its session
+    stays open until ``end_held_transaction``. Writes after this commit on their own."""
+    db = database()
+    g.pop(_HOLDS_TRANSACTION, None)
+    return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
+                      shared=_held_session(db))
+
+
+def end_held_transaction() -> None:
+    """Close the held session: what was not committed is rolled back, its connection freed."""
+    g.pop(_HOLDS_TRANSACTION, None)
+    session = g.pop(_HELD_SESSION, None)
+    if session is not None:
+        session.close()
 
 
 def share_request_transaction() -> bool:
@@ -91,3 +130,4 @@ def end_request_transaction(_exc: BaseException | None = None) -> None:
     session = g.pop(_REQUEST_SESSION, None)
     if session is not None:
         session.close()
+    end_held_transaction()

@@ -8,7 +8,11 @@ number of times). Reads use ``with uow:`` and never commit.
 A unit of work may instead be given the request's own session (``shared``): it then neither
 opens nor ends the transaction, which outlives it (the request's reads and its audit row in
 one transaction, ``service/extensions.py``); what it loaded is detached on the way out, as
-a closed session would leave it.
+a closed session would leave it. ``hold`` on a shared session: its commit only flushes, and
+the request commits the transaction once its answer is known (an ``Idempotency-Key``'s
+stored answer in the same transaction as the change, ``service/resources/idempotency.py``);
+each held unit of work after the first runs in a savepoint, so a failed one leaves what the
+earlier ones did, as their own commits would have.
 
 Use cases record domain events on the unit of work (``record``); ``commit`` hands them to
 the message bus first, so their handlers write the consequences (reminders, the change feed,
@@ -26,7 +30,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from service.db import Base
@@ -39,6 +43,8 @@ from service.messagebus import MessageBus
 # other's row in an exclusion constraint: the retry sees the winner and answers 409).
 CONTENTION_SQLSTATES = frozenset({"40P01", "40001"})
 RETRIES = 3
+HELD_WORK = "clinic.held_work"
+"""``Session.info`` key: a held unit of work committed (flushed) in this transaction."""
 
 T = TypeVar("T")
 
@@ -57,9 +63,14 @@ class UnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session] | None, *, dialect: str = "",
                  bus: MessageBus | None = None, shared: Session | None = None,
-                 reads: sessionmaker[Session] | None = None) -> None:
+                 reads: sessionmaker[Session] | None = None, hold: bool = False) -> None:
         if (sessions is None) == (shared is None):
             raise ValueError("Give either a session factory or a shared session.")
+        if hold and shared is None:
+            raise ValueError("Only a shared session's transaction can be held.")
+        self._hold = hold
+        self._savepoint: SessionTransaction | None = None
+        self._held = False
         self._sessions = sessions
         self._shared = shared
         self._reads = reads
@@ -76,6 +87,8 @@ class UnitOfWork:
             raise RuntimeError("This unit of work is already open: one transaction at a time.")
         if self._shared is not None:
             self.session = self._shared
+            if self._hold and self.session.info.get(HELD_WORK):
+                self._savepoint = self.session.begin_nested()
         else:
             assert self._sessions is not None
             self.session = self._sessions()
@@ -91,8 +104,18 @@ class UnitOfWork:
         self._open = False
         self._events = []
         self.memo = {}
+        savepoint, self._savepoint = self._savepoint, None
+        held, self._held = self._held, False
         if self._shared is None:
             self.session.close()
+        elif self._hold:
+            # Kept if it committed (as a commit would have kept it), else nothing of it, as a
+            # closed session would keep nothing; what earlier held units of work did stays.
+            if not held and savepoint is not None and savepoint.is_active:
+                savepoint.rollback()
+            elif not held and savepoint is None:
+                self.session.rollback()
+            self.session.expunge_all()
         elif exc is not None:
             self.session.rollback()  # the transaction goes on, fresh, for what follows
         else:
@@ -148,6 +171,14 @@ class UnitOfWork:
                                    "bus: their consequences would be lost.")
             self.bus.run(self)
         self.memo = {}
+        if self._hold:  # the request commits it, with its answer (see the module's doc)
+            self.session.flush()
+            if self._savepoint is not None:
+                self._savepoint.commit()
+                self._savepoint = None
+            self.session.info[HELD_WORK] = True
+            self._held = True
+            return
         self.session.commit()
 
     def rollback(self) -> None:

@@ -10,11 +10,16 @@ Put ``@idempotent`` on a POST view method as its OUTERMOST decorator, above
     @authorize(policy, "create")
     def post(self, data): ...
 
-Above the argument parsing, a repeated request is answered from the stored response before
-its body is parsed again, and a key reused with another body is refused as such rather
-than as a validation error. The answer to store is taken from the final response (after
-the error handlers turned any exception into problem+json), so a 4xx is stored and replayed
-like a 2xx, and a 5xx gives the key up so the client may retry.
+The request runs with its writes held in one transaction (``hold_request_transaction``):
+once the final response is known (after the error handlers turned any exception into
+problem+json), the answer is stored under the key by the transaction's last statement and
+commits with the change, or, when the key already has its request, the change is rolled
+back and the key's answer goes out instead: the stored one (a replay), or
+idempotency_key_reused for another request, or idempotency_key_in_progress while an older
+claim may still be running. So a 4xx is stored and replayed like a 2xx; a 5xx stores nothing
+(the change, if any, is rolled back) and the client may retry; and a change is never
+committed without its answer, nor acknowledged before both are (a failed commit answers 503).
+A key reused with another body is refused as such even when that body is invalid.
 """
 
 from __future__ import annotations
@@ -30,11 +35,19 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Response, after_this_request, current_app, g, request
+from sqlalchemy.exc import IntegrityError
 
-from service.db import utcnow
+from service.db import is_unavailable, utcnow
 from service.domain.errors import DomainError
 from service.domain.idempotency import services as idempotency
-from service.extensions import IDEMPOTENT_REPLAYED_HEADER, statement_writes, unit_of_work
+from service.errors import database_unavailable, problem, to_problem
+from service.extensions import (
+    IDEMPOTENT_REPLAYED_HEADER,
+    end_held_transaction,
+    hold_request_transaction,
+    settle_held_transaction,
+)
+from service.uow import translate_integrity_error
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +95,18 @@ def idempotent(view: F | None = None, *, withhold: tuple[str, ...] = ()) -> Any:
         key_id = getattr(getattr(g, "actor", None), "key_id", None)
         if key_id is None:  # keys are scoped to an API key: nothing to scope this one to
             return view(*args, **kwargs)
-        claimed_at = utcnow()
+        now = utcnow()
         lease = timedelta(seconds=current_app.config["SETTINGS"].idempotency_lease_seconds)
-        replay = idempotency.begin(
-            unit_of_work(), api_key_id=key_id, key=key, method=request.method,
-            path=request.path, request_hash=request_hash(), now=claimed_at, lease=lease)
-        if replay is not None:
-            return _replayed(replay)
+        fingerprint = request_hash()
+        hold_request_transaction()
 
         @after_this_request
-        def _store(response: Response) -> Response:
-            _record(response, api_key_id=key_id, key=key, claimed_at=claimed_at,
-                    withhold=withhold)
-            return response
+        def _settle(response: Response) -> Response:
+            try:
+                return _settled(response, api_key_id=key_id, key=key, request_hash=fingerprint,
+                                now=now, lease=lease, withhold=withhold)
+            finally:
+                end_held_transaction()
 
         return view(*args, **kwargs)
 
@@ -142,27 +154,37 @@ def _kept_body(response: Response, withhold: tuple[str, ...]) -> str:
                        for name, value in data.items()})
 
 
-def _record(response: Response, *, api_key_id: Any, key: str, claimed_at: datetime,
-            withhold: tuple[str, ...] = ()) -> None:
-    if g.get("database_unavailable"):
-        # The database just failed this request; the claim is given up by its lease (the
-        # 409 idempotency_key_in_progress says when) rather than by waiting on it again.
-        return
+def _settled(response: Response, *, api_key_id: Any, key: str, request_hash: str,
+             now: datetime, lease: timedelta, withhold: tuple[str, ...] = ()) -> Response:
+    """The answer to send: ``response`` once it is stored with the request's change, or
+    the key's own answer (the change rolled back), or a 503 when the commit failed."""
+    uow = settle_held_transaction()
+    if response.status_code >= 500 or g.get("database_unavailable"):
+        # Nothing is stored and the change (if any) is rolled back: the client may retry.
+        return response
+    headers = {name: response.headers[name] for name in KEPT_HEADERS
+               if name in response.headers}
     try:
-        if response.status_code >= 500:
-            idempotency.abandon(statement_writes(), api_key_id=api_key_id, key=key,
-                                claimed_at=claimed_at)
-        else:
-            headers = {name: response.headers[name] for name in KEPT_HEADERS
-                       if name in response.headers}
-            idempotency.finish(statement_writes(), api_key_id=api_key_id, key=key,
-                               status=response.status_code,
-                               body=_kept_body(response, withhold), headers=headers,
-                               claimed_at=claimed_at)
-    except Exception as exc:  # noqa: BLE001 - the answer itself must still reach the client
-        # The client gets its answer; the claim stays in progress until its lease ends.
+        replay = idempotency.settle(
+            uow, api_key_id=api_key_id, key=key, method=request.method, path=request.path,
+            request_hash=request_hash, now=now, lease=lease, status=response.status_code,
+            body=_kept_body(response, withhold), headers=headers)
+    except DomainError as exc:
+        return to_problem(exc)
+    except IntegrityError as exc:  # a constraint checked at the commit
+        return to_problem(translate_integrity_error(exc))
+    except Exception as exc:  # noqa: BLE001 - neither stored nor committed: no 2xx goes out
+        if is_unavailable(exc):
+            return database_unavailable(exc, during="Idempotency-Key answer")
         log.error("could not store the answer for an Idempotency-Key (%s) on %s %s",
                   type(exc).__name__, request.method, request.url_rule)
+        return problem(503, "service_unavailable", "Service Unavailable",
+                       "The change could not be committed; retry with the same key.")
+    if replay is None:
+        return response
+    # The answer is the stored one: what this run's error handler noted goes with its own.
+    g.pop("problem_code", None)
+    return _replayed(replay)
 
 
 def _document(wrapper: Callable[..., Any]) -> None:

@@ -7,17 +7,20 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, func, select, text, update
 
 from service.config import Settings
 from service.db import utcnow
 from service.domain.access import services as keys
+from service.domain.audit.models import AuditEvent
+from service.domain.bookings.models import Booking
 from service.domain.idempotency import services as idempotency
 from service.domain.idempotency.models import IdempotencyRecord
 from service.extensions import unit_of_work
 from service.resources.idempotency import request_hash
 from tests.api.test_directory import PROBLEM, assert_problem
 from tests.factories import NPIS, license_payload, provider_payload
+from tests.scenario import build_clinic
 
 PROVIDERS = "/api/v1/providers"
 
@@ -322,3 +325,135 @@ def test_the_lease_follows_the_worker_timeout():
     assert Settings.from_env({"IDEMPOTENCY_LEASE_SECONDS": "40"}).idempotency_lease_seconds == 40
     with pytest.raises(ValueError, match="IDEMPOTENCY_LEASE_SECONDS"):
         Settings.from_env({"GUNICORN_TIMEOUT": "60", "IDEMPOTENCY_LEASE_SECONDS": "45"})
+
+
+# A booking with an Idempotency-Key: the change and its stored answer in one transaction.
+
+BOOKINGS = "/api/v1/bookings"
+KEYED_BOOKING_MOST_STATEMENTS_ON_POSTGRESQL = 8  # issue 14
+
+
+def _bookings_and_records(app) -> tuple[int, list[IdempotencyRecord]]:
+    database = app.extensions["clinic.database"]
+    with database.read_sessions() as session:
+        return (session.scalar(select(func.count()).select_from(Booking)) or 0,
+                list(session.scalars(select(IdempotencyRecord))))
+
+
+def test_a_keyed_booking_commits_with_its_answer_in_few_statements(app, api):
+    clinic = build_clinic(api)
+    assert clinic.book("consultation", clinic.at(14)).status_code == 201  # warm
+    database = app.extensions["clinic.database"]
+    statements: list[tuple[int, str]] = []
+
+    def count(conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append((id(conn.connection.dbapi_connection), statement))
+
+    event.listen(database.writer, "before_cursor_execute", count)
+    try:
+        response = clinic.book("consultation", clinic.at(13),
+                               headers={"Idempotency-Key": "booking-13"})
+    finally:
+        event.remove(database.writer, "before_cursor_execute", count)
+    assert response.status_code == 201, response.get_json()
+    statements = [s for s in statements if "FROM api_keys" not in s[1]]  # no key cache here
+    if database.dialect == "postgresql":
+        assert len(statements) <= KEYED_BOOKING_MOST_STATEMENTS_ON_POSTGRESQL, [
+            s[1][:40] for s in statements]
+        # One transaction: the stored answer is its last statement but the audit row's.
+        assert [s for s in statements if "idempotency_records" in s[1]] == [statements[-2]]
+        assert len({connection for connection, _ in statements}) == 1
+    booked, records = _bookings_and_records(app)
+    assert booked == 2
+    [record] = records
+    assert record.completed and record.response_status == 201
+    assert json.loads(record.response_body or "")["id"] == response.get_json()["id"]
+    with database.read_sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.resource_id == response.get_json()["id"])) == 1
+
+
+def test_a_keyed_booking_is_made_once_and_replayed(app, api):
+    clinic = build_clinic(api)
+    key = {"Idempotency-Key": "book-once"}
+    first = clinic.book("consultation", clinic.at(13), headers=key)
+    assert first.status_code == 201, first.get_json()
+    again = clinic.book("consultation", clinic.at(13), headers=key)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    assert (again.headers["Location"], again.headers["ETag"]) == (
+        first.headers["Location"], first.headers["ETag"])
+    # Another start under the same key: refused as a reuse, and nothing more is booked
+    # (the other slot is free: its booking was made, then rolled back).
+    other = clinic.book("consultation", clinic.at(15), headers=key)
+    assert_problem(other, 422, "idempotency_key_reused")
+    assert _bookings_and_records(app)[0] == 1
+    assert clinic.book("consultation", clinic.at(15)).status_code == 201
+
+
+def test_a_keyed_booking_conflict_is_stored_and_replayed(app, api):
+    clinic = build_clinic(api)
+    assert clinic.book("consultation", clinic.at(13)).status_code == 201
+    key = {"Idempotency-Key": "taken-slot"}
+    other = clinic.add_patient(first_name="Other")
+    first = clinic.book("consultation", clinic.at(13), headers=key, patient=other)
+    body = assert_problem(first, 409, first.get_json()["code"])
+    again = clinic.book("consultation", clinic.at(13), headers=key, patient=other)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == body
+    assert _bookings_and_records(app)[0] == 1
+
+
+def test_concurrent_keyed_bookings_book_once(app, api):
+    clinic = build_clinic(api)
+    body = {"patient_id": clinic.patient["id"], "provider_id": clinic.doctor["id"],
+            "service_type_id": clinic.services["consultation"]["id"],
+            "location_id": clinic.virtual["id"], "start": clinic.at(13).isoformat(),
+            "patient_state": "AZ"}
+    headers = {"Authorization": f"Bearer {api.tokens['staff']}",
+               "Idempotency-Key": "booking-race"}
+    barrier = threading.Barrier(6)
+    answers: list = [None] * 6
+
+    def send(index: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(BOOKINGS, json=body, headers=headers)
+        answers[index] = (response.status_code, response.get_json(), dict(response.headers))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(answer is not None for answer in answers)
+    made = [a for a in answers if a[0] == 201 and "Idempotent-Replayed" not in a[2]]
+    assert len(made) == 1, answers
+    for status, answer, _headers in answers:
+        if status == 201:
+            assert answer["id"] == made[0][1]["id"]
+        else:
+            assert status == 409 and answer["code"] == "idempotency_key_in_progress", answer
+    assert _bookings_and_records(app)[0] == 1
+
+
+def test_a_keyed_booking_whose_answer_cannot_be_stored_is_not_made(app, api):
+    """The answer's INSERT waits on a lock until the lock timeout: the change is rolled
+    back with it and the client gets a 503, never a 201 for a booking that is not there;
+    the retry with the same key books it."""
+    database = app.extensions["clinic.database"]
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL's lock_timeout (SQLite takes its write lock at BEGIN)")
+    clinic = build_clinic(api)
+    key = {"Idempotency-Key": "locked-out"}
+    with database.writer.connect() as blocker:
+        blocker.execute(text("LOCK TABLE idempotency_records IN SHARE MODE"))
+        refused = clinic.book("consultation", clinic.at(13), headers=key)
+        blocker.rollback()
+    assert_problem(refused, 503, "database_unavailable")
+    assert _bookings_and_records(app) == (0, [])
+    made = clinic.book("consultation", clinic.at(13), headers=key)
+    assert made.status_code == 201, made.get_json()
+    assert "Idempotent-Replayed" not in made.headers
+    assert _bookings_and_records(app)[0] == 1

@@ -9,6 +9,15 @@ The unique index on (api_key_id, idempotency_key) decides who claimed a key firs
 same key arrives twice at once: the loser's INSERT ... ON CONFLICT DO NOTHING inserts
 nothing (one statement, no savepoint: a failed statement would abort the transaction on
 PostgreSQL), and the loser then reads the winner's row, locked, to decide what to answer.
+
+``settle`` needs no claim first: the request's change and its answer are written in one
+transaction, the answer's INSERT its last statement. Whoever commits the key first wins; a
+request that finds the key taken gives its own change up (the caller rolls it back) and
+answers as the key's row says: its stored answer, or ``idempotency_key_reused``, or
+``idempotency_key_in_progress`` while an older claim (``begin``) may still be running. On
+PostgreSQL a second request with the key waits at that INSERT until the first one's
+transaction has ended; two changes that exclude each other (the same slot) meet earlier, at
+the change, and the loser's error answer is settled the same way.
 """
 
 from __future__ import annotations
@@ -84,6 +93,46 @@ def begin(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path
                              now=now, lease=lease)
             uow.commit()
             return replay
+    raise _in_progress(timedelta(seconds=1))
+
+
+def settle(uow: UnitOfWork, *, api_key_id: uuid.UUID, key: str, method: str, path: str,
+           request_hash: str, now: datetime, status: int, body: str, headers: dict[str, str],
+           lease: timedelta = LEASE) -> Replay | None:
+    """Store this answer for ``key`` and commit it with what the request wrote in ``uow``'s
+    transaction (None), or, when the key already has its request: the stored Replay to
+    send instead (nothing committed; the caller rolls the request's change back). Raises
+    ``idempotency_key_reused`` and ``idempotency_key_in_progress`` as ``begin`` does."""
+    answer = {"completed": True, "response_status": status, "response_body": body,
+              "response_headers": json.dumps(headers)}
+    with uow:
+        session = uow.session
+        for _ in range(_ATTEMPTS):
+            stored = session.execute(_insert(session).values(
+                api_key_id=api_key_id, idempotency_key=key, method=method, path=path,
+                request_hash=request_hash, created_at=now, expires_at=now + RETENTION,
+                **answer).on_conflict_do_nothing(
+                index_elements=[IdempotencyRecord.api_key_id,
+                                IdempotencyRecord.idempotency_key]).returning(IdempotencyRecord.id))
+            if stored.first() is not None:
+                uow.commit()
+                return None
+            existing = session.scalars(
+                select(IdempotencyRecord)
+                .where(IdempotencyRecord.api_key_id == api_key_id,
+                       IdempotencyRecord.idempotency_key == key)
+                .with_for_update()
+            ).one_or_none()
+            if existing is None:
+                continue  # deleted in between (abandoned or purged): store it again
+            replay = _decide(existing, method=method, path=path, request_hash=request_hash,
+                             now=now, lease=lease)
+            if replay is not None:
+                return replay
+            for name, value in answer.items():  # the key was free again: this answer
+                setattr(existing, name, value)
+            uow.commit()
+            return None
     raise _in_progress(timedelta(seconds=1))
 
 
