@@ -65,8 +65,9 @@ IDEMPOTENCY_KEY = {
                    "safe: the first answer (2xx or 4xx) is kept 24 hours for your API key "
                    "and returned again, with `Idempotent-Replayed: true`, to a repeat of "
                    "the same request. The same key with a different request: 422 "
-                   "idempotency_key_reused; while the first request runs: 409 "
-                   "idempotency_key_in_progress. 1 to 255 printable ASCII characters; a "
+                   "idempotency_key_reused. A repeat sent while the first request is "
+                   "still running waits for it and gets the same answer. 1 to 255 "
+                   "printable ASCII characters; a "
                    "quoted structured-field string is accepted too.",
 }
 
