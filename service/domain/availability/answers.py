@@ -21,6 +21,7 @@ costs speed, never an answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time as clock
@@ -83,10 +84,29 @@ class Entry:
         if not value.startswith(_MAGIC):
             return None
         size = int.from_bytes(value[3:7], "big")
+        header = value[7:7 + size]
+        fields = _HEADERS.get(header)
         try:
-            return cls(*json.loads(value[7:7 + size]), body=value[7 + size:])
+            if fields is None:
+                fields = _remember_header(header, json.loads(header))
+            return cls(*fields, body=value[7 + size:])
         except (ValueError, TypeError):  # not an entry of this format: computed again
             return None
+
+
+# The headers of the entries read lately, decoded (the same bytes decode to the same
+# values: a repeated search decodes its entry's header once per process, not per request).
+_HEADERS: dict[bytes, list] = {}
+_HEADERS_KEPT = 1024
+
+
+def _remember_header(header: bytes, fields: list) -> list:
+    if not isinstance(fields, list):
+        raise TypeError("not an entry header")
+    if len(_HEADERS) >= _HEADERS_KEPT:
+        _HEADERS.clear()
+    _HEADERS[header] = fields
+    return fields
 
 
 def request_key(*, service_type_id: uuid.UUID, start: date | datetime, end: date | datetime,
@@ -95,12 +115,21 @@ def request_key(*, service_type_id: uuid.UUID, start: date | datetime, end: date
                 patient_state: str | None, limit: int) -> str:
     """Everything of the query the answer depends on (times with their kind: a date is a
     local day)."""
+    return _request_key(service_type_id, start, end, default_zone, zone_name,
+                        tuple(provider_ids or ()), location_id, patient_state, limit)
+
+
+@functools.lru_cache(maxsize=1024)  # a repeated search: its key is made once per process
+def _request_key(service_type_id: uuid.UUID, start: date | datetime, end: date | datetime,
+                 default_zone: str, zone_name: str | None,
+                 provider_ids: tuple[uuid.UUID, ...], location_id: uuid.UUID | None,
+                 patient_state: str | None, limit: int) -> str:
     def moment(value: date | datetime) -> str:
         return (f"t{value.isoformat()}" if isinstance(value, datetime)
                 else f"d{value.isoformat()}")
 
     parts = [str(service_type_id), moment(start), moment(end), default_zone, zone_name,
-             sorted({str(p) for p in provider_ids or ()}), str(location_id), patient_state,
+             sorted({str(p) for p in provider_ids}), str(location_id), patient_state,
              limit]
     digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
     return f"slots:answer:v1:{digest}"
@@ -130,8 +159,8 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
         if entry is not None and entry.holds_at(now):
             current = versions.read(uow.session, entry.versions)
             if current == entry.versions:
-                cache.REQUESTS.labels("hit").inc()
-                cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
+                cache.HITS.inc()
+                cache.HIT_LATENCY.observe(clock.perf_counter() - began)
                 return entry.body
             first = ({scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
                      if versions.CATALOG in current

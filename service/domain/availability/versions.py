@@ -176,8 +176,13 @@ def read(session: Session, scopes: Iterable[str]) -> dict[str, int]:
     """The current versions of these scopes (0 for one never bumped), in one query."""
     wanted = sorted(set(scopes) | {ALL})
     connection = session.connection()
-    if connection.dialect.name == "postgresql":  # one array parameter: no per-scope binds
-        rows = connection.execute(_READ_ANY, {"scopes": wanted})
+    if connection.dialect.name == "postgresql":
+        # One text parameter, split by the server: no per-scope binds, and none of the
+        # client-side work of dumping an array (a fifth of a cached search's CPU).
+        listed = _SEPARATOR.join(wanted)
+        if listed.count(_SEPARATOR) != len(wanted) - 1:
+            raise ValueError(f"a scope name holds {_SEPARATOR!r}")
+        rows = connection.execute(_READ_LISTED, {"scopes": listed})
     else:
         rows = connection.execute(select(ScheduleVersion.scope, ScheduleVersion.version).where(
             ScheduleVersion.scope.in_(wanted)))
@@ -185,8 +190,10 @@ def read(session: Session, scopes: Iterable[str]) -> dict[str, int]:
     return {scope: found.get(scope, 0) for scope in wanted}
 
 
-_READ_ANY = select(ScheduleVersion.scope, ScheduleVersion.version).where(
-    ScheduleVersion.scope == any_(bindparam("scopes", type_=ARRAY(String))))
+_SEPARATOR = ","  # in no scope name: "catalog", "all", "<kind>:<uuid>"
+_READ_LISTED = select(ScheduleVersion.scope, ScheduleVersion.version).where(
+    ScheduleVersion.scope == any_(func.string_to_array(bindparam("scopes", type_=String),
+                                                       _SEPARATOR, type_=ARRAY(String))))
 
 
 @event.listens_for(Session, "before_flush")

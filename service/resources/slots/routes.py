@@ -12,16 +12,17 @@ from service.auth import authorize
 from service.db import utcnow
 from service.domain.availability.answers import answer_open_slots
 from service.domain.availability.policy import policy
-from service.extensions import Blueprint, current_actor, statement_reads
+from service.extensions import current_actor, statement_reads
 from service.rendering import render_in
+from service.resources.slots.arguments import SlotsBlueprint
 from service.resources.slots.rendering import render_answer
 from service.resources.slots.schemas import SlotListSchema, SlotQueryArgsSchema
 
-blp = Blueprint("slots", __name__, url_prefix="/api/v1",
-                description="Bookable start times, with every rule applied: working hours, "
-                            "overrides, time off, bookings (pending too), buffers, recovery, "
-                            "notice, horizon, chairs, licenses, REMS. Never who holds other "
-                            "bookings.")
+blp = SlotsBlueprint("slots", __name__, url_prefix="/api/v1",
+                     description="Bookable start times, with every rule applied: working hours, "
+                                 "overrides, time off, bookings (pending too), buffers, recovery, "
+                                 "notice, horizon, chairs, licenses, REMS. Never who holds other "
+                                 "bookings.")
 
 
 @blp.route("/slots")
