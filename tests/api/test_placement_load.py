@@ -15,7 +15,8 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
-from service.domain.availability import placement, search
+from service.domain.availability import facts, placement, search
+from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
@@ -250,3 +251,42 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
                         provider.id, location.id, **day)
             compared += bool(new.provider_busy or new.patient_busy)
     assert compared  # some of the compared ranges had bookings
+
+
+def test_busy_time_is_read_to_the_microsecond(api, app):
+    """Busy instants anywhere in time, to the microsecond, as the engine's integers (on
+    PostgreSQL the statement sends arrays of instants, read from their binary form)."""
+    build_clinic(api)
+    database = app.extensions["clinic.database"]
+    instants = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+                datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+                datetime(2000, 1, 1, tzinfo=UTC),
+                datetime(2038, 1, 19, 3, 14, 7, 654_321, tzinfo=UTC),
+                datetime(2038, 1, 19, 3, 14, 7, 654_322, tzinfo=UTC),
+                datetime(2263, 6, 1, 12, 0, 0, 1, tzinfo=UTC)]
+    with database.write_sessions() as session:
+        provider = session.scalars(select(Provider)).first()
+        location = session.scalars(select(Location)).first()
+        assert provider is not None and location is not None
+        connection = CalendarConnection(provider_id=provider.id, kind=ConnectionKind.ICS,
+                                        label="calendar", interval_seconds=900, active=True,
+                                        status=SyncStatus.OK)
+        session.add(connection)
+        session.flush()
+        for index, instant in enumerate(reversed(instants)):
+            session.add(ExternalBusy(connection_id=connection.id, provider_id=provider.id,
+                                     starts_at=instant,
+                                     ends_at=instant + timedelta(microseconds=7 + index)))
+        session.flush()
+        found = facts.read(session.connection(), provider_ids=[provider.id],
+                           location_ids=[location.id], license_ids=[], chairs=None,
+                           lo=instants[0] - timedelta(days=1),
+                           hi=instants[-1] + timedelta(days=1),
+                           first_day=instants[0].date(), last_day=instants[-1].date())
+        busy = found.provider_busy[provider.id]
+        assert list(zip(busy.starts, busy.ends, strict=True)) == [
+            (engine.to_us(instant), engine.to_us(instant) + 7 + index)
+            for index, instant in reversed(list(enumerate(reversed(instants))))]
+        assert [(i.start, i.end) for i in busy] == [
+            (instant, instant + timedelta(microseconds=7 + index))
+            for index, instant in reversed(list(enumerate(reversed(instants))))]
