@@ -290,3 +290,59 @@ def test_busy_time_is_read_to_the_microsecond(api, app):
         assert [(i.start, i.end) for i in busy] == [
             (instant, instant + timedelta(microseconds=7 + index))
             for index, instant in reversed(list(enumerate(reversed(instants))))]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed):
+    """The search loads busy time and time off only as far as the service's visits and
+    blocks reach from the range (``search.service_reach``): the same free starts, in every
+    pair, as the schedule loaded with the default (wider) margins."""
+    clinic = build_clinic(api)
+    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
+    for index in (1, 2):
+        clinic.add_provider(f"Dr. {index}", NPIS[index])
+    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
+        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
+        for n in range(2)]
+    rng = random.Random(200 + seed)
+    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    database = app.extensions["clinic.database"]
+    with database.write_sessions() as session:
+        providers = list(session.scalars(select(Provider)))
+        locations = list(session.scalars(select(Location)))
+        service_types = list(session.scalars(select(ServiceType)))
+        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
+        session.commit()
+    found = 0
+    with database.read_sessions() as session:
+        providers = list(session.scalars(select(Provider).options(lazyload(Provider.licenses))))
+        locations = list(session.scalars(select(Location)))
+        bookings = list(session.scalars(select(Booking).where(
+            Booking.status != BookingStatus.CANCELLED)))
+        for _ in range(40):
+            service_type = rng.choice(list(session.scalars(select(ServiceType))))
+            # Ranges ending just before a booking's block or hold, or starting just after
+            # one: where a margin too short would show.
+            booking = rng.choice(bookings)
+            reach = search.service_reach(service_type)
+            length = timedelta(days=rng.choice([1, 2, 5]), minutes=rng.randint(0, 90))
+            near = timedelta(minutes=rng.randint(0, reach // timedelta(minutes=1)))
+            if rng.random() < 0.5:
+                end = rng.choice([booking.provider_starts_at, booking.starts_at]) - near
+                start = end - length
+            else:
+                start = rng.choice([booking.provider_ends_at, booking.hold_ends_at]) + near
+                end = start + length
+            asked = dict(service_type=service_type, providers=providers, locations=locations,
+                         start=start, end=end,
+                         patient_id=rng.choice([None, booking.patient_id]),
+                         patient_state=rng.choice(["AZ", "CA", None]))
+            wide = search.load_schedule(session, **asked)
+            near = search.load_schedule(session, **asked,
+                                        reach=search.service_reach(service_type))
+            bounds = dict(earliest=asked["start"],
+                          latest=asked["end"] - timedelta(microseconds=1))
+            starts = list(search.first_starts(wide, providers, locations, **bounds))
+            assert list(search.first_starts(near, providers, locations, **bounds)) == starts
+            found += len(starts)
+    assert found  # some ranges had free starts
