@@ -101,11 +101,16 @@ def read(connection, *, provider_ids: Sequence[uuid.UUID],  # type: ignore[no-un
     ``chairs`` given as {location id: number of chairs}, each chair's) overlapping
     ``[lo, hi)``, connected calendars' staleness, and the licenses of ``license_ids``."""
     postgres = connection.dialect.name == "postgresql"
+    provider_ids, license_ids = list(provider_ids), list(license_ids)
+    # The licenses of every provider (as ``candidates`` leaves them): the one id list, sent
+    # once.
+    licenses = (False if not license_ids
+                else "provider_ids" if license_ids == provider_ids else "license_ids")
     statement = _statement(postgres, patient=patient_id is not None, chairs=chairs is not None,
-                           licenses=bool(license_ids), exclude=exclude_booking_id is not None)
+                           licenses=licenses, exclude=exclude_booking_id is not None)
     parameters = {
-        "provider_ids": list(provider_ids), "location_ids": list(location_ids),
-        "license_ids": list(license_ids), "lo": lo, "hi": hi, "first_day": first_day,
+        "provider_ids": provider_ids, "location_ids": list(location_ids),
+        "license_ids": license_ids, "lo": lo, "hi": hi, "first_day": first_day,
         "last_day": last_day, "patient_id": patient_id,
         "exclude_booking_id": exclude_booking_id}
     if postgres:
@@ -284,12 +289,13 @@ INSTANTS = ARRAY(DateTime(timezone=True))  # timestamptz[]: _EpochMicroseconds r
 
 
 @functools.cache
-def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  # type: ignore[no-untyped-def]
-               exclude: bool):
+def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[no-untyped-def]
+               licenses: str | bool, exclude: bool):
     """The UNION ALL, built once per shape. Its columns: the kind, two ids, a number, two
     wall-clock times, two dates, three strings, two instants and (PostgreSQL) two arrays of
     instants (read as integer microseconds); NULL where a kind has none (the first branch's
-    types decode every row)."""
+    types decode every row). ``licenses``: the id list whose licenses are read (``False``:
+    none)."""
     instant_type = DateTime(timezone=True) if postgres else UTCDateTime()
     lo, hi = bindparam("lo", type_=instant_type), bindparam("hi", type_=instant_type)
 
@@ -357,7 +363,7 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool, licenses: bool,  
                         d2=License.expires_on, s1=License.jurisdiction,
                         s2=type_coerce(License.kind, String()),
                         s3=type_coerce(License.status, String())))
-            .where(among(License.provider_id, "license_ids")))
+            .where(among(License.provider_id, licenses)))
     # The providers' bookings (served by ix_bookings_provider_ends: past bookings are never
     # read) and their connected calendars' busy time: both block the provider alike.
     of_providers = (holding, not_excluded, among(Booking.provider_id, "provider_ids"),

@@ -527,8 +527,10 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     # and a few more starts than the limit.
     bounds = (max(start, _floor(earliest)), min(end - timedelta(microseconds=1),
                                                _floor(latest) + CACHE_BUCKET))
-    providers = sorted(providers, key=lambda p: p.id)
-    locations = sorted(locations, key=lambda loc: loc.id)
+    # In the order of their ids, compared as integers (as UUIDs compare, without a Python
+    # method call per comparison).
+    providers = sorted(providers, key=_id_order)
+    locations = sorted(locations, key=_id_order)
     scopes = [versions.provider_scope(p.id) for p in providers]
     if patient_id is not None:
         scopes.append(versions.patient_scope(patient_id))
@@ -713,6 +715,10 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 _THIRD = itemgetter(2)
+
+
+def _id_order(row: Provider | Location) -> int:
+    return row.id.int
 
 
 def _pair_order(pair: tuple[uuid.UUID, uuid.UUID]) -> tuple[int, int]:
