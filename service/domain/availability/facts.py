@@ -12,7 +12,9 @@ connected calendars together), one for the patient, one per chair, each a pair o
 instants sorted by (start, end), read straight from their binary form as integer
 microseconds since the Unix epoch (``_EpochMicroseconds``), which the engine takes as they
 are (``engine.Spans``).
-SQLite sends one row per block, converted and sorted here.
+Weekly hours arrive as one row per (provider, location) too, a
+day, a start and an end array. SQLite sends one row per block and per weekly hours,
+converted and sorted here.
 
 The filters are those of the loader this replaced (one query per kind); a test compares the
 two on random calendars on both databases (tests/api/test_placement_load.py).
@@ -222,11 +224,16 @@ def _add_weekly(weekly: WeeklyByPair, hours: dict[tuple[Any, ...], engine.Weekly
 
 def _fill_postgresql(facts: Facts, rows: Sequence[Any]) -> None:
     weekly: WeeklyByPair = facts.weekly
-    hours: dict[tuple[Any, ...], engine.WeeklyHours] = {}
+    patterns: dict[tuple[Any, ...], list[engine.WeeklyHours]] = {}
     for row in rows:
         kind = row[0]
         if kind == WEEKLY:
-            _add_weekly(weekly, hours, row)
+            # A pair's hours as arrays; pairs with the same arrays share their objects.
+            pattern = (tuple(row[15]), tuple(row[16]), tuple(row[17]))
+            found = patterns.get(pattern)
+            if found is None:
+                found = patterns[pattern] = list(map(engine.WeeklyHours, *pattern))
+            weekly[row[1], row[2]] = list(found)
         elif kind == PROVIDER_BUSY:
             facts.provider_busy[row[1]] = _spans(row[13], row[14])
         elif kind == PATIENT_BUSY:
@@ -309,7 +316,8 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
         return type_coerce(column, instant_type)
 
     def row(kind: int, a=None, b=None, number=None, t1=None, t2=None, d1=None, d2=None,  # type: ignore[no-untyped-def]
-            s1=None, s2=None, s3=None, at1=None, at2=None, us1=None, us2=None):
+            s1=None, s2=None, s3=None, at1=None, at2=None, us1=None, us2=None, days=None,
+            starts=None, ends=None):
         def typed(value, type_):  # type: ignore[no-untyped-def]
             return cast(null(), type_) if value is None else value
         columns = [literal_column(str(kind), Integer).label("kind"), typed(a, Uuid()).label("a"),
@@ -322,7 +330,10 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
                    instant(typed(at2, instant_type)).label("at2")]
         if postgres:  # lists of integers as the driver gives them (no per-item processing)
             columns += [type_coerce(typed(us1, INSTANTS), NullType()).label("us1"),
-                        type_coerce(typed(us2, INSTANTS), NullType()).label("us2")]
+                        type_coerce(typed(us2, INSTANTS), NullType()).label("us2"),
+                        type_coerce(typed(days, ARRAY(Integer())), NullType()).label("days"),
+                        type_coerce(typed(starts, ARRAY(Time())), NullType()).label("starts"),
+                        type_coerce(typed(ends, ARRAY(Time())), NullType()).label("ends")]
         return columns
 
     def spans(start, end):  # type: ignore[no-untyped-def]
@@ -335,11 +346,28 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
 
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
+    of_pairs = (among(WeeklyHours.provider_id, "provider_ids"),
+                among(WeeklyHours.location_id, "location_ids"))
+    if postgres:
+        # A pair's weekly hours in one row, as three arrays (a day, a start and an end per
+        # hours), in the order of a sorted subquery: pairs with the same hours send the
+        # same arrays (their order only decides which pairs share a pattern's objects).
+        hours = (select(WeeklyHours.provider_id, WeeklyHours.location_id, WeeklyHours.weekday,
+                        WeeklyHours.start_time, WeeklyHours.end_time).where(*of_pairs)
+                 .order_by(WeeklyHours.provider_id, WeeklyHours.location_id,
+                           WeeklyHours.weekday, WeeklyHours.start_time, WeeklyHours.end_time)
+                 .subquery())
+        weekly = (select(*row(WEEKLY, hours.c.provider_id, hours.c.location_id,
+                              days=func.array_agg(hours.c.weekday, type_=ARRAY(Integer())),
+                              starts=func.array_agg(hours.c.start_time, type_=ARRAY(Time())),
+                              ends=func.array_agg(hours.c.end_time, type_=ARRAY(Time()))))
+                  .group_by(hours.c.provider_id, hours.c.location_id))
+    else:
+        weekly = select(*row(WEEKLY, WeeklyHours.provider_id, WeeklyHours.location_id,
+                             WeeklyHours.weekday, WeeklyHours.start_time,
+                             WeeklyHours.end_time)).where(*of_pairs)
     branches = [
-        select(*row(WEEKLY, WeeklyHours.provider_id, WeeklyHours.location_id,
-                    WeeklyHours.weekday, WeeklyHours.start_time, WeeklyHours.end_time))
-        .where(among(WeeklyHours.provider_id, "provider_ids"),
-               among(WeeklyHours.location_id, "location_ids")),
+        weekly,
         select(*row(OVERRIDE, DateOverride.provider_id, DateOverride.location_id,
                     t1=DateOverride.start_time, t2=DateOverride.end_time,
                     d1=DateOverride.day))
