@@ -15,7 +15,8 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
-from service.domain.availability import placement, search
+from service.domain.availability import facts, placement, search
+from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.clinic.models import Location, ServiceType
@@ -250,3 +251,98 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
                         provider.id, location.id, **day)
             compared += bool(new.provider_busy or new.patient_busy)
     assert compared  # some of the compared ranges had bookings
+
+
+def test_busy_time_is_read_to_the_microsecond(api, app):
+    """Busy instants anywhere in time, to the microsecond, as the engine's integers (on
+    PostgreSQL the statement sends arrays of instants, read from their binary form)."""
+    build_clinic(api)
+    database = app.extensions["clinic.database"]
+    instants = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+                datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+                datetime(2000, 1, 1, tzinfo=UTC),
+                datetime(2038, 1, 19, 3, 14, 7, 654_321, tzinfo=UTC),
+                datetime(2038, 1, 19, 3, 14, 7, 654_322, tzinfo=UTC),
+                datetime(2263, 6, 1, 12, 0, 0, 1, tzinfo=UTC)]
+    with database.write_sessions() as session:
+        provider = session.scalars(select(Provider)).first()
+        location = session.scalars(select(Location)).first()
+        assert provider is not None and location is not None
+        connection = CalendarConnection(provider_id=provider.id, kind=ConnectionKind.ICS,
+                                        label="calendar", interval_seconds=900, active=True,
+                                        status=SyncStatus.OK)
+        session.add(connection)
+        session.flush()
+        for index, instant in enumerate(reversed(instants)):
+            session.add(ExternalBusy(connection_id=connection.id, provider_id=provider.id,
+                                     starts_at=instant,
+                                     ends_at=instant + timedelta(microseconds=7 + index)))
+        session.flush()
+        found = facts.read(session.connection(), provider_ids=[provider.id],
+                           location_ids=[location.id], license_ids=[], chairs=None,
+                           lo=instants[0] - timedelta(days=1),
+                           hi=instants[-1] + timedelta(days=1),
+                           first_day=instants[0].date(), last_day=instants[-1].date())
+        busy = found.provider_busy[provider.id]
+        assert list(zip(busy.starts, busy.ends, strict=True)) == [
+            (engine.to_us(instant), engine.to_us(instant) + 7 + index)
+            for index, instant in reversed(list(enumerate(reversed(instants))))]
+        assert [(i.start, i.end) for i in busy] == [
+            (instant, instant + timedelta(microseconds=7 + index))
+            for index, instant in reversed(list(enumerate(reversed(instants))))]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed):
+    """The search loads busy time and time off only as far as the service's visits and
+    blocks reach from the range (``search.service_reach``): the same free starts, in every
+    pair, as the schedule loaded with the default (wider) margins."""
+    clinic = build_clinic(api)
+    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
+    for index in (1, 2):
+        clinic.add_provider(f"Dr. {index}", NPIS[index])
+    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
+        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
+        for n in range(2)]
+    rng = random.Random(200 + seed)
+    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    database = app.extensions["clinic.database"]
+    with database.write_sessions() as session:
+        providers = list(session.scalars(select(Provider)))
+        locations = list(session.scalars(select(Location)))
+        service_types = list(session.scalars(select(ServiceType)))
+        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
+        session.commit()
+    found = 0
+    with database.read_sessions() as session:
+        providers = list(session.scalars(select(Provider).options(lazyload(Provider.licenses))))
+        locations = list(session.scalars(select(Location)))
+        bookings = list(session.scalars(select(Booking).where(
+            Booking.status != BookingStatus.CANCELLED)))
+        for _ in range(40):
+            service_type = rng.choice(list(session.scalars(select(ServiceType))))
+            # Ranges ending just before a booking's block or hold, or starting just after
+            # one: where a margin too short would show.
+            booking = rng.choice(bookings)
+            reach = search.service_reach(service_type)
+            length = timedelta(days=rng.choice([1, 2, 5]), minutes=rng.randint(0, 90))
+            near = timedelta(minutes=rng.randint(0, reach // timedelta(minutes=1)))
+            if rng.random() < 0.5:
+                end = rng.choice([booking.provider_starts_at, booking.starts_at]) - near
+                start = end - length
+            else:
+                start = rng.choice([booking.provider_ends_at, booking.hold_ends_at]) + near
+                end = start + length
+            asked = dict(service_type=service_type, providers=providers, locations=locations,
+                         start=start, end=end,
+                         patient_id=rng.choice([None, booking.patient_id]),
+                         patient_state=rng.choice(["AZ", "CA", None]))
+            wide = search.load_schedule(session, **asked)
+            near = search.load_schedule(session, **asked,
+                                        reach=search.service_reach(service_type))
+            bounds = dict(earliest=asked["start"],
+                          latest=asked["end"] - timedelta(microseconds=1))
+            starts = list(search.first_starts(wide, providers, locations, **bounds))
+            assert list(search.first_starts(near, providers, locations, **bounds)) == starts
+            found += len(starts)
+    assert found  # some ranges had free starts

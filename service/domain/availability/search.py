@@ -353,8 +353,16 @@ _CREDENTIAL = attrgetter("jurisdiction", "kind", "status", "issued_on", "expires
 def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
                   locations: Sequence[Location], start: datetime, end: datetime,
                   patient_id: uuid.UUID | None = None, patient_state: str | None = None,
-                  exclude_booking_id: uuid.UUID | None = None) -> Schedule:
-    """Load a Schedule in one statement (``facts.read``)."""
+                  exclude_booking_id: uuid.UUID | None = None,
+                  reach: timedelta | None = None) -> Schedule:
+    """Load a Schedule in one statement (``facts.read``).
+
+    Busy time and time off are read from ``reach`` before ``start`` to ``reach`` after
+    ``end``: by default a day and the longest buffer (any service type), or, given
+    ``service_reach(service_type)``, as far as this service's visits and blocks reach from
+    a start in ``[start, end)``: the same free starts in that range, fewer rows."""
+    if reach is None:
+        reach = MAX_BUFFER + timedelta(days=1)
     schedule = Schedule(service_type=service_type, locations={loc.id: loc for loc in locations},
                         providers={p.id: p for p in providers}, start=start, end=end,
                         patient_state=patient_state)
@@ -377,7 +385,7 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
         session.connection(), provider_ids=list(schedule.providers),
         location_ids=list(schedule.locations), license_ids=unloaded,
         chairs={loc.id: loc.chairs for loc in locations} if service_type.needs_chair else None,
-        lo=start - MAX_BUFFER - timedelta(days=1), hi=end + MAX_BUFFER + timedelta(days=1),
+        lo=start - reach, hi=end + reach,
         first_day=(start - timedelta(days=2)).date(), last_day=(end + timedelta(days=2)).date(),
         patient_id=patient_id, exclude_booking_id=exclude_booking_id)
     schedule.weekly.update(found.weekly)
@@ -390,6 +398,18 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
     schedule.chairs_busy = found.chairs_busy
     schedule.stale_sources = found.stale_sources
     return schedule
+
+
+def service_reach(service_type: ServiceType) -> timedelta:
+    """How far from a start busy time or time off can matter to it: a start ``s`` is free
+    unless the provider's block ``[s - before, s + duration + after)``, the patient's or a
+    chair's hold ``[s, s + duration + recovery)`` or the visit ``[s, s + duration]`` (which
+    must lie in working hours less time off) meets something; all lie within ``reach`` of
+    ``s`` on either side. A microsecond more keeps the strict comparisons of the loader on
+    the safe side."""
+    return timedelta(minutes=service_type.duration_minutes + service_type.buffer_before_minutes
+                     + service_type.buffer_after_minutes + service_type.recovery_minutes,
+                     microseconds=1)
 
 
 # The search use case ----------------------------------------------------------------------
@@ -507,8 +527,10 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     # and a few more starts than the limit.
     bounds = (max(start, _floor(earliest)), min(end - timedelta(microseconds=1),
                                                _floor(latest) + CACHE_BUCKET))
-    providers = sorted(providers, key=lambda p: p.id)
-    locations = sorted(locations, key=lambda loc: loc.id)
+    # In the order of their ids, compared as integers (as UUIDs compare, without a Python
+    # method call per comparison).
+    providers = sorted(providers, key=_id_order)
+    locations = sorted(locations, key=_id_order)
     scopes = [versions.provider_scope(p.id) for p in providers]
     if patient_id is not None:
         scopes.append(versions.patient_scope(patient_id))
@@ -530,9 +552,10 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
             cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
             return answer(*served, latest_up_to=_latest_up_to(wide, latest, bounds))
     cache.REQUESTS.labels("miss").inc()
+    # Only the busy time the range's starts can meet (``service_reach``).
     schedule = load_schedule(session, service_type=service_type, providers=providers,
                              locations=locations, start=start, end=end, patient_id=patient_id,
-                             patient_state=patient_state)
+                             patient_state=patient_state, reach=service_reach(service_type))
     merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1],
                           wanted=limit + CACHE_SLACK + 1)
     wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
@@ -692,6 +715,10 @@ def first_starts(schedule: Schedule, providers: Sequence[Provider],
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 _THIRD = itemgetter(2)
+
+
+def _id_order(row: Provider | Location) -> int:
+    return row.id.int
 
 
 def _pair_order(pair: tuple[uuid.UUID, uuid.UUID]) -> tuple[int, int]:
