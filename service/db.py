@@ -335,12 +335,6 @@ class Database:
                          if self.reader is self.writer and self.writer.dialect.name == "postgresql"
                          else self.reader)
         self.request_sessions = sessionmaker(request_reads, expire_on_commit=False)
-        # Writes that are one statement each (an Idempotency-Key's answer, or giving the key
-        # up): on PostgreSQL in autocommit on the writer, no BEGIN and no COMMIT round trip.
-        self.statement_write_sessions = sessionmaker(
-            self.writer.execution_options(isolation_level="AUTOCOMMIT")
-            if self.writer.dialect.name == "postgresql" else self.writer,
-            expire_on_commit=False)
         if self.probe is None:
             self.probe = self.reader
 

@@ -34,7 +34,6 @@ from service.transactions import (  # noqa: F401 - the resources' one import of 
     share_request_transaction,
     shares_request_transaction,
     statement_reads,
-    statement_writes,
     unit_of_work,
 )
 

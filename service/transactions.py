@@ -46,15 +46,6 @@ def statement_reads() -> UnitOfWork:
     return UnitOfWork(db.request_sessions, dialect=db.dialect, reads=db.read_only_sessions)
 
 
-def statement_writes() -> UnitOfWork:
-    """A unit of work on the writer for a write that is a single statement: on PostgreSQL in
-    autocommit (no BEGIN, no COMMIT round trip; the statement has committed when it
-    returns); elsewhere a transaction as ``unit_of_work``. Nothing it records can be
-    committed (no bus)."""
-    db = database()
-    return UnitOfWork(db.statement_write_sessions, dialect=db.dialect)
-
-
 _SHARES_TRANSACTION = "clinic.shares_transaction"
 _REQUEST_SESSION = "clinic.request_session"
 _HOLDS_TRANSACTION = "clinic.holds_transaction"
