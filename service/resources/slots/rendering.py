@@ -49,14 +49,7 @@ def plain_answer(found: SlotSearch, *, asked_zone: str | None, clinic_zone: str
                           shown).isoformat()})
     return {
         "service_type_id": str(found.service_type.id),
-        "cancellation_policy": {
-            "patient_notice_hours": terms.patient_notice_hours,
-            "late_cancel_hours": terms.late_cancel_hours,
-            "late_cancel_outcome": terms.late_cancel_outcome.value,
-            "late_cancel_fee_cents": terms.late_cancel_fee_cents,
-            "no_show_outcome": terms.no_show_outcome.value,
-            "no_show_fee_cents": terms.no_show_fee_cents,
-        },
+        "cancellation_policy": _policy(terms),
         "timezone": found.timezone,
         "slots": slots,
         "truncated": found.truncated,
@@ -176,17 +169,22 @@ def render_answer(found: SlotSearch, *, asked_zone: str | None, clinic_zone: str
                      f'{text(start - notice_by)}"}}')
     head = provider.dumps({
         "service_type_id": str(found.service_type.id),
-        "cancellation_policy": {
-            "patient_notice_hours": terms.patient_notice_hours,
-            "late_cancel_hours": terms.late_cancel_hours,
-            "late_cancel_outcome": terms.late_cancel_outcome.value,
-            "late_cancel_fee_cents": terms.late_cancel_fee_cents,
-            "no_show_outcome": terms.no_show_outcome.value,
-            "no_show_fee_cents": terms.no_show_fee_cents,
-        },
+        "cancellation_policy": _policy(terms),
         "timezone": found.timezone}, separators=_COMPACT)
     tail = provider.dumps({
         "truncated": found.truncated,
         "stale_calendar_provider_ids": [str(p) for p in found.stale_sources]},
         separators=_COMPACT)
     return f'{head[:-1]},"slots":[{",".join(parts)}],{tail[1:]}\n'.encode()
+
+
+def _policy(terms: CancellationTerms) -> dict[str, object]:
+    """The answer's ``cancellation_policy``: the service type's cancellation terms."""
+    return {
+        "patient_notice_hours": terms.patient_notice_hours,
+        "late_cancel_hours": terms.late_cancel_hours,
+        "late_cancel_outcome": terms.late_cancel_outcome.value,
+        "late_cancel_fee_cents": terms.late_cancel_fee_cents,
+        "no_show_outcome": terms.no_show_outcome.value,
+        "no_show_fee_cents": terms.no_show_fee_cents,
+    }
