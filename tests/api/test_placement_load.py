@@ -110,6 +110,28 @@ def _random_calendar(session, rng: random.Random, providers: list[Provider],  # 
             pass
 
 
+def _random_clinic(api, app, *, providers: int, seed: int):  # type: ignore[no-untyped-def]
+    """The scenario's clinic with a second location, ``providers`` more providers, two more
+    patients and a random calendar (``_random_calendar``) from seed ``seed``: the clinic,
+    the patients' ids, the random generator (to go on with) and the calendar's first
+    instant."""
+    clinic = build_clinic(api)
+    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
+    for index in range(1, providers + 1):
+        clinic.add_provider(f"Dr. {index}", NPIS[index])
+    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
+        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
+        for n in range(2)]
+    rng = random.Random(seed)
+    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    with app.extensions["clinic.database"].write_sessions() as session:
+        _random_calendar(session, rng, list(session.scalars(select(Provider))),
+                         list(session.scalars(select(Location))), patient_ids,
+                         list(session.scalars(select(ServiceType))), first)
+        session.commit()
+    return clinic, patient_ids, rng, first
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_one_statement_loads_the_schedule_the_search_loads(api, app, seed):
     clinic = build_clinic(api)
@@ -195,22 +217,8 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
     """Many providers at many locations, any range, with or without a patient, a booking
     left out, licenses loaded with the providers or not: the same schedule, the same
     windows and free starts, in one statement."""
-    clinic = build_clinic(api)
-    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
-    for index in (1, 2, 3):
-        clinic.add_provider(f"Dr. {index}", NPIS[index])
-    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
-        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
-        for n in range(2)]
-    rng = random.Random(100 + seed)
-    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    clinic, patient_ids, rng, first = _random_clinic(api, app, providers=3, seed=100 + seed)
     database = app.extensions["clinic.database"]
-    with database.write_sessions() as session:
-        providers = list(session.scalars(select(Provider)))
-        locations = list(session.scalars(select(Location)))
-        service_types = list(session.scalars(select(ServiceType)))
-        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
-        session.commit()
     statements: list[str] = []
 
     def count(*_: object) -> None:
@@ -297,22 +305,8 @@ def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed
     """The search loads busy time and time off only as far as the service's visits and
     blocks reach from the range (``search.service_reach``): the same free starts, in every
     pair, as the schedule loaded with the default (wider) margins."""
-    clinic = build_clinic(api)
-    api.create("/api/v1/locations", clinic_payload(name="Second clinic", chairs=3))
-    for index in (1, 2):
-        clinic.add_provider(f"Dr. {index}", NPIS[index])
-    patient_ids = [uuid.UUID(clinic.patient["id"])] + [
-        uuid.UUID(api.create("/api/v1/patients", patient_payload(first_name=f"P{n}"))["id"])
-        for n in range(2)]
-    rng = random.Random(200 + seed)
-    first = datetime.combine(clinic.day, time(7), tzinfo=UTC)
+    clinic, patient_ids, rng, first = _random_clinic(api, app, providers=2, seed=200 + seed)
     database = app.extensions["clinic.database"]
-    with database.write_sessions() as session:
-        providers = list(session.scalars(select(Provider)))
-        locations = list(session.scalars(select(Location)))
-        service_types = list(session.scalars(select(ServiceType)))
-        _random_calendar(session, rng, providers, locations, patient_ids, service_types, first)
-        session.commit()
     found = 0
     with database.read_sessions() as session:
         providers = list(session.scalars(select(Provider).options(lazyload(Provider.licenses))))
