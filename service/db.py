@@ -327,13 +327,14 @@ class Database:
                       if self.reader is self.writer and self.writer.dialect.name == "postgresql"
                       else self.reader)
         self.read_only_sessions = sessionmaker(only_reads, expire_on_commit=False)
-        # A read request's reads and its audit row, where both go to the writer
-        # (``service/transactions.py``): in autocommit, each statement its own transaction,
-        # so no BEGIN and no COMMIT to wait for; the row's INSERT, the last statement, is
-        # committed when it returns.
+        # A read request's reads and its audit row, where both go to the writer on
+        # PostgreSQL (``service/transactions.py``): in autocommit, each statement its own
+        # transaction, so no BEGIN and no COMMIT to wait for (or to ask for); the row's
+        # INSERT, the last statement, is committed when it returns.
+        self.request_autocommit = (self.reader is self.writer
+                                   and self.writer.dialect.name == "postgresql")
         request_reads = (self.writer.execution_options(isolation_level="AUTOCOMMIT")
-                         if self.reader is self.writer and self.writer.dialect.name == "postgresql"
-                         else self.reader)
+                         if self.request_autocommit else self.reader)
         self.request_sessions = sessionmaker(request_reads, expire_on_commit=False)
         if self.probe is None:
             self.probe = self.reader

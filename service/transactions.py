@@ -87,29 +87,33 @@ def end_held_transaction() -> None:
 
 def share_request_transaction() -> bool:
     """Make this request's reads run in one session of its own, kept until the request ends
-    (``request_unit_of_work``), on one connection with what it writes last (its audit row).
+    (``request_session``), on one connection with what it writes last (its audit row).
     That session is in autocommit (``Database.request_sessions``): no BEGIN and no COMMIT
     to wait for; each statement is its own transaction (at READ COMMITTED, each statement
     of a transaction sees its own snapshot anyway), and the row's INSERT, the last one, has
-    committed when it returns, before the answer goes out. Only where the reads go to the
-    writer (no replica; SQLite's reads have an engine of their own, whose deferred
-    transactions could not take the write lock later without failing)."""
-    db = database()
-    shared = db.reader is db.writer
+    committed when it returns, before the answer goes out: nothing in it is left to commit.
+    Only on PostgreSQL where the reads go to the writer (``Database.request_autocommit``:
+    no replica; SQLite's reads have an engine of their own, whose deferred transactions
+    could not take the write lock later without failing)."""
+    shared = database().request_autocommit
     g.setdefault(_SHARES_TRANSACTION, shared)
     return shared
 
 
-def request_unit_of_work() -> UnitOfWork:
-    """A unit of work in the request's own session (opened on first use, closed by
+def request_session() -> Session:
+    """The request's own session (opened on first use, closed by
     ``end_request_transaction``)."""
-    db = database()
     session = g.get(_REQUEST_SESSION)
     if session is None:
-        session = db.request_sessions()
+        session = database().request_sessions()
         setattr(g, _REQUEST_SESSION, session)
-    return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
-                      shared=session)
+    return session
+
+
+def request_unit_of_work() -> UnitOfWork:
+    """A unit of work in the request's own session."""
+    return UnitOfWork(None, dialect=database().dialect,
+                      bus=current_app.extensions["clinic.bus"], shared=request_session())
 
 
 def shares_request_transaction() -> bool:

@@ -578,7 +578,7 @@ def test_an_unwritable_row_withholds_a_feed(app, api, clinic, monkeypatch):
     def unavailable(*args, **kwargs):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(audit_services, "record", unavailable)
+    monkeypatch.setattr(audit_services, "write", unavailable)  # every path writes with it
     response = api.get(f"/api/v1/calendars/{token['token']}.ics", role=None)
     assert_problem(response, 503, "service_unavailable")
     assert b"VCALENDAR" not in response.data

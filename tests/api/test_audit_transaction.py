@@ -20,38 +20,52 @@ def _booking(clinic) -> str:  # noqa: F811
     return response.get_json()["id"]
 
 
-def test_a_read_and_its_row_share_one_connection_and_one_commit(app, api, clinic):  # noqa: F811
+def test_a_read_and_its_row_share_one_connection_in_autocommit(app, api, clinic):  # noqa: F811
     database = app.extensions["clinic.database"]
     booking_id = _booking(clinic)
     api.get(f"/api/v1/bookings/{booking_id}")  # the key is looked up (and cached) once
     before = last_row_id(app)
-    seen = {"checkouts": 0, "commits": 0}
+    seen: dict[str, list] = {"checkouts": [], "commits": [], "statements": []}
 
     def checkout(*_):
-        seen["checkouts"] += 1
+        seen["checkouts"].append(True)
 
     def commit(*_):
-        seen["commits"] += 1
+        seen["commits"].append(True)
+
+    def statement(connection, _cursor, text, *_):
+        # (its first word, whether it committed on its own: psycopg's autocommit)
+        seen["statements"].append((text.split(None, 1)[0].upper(), getattr(
+            connection.connection.dbapi_connection, "autocommit", None)))
 
     engines = {id(e): e for e in (database.writer, database.reader)}.values()
     for engine in engines:
         event.listen(engine.pool, "checkout", checkout)
         event.listen(engine, "commit", commit)
+        event.listen(engine, "before_cursor_execute", statement)
     try:
         response = api.get(f"/api/v1/bookings/{booking_id}")
     finally:
         for engine in engines:
             event.remove(engine.pool, "checkout", checkout)
             event.remove(engine, "commit", commit)
+            event.remove(engine, "before_cursor_execute", statement)
     assert response.status_code == 200
-    [row] = rows_after(app, before)
+    [row] = rows_after(app, before)  # committed: another connection reads it
     assert (row.action.value, row.outcome.value) == ("read", "success")
     assert row.resource_id == booking_id
     assert row.patient_id == uuid.UUID(clinic.patient["id"])
-    if database.reader is database.writer:  # PostgreSQL, no replica: one transaction
-        assert seen == {"checkouts": 1, "commits": 1}
+    if database.reader is database.writer:
+        # PostgreSQL, no replica: one connection in autocommit, the reads (the key's, if
+        # not cached, and the booking's) then the row, each its own transaction (no BEGIN,
+        # no COMMIT): the row's INSERT has committed when it returns, nothing is left.
+        assert len(seen["checkouts"]) == 1
+        kinds = [kind for kind, _ in seen["statements"]]
+        assert kinds[-1] == "INSERT" and set(kinds[:-1]) == {"SELECT"}
+        assert all(autocommit for _, autocommit in seen["statements"])
+        assert seen["commits"] == []
     else:  # SQLite: the read on the reader engine, the row in a transaction of its own
-        assert seen["commits"] == 1
+        assert len(seen["commits"]) == 1
 
 
 def test_a_refused_read_and_its_row_share_the_transaction(app, api, clinic):  # noqa: F811

@@ -288,17 +288,21 @@ _INSERT_ROW = insert(AuditEvent.__table__).inline()
 
 def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
            missing: str | None = None) -> None:
-    """Write the request's row in a transaction of its own (once the answer is known), or
-    in the request's own session when it keeps one (``uow``). One INSERT, as a statement
-    on the session's connection (in its transaction; not through the ORM's execution, which
-    has nothing to do for it): nothing to flush or to read back."""
+    """Write the request's row in a transaction of its own (once the answer is known),
+    committed before this returns (``write`` in ``uow``'s transaction)."""
+    uow.run(lambda: write(uow.session, context, outcome, missing=missing))
+
+
+def write(session: Session, context: AuditContext, outcome: AuditOutcome, *,
+          missing: str | None = None) -> None:
+    """Write the request's row: one INSERT, as a statement on ``session``'s connection (not
+    through the ORM's execution, which has nothing to do for it: nothing to flush or to
+    read back), in its transaction; committing that is the caller's (``record``), unless
+    the session is in autocommit, where the row has committed when this returns (a read
+    request's own session: ``service.transactions.share_request_transaction``)."""
     context.recorded = True
-
-    def work() -> None:
-        row = build_event(uow.session, context, outcome, missing=missing)
-        uow.session.connection().execute(_INSERT_ROW, row.values())
-
-    uow.run(work)
+    session.connection().execute(
+        _INSERT_ROW, build_event(session, context, outcome, missing=missing).values())
 
 
 # Writing the row with the change ---------------------------------------------------------

@@ -38,7 +38,7 @@ from service.domain.calendar.services import hash_token
 from service.errors import database_unavailable, problem
 from service.extensions import (
     end_request_transaction,
-    request_unit_of_work,
+    request_session,
     share_request_transaction,
     shares_request_transaction,
     unit_of_work,
@@ -302,8 +302,10 @@ def finish(response: Response) -> Response:
         return response
     outcome, missing = _outcome(response)
     try:
-        audit.record(request_unit_of_work() if shares_request_transaction() else
-                     unit_of_work(), context, outcome, missing=missing)
+        if shares_request_transaction():  # in autocommit: committed once it returns
+            audit.write(request_session(), context, outcome, missing=missing)
+        else:
+            audit.record(unit_of_work(), context, outcome, missing=missing)
     except Exception as exc:  # noqa: BLE001 - fail closed: no unaudited answer goes out
         if is_unavailable(exc):
             return database_unavailable(exc, during="audit row")
