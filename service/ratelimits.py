@@ -40,8 +40,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, Response, has_request_context, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from flask_limiter import (
+    ApplicationLimit,
+    ExemptionScope,
+    Limiter,
+    RateLimitExceeded,
+    RequestLimit,
+)
 from flask_limiter._limits import RuntimeLimit
+from flask_limiter._manager import LimitManager
 from limits.storage import MemoryStorage, RedisStorage
 
 from service.auth import CALENDAR_FEED_PATH
@@ -266,6 +273,55 @@ class ParsedLimit(ApplicationLimit):
         return iter(parsed)
 
 
+class RouteLimitManager(LimitManager):
+    """flask-limiter's limit manager, whose answers that follow from a route's place alone
+    are worked out once per route instead of on every request (it asks twice a request):
+    a route's exemption scope, and its blueprint's (from the exemptions declared, the app's
+    view functions and blueprints, none of which a request changes). Declaring an exemption
+    forgets them. With no blueprint limit declared (this app declares application limits
+    only), a blueprint's limits are none, as flask-limiter finds after its own lookups."""
+
+    _resolved: dict[tuple[Any, ...], Any]
+
+    @classmethod
+    def adopt(cls, manager: LimitManager) -> None:
+        """Make a limiter's manager (made by ``Limiter``) this kind, before any request."""
+        manager.__class__ = cls
+        manager._resolved = {}  # type: ignore[attr-defined]
+
+    def _once(self, key: tuple[Any, ...], work: Callable[[], Any]) -> Any:
+        try:
+            return self._resolved[key]
+        except KeyError:
+            found = self._resolved[key] = work()
+            return found
+
+    def exemption_scope(self, app: Flask, endpoint: str | None, blueprint: str | None
+                        ) -> ExemptionScope:
+        return self._once(("route", app, endpoint, blueprint),
+                          lambda: super(RouteLimitManager, self).exemption_scope(
+                              app, endpoint, blueprint))
+
+    def _blueprint_exemption_scope(self, app: Flask, blueprint_name: str
+                                   ) -> tuple[ExemptionScope, dict[str, ExemptionScope]]:
+        return self._once(("blueprint", app, blueprint_name),
+                          lambda: super(RouteLimitManager, self)._blueprint_exemption_scope(
+                              app, blueprint_name))
+
+    def blueprint_limits(self, app: Flask, blueprint: str) -> list[RuntimeLimit]:
+        if not self._blueprint_limits:
+            return []
+        return super().blueprint_limits(app, blueprint)
+
+    def add_route_exemption(self, route: str, scope: ExemptionScope) -> None:
+        self._resolved.clear()
+        super().add_route_exemption(route, scope)
+
+    def add_blueprint_exemption(self, blueprint: str, scope: ExemptionScope) -> None:
+        self._resolved.clear()
+        super().add_blueprint_exemption(blueprint, scope)
+
+
 def _limits(settings: Settings) -> list[ApplicationLimit]:
     roles = dict(settings.rate_limit_roles)
 
@@ -356,6 +412,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         storage_uri=_storage_uri(settings.redis_url), storage_options=options,  # type: ignore[arg-type]
         strategy="fixed-window", key_prefix=KEY_PREFIX, headers_enabled=False,
         swallow_errors=True, on_breach=_refused)
+    RouteLimitManager.adopt(limiter.limit_manager)
     storage = limiter.storage if limiter.enabled else None  # (RATELIMIT_ENABLED=False)
     if isinstance(storage, OneTripRedisStorage):
         storage.planner = functools.partial(_plan, limits)
