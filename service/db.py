@@ -17,6 +17,7 @@ from __future__ import annotations
 import select
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import ExecStatus
 from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -122,6 +124,58 @@ class DatabaseNotAnswering(psycopg.OperationalError):
     closed (its state is unknown), which SQLAlchemy treats as a disconnect."""
 
 
+class _Description(Sequence[psycopg.Column]):
+    """A result's ``cursor.description``, its ``Column`` objects made when first read.
+    SQLAlchemy asks for the description of every result, but for a statement it has run
+    before (its result metadata cached) only checks that there is one: psycopg would
+    make a ``Column`` per column each time (38 for a booking's read)."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], result: Any) -> None:
+        self._cursor = cursor
+        self._result = result  # the result described (the cursor may move on)
+        self._count: int = result.nfields
+        self._columns: list[psycopg.Column] | None = None
+
+    def _made(self) -> list[psycopg.Column]:
+        if self._columns is None:
+            source = _ResultSource(self._result, self._cursor)
+            self._columns = [psycopg.Column(source, index)  # type: ignore[arg-type]
+                             for index in range(self._count)]
+        return self._columns
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._made()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._made())
+
+
+class _ResultSource:
+    """What ``psycopg.Column`` reads of a cursor, for one result of it."""
+
+    def __init__(self, result: Any, cursor: psycopg.Cursor[Any]) -> None:
+        self.pgresult = result
+        self.adapters = cursor.adapters
+        self._encoding = cursor._encoding
+
+
+_DESCRIBED = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, ExecStatus.TUPLES_CHUNK})
+
+
+class DescribedLazily(psycopg.Cursor):  # type: ignore[type-arg]
+    """psycopg's cursor, whose ``description`` makes its columns only when read."""
+
+    @property
+    def description(self) -> Sequence[psycopg.Column] | None:  # type: ignore[override]
+        result = self.pgresult
+        if result and (result.nfields or result.status in _DESCRIBED):
+            return _Description(self, result)
+        return None
+
+
 class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
     """A psycopg connection that waits at most ``answer_timeout`` seconds for the server.
 
@@ -214,6 +268,7 @@ def _bound_waits(engine: Engine, *, answer: float, ping: float) -> None:
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
         connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.cursor_factory = DescribedLazily
         connection.answer_timeout = answer
         return connection
 
