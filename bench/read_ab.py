@@ -11,7 +11,10 @@ the medians per tree and the median of the paired ratios.
 
 ``--slots``: a repeated slot search (7 days; answered from the cache after the first)
 instead. ``--profile N``: print the N functions with the most own CPU time of this tree's
-requests.
+requests. ``--instructions``: instead of timing, count the instructions a request costs
+each tree's process (user space, the database server aside), unmoved by the machine's
+load: valgrind's cachegrind over two runs of different lengths (the difference over the
+difference in requests), the API key cache long enough for the runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import cProfile
 import json
 import os
 import pstats
+import re
 import statistics
 import subprocess
 import sys
@@ -44,9 +48,13 @@ WARM_UP = 300
 BOOKINGS = 200
 
 
-def _worker(job_file: str, profile: int) -> None:
+COUNTED = (100, 400)  # requests in the two runs whose instructions are counted
+
+
+def _worker(job_file: str, profile: int, count: int) -> None:
     """In a measured process (its environment set by ``main``): answer the driver's
-    commands on stdin (``run``: one batch, its CPU and wall seconds; ``quit``)."""
+    commands on stdin (``run``: one batch, its CPU and wall seconds; ``quit``), or, with
+    ``count``, answer that many requests after the warm-up and end."""
     job = json.loads(Path(job_file).read_text())
     app = create_app({"DATABASE_URL": job["url"]})
     client = app.test_client()
@@ -60,6 +68,10 @@ def _worker(job_file: str, profile: int) -> None:
 
     for index in range(WARM_UP):
         get(index)
+    if count:
+        for index in range(count):
+            get(index)
+        return
     statements = 0
 
     def count(*_: object) -> None:
@@ -149,6 +161,32 @@ def _worker_environment(tree: Path) -> dict[str, str]:
     return environment
 
 
+def _instructions(trees: dict[str, Path], job_file: str) -> dict[str, float]:
+    """Instructions per request of each tree's process (see the module's docstring); the
+    runs go side by side (their counts do not depend on the load)."""
+    runs = {(name, count): subprocess.Popen(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, str(Path(__file__).resolve()), "--worker", job_file,
+         "--count", str(count)],
+        env={**_worker_environment(tree), "PYTHONMALLOC": "malloc",
+             "API_KEY_CACHE_SECONDS": "100000"},
+        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for name, tree in trees.items() for count in COUNTED}
+    counted: dict[tuple[str, int], int] = {}
+    for run, process in runs.items():
+        _, errors = process.communicate()
+        found = re.search(r"I\s+refs:\s+([\d,]+)", errors)
+        if process.returncode or found is None:
+            raise RuntimeError(f"no instruction count from valgrind:\n{errors[-3000:]}")
+        counted[run] = int(found.group(1).replace(",", ""))
+    per_request = {}
+    for name in trees:
+        per_request[name] = ((counted[name, COUNTED[1]] - counted[name, COUNTED[0]])
+                             / (COUNTED[1] - COUNTED[0]))
+        print(f"{name}: {per_request[name] / 1e6:.3f}M instructions per request", flush=True)
+    return per_request
+
+
 def _measure(trees: dict[str, Path], job_file: str, batches: int, profile: int
              ) -> dict[str, list[dict[str, float]]]:
     workers = {name: subprocess.Popen(
@@ -182,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=BATCHES)
     parser.add_argument("--slots", action="store_true")
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a JSON file: url, key, paths
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.worker, args.profile)
+        _worker(args.worker, args.profile, args.count)
         return 0
     trees = {"base": Path(args.base).resolve(), "this": harness.ROOT} if args.base else {
         "this": harness.ROOT}
@@ -194,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as job:
             json.dump({"url": url, "authorization": authorization, "paths": paths}, job)
         try:
+            if args.instructions:
+                counted = _instructions(trees, job.name)
+                if "base" in counted:
+                    print(f"instructions this / base: {counted['this'] / counted['base']:.3f}")
+                return 0
             batches_of = _measure(trees, job.name, args.batches, args.profile)
         finally:
             os.unlink(job.name)
