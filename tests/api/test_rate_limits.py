@@ -19,7 +19,7 @@ from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
-from service.ratelimits import OneTripRedisStorage
+from service.ratelimits import OneTripRedisStorage, RouteLimitManager
 from tests import processes
 
 LIMITS = {"RATE_LIMIT_ROLES": "staff=3/minute,patient=2/minute",
@@ -267,3 +267,19 @@ def test_the_one_trip_storage_answers_outside_a_request_as_redis_does(redis_serv
     assert storage.incr("a/key", 60) == 2
     assert storage.get("a/key") == 2
     assert time.time() < storage.get_expiry("a/key") <= time.time() + 61
+
+
+def test_an_exemption_declared_after_requests_applies(limited):
+    """The route exemption scopes worked out once per route (``RouteLimitManager``) are
+    forgotten when an exemption is declared: the route is exempt from then on."""
+    limiter = next(iter(limited.extensions["limiter"]))
+    assert isinstance(limiter.limit_manager, RouteLimitManager)
+    client = limited.test_client()
+    token = issue(limited, Role.STAFF)
+    path = "/api/v1/providers"
+    assert [client.get(path, headers=bearer(token)).status_code for _ in range(4)] == [
+        200, 200, 200, 429]
+    limiter.exempt(limited.view_functions["providers.providers_collection"])
+    answer = client.get(path, headers=bearer(token))
+    assert answer.status_code == 200
+    assert "RateLimit" not in answer.headers
