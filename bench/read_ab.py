@@ -33,6 +33,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlencode
 
 from sqlalchemy import event
 
@@ -136,10 +137,10 @@ def _seed(url: str, slots: bool) -> tuple[str, list[str]]:
     client = app.test_client()
     try:
         if slots:
-            start = clinic.first_day + timedelta(days=1)
-            query = (f"service_type_id={clinic.service_types['consultation'].id}"
-                     f"&start={start.isoformat()}&end={(start + timedelta(days=7)).isoformat()}")
-            return authorization, [f"/api/v1/slots?{query}"]
+            return authorization, ["/api/v1/slots?" + urlencode({  # as bench/slots.py asks
+                "service_type": str(clinic.service_types["consultation"].id),
+                "start": clinic.first_day.isoformat(),
+                "end": (clinic.first_day + timedelta(days=6)).isoformat(), "limit": 200})]
         paths = []
         for body in booking_bodies(clinic, BOOKINGS):
             response = client.post("/api/v1/bookings", data=body, headers={
