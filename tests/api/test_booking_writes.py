@@ -170,3 +170,13 @@ def test_a_booking_cancelled_in_its_own_transaction_leaves_no_open_reminder(app,
     assert "confirmation" in {kind for kind, _, _ in found}
     assert {(status, reason) for _, status, reason in found} == {
         (ReminderStatus.CANCELLED, "booking_cancelled")}
+    # Both changes numbered in the order they happened, one after the other, and their
+    # history rows written in that order (the change feed's one statement on PostgreSQL).
+    with database.read_sessions() as session:
+        numbered = session.execute(select(BookingChange.seq, BookingChange.kind).where(
+            BookingChange.booking_id == booking_id).order_by(BookingChange.seq)).all()
+        history = session.scalars(select(BookingEvent.kind).where(
+            BookingEvent.booking_id == booking_id).order_by(BookingEvent.id)).all()
+    assert [kind for _, kind in numbered] == ["booking.created", "booking.cancelled"]
+    assert numbered[1][0] == numbered[0][0] + 1
+    assert [kind.value for kind in history] == ["booking.created", "booking.cancelled"]
