@@ -20,6 +20,7 @@ DOMAIN_ONLY = {
     "outbox",  # the one outbox runner (reminders, webhooks), driven by the scheduler
     "recipients",  # who hears of a booking change (webhooks, write-back calendars): both
     # outbox handlers' one read a transaction
+    "json_rows",  # rows handed to a statement as one JSON parameter (the change feed's)
 }
 # HTTP surfaces with no rules of their own.
 RESOURCES_ONLY = {

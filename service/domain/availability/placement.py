@@ -25,7 +25,6 @@ from sqlalchemy import (
     Integer,
     String,
     Time,
-    Uuid,
     bindparam,
     cast,
     literal_column,
@@ -157,21 +156,25 @@ def load_visit_schedule(session, visit: Visit, *, start: datetime, end: datetime
     hi = end + search.MAX_BUFFER + timedelta(days=1)
     statement = _facts(connection.dialect.name == "postgresql", chairs=service_type.needs_chair,
                        exclude=exclude_booking_id is not None)
+    facts: dict[str, list[Any]] = {}
     for row in connection.execute(statement, {
             "provider_id": provider.id, "location_id": location.id,
             "patient_id": visit.patient_id, "lo": lo, "hi": hi,
             "first_day": (start - timedelta(days=2)).date(),
             "last_day": (end + timedelta(days=2)).date(),
-            "exclude_booking_id": exclude_booking_id}):
-        _FILL[row.kind](schedule, row)
+            "exclude_booking_id": exclude_booking_id}).fetchall():
+        facts.setdefault(row[0], []).append(row)
+    _fill(schedule, facts, provider.id, location.id)
     return schedule
 
 
 @functools.cache
 def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-untyped-def]
     """The UNION ALL, built once per shape (building it took longer than running it): its
-    columns say which fact, two ids, a number, two wall-clock times, a date and two instants
-    (NULL where a kind has none; the first branch's types decode every row)."""
+    columns say which fact, a number, two wall-clock times, a date and two instants (NULL
+    where a kind has none; the first branch's types decode every row). No ids: every row is
+    of the visit's provider, location or patient (its filters say so), so none is sent or
+    decoded."""
     lo, hi = bindparam("lo"), bindparam("hi")
     provider_id, location_id = bindparam("provider_id"), bindparam("location_id")
     instant_type = DateTime(timezone=True) if postgres else UTCDateTime()
@@ -180,12 +183,10 @@ def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-u
         # PostgreSQL: instants arrive as UTC, no per-row decoding (as in load_schedule).
         return type_coerce(column, instant_type)
 
-    def row(kind: str, a=None, b=None, number=None, t1=None, t2=None, day=None,  # type: ignore[no-untyped-def]
-            at1=None, at2=None):
+    def row(kind: str, number=None, t1=None, t2=None, day=None, at1=None, at2=None):  # type: ignore[no-untyped-def]
         def typed(value, type_):  # type: ignore[no-untyped-def]
             return cast(null(), type_) if value is None else value
         return (literal_column(f"'{kind}'", String).label("kind"),
-                typed(a, Uuid()).label("a"), typed(b, Uuid()).label("b"),
                 typed(number, Integer()).label("number"), typed(t1, Time()).label("t1"),
                 typed(t2, Time()).label("t2"), typed(day, Date()).label("day"),
                 instant(typed(at1, instant_type)).label("at1"),
@@ -194,82 +195,76 @@ def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-u
     holding = Booking.status.in_(search.HOLDING)
     not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
     branches = [
-        select(*row("weekly", WeeklyHours.provider_id, WeeklyHours.location_id,
-                    WeeklyHours.weekday, WeeklyHours.start_time, WeeklyHours.end_time))
+        select(*row("weekly", WeeklyHours.weekday, WeeklyHours.start_time,
+                    WeeklyHours.end_time))
         .where(WeeklyHours.provider_id == provider_id,
                WeeklyHours.location_id == location_id),
-        select(*row("override", DateOverride.provider_id, DateOverride.location_id,
-                    t1=DateOverride.start_time, t2=DateOverride.end_time,
+        select(*row("override", t1=DateOverride.start_time, t2=DateOverride.end_time,
                     day=DateOverride.day))
         .where(DateOverride.provider_id == provider_id,
                DateOverride.location_id == location_id,
                DateOverride.day >= bindparam("first_day"),
                DateOverride.day <= bindparam("last_day")),
-        select(*row("time_off", TimeOff.provider_id, at1=TimeOff.starts_at,
-                    at2=TimeOff.ends_at))
+        select(*row("time_off", at1=TimeOff.starts_at, at2=TimeOff.ends_at))
         .where(TimeOff.provider_id == provider_id, TimeOff.ends_at > lo,
                TimeOff.starts_at < hi),
         # Connected calendars: their busy time blocks the provider like another booking.
-        select(*row("external", ExternalBusy.provider_id, at1=ExternalBusy.starts_at,
-                    at2=ExternalBusy.ends_at))
+        select(*row("external", at1=ExternalBusy.starts_at, at2=ExternalBusy.ends_at))
         .join(CalendarConnection, CalendarConnection.id == ExternalBusy.connection_id)
         .where(ExternalBusy.provider_id == provider_id, CalendarConnection.active.is_(True),
                ExternalBusy.ends_at > lo, ExternalBusy.starts_at < hi),
-        select(*row("stale", CalendarConnection.provider_id))
+        select(*row("stale"))
         .where(CalendarConnection.provider_id == provider_id,
                CalendarConnection.active.is_(True),
                or_(CalendarConnection.stale_since.is_not(None),
                    CalendarConnection.status == SyncStatus.PENDING)),
         # The provider's bookings and the patient's own, each served by its index
         # (ix_bookings_provider_ends, ix_bookings_patient_hold_ends).
-        select(*row("provider_busy", Booking.provider_id, at1=Booking.provider_starts_at,
+        select(*row("provider_busy", at1=Booking.provider_starts_at,
                     at2=Booking.provider_ends_at))
         .where(holding, not_excluded, Booking.provider_id == provider_id,
                Booking.provider_ends_at > lo, Booking.provider_starts_at < hi),
-        select(*row("patient_busy", Booking.patient_id, at1=Booking.starts_at,
-                    at2=Booking.hold_ends_at))
+        select(*row("patient_busy", at1=Booking.starts_at, at2=Booking.hold_ends_at))
         .where(holding, not_excluded, Booking.patient_id == bindparam("patient_id"),
                Booking.hold_ends_at > lo, Booking.starts_at < hi),
     ]
     if chairs:
         branches.append(
-            select(*row("chair", Booking.location_id, number=Booking.chair_number,
-                        at1=Booking.starts_at, at2=Booking.hold_ends_at))
+            select(*row("chair", number=Booking.chair_number, at1=Booking.starts_at,
+                        at2=Booking.hold_ends_at))
             .where(holding, not_excluded, Booking.location_id == location_id,
                    Booking.chair_number.is_not(None),
                    Booking.hold_ends_at > lo, Booking.starts_at < hi))
     return union_all(*branches)
 
 
-def _weekly(schedule: search.Schedule, row: Any) -> None:
-    schedule.weekly[(row.a, row.b)].append(
-        engine.WeeklyHours(weekday=row.number, start=row.t1, end=row.t2))
+def _fill(schedule: search.Schedule, facts: dict[str, list[Any]], provider_id: uuid.UUID,
+          location_id: uuid.UUID) -> None:
+    """The schedule's facts from the rows of ``_facts`` by kind (columns: kind, number, two
+    wall-clock times, a date, two instants), each kind as the rows gave it."""
 
+    def intervals(*kinds: str) -> list[engine.Interval]:
+        return [engine.Interval(row[5], row[6]) for kind in kinds for row in facts.get(kind, ())]
 
-def _override(schedule: search.Schedule, row: Any) -> None:
-    hours = schedule.overrides[(row.a, row.b)].setdefault(row.day, [])
-    if row.t1 is not None and row.t2 is not None:
-        hours.append((row.t1, row.t2))
-
-
-def _chair(schedule: search.Schedule, row: Any) -> None:
-    chairs = schedule.chairs_busy[row.a]
-    if 1 <= row.number <= len(chairs):
-        chairs[row.number - 1].append(engine.Interval(row.at1, row.at2))
-
-
-_FILL = {
-    "weekly": _weekly,
-    "override": _override,
-    "time_off": lambda s, row: s.time_off[row.a].append(engine.Interval(row.at1, row.at2)),
-    "external": lambda s, row: s.provider_busy[row.a].append(
-        engine.Interval(row.at1, row.at2)),
-    "stale": lambda s, row: s.stale_sources.add(row.a),
-    "provider_busy": lambda s, row: s.provider_busy[row.a].append(
-        engine.Interval(row.at1, row.at2)),
-    "patient_busy": lambda s, row: s.patient_busy.append(engine.Interval(row.at1, row.at2)),
-    "chair": _chair,
-}
+    if "weekly" in facts:
+        schedule.weekly[(provider_id, location_id)].extend(
+            engine.WeeklyHours(weekday=row[1], start=row[2], end=row[3])
+            for row in facts["weekly"])
+    for row in facts.get("override", ()):
+        hours = schedule.overrides[(provider_id, location_id)].setdefault(row[4], [])
+        if row[2] is not None and row[3] is not None:
+            hours.append((row[2], row[3]))
+    if "time_off" in facts:
+        schedule.time_off[provider_id].extend(intervals("time_off"))
+    if "external" in facts or "provider_busy" in facts:
+        schedule.provider_busy[provider_id].extend(intervals("external", "provider_busy"))
+    if "stale" in facts:
+        schedule.stale_sources.add(provider_id)
+    schedule.patient_busy.extend(intervals("patient_busy"))
+    for row in facts.get("chair", ()):
+        chairs = schedule.chairs_busy[location_id]
+        if 1 <= row[1] <= len(chairs):
+            chairs[row[1] - 1].append(engine.Interval(row[5], row[6]))
 
 
 def _blocked_by(schedule: search.Schedule, provider_id: uuid.UUID, location_id: uuid.UUID,

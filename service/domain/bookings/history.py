@@ -15,23 +15,11 @@ from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    CTE,
-    BigInteger,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Uuid,
-    bindparam,
-    func,
-    insert,
-    select,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import CTE, BigInteger, ForeignKey, Index, Integer, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
+from service.domain import json_rows
 
 
 class BookingEventKind(enum.StrEnum):
@@ -71,22 +59,20 @@ def defer(memo: MutableMapping[object, Any], booking_id: uuid.UUID, kind: Bookin
 
 
 def take_deferred(memo: MutableMapping[object, Any]) -> dict[str, Any]:
-    """The parameters of ``written_with_the_feed`` for the rows kept so far (none: empty
-    arrays, no row), which are then no longer kept."""
-    rows = memo.pop(_DEFERRED, [])
-    return {"history_booking_ids": [r[0] for r in rows], "history_kinds": [r[1] for r in rows],
-            "history_actor_key_ids": [r[2] for r in rows], "history_at": utcnow()}
+    """The parameter of ``written_with_the_feed`` for the rows kept so far (none: an empty
+    array, no row), which are then no longer kept."""
+    at = utcnow()
+    return {"history_rows": json_rows.parameter([
+        {"booking_id": booking_id, "kind": kind, "occurred_at": at,
+         "actor_key_id": actor_key_id}
+        for booking_id, kind, actor_key_id in memo.pop(_DEFERRED, [])])}
 
 
 def written_with_the_feed() -> CTE:
-    """PostgreSQL: the deferred rows as a data-modifying CTE (parameters only; given by
-    ``take_deferred``), inserted in the order the changes happened."""
-    rows = func.unnest(bindparam("history_booking_ids", type_=ARRAY(Uuid)),
-                       bindparam("history_kinds", type_=ARRAY(String)),
-                       bindparam("history_actor_key_ids", type_=ARRAY(Uuid))).table_valued(
-        "booking_id", "kind", "actor_key_id", with_ordinality="position").render_derived(
-        name="history_row")
+    """PostgreSQL: the deferred rows as a data-modifying CTE (one JSON parameter, given by
+    ``take_deferred``: ``json_rows.py``), inserted in the order the changes happened."""
+    rows = json_rows.rows_of(BookingEvent.__table__, "history_rows", alias="history_row")
     return insert(BookingEvent.__table__).from_select(
         ["booking_id", "kind", "occurred_at", "actor_key_id"],
-        select(rows.c.booking_id, rows.c.kind, bindparam("history_at", type_=UTCDateTime),
-               rows.c.actor_key_id).order_by(rows.c.position)).cte("history")
+        select(rows.c.booking_id, rows.c.kind, rows.c.occurred_at, rows.c.actor_key_id)
+        .order_by(rows.c[json_rows.ORDER])).cte("history")

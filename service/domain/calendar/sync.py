@@ -8,10 +8,11 @@ other handler, see ``service/bootstrap.py``), by an upsert of the ``sync_counter
 That row stays locked until the commit, so the next writer gets its numbers only after this
 one committed: changes become visible in sequence order. A reader that sees change n
 therefore sees every change below n. The lock is held only between the upsert and the
-commit (the bookings, reminders and webhook rows were flushed before), so writers queue for
-microseconds and no writer can wait on a booking lock while holding it (no deadlock with
-the exclusion constraints). SQLite has one writer at a time (BEGIN IMMEDIATE): the same
-counter is trivially in order.
+commit (the bookings and webhook rows were flushed before; on PostgreSQL the history rows
+and planned reminders ride the upsert's statement, rows only this transaction's bookings
+are referenced from), so writers queue for microseconds and no writer can wait on a booking
+lock while holding it (no deadlock with the exclusion constraints). SQLite has one writer at
+a time (BEGIN IMMEDIATE): the same counter is trivially in order.
 
 Reading: ``upper`` = the highest committed number, read FIRST; then the changes in
 ``(position, upper]``. Everything up to ``upper`` is committed, so nothing is skipped; what
@@ -36,12 +37,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Insert, String, Uuid, bindparam, func, insert, select, true
+from sqlalchemy import BigInteger, Insert, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from service.db import UTCDateTime
+from service.domain import json_rows
 from service.domain.access.actor import Actor
 from service.domain.bookings import history as booking_history
 from service.domain.bookings.events import BookingChanged
@@ -49,6 +49,7 @@ from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.bookings.policy import policy as booking_policy
 from service.domain.calendar.models import BookingChange, SyncCounter
 from service.domain.errors import Gone, InvalidInput
+from service.domain.reminders import deferred as planned_reminders
 from service.uow import UnitOfWork
 
 SEQUENCE = "booking_changes"
@@ -80,10 +81,11 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_numbered_in_one_statement(), {
-            "count": len(changes), "booking_ids": [c.booking_id for c in changes],
-            "kinds": [c.kind.value for c in changes],
-            "changed_at": [c.occurred_at for c in changes],
-            **booking_history.take_deferred(uow.memo)})
+            "count": len(changes), "changes": json_rows.parameter([
+                {"booking_id": c.booking_id, "kind": c.kind.value, "changed_at": c.occurred_at}
+                for c in changes]),
+            **booking_history.take_deferred(uow.memo),
+            **planned_reminders.take_deferred(uow.memo)})
         return
     last = _advance(session, len(changes))
     first = last - len(changes) + 1
@@ -96,26 +98,24 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
 @functools.cache
 def _numbered_in_one_statement() -> Insert:
     """PostgreSQL: the counter's upsert and the changes' rows in one statement (the upsert
-    a data-modifying WITH whose new value numbers the rows, given as arrays in the order
-    the changes happened): the same numbers, the same lock, one round trip fewer. The
-    bookings' history rows of the transaction ride along (``bookings/history.py``: a CTE
-    inserting rows of a table only this transaction's bookings are referenced from, so it
-    waits on no lock). Built once, with parameters only, so its compiled form is cached."""
+    a data-modifying WITH whose new value numbers the rows, given as JSON rows in the order
+    the changes happened, ``json_rows.py``): the same numbers, the same lock, one round trip
+    fewer. The bookings' history rows and planned reminders of the transaction ride along
+    (``bookings/history.py``, ``reminders/deferred.py``: CTEs inserting rows of tables only
+    this transaction's bookings are referenced from, so they wait on no lock). Built once,
+    with parameters only, so its compiled form is cached."""
     table, count = SyncCounter.__table__, bindparam("count", type_=BigInteger)
     counter = (postgresql.insert(table).values(name=SEQUENCE, value=count)
                .on_conflict_do_update(index_elements=[table.c.name],
                                       set_={"value": table.c.value + count})
                .returning(table.c.value).cte("counter"))
-    rows = func.unnest(bindparam("booking_ids", type_=ARRAY(Uuid)),
-                       bindparam("kinds", type_=ARRAY(String)),
-                       bindparam("changed_at", type_=ARRAY(UTCDateTime))).table_valued(
-        "booking_id", "kind", "changed_at", with_ordinality="position").render_derived(
-        name="change")
+    rows = json_rows.rows_of(BookingChange.__table__, "changes", alias="change")
     return insert(BookingChange.__table__).from_select(
         ["seq", "booking_id", "kind", "changed_at"],
-        select(counter.c.value - count + rows.c.position, rows.c.booking_id, rows.c.kind,
-               rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(
-        counter, booking_history.written_with_the_feed())
+        select(counter.c.value - count + rows.c[json_rows.ORDER], rows.c.booking_id,
+               rows.c.kind, rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(
+        counter, booking_history.written_with_the_feed(),
+        planned_reminders.written_with_the_feed())
 
 
 # Tokens -----------------------------------------------------------------------------------

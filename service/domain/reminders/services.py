@@ -36,7 +36,7 @@ from service.domain.clinic.models import ServiceType
 from service.domain.errors import Conflict, NotFound
 from service.domain.patients.models import Patient
 from service.domain.records import Page, paginate
-from service.domain.reminders import planning
+from service.domain.reminders import deferred, planning
 from service.domain.reminders.models import (
     OPEN_STATUSES,
     Reminder,
@@ -57,30 +57,30 @@ def plan_new_booking(uow: UnitOfWork, event: BookingCreated, *,
                      quiet: planning.QuietHours) -> None:
     booking = uow.session.get(Booking, event.booking_id)
     # A booking just created has no reminders yet: its plan is the first.
-    _plan(uow.session, booking, version=1, now=event.occurred_at, quiet=quiet,
+    _plan(uow, booking, version=1, now=event.occurred_at, quiet=quiet,
           confirmation=event.status is BookingStatus.BOOKED)
 
 
 def replan_rescheduled(uow: UnitOfWork, event: BookingRescheduled, *,
                        quiet: planning.QuietHours) -> None:
-    session = uow.session
+    session = _written(uow)
     booking = session.get(Booking, event.booking_id)
     _cancel_open(session, booking.id, "rescheduled")
-    _plan(session, booking, version=_current_version(session, booking.id) + 1,
+    _plan(uow, booking, version=_current_version(session, booking.id) + 1,
           now=event.occurred_at, quiet=quiet,
           confirmation=event.status is BookingStatus.BOOKED)
 
 
 def plan_confirmation(uow: UnitOfWork, event: BookingConfirmed, *,
                       quiet: planning.QuietHours) -> None:
-    session = uow.session
+    session = _written(uow)
     booking = session.get(Booking, event.booking_id)
     version = _current_version(session, booking.id) or 1
     exists = session.scalar(select(Reminder.id).where(
         Reminder.booking_id == booking.id, Reminder.plan_version == version,
         Reminder.kind == planning.CONFIRMATION))
     if exists is None:
-        _plan(session, booking, version=version, now=event.occurred_at, quiet=quiet,
+        _plan(uow, booking, version=version, now=event.occurred_at, quiet=quiet,
               only=[planning.CONFIRMATION])
 
 
@@ -88,7 +88,7 @@ def plan_waitlist_offer(uow: UnitOfWork, event: WaitlistOffered, *,
                         quiet: planning.QuietHours) -> None:
     """The offer message for a slot held for a waitlisted patient, at once (after the
     patient's quiet hours: the hold runs from then); sent like any reminder of the hold."""
-    session = uow.session
+    session = _written(uow)
     booking = session.get(Booking, event.booking_id)
     patient = session.get(Patient, booking.patient_id)
     version = _current_version(session, booking.id) or 1
@@ -102,16 +102,16 @@ def plan_waitlist_offer(uow: UnitOfWork, event: WaitlistOffered, *,
 
 def cancel_before_visit(uow: UnitOfWork, event: BookingCheckedIn) -> None:
     """Checked in: the reminders before the visit are moot (the next-day check-in stays)."""
-    _cancel_open(uow.session, event.booking_id, "checked_in",
+    _cancel_open(_written(uow), event.booking_id, "checked_in",
                  keep_kinds=(planning.NEXT_DAY_CHECK_IN,))
 
 
 def cancel_on_cancellation(uow: UnitOfWork, event: BookingCancelled) -> None:
-    _cancel_open(uow.session, event.booking_id, "booking_cancelled")
+    _cancel_open(_written(uow), event.booking_id, "booking_cancelled")
 
 
 def cancel_on_no_show(uow: UnitOfWork, event: BookingNoShow) -> None:
-    _cancel_open(uow.session, event.booking_id, "booking_no_show")
+    _cancel_open(_written(uow), event.booking_id, "booking_no_show")
 
 
 def _current_version(session: Session, booking_id: uuid.UUID) -> int:
@@ -134,9 +134,19 @@ def _cancel_open(session: Session, booking_id: uuid.UUID, reason: str, *,
 _PLANNED_ROWS = insert(Reminder.__table__)
 
 
-def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
+def _written(uow: UnitOfWork) -> Session:
+    """The session, once the reminders planned earlier in this transaction and kept for the
+    change feed's statement (``deferred.py``) are written: what follows reads them."""
+    rows = deferred.take(uow.memo)
+    if rows:
+        uow.session.connection().execute(_PLANNED_ROWS, rows)
+    return uow.session
+
+
+def _plan(uow: UnitOfWork, booking: Booking, *, version: int, now: datetime,
           quiet: planning.QuietHours, confirmation: bool = True,
           only: list[str] | None = None) -> None:
+    session = uow.session
     service_type = session.get(ServiceType, booking.service_type_id)
     patient = session.get(Patient, booking.patient_id)
     assert service_type is not None and patient is not None
@@ -153,11 +163,16 @@ def _plan(session: Session, booking: Booking, *, version: int, now: datetime,
             for planned in planning.plan_reminders(
                 plan, starts_at=booking.starts_at, ends_at=booking.ends_at,
                 patient_zone=patient.timezone, now=now, quiet=quiet, kinds=only)]
-    if rows:
-        # The booking is flushed (its event was recorded after its flush): the rows go in
-        # at once, in one INSERT, without the ORM's unit of work (nothing reads them back
-        # as objects in this transaction).
-        session.connection().execute(_PLANNED_ROWS, rows)
+    if not rows:
+        return
+    if uow.dialect == "postgresql":
+        # Written by the change feed's statement, right before the commit (deferred.py).
+        deferred.defer(uow.memo, rows)
+        return
+    # The booking is flushed (its event was recorded after its flush): the rows go in at
+    # once, in one INSERT, without the ORM's unit of work (nothing reads them back as
+    # objects in this transaction).
+    session.connection().execute(_PLANNED_ROWS, rows)
 
 
 # Reads and the retry ---------------------------------------------------------------------
