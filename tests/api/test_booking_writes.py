@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from service.domain.audit.models import AuditEvent
+from service.domain.availability import versions
 from service.domain.bookings.history import BookingEvent
 from service.domain.calendar.models import BookingChange, WebhookDelivery
 from service.domain.reminders.models import Reminder
@@ -90,3 +91,26 @@ def test_history_rows_follow_the_changes_of_a_booking(app, api, clinic):
     assert [h.kind.value for h in history] == changes == [
         "booking.created", "booking.confirmed", "booking.cancelled"]
     assert all(h.actor_key_id is not None for h in history)
+
+
+def test_a_booking_bumps_its_provider_its_patient_and_the_chairs_it_holds(app, clinic):
+    database = app.extensions["clinic.database"]
+    provider = versions.provider_scope(uuid.UUID(clinic.doctor["id"]))
+    patient = versions.patient_scope(uuid.UUID(clinic.patient["id"]))
+    chairs = versions.chairs_scope(uuid.UUID(clinic.clinic["id"]))
+    video_chairs = versions.chairs_scope(uuid.UUID(clinic.virtual["id"]))
+
+    def read() -> dict[str, int]:
+        with database.read_sessions() as session:
+            return versions.read(session, [provider, patient, chairs, video_chairs])
+
+    before = read()
+    for service, start, chair in (("consultation", clinic.at(13), 0),
+                                  ("iv-infusion", clinic.at(9), 1)):
+        made = clinic.book(service, start)
+        assert made.status_code == 201, made.get_json()
+        after = read()
+        assert {scope: after[scope] - before[scope] for scope in after} == {
+            provider: 1, patient: 1, chairs: chair, video_chairs: 0, versions.ALL: 0}
+        before = after
+
