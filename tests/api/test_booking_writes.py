@@ -16,6 +16,8 @@ from service.domain.availability import versions
 from service.domain.bookings.history import BookingEvent
 from service.domain.calendar.models import BookingChange, WebhookDelivery
 from service.domain.reminders.models import Reminder
+from tests.api.test_directory import assert_problem
+from tests.factories import NPIS
 from tests.scenario import build_clinic
 
 MOST_STATEMENTS_ON_POSTGRESQL = 7
@@ -114,3 +116,21 @@ def test_a_booking_bumps_its_provider_its_patient_and_the_chairs_it_holds(app, c
             provider: 1, patient: 1, chairs: chair, video_chairs: 0, versions.ALL: 0}
         before = after
 
+
+def test_a_booking_names_the_first_party_it_cannot_find(api, clinic):
+    unknown = {"id": str(uuid.uuid4())}
+    for parties, code in (({"patient": unknown, "provider": unknown,
+                            "service_type_id": unknown["id"]}, "patient_not_found"),
+                          ({"provider": unknown, "location": unknown}, "provider_not_found"),
+                          ({"service_type_id": unknown["id"], "location": unknown},
+                           "service_type_not_found"),
+                          ({"location": unknown}, "location_not_found")):
+        assert_problem(clinic.book("consultation", clinic.at(13), **parties), 404, code)
+    made = clinic.book("consultation", clinic.at(13))
+    assert made.status_code == 201, made.get_json()
+    # A provider key books only its own visits, even with a patient it sees (every party
+    # found by the one query).
+    other = clinic.add_provider("Dr. Ben Cole", NPIS[1])
+    api.bind("doc", "provider", provider_id=clinic.doctor["id"])
+    assert_problem(clinic.book("consultation", clinic.at(15), provider=other, role="doc"),
+                   404, "provider_not_found")
