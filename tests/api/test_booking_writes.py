@@ -15,12 +15,15 @@ from sqlalchemy import event, func, insert, literal, select
 from service.db import utcnow
 from service.domain.access.actor import Actor, Role
 from service.domain.audit.models import AuditEvent
+from service.domain.availability import versions
 from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.services import BookingRequest, apply_transition, book
 from service.domain.calendar.models import BookingChange, WebhookDelivery
 from service.domain.reminders import deferred
 from service.domain.reminders.models import Reminder, ReminderStatus
 from service.uow import UnitOfWork
+from tests.api.test_directory import assert_problem
+from tests.factories import NPIS
 from tests.scenario import build_clinic
 
 MOST_STATEMENTS_ON_POSTGRESQL = 6
@@ -180,3 +183,44 @@ def test_a_booking_cancelled_in_its_own_transaction_leaves_no_open_reminder(app,
     assert [kind for _, kind in numbered] == ["booking.created", "booking.cancelled"]
     assert numbered[1][0] == numbered[0][0] + 1
     assert [kind.value for kind in history] == ["booking.created", "booking.cancelled"]
+
+
+def test_a_booking_bumps_its_provider_its_patient_and_the_chairs_it_holds(app, clinic):
+    database = app.extensions["clinic.database"]
+    provider = versions.provider_scope(uuid.UUID(clinic.doctor["id"]))
+    patient = versions.patient_scope(uuid.UUID(clinic.patient["id"]))
+    chairs = versions.chairs_scope(uuid.UUID(clinic.clinic["id"]))
+    video_chairs = versions.chairs_scope(uuid.UUID(clinic.virtual["id"]))
+
+    def read() -> dict[str, int]:
+        with database.read_sessions() as session:
+            return versions.read(session, [provider, patient, chairs, video_chairs])
+
+    before = read()
+    for service, start, chair in (("consultation", clinic.at(13), 0),
+                                  ("iv-infusion", clinic.at(9), 1)):
+        made = clinic.book(service, start)
+        assert made.status_code == 201, made.get_json()
+        after = read()
+        assert {scope: after[scope] - before[scope] for scope in after} == {
+            provider: 1, patient: 1, chairs: chair, video_chairs: 0, versions.ALL: 0}
+        before = after
+
+
+def test_a_booking_names_the_first_party_it_cannot_find(api, clinic):
+    unknown = {"id": str(uuid.uuid4())}
+    for parties, code in (({"patient": unknown, "provider": unknown,
+                            "service_type_id": unknown["id"]}, "patient_not_found"),
+                          ({"provider": unknown, "location": unknown}, "provider_not_found"),
+                          ({"service_type_id": unknown["id"], "location": unknown},
+                           "service_type_not_found"),
+                          ({"location": unknown}, "location_not_found")):
+        assert_problem(clinic.book("consultation", clinic.at(13), **parties), 404, code)
+    made = clinic.book("consultation", clinic.at(13))
+    assert made.status_code == 201, made.get_json()
+    # A provider key books only its own visits, even with a patient it sees (every party
+    # found by the one query).
+    other = clinic.add_provider("Dr. Ben Cole", NPIS[1])
+    api.bind("doc", "provider", provider_id=clinic.doctor["id"])
+    assert_problem(clinic.book("consultation", clinic.at(15), provider=other, role="doc"),
+                   404, "provider_not_found")

@@ -78,6 +78,14 @@ def chairs_scope(location_id: uuid.UUID) -> str:
     return f"chairs:{location_id}"
 
 
+def _scopes_of_new_booking(booking: Booking) -> set[str]:
+    """A new booking's scopes, from its values (all it has: no history to read)."""
+    scopes = {provider_scope(booking.provider_id), patient_scope(booking.patient_id)}
+    if booking.chair_number is not None:
+        scopes.add(chairs_scope(booking.location_id))
+    return scopes
+
+
 def _values(obj: object, name: str, *, changed_only: bool) -> tuple[list[object], bool]:
     """The attribute's current and previous values, and whether it changed."""
     history = inspect(obj).attrs[name].history
@@ -200,7 +208,8 @@ _READ_LISTED = select(ScheduleVersion.scope, ScheduleVersion.version).where(
 def _bump_on_flush(session: Session, flush_context, instances) -> None:  # type: ignore[no-untyped-def]
     scopes: set[str] = set()
     for obj in session.new:
-        scopes |= _scopes_of(obj, dirty=False)
+        scopes |= _scopes_of_new_booking(obj) if isinstance(obj, Booking) else _scopes_of(
+            obj, dirty=False)
     for obj in session.dirty:
         scopes |= _scopes_of(obj, dirty=True)
     for obj in session.deleted:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, true
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import Session, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db import utcnow
@@ -129,15 +129,8 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
         recipients.remember(uow, request.provider_id, found[4], found[5])
     if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
-    provider = session.get(Provider, request.provider_id)
-    if provider is None:
-        raise NotFound("No provider with this id.", code="provider_not_found")
-    service_type = session.get(ServiceType, request.service_type_id)
-    if service_type is None:
-        raise NotFound("No service type with this id.", code="service_type_not_found")
-    location = session.get(Location, request.location_id)
-    if location is None:
-        raise NotFound("No location with this id.", code="location_not_found")
+    provider, service_type, location = (_others(session, request) if found is None
+                                        else found[1:4])
     # The session's identity map holds loaded rows by weak reference: kept here for the
     # transaction, the handlers (reminder planning...) find them without a query.
     uow.session.info.setdefault("loaded", []).extend((patient, provider, service_type, location))
@@ -151,6 +144,22 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
         raise InvalidInput("This location does not offer this kind of visit.",
                            code="location_mismatch")
     return _Parties(patient, provider, service_type, location)
+
+
+def _others(session: Session, request: BookingRequest
+            ) -> tuple[Provider, ServiceType, Location]:
+    """The provider, the service type and the location one by one (when the parties' query
+    found no row): the first missing answers "not found"."""
+    provider = session.get(Provider, request.provider_id)
+    if provider is None:
+        raise NotFound("No provider with this id.", code="provider_not_found")
+    service_type = session.get(ServiceType, request.service_type_id)
+    if service_type is None:
+        raise NotFound("No service type with this id.", code="service_type_not_found")
+    location = session.get(Location, request.location_id)
+    if location is None:
+        raise NotFound("No location with this id.", code="location_not_found")
+    return provider, service_type, location
 
 
 def _patient_state(parties: _Parties, request: BookingRequest) -> str:
