@@ -157,7 +157,7 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
     entry = Entry.decode(stored) if stored is not None else None
     with uow:
         if entry is not None and entry.holds_at(now):
-            current = versions.read(uow.session, entry.versions)
+            current = versions.read_pooled(uow.session, entry.versions)
             if current == entry.versions:
                 cache.HITS.inc()
                 cache.HIT_LATENCY.observe(clock.perf_counter() - began)
