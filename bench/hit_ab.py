@@ -12,7 +12,8 @@ body are checked to be the same in both trees.
 ``python -m bench.hit_ab --base /tmp/base_tree [--redis redis://127.0.0.1:6379/0]
 [--rounds 5] [--iterations 2000] [--profile]``: the base tree is a checkout of the code to
 compare against (``git archive main | tar -x -C /tmp/base_tree``); this tree is the other.
-``--profile`` prints, per tree, a cProfile of the hits (calls and the top functions).
+``--profile`` prints, per tree, a cProfile of the hits (calls and the top functions). Redis is
+never flushed: the calendar is new, so are its keys.
 """
 
 from __future__ import annotations
@@ -127,10 +128,6 @@ def _compare(args: argparse.Namespace) -> None:
             "start": clinic.first_day.isoformat(),
             "end": (clinic.first_day + timedelta(days=slot_bench.HTTP_DAYS - 1)).isoformat(),
             "limit": slot_bench.HTTP_LIMIT})
-        if args.redis:
-            subprocess.run([sys.executable, "-c", "import redis,sys; "
-                            "redis.Redis.from_url(sys.argv[1]).flushdb()", args.redis],
-                           check=True)
         figures: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for round_ in range(args.rounds):
             order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
