@@ -10,6 +10,11 @@ Redis is an accelerator, never a dependency: every call has a short timeout, and
 and leaves Redis alone for ``REDIS_RETRY_SECONDS`` so an outage costs one timeout per period
 at most, not one per request.
 
+A value read or written with ``keep=True`` is also kept in this process (``RedisStore.kept``,
+``COPIES_KEPT`` at most; the memory store keeps none, being local): a caller that checks what
+it uses before using it (the slot answers check their versions) tries that copy first and
+reads Redis only when it is behind.
+
 Metrics (prometheus_client, default registry; served by the ``/metrics`` endpoint):
 ``slot_cache_requests_total{outcome=hit|miss|error}`` and ``slot_search_seconds{cache=...}``.
 """
