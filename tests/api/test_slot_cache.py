@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from prometheus_client import REGISTRY
 
 from service.domain.availability import cache, search
@@ -173,3 +174,62 @@ def test_a_wider_cached_answer_serves_only_what_it_can_tell():
     # Cut beyond this request's latest: exact again.
     assert search._serve((wide, True), base, base + timedelta(minutes=50), 8) == (
         wide[:4], False)
+
+
+def test_each_process_answers_from_its_copy_of_redis_checked_like_the_stored_one(
+        app, clinic, api, redis_server, monkeypatch):
+    """A repeated search answers from this process's copy of the Redis entry, without a
+    GET, while its versions are current; behind them, the stored entry is read (another
+    process may have stored the current answer: then it answers, without computing)."""
+    process, url = redis_server
+    first_worker = cache.configure(url)
+    assert isinstance(first_worker, cache.RedisStore)
+    params = {"service_type": clinic.services["consultation"]["id"],
+              "start": clinic.day.isoformat(),
+              "end": (clinic.day + timedelta(days=1)).isoformat()}
+
+    def answer() -> bytes:
+        response = api.get("/api/v1/slots", query_string=params)
+        assert response.status_code == 200, response.get_json()
+        return response.get_data()
+
+    def computed() -> bytes:
+        previous = cache.use(cache.NullStore())
+        try:
+            return answer()
+        finally:
+            cache.use(previous)
+
+    gets: list[str] = []
+    get = redis.Redis.get
+
+    def counted(client, key):  # type: ignore[no-untyped-def]
+        gets.append(key)
+        return get(client, key)
+
+    monkeypatch.setattr(redis.Redis, "get", counted)
+    first = answer()
+    gets.clear()
+    before = hits()
+    assert answer() == first == computed()
+    assert hits() == before + 1 and not [k for k in gets if k.startswith("slots:answer:")]
+    # Another process (a store of its own) computes after a change and stores its answer.
+    response = clinic.book("consultation", clinic.at(14))
+    assert response.status_code == 201, response.get_json()
+    other_worker = cache.RedisStore(url)
+    cache.use(other_worker)
+    changed = answer()
+    assert changed != first and changed == computed()
+    # This process's copy is behind: the stored entry answers, not a computation.
+    cache.use(first_worker)
+    gets.clear()
+    before = hits()
+    assert answer() == changed
+    assert hits() == before + 1 and [k for k in gets if k.startswith("slots:answer:")]
+    # Redis gone: the copy still answers only while it is current.
+    process.kill()
+    process.wait()
+    assert answer() == changed
+    response = clinic.book("consultation", clinic.at(13))
+    assert response.status_code == 201, response.get_json()
+    assert answer() == computed() != changed

@@ -1,18 +1,27 @@
 """A repeated slot search made cheap (issue 14): the query string read once per process
 (``resources/slots/arguments.py``), the stored entry's header decoded once, the versions read
-in one statement with one text parameter. None of it may change an answer: a change still
-bumps the versions and the next search computes; errors are the parser's own, every time."""
+in one statement with one text parameter, on PostgreSQL straight through the driver on a
+pooled connection (``versions.read_pooled``). None of it may change an answer: a change still
+bumps the versions and the next search computes; errors are the parser's own, every time; a
+database failure during the read answers as from any other read (503)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
+from service import db
+from service.domain.access import services as keys
 from service.domain.availability import answers, cache, versions
 from service.extensions import unit_of_work
 from service.resources.slots import arguments
@@ -166,3 +175,143 @@ def test_a_scope_name_holding_the_separator_is_refused(app):
         pytest.skip("the scopes travel as one text parameter on PostgreSQL only")
     with app.app_context(), unit_of_work(read_only=True) as uow, pytest.raises(ValueError):
         versions.read(uow.session, ["provider:a,b"])
+
+
+# The versions read through the pool (``versions.read_pooled``) ----------------------------
+#
+# The suite's app looks every key up (api_key_cache_seconds=0), in the request's session, so
+# its hits read the versions in that session's transaction. With the key cached, as the
+# service runs, nothing else touches the database: the read goes through the pool.
+
+
+@pytest.fixture
+def keys_cached(app) -> Iterator[None]:
+    settings = app.config["SETTINGS"]
+    app.config["SETTINGS"] = dataclasses.replace(settings, api_key_cache_seconds=60.0)
+    keys.forget_key()
+    yield
+    app.config["SETTINGS"] = settings
+    keys.forget_key()
+
+
+def postgresql_only(app) -> None:
+    if app.extensions["clinic.database"].dialect != "postgresql":
+        pytest.skip("SQLite reads in the session (versions.read)")
+
+
+@pytest.fixture
+def statements(app, monkeypatch) -> dict[str, list[str]]:
+    """Every statement run, as SQLAlchemy's engines see them and as the driver runs them."""
+    seen: dict[str, list[str]] = {"engines": [], "driver": []}
+    database = app.extensions["clinic.database"]
+    engines = list({id(e): e for e in (database.writer, database.reader)}.values())
+
+    def on_engine(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        seen["engines"].append(statement)
+
+    execute = psycopg.Cursor.execute
+
+    def on_driver(cursor, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["driver"].append(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", on_driver)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_engine)
+    yield seen
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", on_engine)
+
+
+def test_a_hit_with_the_key_cached_reads_through_the_pool_and_never_goes_stale(
+        app, api, clinic, keys_cached, statements):
+    postgresql_only(app)
+    params = query(clinic)
+    first = body(api, params)
+    assert body(api, params) == first  # the key is cached from here on
+    statements["engines"].clear()
+    statements["driver"].clear()
+    hits, misses = outcomes()
+    assert body(api, params) == first
+    assert outcomes()[0] == hits + 1
+    # The hit: one statement, by the driver, none through the request's session.
+    assert len(statements["driver"]) == 1 and "schedule_versions" in statements["driver"][0]
+    assert statements["engines"] == []
+    assert first == computed(api, params)
+    pool = app.extensions["clinic.database"].writer.pool
+    assert pool.checkedout() == 0
+    # A change: the read through the pool sees the bumped version, the search computes.
+    response = clinic.book("consultation", clinic.at(14))
+    assert response.status_code == 201, response.get_json()
+    hits, misses = outcomes()
+    after = body(api, params)
+    assert outcomes() == (hits, misses + 1)
+    assert after != first and after == computed(api, params)
+    hits, misses = outcomes()
+    assert body(api, params) == after and outcomes() == (hits + 1, misses)
+
+
+def test_the_versions_read_through_the_pool_are_the_versions_read(app):
+    scopes = [versions.provider_scope(uuid.uuid4()) for _ in range(5)]
+    wanted = [versions.CATALOG, versions.chairs_scope(uuid.uuid4()), *scopes]
+    with app.app_context(), unit_of_work() as uow:
+        versions.bump(uow.session, [*scopes[:2], scopes[0] + "x"])
+        uow.commit()
+    with app.app_context(), unit_of_work() as uow:
+        versions.bump(uow.session, scopes[:1])
+        uow.commit()
+    database = app.extensions["clinic.database"]
+    with database.request_sessions() as fresh:  # no transaction: through the pool
+        pooled = versions.read_pooled(fresh, wanted)
+        assert fresh.in_transaction() is (database.dialect != "postgresql")  # SQLite: read
+    with database.request_sessions() as session:
+        read = versions.read(session, wanted)
+        assert session.in_transaction()
+        assert versions.read_pooled(session, wanted) == read  # in its transaction
+    assert pooled == read
+    assert read[scopes[0]] == 2 and read[scopes[1]] == 1 and read[scopes[2]] == 0
+    assert set(read) == {*wanted, versions.ALL}
+
+
+def test_the_pooled_connection_goes_back_out_of_autocommit(app, database_url):
+    postgresql_only(app)
+    engine = create_engine(db.normalize_url(database_url), pool_size=1, max_overflow=0)
+    try:
+        with Session(engine) as session:
+            versions.read_pooled(session, [versions.CATALOG])
+        with engine.connect() as connection:  # the same, only, connection
+            assert connection.connection.driver_connection.autocommit is False
+            connection.exec_driver_sql("SELECT 1")
+            assert connection.in_transaction()
+    finally:
+        engine.dispose()
+
+
+class _Lost(psycopg.OperationalError):
+    """What the driver raises when the server is gone mid-statement."""
+
+
+def test_a_failed_read_through_the_pool_answers_503_and_drops_its_connection(
+        app, api, clinic, keys_cached, monkeypatch, caplog):
+    postgresql_only(app)
+    params = query(clinic)
+    first = body(api, params)
+    body(api, params)
+    pool = app.extensions["clinic.database"].writer.pool
+
+    def lost(connection, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _Lost("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(psycopg.Connection, "execute", lost)
+        response = api.get("/api/v1/slots", query_string=params)
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.get_json()["code"] == "database_unavailable"
+        assert response.headers["Retry-After"]
+        with app.app_context(), app.extensions["clinic.database"].request_sessions() as fresh, \
+                pytest.raises(sa_exc.OperationalError) as raised:
+            versions.read_pooled(fresh, [versions.CATALOG])
+        assert isinstance(raised.value.orig, _Lost) and db.is_unavailable(raised.value)
+    assert pool.checkedout() == 0
+    assert "server closed" not in caplog.text  # the message (which may quote data) never
+    assert body(api, params) == first  # and the next search is answered

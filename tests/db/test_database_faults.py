@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -227,3 +228,43 @@ def test_a_database_restarted_between_requests_goes_unnoticed(faulty, monkeypatc
     after = send_all(faulty, reads)
     assert {name: a.status for name, a in after.items()} == dict.fromkeys(reads, 200), {
         name: (a.status, a.code) for name, a in after.items()}
+
+
+@pytest.mark.parametrize("fault", ["stopped", "paused", "restarted"])
+def test_a_repeated_slot_search_meets_the_fault_as_any_read_does(faulty, caplog, fault):
+    """A cached slot search's one query (the versions, through the pool straight to the
+    driver: ``versions.read_pooled``) while the server is down or hung: 503
+    database_unavailable within the bound, one log line; after a restart, or once the
+    server is back, the same answer again."""
+    clinic = faulty.clinic
+    search = {"path": "/api/v1/slots", "headers": faulty.api.headers("staff"),
+              "query_string": {"service_type": clinic.services["consultation"]["id"],
+                               "start": clinic.day.isoformat(),
+                               "end": (clinic.day + timedelta(days=1)).isoformat()}}
+    client = faulty.api.app.test_client()
+    answered = client.open(**search)
+    assert answered.status_code == 200
+    assert client.open(**search).get_data() == answered.get_data()  # stored; key cached
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    if fault == "restarted":
+        faulty.cluster.stop("immediate")
+        faulty.cluster.start()
+    else:
+        pause = faulty.cluster.pause if fault == "paused" else (
+            lambda: faulty.cluster.stop("immediate"))
+        resume = faulty.cluster.resume if fault == "paused" else faulty.cluster.start
+        pause()
+        try:
+            answers = send_all(faulty, {"repeated slot search": search})
+        finally:
+            resume()
+        answer = answers["repeated slot search"]
+        assert answer.seconds < BOUND_SECONDS and answer.status == 503, answer
+        assert answer.code == "database_unavailable" and answer.mimetype == PROBLEM, answer
+        lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 1 and "database unavailable" in lines[0].getMessage(), [
+            r.getMessage() for r in lines]
+        assert lines[0].exc_info is None
+    again = client.open(**search)
+    assert again.status_code == 200 and again.get_data() == answered.get_data()

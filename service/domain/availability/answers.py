@@ -16,7 +16,10 @@ which windows the same answer holds (``search.Holds``); outside them the search 
 
 Patient searches (their own visits are busy, their clearance is checked) always compute.
 The store is the search's (``cache.store()``): Redis, or the memory store; a cache outage
-costs speed, never an answer.
+costs speed, never an answer. With Redis, each process keeps a copy of the entries it read
+or wrote (``RedisStore.kept``) and tries it first: checked against the versions like the
+stored one, it answers without a GET; when it is behind, the store's entry is read (another
+process may have stored the answer for the current versions).
 """
 
 from __future__ import annotations
@@ -153,20 +156,27 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
     began = clock.perf_counter()
     key = request_key(**query)
     store = cache.store()
-    stored = store.get(key)
-    entry = Entry.decode(stored) if stored is not None else None
+    entry = _holding(store.kept(key), now)  # this process's copy of a remote store's value
+    kept = entry is not None
+    if not kept:
+        entry = _holding(store.get(key, keep=True), now)
     with uow:
-        if entry is not None and entry.holds_at(now):
-            current = versions.read(uow.session, entry.versions)
-            if current == entry.versions:
+        current: dict[str, int] | None = None
+        if entry is not None:
+            current = versions.read_pooled(uow.session, entry.versions)
+            if current != entry.versions and kept:
+                # The copy is behind; the store may hold the answer for the current versions
+                # (computed by another process since).
+                entry = _holding(store.get(key, keep=True), now)
+                if entry is not None:
+                    current = versions.read_pooled(uow.session, entry.versions)
+            if entry is not None and current == entry.versions:
                 cache.HITS.inc()
                 cache.HIT_LATENCY.observe(clock.perf_counter() - began)
                 return entry.body
-            first = ({scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
-                     if versions.CATALOG in current
-                     else versions.read(uow.session, [versions.CATALOG]))
-        else:
-            first = versions.read(uow.session, [versions.CATALOG])
+        first = ({scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
+                 if current is not None and versions.CATALOG in current
+                 else versions.read(uow.session, [versions.CATALOG]))
         # Read before the catalog rows the search reads next.
         found = open_slots(uow, actor, now=now, patient_id=None, **query)
     body = render(found)
@@ -181,5 +191,11 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
             else _us(holds.earliest_up_to),
             latest=_us(holds.latest),
             latest_up_to=None if holds.latest_up_to is None else _us(holds.latest_up_to),
-            body=body).encode())
+            body=body).encode(), keep=True)
     return body
+
+
+def _holding(stored: bytes | None, now: datetime) -> Entry | None:
+    """The stored entry, if it decodes and its answer holds at ``now``."""
+    entry = Entry.decode(stored) if stored is not None else None
+    return entry if entry is not None and entry.holds_at(now) else None

@@ -10,6 +10,11 @@ Redis is an accelerator, never a dependency: every call has a short timeout, and
 and leaves Redis alone for ``REDIS_RETRY_SECONDS`` so an outage costs one timeout per period
 at most, not one per request.
 
+A value read or written with ``keep=True`` is also kept in this process (``RedisStore.kept``,
+``COPIES_KEPT`` at most; the memory store keeps none, being local): a caller that checks what
+it uses before using it (the slot answers check their versions) tries that copy first and
+reads Redis only when it is behind.
+
 Metrics (prometheus_client, default registry; served by the ``/metrics`` endpoint):
 ``slot_cache_requests_total{outcome=hit|miss|error}`` and ``slot_search_seconds{cache=...}``.
 """
@@ -31,6 +36,7 @@ TTL_SECONDS = 600  # versions make answers exact; the TTL only bounds memory
 REDIS_TIMEOUT_SECONDS = 0.05
 REDIS_RETRY_SECONDS = 5.0
 MEMORY_ENTRIES = 512
+COPIES_KEPT = 64  # Redis values kept per process (``RedisStore.kept``): about 3.5 MB
 
 REQUESTS = Counter("slot_cache_requests", "Slot searches by cache outcome (hit, miss, error).",
                    ["outcome"])
@@ -44,9 +50,16 @@ HIT_LATENCY = LATENCY.labels("hit")
 
 
 class Store(Protocol):
-    def get(self, key: str) -> bytes | None: ...
+    def get(self, key: str, *, keep: bool = False) -> bytes | None: ...
 
-    def set(self, key: str, value: bytes) -> None: ...
+    def set(self, key: str, value: bytes, *, keep: bool = False) -> None: ...
+
+    def kept(self, key: str) -> bytes | None:
+        """A remote store's value under ``key`` as this process last read or wrote it with
+        ``keep=True`` (None if not kept, or if the store is local anyway): maybe no longer
+        the store's value, so only for values whose use is checked (the slot answers check
+        the versions they were computed under, ``answers.py``)."""
+        ...
 
 
 class MemoryStore:
@@ -57,7 +70,7 @@ class MemoryStore:
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, keep: bool = False) -> bytes | None:
         with self._lock:
             found = self._data.get(key)
             if found is None or found[0] < time.monotonic():
@@ -65,12 +78,15 @@ class MemoryStore:
             self._data.move_to_end(key)
             return found[1]
 
-    def set(self, key: str, value: bytes) -> None:
+    def set(self, key: str, value: bytes, *, keep: bool = False) -> None:
         with self._lock:
             self._data[key] = (time.monotonic() + TTL_SECONDS, value)
             self._data.move_to_end(key)
             while len(self._data) > self.entries:
                 self._data.popitem(last=False)
+
+    def kept(self, key: str) -> bytes | None:
+        return None  # in this process already
 
     def clear(self) -> None:
         with self._lock:
@@ -87,6 +103,9 @@ class RedisStore:
                                            retry_on_timeout=False)
         self.retry_after = retry_after
         self._down_until = 0.0
+        # What this process last read or wrote with keep=True, per key (a GET of a 55 kB
+        # answer costs about 35 us of this process's CPU, and Redis's own).
+        self._copies: dict[str, bytes] = {}
 
     def _failed(self, error: Exception) -> None:
         if time.monotonic() >= self._down_until:
@@ -95,31 +114,51 @@ class RedisStore:
         self._down_until = time.monotonic() + self.retry_after
         REQUESTS.labels("error").inc()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, keep: bool = False) -> bytes | None:
         if time.monotonic() < self._down_until:
             return None
         try:
-            return self.client.get(key)  # type: ignore[return-value]
+            value: bytes | None = self.client.get(key)  # type: ignore[assignment]
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return None
+        if keep:
+            self._keep(key, value)
+        return value
 
-    def set(self, key: str, value: bytes) -> None:
+    def set(self, key: str, value: bytes, *, keep: bool = False) -> None:
         if time.monotonic() < self._down_until:
             return
         try:
             self.client.set(key, value, ex=TTL_SECONDS)
         except (redis.RedisError, OSError) as error:
             self._failed(error)
+            return
+        if keep:
+            self._keep(key, value)
+
+    def kept(self, key: str) -> bytes | None:
+        return self._copies.get(key)
+
+    def _keep(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._copies.pop(key, None)
+            return
+        if len(self._copies) >= COPIES_KEPT and key not in self._copies:
+            self._copies.clear()
+        self._copies[key] = value
 
 
 class NullStore:
     """Never answers: every search computes (benchmarks of the engine itself)."""
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, keep: bool = False) -> bytes | None:
         return None
 
-    def set(self, key: str, value: bytes) -> None:
+    def set(self, key: str, value: bytes, *, keep: bool = False) -> None:
+        return None
+
+    def kept(self, key: str) -> bytes | None:
         return None
 
 
