@@ -215,8 +215,9 @@ def _sorted_spans(schedule: search.Schedule) -> bool:
 @pytest.mark.parametrize("seed", range(4))
 def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
     """Many providers at many locations, any range, with or without a patient, a booking
-    left out, licenses loaded with the providers or not: the same schedule, the same
-    windows and free starts, in one statement."""
+    left out, licenses loaded with the providers or not, or the providers as the plain rows
+    of ``candidates``: the same schedule, the same windows and free starts, in one
+    statement."""
     clinic, patient_ids, rng, first = _random_clinic(api, app, providers=3, seed=100 + seed)
     database = app.extensions["clinic.database"]
     statements: list[str] = []
@@ -240,10 +241,20 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
                          patient_id=rng.choice([None, *patient_ids]),
                          patient_state=rng.choice(["AZ", "CA", None]),
                          exclude_booking_id=rng.choice([None, None, *bookings]), **window)
+            # Or the plain rows ``candidates`` gives a search (those of the providers that
+            # offer the service).
+            rows = search.candidates(session, service_type,
+                                     provider_ids=[p.id for p in providers])[0]
+            if rows and rng.random() < 0.5:
+                offered = {row.id for row in rows}
+                providers = asked["providers"] = [p for p in providers if p.id in offered]
+                given = dict(asked, providers=rows)
+            else:
+                given = asked
             event.listen(session.get_bind(), "before_cursor_execute", count)
             try:
                 statements.clear()
-                new = search.load_schedule(session, **asked)
+                new = search.load_schedule(session, **given)
                 assert len(statements) == 1
             finally:
                 event.remove(session.get_bind(), "before_cursor_execute", count)
