@@ -215,8 +215,9 @@ def _sorted_spans(schedule: search.Schedule) -> bool:
 @pytest.mark.parametrize("seed", range(4))
 def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
     """Many providers at many locations, any range, with or without a patient, a booking
-    left out, licenses loaded with the providers or not: the same schedule, the same
-    windows and free starts, in one statement."""
+    left out, licenses loaded with the providers or not, or the providers as the plain rows
+    of ``candidates``: the same schedule, the same windows and free starts, in one
+    statement."""
     clinic, patient_ids, rng, first = _random_clinic(api, app, providers=3, seed=100 + seed)
     database = app.extensions["clinic.database"]
     statements: list[str] = []
@@ -240,10 +241,20 @@ def test_one_statement_loads_what_a_query_per_kind_loaded(api, app, seed):
                          patient_id=rng.choice([None, *patient_ids]),
                          patient_state=rng.choice(["AZ", "CA", None]),
                          exclude_booking_id=rng.choice([None, None, *bookings]), **window)
+            # Or the plain rows ``candidates`` gives a search (those of the providers that
+            # offer the service).
+            rows = search.candidates(session, service_type,
+                                     provider_ids=[p.id for p in providers])[0]
+            if rows and rng.random() < 0.5:
+                offered = {row.id for row in rows}
+                providers = asked["providers"] = [p for p in providers if p.id in offered]
+                given = dict(asked, providers=rows)
+            else:
+                given = asked
             event.listen(session.get_bind(), "before_cursor_execute", count)
             try:
                 statements.clear()
-                new = search.load_schedule(session, **asked)
+                new = search.load_schedule(session, **given)
                 assert len(statements) == 1
             finally:
                 event.remove(session.get_bind(), "before_cursor_execute", count)
@@ -340,3 +351,31 @@ def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed
             assert list(search.first_starts(near, providers, locations, **bounds)) == starts
             found += len(starts)
     assert found  # some ranges had free starts
+
+
+def test_busy_time_is_found_through_the_exclusion_constraints_indexes(api, app):
+    """(PostgreSQL) the statement's providers' and chairs' bookings can be found through
+    the GiST indexes of ex_bookings_provider_overlap and ex_bookings_chair_overlap (the
+    overlap of a block with the range, and the indexes' partial predicate, in their form),
+    not only by reading every booking: asked with sequential scans off, the plan uses
+    both."""
+    database = app.extensions["clinic.database"]
+    if database.dialect != "postgresql":
+        pytest.skip("GiST exclusion constraints exist on PostgreSQL only")
+    statement = facts._statement(True, patient=False, chairs=True, licenses=False,
+                                 exclude=False)
+    instant = datetime(2030, 1, 1, tzinfo=UTC)
+    parameters = {"provider_ids": [uuid.uuid4()], "location_ids": [uuid.uuid4()],
+                  "lo": instant, "hi": instant + timedelta(days=7),
+                  "first_day": instant.date(), "last_day": instant.date()}
+    with database.writer.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        event.listen(connection, "before_cursor_execute", _explained, retval=True)
+        result = connection.execute(statement, parameters)
+        plan = "\n".join(row[0] for row in result.cursor.fetchall())
+    assert "ex_bookings_provider_overlap" in plan
+    assert "ex_bookings_chair_overlap" in plan
+
+
+def _explained(connection, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    return f"EXPLAIN {statement}", parameters

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import repeat
 from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
+from typing import Protocol
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
-from sqlalchemy.orm import lazyload
 
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import cache, facts, versions
@@ -76,7 +76,27 @@ def location_offers(location: Location, service_type: ServiceType) -> bool:
     return not (service_type.requires_rems and not location.rems_certified)
 
 
-def provider_offers(provider: Provider, service_type: ServiceType) -> bool:
+class Candidate(Protocol):
+    """A provider as a search reads it: a plain row of ``candidates`` (a ``Provider``
+    qualifies too)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def is_rems_prescriber(self) -> bool: ...
+
+
+def provider_offers(provider: Candidate, service_type: ServiceType) -> bool:
     if not provider.active:
         return False
     return not (service_type.requires_rems and not provider.is_rems_prescriber)
@@ -88,7 +108,7 @@ class Schedule:
 
     service_type: ServiceType
     locations: dict[uuid.UUID, Location]
-    providers: dict[uuid.UUID, Provider]
+    providers: dict[uuid.UUID, Candidate]
     start: datetime
     end: datetime
     patient_state: str | None = None
@@ -350,7 +370,7 @@ _SPAN = attrgetter("start", "end")
 _CREDENTIAL = attrgetter("jurisdiction", "kind", "status", "issued_on", "expires_on")
 
 
-def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Provider],  # type: ignore[no-untyped-def]
+def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Candidate],  # type: ignore[no-untyped-def]
                   locations: Sequence[Location], start: datetime, end: datetime,
                   patient_id: uuid.UUID | None = None, patient_state: str | None = None,
                   exclude_booking_id: uuid.UUID | None = None,
@@ -368,11 +388,11 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
                         patient_state=patient_state)
     if not schedule.providers or not schedule.locations:
         return schedule
-    # Licenses: as loaded with the providers, else (``candidates`` leaves them unloaded) read
-    # with the rest.
+    # Licenses: as loaded with the providers (ORM objects), else (the plain rows of
+    # ``candidates``, or not loaded) read with the rest.
     unloaded = []
     for provider in providers:
-        if "licenses" in sa_inspect(provider).unloaded:
+        if not isinstance(provider, Provider) or "licenses" in sa_inspect(provider).unloaded:
             unloaded.append(provider.id)
         else:
             schedule.credentials[provider.id] = [
@@ -452,21 +472,25 @@ class Holds:
     latest_up_to: datetime | None
 
 
+_CANDIDATE_COLUMNS = (Provider.id, Provider.name, Provider.version, Provider.active,
+                      Provider.is_rems_prescriber)  # the properties of ``Candidate``
+
+
 def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
                provider_ids: Iterable[uuid.UUID] | None = None,
                location_id: uuid.UUID | None = None
-               ) -> tuple[list[Provider], list[Location]]:
-    """The providers and locations that could offer this service type."""
+               ) -> tuple[list[Candidate], list[Location]]:
+    """The providers (plain rows) and locations that could offer this service type."""
     query = select(Location).where(Location.active.is_(True))
     if location_id is not None:
         query = query.where(Location.id == location_id)
     locations = [loc for loc in session.scalars(query) if location_offers(loc, service_type)]
-    # Their licenses are read by ``load_schedule`` as plain rows, when it needs them.
-    query = select(Provider).where(Provider.active.is_(True)).options(
-        lazyload(Provider.licenses))
+    # Plain rows, not ORM objects (what a search reads of a provider: half the CPU of
+    # loading them); their licenses are read by ``load_schedule`` with the rest.
+    query = select(*_CANDIDATE_COLUMNS).where(Provider.active.is_(True))
     if provider_ids:
         query = query.where(Provider.id.in_(list(provider_ids)))
-    providers = [p for p in session.scalars(query) if provider_offers(p, service_type)]
+    providers = [p for p in session.execute(query) if provider_offers(p, service_type)]
     return providers, locations
 
 
@@ -594,7 +618,7 @@ def _floor(instant: datetime) -> datetime:
     return instant - (instant - _EPOCH) % CACHE_BUCKET
 
 
-def _cache_key(service_type: ServiceType, providers: Sequence[Provider],
+def _cache_key(service_type: ServiceType, providers: Sequence[Candidate],
                locations: Sequence[Location], scope_versions: dict[str, int], *,
                start: datetime, end: datetime, bounds: tuple[datetime, datetime],
                patient_id: uuid.UUID | None, patient_state: str | None, limit: int) -> str:
@@ -610,7 +634,7 @@ def _cache_key(service_type: ServiceType, providers: Sequence[Provider],
     return f"slots:v2:{digest}"  # v2: the flat encoding
 
 
-def _encode(found: tuple[Starts, bool], providers: Sequence[Provider],
+def _encode(found: tuple[Starts, bool], providers: Sequence[Candidate],
             locations: Sequence[Location]) -> bytes:
     """Starts as integer microseconds, parties as their index in the (keyed) sorted lists,
     in one flat array ``[start, provider, location, start, ...]``: no list per start to
@@ -625,7 +649,7 @@ def _encode(found: tuple[Starts, bool], providers: Sequence[Provider],
         separators=(",", ":")).encode()
 
 
-def _decode(value: bytes, providers: Sequence[Provider], locations: Sequence[Location]
+def _decode(value: bytes, providers: Sequence[Candidate], locations: Sequence[Location]
             ) -> tuple[Starts, bool]:
     data = json.loads(value)
     flat = data["s"]
@@ -651,7 +675,7 @@ def _serve(found: tuple[Starts, bool], earliest: datetime, latest: datetime, lim
     return mine, False
 
 
-def first_starts(schedule: Schedule, providers: Sequence[Provider],
+def first_starts(schedule: Schedule, providers: Sequence[Candidate],
                  locations: Sequence[Location], *, earliest: datetime, latest: datetime,
                  wanted: int | None = None
                  ) -> Iterator[tuple[datetime, uuid.UUID, uuid.UUID]]:
@@ -717,7 +741,7 @@ _SECOND = itemgetter(1)
 _THIRD = itemgetter(2)
 
 
-def _id_order(row: Provider | Location) -> int:
+def _id_order(row: Candidate | Location) -> int:
     return row.id.int
 
 
