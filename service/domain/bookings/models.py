@@ -58,9 +58,7 @@ class Booking(Record, Base):
         Index("ix_bookings_location_starts", "location_id", "starts_at"),
         Index("ix_bookings_updated_at", "updated_at"),
         # The slot search's time filters (block end after the range start): served by
-        # these, so years of past bookings do not slow a search (issue 14). (PostgreSQL: the
-        # providers' and chairs' blocks by the exclusion constraints' GiST indexes, which
-        # bound both ends of the range: availability/facts.py.)
+        # these, so years of past bookings do not slow a search (issue 14).
         Index("ix_bookings_provider_ends", "provider_id", "provider_ends_at"),
         Index("ix_bookings_patient_hold_ends", "patient_id", "hold_ends_at"),
         Index("ix_bookings_location_hold_ends", "location_id", "hold_ends_at"),
