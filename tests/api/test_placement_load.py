@@ -351,31 +351,3 @@ def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed
             assert list(search.first_starts(near, providers, locations, **bounds)) == starts
             found += len(starts)
     assert found  # some ranges had free starts
-
-
-def test_busy_time_is_found_through_the_exclusion_constraints_indexes(api, app):
-    """(PostgreSQL) the statement's providers' and chairs' bookings can be found through
-    the GiST indexes of ex_bookings_provider_overlap and ex_bookings_chair_overlap (the
-    overlap of a block with the range, and the indexes' partial predicate, in their form),
-    not only by reading every booking: asked with sequential scans off, the plan uses
-    both."""
-    database = app.extensions["clinic.database"]
-    if database.dialect != "postgresql":
-        pytest.skip("GiST exclusion constraints exist on PostgreSQL only")
-    statement = facts._statement(True, patient=False, chairs=True, licenses=False,
-                                 exclude=False)
-    instant = datetime(2030, 1, 1, tzinfo=UTC)
-    parameters = {"provider_ids": [uuid.uuid4()], "location_ids": [uuid.uuid4()],
-                  "lo": instant, "hi": instant + timedelta(days=7),
-                  "first_day": instant.date(), "last_day": instant.date()}
-    with database.writer.begin() as connection:
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        event.listen(connection, "before_cursor_execute", _explained, retval=True)
-        result = connection.execute(statement, parameters)
-        plan = "\n".join(row[0] for row in result.cursor.fetchall())
-    assert "ex_bookings_provider_overlap" in plan
-    assert "ex_bookings_chair_overlap" in plan
-
-
-def _explained(connection, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-    return f"EXPLAIN {statement}", parameters

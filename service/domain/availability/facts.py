@@ -392,32 +392,20 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
                         s2=type_coerce(License.kind, String()),
                         s3=type_coerce(License.status, String())))
             .where(among(License.provider_id, licenses)))
-    # The providers' bookings and their connected calendars' busy time: both block the
-    # provider alike. SQLite: served by ix_bookings_provider_ends (past bookings are never
-    # read). PostgreSQL: by the GiST index of ex_bookings_provider_overlap, which finds the
-    # blocks that overlap the range (those the ends' index finds, less those starting after
-    # it: about a month of future bookings not read for a week's search); its partial
-    # predicate, spelled out, lets the planner use it (``_overlapping``).
-    if postgres:
-        of_providers = (holding, not_excluded, among(Booking.provider_id, "provider_ids"),
-                        *_overlapping(Booking.provider_starts_at, Booking.provider_ends_at,
-                                      lo, hi))
-    else:
-        of_providers = (holding, not_excluded, among(Booking.provider_id, "provider_ids"),
-                        Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
+    # The providers' bookings (served by ix_bookings_provider_ends: past bookings are never
+    # read) and their connected calendars' busy time: both block the provider alike.
+    of_providers = (holding, not_excluded, among(Booking.provider_id, "provider_ids"),
+                    Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)
     of_calendars = (among(ExternalBusy.provider_id, "provider_ids"),
                     CalendarConnection.active.is_(True),
                     ExternalBusy.ends_at > lo, ExternalBusy.starts_at < hi)
     connected = CalendarConnection.id == ExternalBusy.connection_id
     # The patient's own (ix_bookings_patient_hold_ends) and the chairs' holds
-    # (ix_bookings_location_hold_ends; PostgreSQL: the GiST index of
-    # ex_bookings_chair_overlap, as for the providers): the block from the start to the
-    # hold's end.
+    # (ix_bookings_location_hold_ends): the block from the start to the hold's end.
     of_patient = (Booking.patient_id == bindparam("patient_id", type_=Uuid()),
                   Booking.hold_ends_at > lo, Booking.starts_at < hi)
     of_chairs = (among(Booking.location_id, "location_ids"), Booking.chair_number.is_not(None),
-                 *(_overlapping(Booking.starts_at, Booking.hold_ends_at, lo, hi) if postgres
-                   else (Booking.hold_ends_at > lo, Booking.starts_at < hi)))
+                 Booking.hold_ends_at > lo, Booking.starts_at < hi)
     if postgres:
         # Each group's rows come from a subquery sorted by (group, start, end), so PostgreSQL
         # sorts once, not twice per group (15 has no presorted aggregates: an ``ORDER BY``
@@ -465,17 +453,3 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
                                         at2=Booking.hold_ends_at))
                             .where(holding, not_excluded, *of_chairs))
     return union_all(*branches)
-
-
-_NOT_CANCELLED = Booking.status != literal_column(f"'{BookingStatus.CANCELLED.value}'")
-
-
-def _overlapping(starts, ends, lo, hi):  # type: ignore[no-untyped-def]
-    """(PostgreSQL) ``ends > lo AND starts < hi`` for a booking's block, as the overlap of
-    its half-open range with ``[lo, hi)`` (the same rows: a block is never empty, by the
-    bookings' check constraints), in the form of the bookings' exclusion constraints'
-    GiST indexes, with their partial predicate as a literal (a bound value cannot prove it
-    in a generic plan)."""
-    half_open = literal_column("'[)'")
-    return (_NOT_CANCELLED,
-            func.tstzrange(starts, ends, half_open).op("&&")(func.tstzrange(lo, hi, half_open)))
