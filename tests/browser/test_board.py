@@ -203,6 +203,11 @@ def test_the_day_board_in_chromium(app, client, demo_server, browser, tmp_path):
     page.wait_for_function(
         "() => document.getElementById('record-body').textContent.includes('phq9_item_9')")
     page.keyboard.press("Escape")
+    # Closing hands the focus back to the alert's link (the dialog's close event, queued
+    # after the dialog closes): wait for that, or it could take the focus from the visit.
+    page.wait_for_function(
+        "() => !document.getElementById('record-dialog').open"
+        " && document.activeElement.matches('a[data-record]')")
 
     # The patient's course, from the visit (opened with the keyboard): PHQ-9 over time.
     iv.focus()
