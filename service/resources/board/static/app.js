@@ -349,9 +349,16 @@ function closeDialog(dialog) {
   dialog.close();
 }
 
+/** The close event comes a task after the dialog closed: by then the browser may have put the
+ *  focus back itself, or the person may have moved it on. Only a focus left nowhere (on the
+ *  page's body, or inside the closed dialog) goes back to what opened the dialog. */
 function onDialogClose(event) {
-  const opener = event.target.returnFocusTo;
-  if (opener && document.contains(opener)) opener.focus();
+  const dialog = event.target;
+  const opener = dialog.returnFocusTo;
+  dialog.returnFocusTo = null;
+  const active = document.activeElement;
+  const lost = !active || active === document.body || dialog.contains(active);
+  if (lost && opener && document.contains(opener)) opener.focus();
 }
 
 async function openRecord(path, swagger, opener) {
