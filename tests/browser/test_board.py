@@ -205,8 +205,9 @@ def test_the_day_board_in_chromium(app, client, demo_server, browser, tmp_path):
     # Closing hands the focus back to the alert's link. The dialog's close event is queued
     # after the dialog closes: wait until it has run (a listener added after the board's own
     # runs after it), so nothing left over can touch the focus once the test moves it.
-    page.evaluate("() => { window.recordClosed = false; document.getElementById('record-dialog')"
-                  ".addEventListener('close', () => { window.recordClosed = true; }, {once: true}); }")
+    page.evaluate("() => { window.recordClosed = false;"
+                  " document.getElementById('record-dialog').addEventListener("
+                  "'close', () => { window.recordClosed = true; }, {once: true}); }")
     page.keyboard.press("Escape")
     page.wait_for_function("() => window.recordClosed")
     assert page.evaluate("document.activeElement.matches('a[data-record]')")
