@@ -1,8 +1,9 @@
 """What a booking writes, and in how many statements (issue 14): every row of the change
 (the booking, its history row, its reminders, the change feed, the webhook deliveries, the
-audit row) in one transaction; on PostgreSQL in at most 6 statements (and one a webhook
-delivery), the recipients read with the parties, the history row and the planned reminders
-written by the change feed's statement."""
+audit row) in one transaction; on PostgreSQL in at most 5 statements (and one a webhook
+delivery), the recipients read with the parties, the schedule versions bumped by the
+booking's INSERT, the history row and the planned reminders written by the change feed's
+statement."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from tests.api.test_directory import assert_problem
 from tests.factories import NPIS
 from tests.scenario import build_clinic
 
-MOST_STATEMENTS_ON_POSTGRESQL = 6
+MOST_STATEMENTS_ON_POSTGRESQL = 5
 
 
 @pytest.fixture
@@ -69,6 +70,11 @@ def test_a_booking_writes_every_row_in_few_statements(app, api, clinic):
         # The reminders are written by the change feed's statement.
         assert [s for s in statements if "INSERT INTO reminders" in s] == [
             s for s in statements if "INSERT INTO booking_changes" in s]
+        # The schedule versions are bumped by the booking's INSERT, before its row.
+        bumping = [s for s in statements if "INSERT INTO schedule_versions" in s]
+        assert len(bumping) == 1
+        assert bumping[0].index("INSERT INTO schedule_versions") < bumping[0].index(
+            "INSERT INTO bookings")
 
     with database.read_sessions() as session:
         history = _rows(session, BookingEvent, BookingEvent.booking_id == booking_id)

@@ -326,6 +326,21 @@ def _touches_clinic_data(objects) -> bool:  # type: ignore[no-untyped-def]
     return any(getattr(obj, "__tablename__", None) not in BOOKKEEPING for obj in objects)
 
 
+def _created_by_insert(context: AuditContext, table: object, parameters: object) -> None:
+    """A "create" request's record written by one Core INSERT through the session (one row,
+    every column given: ``bookings.services`` writes a new booking so) is its created
+    record, as the flush's new instance of the model would be (``_after_flush``)."""
+    if context.action is not AuditAction.CREATE or context.created is not None:
+        return
+    model = CREATED_MODELS.get(context.resource_type)
+    if (model is None or table is not model.__table__  # type: ignore[attr-defined]
+            or not isinstance(parameters, dict) or "id" not in parameters):
+        return
+    record_id = parameters["id"]
+    context.created = (record_id, record_id if model is Patient
+                       else parameters.get("patient_id"))
+
+
 def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -> None:
     """Make the write sessions add the current request's row to its changing transaction.
 
@@ -356,10 +371,16 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
 
     @event.listens_for(sessions, "do_orm_execute")
     def _bulk_write(state) -> None:  # type: ignore[no-untyped-def]
-        if (state.is_insert or state.is_update or state.is_delete) and current() is not None:
-            table = getattr(state.statement, "table", None)
-            if getattr(table, "name", None) not in BOOKKEEPING:
-                state.session.info[_CHANGED] = True
+        if not (state.is_insert or state.is_update or state.is_delete):
+            return
+        context = current()
+        if context is None:
+            return
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) not in BOOKKEEPING:
+            state.session.info[_CHANGED] = True
+        if state.is_insert and not context.recorded:
+            _created_by_insert(context, table, state.parameters)
 
     @event.listens_for(sessions, "before_commit")
     def _before_commit(session: Session) -> None:

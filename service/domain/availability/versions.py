@@ -1,7 +1,9 @@
 """Schedule versions: what makes the slot cache never stale (issue 14).
 
 One counter per scope, bumped in the very transaction of the change, from this one place
-(a ``before_flush`` hook on every ORM session, so no use case can forget it):
+(a ``before_flush`` hook on every ORM session, so no use case can forget it; a new booking,
+written by one Core INSERT without the flush, bumps its scopes through
+``insert_after_bump``, in the INSERT's own statement on PostgreSQL):
 
 - ``provider:<id>``: a booking of the provider (created, moved, cancelled, any status change),
   their weekly hours, date overrides, time off or licenses;
@@ -38,10 +40,12 @@ from sqlalchemy import (
     Engine,
     Integer,
     String,
+    Table,
     any_,
     bindparam,
     event,
     func,
+    insert,
     inspect,
     literal,
     select,
@@ -82,7 +86,7 @@ def chairs_scope(location_id: uuid.UUID) -> str:
     return f"chairs:{location_id}"
 
 
-def _scopes_of_new_booking(booking: Booking) -> set[str]:
+def scopes_of_new_booking(booking: Booking) -> set[str]:
     """A new booking's scopes, from its values (all it has: no history to read)."""
     scopes = {provider_scope(booking.provider_id), patient_scope(booking.patient_id)}
     if booking.chair_number is not None:
@@ -158,6 +162,44 @@ def bump(session: Session, scopes: Iterable[str]) -> None:
     # rows in its text could not be cached compiled).
     connection.execute(_upsert(connection.dialect.name),
                        [{"scope": s, "version": 1} for s in ordered])
+
+
+def insert_after_bump(session: Session, table: Table, values: dict[str, object],
+                      scopes: Iterable[str]) -> None:
+    """Insert one row of ``table`` (every column's value given) with a Core INSERT, after
+    bumping ``scopes`` as ``bump`` does: for a row written without the ORM's flush (so
+    without the ``before_flush`` hook), e.g. a new booking (``scopes_of_new_booking``).
+    On PostgreSQL the bump rides the INSERT (one statement, its upsert a data-modifying
+    WITH that the inserted row waits for: the version rows are locked, in sorted order,
+    before the row is written, as with the flush's bump). It runs through the session, so
+    its ``do_orm_execute`` hooks see the INSERT (the audit row learns the record created)."""
+    ordered = sorted(set(scopes))
+    if ordered and session.get_bind().dialect.name == "postgresql":
+        session.execute(_insert_after_bump(table), {**values, "scopes": ordered})
+        return
+    bump(session, ordered)
+    session.execute(_insert_row(table), values)
+
+
+@functools.cache
+def _insert_row(table: Table):  # type: ignore[no-untyped-def]
+    return insert(table)
+
+
+@functools.cache
+def _insert_after_bump(table: Table):  # type: ignore[no-untyped-def]
+    """PostgreSQL: ``WITH bumps AS (<_UPSERT_ANY> RETURNING 1) INSERT INTO <table> SELECT
+    <the row's parameters> FROM (SELECT count(*) FROM bumps)``: the row is made from the
+    count of the bumped rows, so every bump is done before it is inserted. Built once per
+    table, with parameters only, so its compiled form is cached."""
+    if "scopes" in table.c:
+        raise ValueError(f"{table.name} has a column named like the scopes' parameter")
+    bumps = _upsert_any().returning(literal(1, Integer)).cte("bumps")
+    done = select(func.count()).select_from(bumps).subquery("bumps_done")
+    row = select(*(bindparam(column.key, type_=column.type).label(column.key)
+                   for column in table.columns)).select_from(done)
+    return insert(table).from_select([column.key for column in table.columns],
+                                     row).add_cte(bumps)
 
 
 @functools.cache
@@ -277,7 +319,7 @@ _READ_LISTED = select(ScheduleVersion.scope, ScheduleVersion.version).where(
 def _bump_on_flush(session: Session, flush_context, instances) -> None:  # type: ignore[no-untyped-def]
     scopes: set[str] = set()
     for obj in session.new:
-        scopes |= _scopes_of_new_booking(obj) if isinstance(obj, Booking) else _scopes_of(
+        scopes |= scopes_of_new_booking(obj) if isinstance(obj, Booking) else _scopes_of(
             obj, dirty=False)
     for obj in session.dirty:
         scopes |= _scopes_of(obj, dirty=True)

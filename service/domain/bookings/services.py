@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, true
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db import utcnow
 from service.domain import recipients
 from service.domain.access.actor import Actor, Role
-from service.domain.availability import placement, search
+from service.domain.availability import placement, search, versions
 from service.domain.availability.placement import SlotUnavailable
 from service.domain.bookings import events, history, zones
 from service.domain.bookings.history import BookingEvent
@@ -270,23 +270,53 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
     prepared = prepare(uow, actor, request)
     placed = check_start(uow, prepared, request.start, now=now)
     parties = prepared.parties
-    booking = Booking(
-        patient_id=parties.patient.id, provider_id=parties.provider.id,
-        service_type_id=parties.service_type.id, location_id=parties.location.id,
-        status=BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
-        patient_state=prepared.patient_state, ride_home_confirmed=request.ride_home_confirmed,
-        note=request.note, created_by_key_id=actor.key_id, series_id=series_id)
+    booking = _insert(uow, {
+        **_NEW_BOOKING,
+        "patient_id": parties.patient.id, "provider_id": parties.provider.id,
+        "service_type_id": parties.service_type.id, "location_id": parties.location.id,
+        "status": BookingStatus.PENDING if request.hold else BookingStatus.BOOKED,
+        "starts_at": placed.start, "ends_at": placed.end,
+        "provider_starts_at": placed.provider_start, "provider_ends_at": placed.provider_end,
+        "hold_ends_at": placed.hold_end, "chair_number": placed.chair,
+        "patient_state": prepared.patient_state,
+        "ride_home_confirmed": request.ride_home_confirmed, "note": request.note,
+        "created_by_key_id": actor.key_id, "series_id": series_id,
+        "id": uuid.uuid4(), "created_at": utcnow(), "updated_at": utcnow(), "version": 1})
     # The zones its answer is shown in, known from the parties (as a read ``WITH_ZONES``
-    # has them): the answer asks no more questions.
-    booking.zone_of_location = parties.location.timezone
-    booking.zone_of_patient = parties.patient.timezone
-    _place(booking, placed)
-    uow.session.add(booking)
-    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
-    # Its service type (loaded with the parties), as loading the booking would attach it:
-    # set after the flush, so the flush has no relationship change to process.
+    # has them), and its service type (loaded with the parties), as loading the booking
+    # would attach it: the answer asks no more questions.
+    set_committed_value(booking, "zone_of_location", parties.location.timezone)
+    set_committed_value(booking, "zone_of_patient", parties.patient.timezone)
     set_committed_value(booking, "service_type", parties.service_type)
+    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
     return booking
+
+
+# A new booking's columns that no request sets (their defaults, as the ORM would insert).
+_NEW_BOOKING: dict[str, Any] = {
+    "cancel_reason": None, "cancelled_at": None, "late_cancellation": False,
+    "fee_cents": None, "checked_in_at": None, "attention": None, "attention_since": None,
+    "attention_resolution": None, "attention_resolved_at": None, "vitals_alert_at": None}
+
+
+def _insert(uow: UnitOfWork, values: dict[str, Any]) -> Booking:
+    """The new booking written with one Core INSERT (its schedule versions bumped in the
+    same statement on PostgreSQL: ``versions.insert_after_bump``), not through the ORM's
+    unit of work, and kept in the session as a row just loaded would be (persistent, in the
+    identity map, unchanged): the handlers find it there, and a later change of it in this
+    transaction is an UPDATE from version 1, as after a flush. ``values``: every column."""
+    session = uow.session
+    session.flush()  # what is pending goes first (the series a session belongs to)
+    booking = _BOOKING_MANAGER.new_instance()
+    booking.__dict__.update(values)  # as the ORM fills a loaded row's instance
+    versions.insert_after_bump(session, Booking.__table__, values,
+                               versions.scopes_of_new_booking(booking))
+    make_transient_to_detached(booking)
+    session.add(booking)
+    return booking
+
+
+_BOOKING_MANAGER = Booking._sa_class_manager  # type: ignore[attr-defined]
 
 
 # Use cases -------------------------------------------------------------------------------
