@@ -36,10 +36,12 @@ import functools
 import logging
 import re
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, Response, has_request_context, request
+from flask.globals import request_ctx
 from flask_limiter import (
     ApplicationLimit,
     ExemptionScope,
@@ -47,8 +49,10 @@ from flask_limiter import (
     RateLimitExceeded,
     RequestLimit,
 )
+from flask_limiter._extension import LimiterContext
 from flask_limiter._limits import RuntimeLimit
 from flask_limiter._manager import LimitManager
+from limits import RateLimitItem
 from limits.storage import MemoryStorage, RedisStorage
 
 from service.auth import CALENDAR_FEED_PATH
@@ -240,6 +244,36 @@ class _StorageErrors(logging.Filter):
         return True
 
 
+KEYS_KEPT = 1024  # storage keys remembered per limit (by client); then forgotten at once
+
+
+def _key_for(self: Any, *identifiers: Any) -> str:
+    keys: dict[tuple[Any, ...], str] = self._keys
+    key = keys.get(identifiers)
+    if key is None:
+        if len(keys) >= KEYS_KEPT:
+            keys.clear()
+        key = keys[identifiers] = RateLimitItem.key_for(self, *identifiers)
+    return key
+
+
+_KEYED: dict[type[RateLimitItem], type[RateLimitItem]] = {}
+
+
+def _keyed(item: RateLimitItem) -> RateLimitItem:
+    """The same limit item (equal to it, same amount and window), whose storage key for
+    given identifiers is built once: flask-limiter and limits build it for each count,
+    read and header of a request, joining the same strings again each time."""
+    kind = type(item)
+    keyed = _KEYED.get(kind)
+    if keyed is None:
+        keyed = _KEYED[kind] = type(kind)(f"Keyed{kind.__name__}", (kind,), {
+            "__slots__": ("_keys",), "key_for": _key_for})
+    copy = keyed(item.amount, item.multiples, item.namespace)
+    copy._keys = {}  # type: ignore[attr-defined]
+    return copy
+
+
 class _HashedOnce(RuntimeLimit):
     """A ``RuntimeLimit`` (immutable in use) whose hash is computed once: flask-limiter puts
     each request's limits in ordered sets, which hash every field of each limit each time."""
@@ -263,12 +297,16 @@ class ParsedLimit(ApplicationLimit):
         self._parsed: dict[str, tuple[RuntimeLimit, ...]] = {}
 
     def __iter__(self) -> Iterator[RuntimeLimit]:
+        # A limit this request is exempt from is not listed at all: flask-limiter would skip
+        # it as exempt (no count, no header) after sorting and set work for it.
+        if self.exempt_when is not None and self.exempt_when():
+            return iter(())
         text = self.limit_provider() if callable(self.limit_provider) else self.limit_provider
         parsed = self._parsed.get(text)
         if parsed is None:  # (a callable gives the same text again within the request)
             parsed = self._parsed[text] = tuple(
-                _HashedOnce(**{f.name: getattr(limit, f.name)
-                               for f in dataclasses.fields(limit)})
+                _HashedOnce(**{f.name: _keyed(limit.limit) if f.name == "limit"
+                               else getattr(limit, f.name) for f in dataclasses.fields(limit)})
                 for limit in super().__iter__())
         return iter(parsed)
 
@@ -320,6 +358,22 @@ class RouteLimitManager(LimitManager):
     def add_blueprint_exemption(self, blueprint: str, scope: ExemptionScope) -> None:
         self._resolved.clear()
         super().add_blueprint_exemption(blueprint, scope)
+
+
+class RequestLimiter(Limiter):
+    """flask-limiter's extension, whose per-request state (``context``, asked for about ten
+    times a request) is found on the request context directly, where flask-limiter keeps
+    it, instead of through two proxy lookups and an attribute test each time."""
+
+    @property
+    def context(self) -> LimiterContext:
+        ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        try:
+            contexts = ctx._limiter_request_context  # type: ignore[attr-defined]
+        except AttributeError:
+            contexts = ctx._limiter_request_context = defaultdict(  # type: ignore[attr-defined]
+                LimiterContext)
+        return contexts[self]  # type: ignore[no-any-return]
 
 
 def _limits(settings: Settings) -> list[ApplicationLimit]:
@@ -407,7 +461,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         options = {"socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
                    "socket_timeout": STORAGE_TIMEOUT_SECONDS}
     limits = _limits(settings)
-    limiter = Limiter(
+    limiter = RequestLimiter(
         _key, app=app, application_limits=limits,
         storage_uri=_storage_uri(settings.redis_url), storage_options=options,  # type: ignore[arg-type]
         strategy="fixed-window", key_prefix=KEY_PREFIX, headers_enabled=False,

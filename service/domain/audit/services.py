@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import utcnow
 from service.domain.access.actor import Actor
 from service.domain.access.models import ApiKey
 from service.domain.audit.models import (
@@ -240,7 +241,7 @@ def _owners(session: Session, context: AuditContext) -> _Owners:
 class AuditRow:
     """The values of one ``audit_events`` row, as attributes (what ``build_event`` gives):
     written by one Core INSERT, so no ORM instance (and its instrumentation) is made for it;
-    the columns not given (``id``, ``occurred_at``) take their defaults in the INSERT."""
+    ``id``, not given, takes its default in the INSERT."""
 
     def __init__(self, **values: object) -> None:
         self.__dict__.update(values)
@@ -273,6 +274,7 @@ def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, 
     else:
         resource_id = None
     return AuditRow(
+        occurred_at=utcnow(),  # the column's own default, given: nothing left to prefetch
         key_id=actor.key_id if actor else None, role=actor.role.value if actor else None,
         action=AuditAction.DENIED if outcome in DENIED_OUTCOMES else context.action,
         resource_type=context.resource_type, resource_id=resource_id, patient_id=patient_id,
