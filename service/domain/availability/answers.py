@@ -178,7 +178,7 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
                  if current is not None and versions.CATALOG in current
                  else versions.read(uow.session, [versions.CATALOG]))
         # Read before the catalog rows the search reads next.
-        found = open_slots(uow, actor, now=now, patient_id=None, **query)
+        found = open_slots(uow, actor, now=now, patient_id=None, catalog=first, **query)
     body = render(found)
     holds = found.holds
     if holds is not None:

@@ -17,12 +17,12 @@ import time as clock
 import uuid
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import repeat
 from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
@@ -44,6 +44,7 @@ from service.uow import UnitOfWork
 MAX_RANGE = timedelta(days=62)
 MAX_BUFFER = timedelta(hours=12)
 HOLDING = facts.HOLDING
+R = TypeVar("R")
 
 
 def rules_of(service_type: ServiceType) -> engine.SlotRules:
@@ -494,11 +495,84 @@ def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped
     return providers, locations
 
 
+# The catalog rows a search considers, kept per process (issue 14). A computed search of
+# the slots resource reads the ``catalog`` and ``all`` versions before any row
+# (answers.py); its service type, and which providers and locations it considers (and their
+# zones, chairs, versions), change only with those versions (versions.py). So the rows read
+# under them are kept, per database, and given to the searches made later under the very
+# same versions: three statements (and their ORM work) fewer. The rows were read after the
+# versions, so never older than them; the records kept are copies in no session (nothing
+# expires, refreshes or flushes them). Nothing here is state another worker must see: each
+# reads its own, under the versions its request read.
+_CATALOG_KEPT = 256
+_catalog_rows: dict[tuple, object] = {}
+
+
+def _catalog_key(session, catalog: Mapping[str, int] | None, *what: object  # type: ignore[no-untyped-def]
+                 ) -> tuple | None:
+    if catalog is None:
+        return None
+    return (session.get_bind().engine.url, catalog[versions.CATALOG], catalog[versions.ALL],
+            *what)
+
+
+def _keep_catalog_rows(key: tuple, rows: object) -> None:
+    if len(_catalog_rows) >= _CATALOG_KEPT:
+        _catalog_rows.clear()
+    _catalog_rows[key] = rows
+
+
+def _unattached(record: R) -> R:
+    """A copy of a loaded record, in no session, with every column's value."""
+    mapper = sa_inspect(record).mapper
+    return mapper.class_(**{attr.key: getattr(record, attr.key)  # type: ignore[no-any-return]
+                            for attr in mapper.column_attrs})
+
+
+def _service_type(session, service_type_id: uuid.UUID,  # type: ignore[no-untyped-def]
+                  catalog: Mapping[str, int] | None) -> ServiceType | None:
+    key = _catalog_key(session, catalog, ServiceType, service_type_id)
+    if key is None:
+        return session.get(ServiceType, service_type_id)  # type: ignore[no-any-return]
+    found = _catalog_rows.get(key)
+    if found is None:
+        loaded = session.get(ServiceType, service_type_id)
+        if loaded is None:
+            return None
+        found = _unattached(loaded)
+        _keep_catalog_rows(key, found)
+    return found  # type: ignore[return-value]
+
+
+def _considered(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
+                provider_ids: Sequence[uuid.UUID] | None, location_id: uuid.UUID | None,
+                catalog: Mapping[str, int] | None
+                ) -> tuple[list[Candidate], list[Location]]:
+    """``candidates``, kept under the catalog versions when they were read."""
+    key = _catalog_key(session, catalog, Location, service_type.id,
+                       tuple(provider_ids or ()), location_id)
+    if key is None:
+        return candidates(session, service_type, provider_ids=provider_ids,  # type: ignore[no-any-return]
+                          location_id=location_id)
+    found = _catalog_rows.get(key)
+    if found is None:
+        providers, locations = candidates(session, service_type, provider_ids=provider_ids,
+                                          location_id=location_id)
+        found = (tuple(providers), tuple(map(_unattached, locations)))
+        _keep_catalog_rows(key, found)
+    providers, locations = found  # type: ignore[misc]
+    return list(providers), list(locations)
+
+
 def search(session, *, service_type: ServiceType, start: datetime, end: datetime, now: datetime,  # type: ignore[no-untyped-def]
            provider_ids: Sequence[uuid.UUID] | None = None,
            location_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
-           patient_state: str | None = None, limit: int = 200) -> SlotSearch:
-    """Free starts in [start, end), every rule applied, earliest first."""
+           patient_state: str | None = None, limit: int = 200,
+           catalog: Mapping[str, int] | None = None) -> SlotSearch:
+    """Free starts in [start, end), every rule applied, earliest first.
+
+    ``catalog``: the ``catalog`` and ``all`` versions, read in this transaction before any
+    catalog row (answers.py): the catalog rows read under them are kept and reused."""
     if end <= start:
         raise InvalidInput("The end of the range must come after its start.",
                            code="invalid_time_range")
@@ -508,8 +582,8 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     if not service_type.active:
         raise NotFound("No active service type with this id.", code="service_type_not_found")
     began = clock.perf_counter()
-    providers, locations = candidates(session, service_type, provider_ids=provider_ids,
-                                      location_id=location_id)
+    providers, locations = _considered(session, service_type, provider_ids=provider_ids,
+                                       location_id=location_id, catalog=catalog)
     earliest, latest = booking_window(service_type, now)
     earliest = max(earliest, start)
     latest = min(latest, end - timedelta(microseconds=1))
@@ -776,9 +850,11 @@ def open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
                start: date | datetime, end: date | datetime, now: datetime,
                default_zone: str, zone_name: str | None, provider_ids: Sequence[uuid.UUID] | None,
                location_id: uuid.UUID | None, patient_id: uuid.UUID | None,
-               patient_state: str | None, limit: int) -> SlotSearch:
-    """``find_open_slots`` inside its unit of work (``patient_id`` as the policy decided)."""
-    service_type = uow.session.get(ServiceType, service_type_id)
+               patient_state: str | None, limit: int,
+               catalog: Mapping[str, int] | None = None) -> SlotSearch:
+    """``find_open_slots`` inside its unit of work (``patient_id`` as the policy decided);
+    ``catalog`` as ``search`` takes it."""
+    service_type = _service_type(uow.session, service_type_id, catalog)
     if service_type is None:
         raise NotFound("No service type with this id.", code="service_type_not_found")
     if zone_name is None and location_id is not None:
@@ -795,7 +871,7 @@ def open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
                    start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
                    now=now, provider_ids=provider_ids, location_id=location_id,
                    patient_id=patient_id,
-                   patient_state=patient_state, limit=limit)
+                   patient_state=patient_state, limit=limit, catalog=catalog)
     return dataclasses.replace(found, timezone=zone_name)
 
 
