@@ -572,7 +572,9 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     """Free starts in [start, end), every rule applied, earliest first.
 
     ``catalog``: the ``catalog`` and ``all`` versions, read in this transaction before any
-    catalog row (answers.py): the catalog rows read under them are kept and reused."""
+    catalog row (answers.py): the catalog rows read under them are kept and reused; and
+    maybe, read in the same statement, the versions of the scopes the search depends on
+    (those it finds there are not read again)."""
     if end <= start:
         raise InvalidInput("The end of the range must come after its start.",
                            code="invalid_time_range")
@@ -635,8 +637,12 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     if service_type.needs_chair:
         scopes += [versions.chairs_scope(loc.id) for loc in locations]
     # Read before the schedule is loaded: an answer is never stored under versions older
-    # than the data it was computed from.
-    read.update(versions.read(session, scopes))
+    # than the data it was computed from. The caller may have read them already, with the
+    # catalog's (answers.py: in its one statement, before any row).
+    if catalog is not None and all(scope in catalog for scope in scopes):
+        read.update({scope: catalog[scope] for scope in sorted({*scopes, versions.ALL})})
+    else:
+        read.update(versions.read(session, scopes))
     key = _cache_key(service_type, providers, locations, read,
                      start=start, end=end, bounds=bounds, patient_id=patient_id,
                      patient_state=patient_state, limit=limit + CACHE_SLACK)
