@@ -543,24 +543,49 @@ def _service_type(session, service_type_id: uuid.UUID,  # type: ignore[no-untype
     return found  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Considered:
+    """The providers and locations a search considers, in the order of their ids, and what
+    a search derives from them alone (kept with them, ``_considered``)."""
+
+    providers: list[Candidate]
+    locations: list[Location]
+    scopes: list[str]  # of the providers, and of the locations' chairs for a chair-bound service
+    rows: str  # the providers' and locations' ids and versions, for the cache key
+    pairs: list[tuple[uuid.UUID, uuid.UUID]]  # ``pairs_of``
+
+    @classmethod
+    def of(cls, service_type: ServiceType, providers: Iterable[Candidate],
+           locations: Iterable[Location]) -> Considered:
+        # Sorted as the ids compare, as integers (without a Python call per comparison).
+        providers = sorted(providers, key=_id_order)
+        locations = sorted(locations, key=_id_order)
+        scopes = [versions.provider_scope(p.id) for p in providers]
+        if service_type.needs_chair:
+            scopes += [versions.chairs_scope(loc.id) for loc in locations]
+        rows = json.dumps([[(str(p.id), p.version) for p in providers],
+                           [(str(loc.id), loc.version) for loc in locations]],
+                          separators=(",", ":"))
+        return cls(providers=providers, locations=locations, scopes=scopes, rows=rows,
+                   pairs=pairs_of(providers, locations))
+
+
 def _considered(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
                 provider_ids: Sequence[uuid.UUID] | None, location_id: uuid.UUID | None,
-                catalog: Mapping[str, int] | None
-                ) -> tuple[list[Candidate], list[Location]]:
+                catalog: Mapping[str, int] | None) -> Considered:
     """``candidates``, kept under the catalog versions when they were read."""
     key = _catalog_key(session, catalog, Location, service_type.id,
                        tuple(provider_ids or ()), location_id)
     if key is None:
-        return candidates(session, service_type, provider_ids=provider_ids,  # type: ignore[no-any-return]
-                          location_id=location_id)
+        return Considered.of(service_type, *candidates(
+            session, service_type, provider_ids=provider_ids, location_id=location_id))
     found = _catalog_rows.get(key)
     if found is None:
         providers, locations = candidates(session, service_type, provider_ids=provider_ids,
                                           location_id=location_id)
-        found = (tuple(providers), tuple(map(_unattached, locations)))
+        found = Considered.of(service_type, providers, map(_unattached, locations))
         _keep_catalog_rows(key, found)
-    providers, locations = found  # type: ignore[misc]
-    return list(providers), list(locations)
+    return found  # type: ignore[return-value]
 
 
 def search(session, *, service_type: ServiceType, start: datetime, end: datetime, now: datetime,  # type: ignore[no-untyped-def]
@@ -583,8 +608,9 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     if not service_type.active:
         raise NotFound("No active service type with this id.", code="service_type_not_found")
     began = clock.perf_counter()
-    providers, locations = _considered(session, service_type, provider_ids=provider_ids,
-                                       location_id=location_id, catalog=catalog)
+    considered = _considered(session, service_type, provider_ids=provider_ids,
+                             location_id=location_id, catalog=catalog)
+    providers, locations = considered.providers, considered.locations
     earliest, latest = booking_window(service_type, now)
     earliest = max(earliest, start)
     latest = min(latest, end - timedelta(microseconds=1))
@@ -626,15 +652,9 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     # and a few more starts than the limit.
     bounds = (max(start, _floor(earliest)), min(end - timedelta(microseconds=1),
                                                _floor(latest) + CACHE_BUCKET))
-    # In the order of their ids, compared as integers (as UUIDs compare, without a Python
-    # method call per comparison).
-    providers = sorted(providers, key=_id_order)
-    locations = sorted(locations, key=_id_order)
-    scopes = [versions.provider_scope(p.id) for p in providers]
+    scopes = considered.scopes
     if patient_id is not None:
-        scopes.append(versions.patient_scope(patient_id))
-    if service_type.needs_chair:
-        scopes += [versions.chairs_scope(loc.id) for loc in locations]
+        scopes = [*scopes, versions.patient_scope(patient_id)]
     # Read before the schedule is loaded: an answer is never stored under versions older
     # than the data it was computed from. The caller may have read them already, with the
     # catalog's (answers.py: in its one statement, before any row).
@@ -642,14 +662,14 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
         read.update({scope: catalog[scope] for scope in sorted({*scopes, versions.ALL})})
     else:
         read.update(versions.read(session, scopes))
-    key = _cache_key(service_type, providers, locations, read,
+    key = _cache_key(service_type, considered.rows, read,
                      start=start, end=end, bounds=bounds, patient_id=patient_id,
                      patient_state=patient_state, limit=limit + CACHE_SLACK)
     store = cache.store()
     cached = store.get(key)
     # The wide answer as keys (``span_keys``: start in microseconds * pairs + the pair's
     # rank), the starts' datetimes made only for the ones served.
-    pairs = pairs_of(providers, locations)
+    pairs = considered.pairs
     count = len(pairs)
     low, high = engine.to_us(earliest), engine.to_us(latest)
     if cached is not None:
@@ -704,15 +724,13 @@ def _floor(instant: datetime) -> datetime:
     return instant - (instant - _EPOCH) % CACHE_BUCKET
 
 
-def _cache_key(service_type: ServiceType, providers: Sequence[Candidate],
-               locations: Sequence[Location], scope_versions: dict[str, int], *,
+def _cache_key(service_type: ServiceType, rows: str, scope_versions: dict[str, int], *,
                start: datetime, end: datetime, bounds: tuple[datetime, datetime],
                patient_id: uuid.UUID | None, patient_state: str | None, limit: int) -> str:
     """Everything the answer depends on: the query, the rows' own versions (providers,
-    locations and the service type carry one) and the schedule versions."""
-    parts = [str(service_type.id), service_type.version,
-             [(str(p.id), p.version) for p in providers],
-             [(str(loc.id), loc.version) for loc in locations],
+    locations and the service type carry one: ``Considered.rows``) and the schedule
+    versions."""
+    parts = [str(service_type.id), service_type.version, rows,
              sorted(scope_versions.items()), start.isoformat(), end.isoformat(),
              bounds[0].isoformat(), bounds[1].isoformat(),
              str(patient_id), patient_state, limit]
