@@ -160,6 +160,28 @@ def test_catalog_changes_reach_a_repeated_search(app, api, clinic):
     assert get(api, params) == schema_answer(app, params)
 
 
+def test_catalog_changes_reach_a_computed_search(app, api, clinic):
+    """Every search computes (no stored answer): the catalog rows a computed search keeps
+    under the catalog's version (search.py) are never used once it moved."""
+    cache.use(cache.NullStore())
+    params = query(clinic)
+    first = get(api, params)
+    assert get(api, params) == first == schema_answer(app, params)
+    _patch(api, f"/api/v1/service-types/{clinic.services['consultation']['id']}",
+           {"late_cancel_hours": 7, "duration_minutes": 45})
+    changed = json.loads(get(api, params))
+    assert changed["cancellation_policy"]["late_cancel_hours"] == 7
+    assert changed == json.loads(schema_answer(app, params)) != json.loads(first)
+    other = clinic.add_provider("Dr. Ben Cole", NPIS[1])
+    assert other["id"] in {s["provider_id"] for s in json.loads(get(api, params))["slots"]}
+    _patch(api, f"/api/v1/providers/{other['id']}", {"active": False})
+    assert other["id"] not in {s["provider_id"] for s in json.loads(get(api, params))["slots"]}
+    _patch(api, f"/api/v1/locations/{clinic.virtual['id']}", {"timezone": "Europe/Paris"})
+    assert get(api, params) == schema_answer(app, params)
+    _patch(api, f"/api/v1/locations/{clinic.virtual['id']}", {"active": False})
+    assert json.loads(get(api, params))["slots"] == []
+
+
 def test_a_calendar_turning_stale_or_fresh_reaches_a_repeated_search(app, api, clinic):
     params = query(clinic)
     doctor = clinic.doctor["id"]

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +19,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from service.domain.availability import cache, search
+from service.domain.availability import slots as engine
 from tests.factories import NPIS
 from tests.scenario import build_clinic
 
@@ -157,23 +157,23 @@ def test_redis_stopped_mid_run_costs_speed_never_an_answer(clinic, api, redis_se
 
 def test_a_wider_cached_answer_serves_only_what_it_can_tell():
     """The cached computation runs from the notice rounded down to the horizon rounded up,
-    with some starts more than the limit; a request takes its own part, or computes."""
-    base = datetime(2030, 1, 1, tzinfo=UTC)
-    p, loc = uuid.uuid4(), uuid.uuid4()
-    wide = [(base + timedelta(minutes=15 * n), p, loc) for n in range(10)]
+    with some starts more than the limit; a request takes its own part, or computes. The
+    starts are keys: start (microseconds) * pairs + the pair's rank, here of two pairs."""
+    count, base, minute = 2, engine.to_us(datetime(2030, 1, 1, tzinfo=UTC)), 60_000_000
+
+    def at(minutes: int) -> int:
+        return base + minutes * minute
+
+    wide = [at(15 * n) * count + n % count for n in range(10)]
     # Complete (not cut): any window inside it is exact.
-    assert search._serve((wide, False), base + timedelta(minutes=20), base + timedelta(
-        minutes=60), 5) == (wide[2:5], False)
-    assert search._serve((wide, False), base, base + timedelta(hours=9), 3) == (wide[:3], True)
+    assert search._serve((wide, False), at(20), at(60), 5, count) == (wide[2:5], False)
+    assert search._serve((wide, False), at(0), at(9 * 60), 3, count) == (wide[:3], True)
     # Cut after its last start: more than the limit of this request's starts is exact...
-    assert search._serve((wide, True), base + timedelta(minutes=30), base + timedelta(
-        hours=9), 4) == (wide[2:6], True)
+    assert search._serve((wide, True), at(30), at(9 * 60), 4, count) == (wide[2:6], True)
     # ...fewer cannot tell whether more follow: compute.
-    assert search._serve((wide, True), base + timedelta(minutes=30), base + timedelta(
-        hours=9), 8) is None
+    assert search._serve((wide, True), at(30), at(9 * 60), 8, count) is None
     # Cut beyond this request's latest: exact again.
-    assert search._serve((wide, True), base, base + timedelta(minutes=50), 8) == (
-        wide[:4], False)
+    assert search._serve((wide, True), at(0), at(50), 8, count) == (wide[:4], False)
 
 
 def test_each_process_answers_from_its_copy_of_redis_checked_like_the_stored_one(

@@ -112,6 +112,12 @@ def _remember_header(header: bytes, fields: list) -> list:
     return fields
 
 
+# The scopes each query's search depended on, as this process last computed it: read with
+# the catalog's version next time (a guess, checked by the search; never an answer).
+_SCOPES: dict[str, tuple[str, ...]] = {}
+_SCOPES_KEPT = 1024
+
+
 def request_key(*, service_type_id: uuid.UUID, start: date | datetime, end: date | datetime,
                 default_zone: str, zone_name: str | None,
                 provider_ids: Sequence[uuid.UUID] | None, location_id: uuid.UUID | None,
@@ -174,11 +180,16 @@ def answer_open_slots(uow: UnitOfWork, actor: Actor, *, render: Render,
                 cache.HITS.inc()
                 cache.HIT_LATENCY.observe(clock.perf_counter() - began)
                 return entry.body
-        first = ({scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
-                 if current is not None and versions.CATALOG in current
-                 else versions.read(uow.session, [versions.CATALOG]))
+        if current is None or versions.CATALOG not in current:
+            # With the scopes the same query depended on last time (a guess: the search
+            # reads any other it needs), in one statement.
+            current = versions.read(uow.session, [versions.CATALOG, *_SCOPES.get(key, ())])
+        first = {scope: current[scope] for scope in (versions.CATALOG, versions.ALL)}
         # Read before the catalog rows the search reads next.
-        found = open_slots(uow, actor, now=now, patient_id=None, **query)
+        found = open_slots(uow, actor, now=now, patient_id=None, catalog=current, **query)
+    if len(_SCOPES) >= _SCOPES_KEPT and key not in _SCOPES:
+        _SCOPES.clear()
+    _SCOPES[key] = tuple(found.versions)
     body = render(found)
     holds = found.holds
     if holds is not None:

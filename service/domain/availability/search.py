@@ -11,18 +11,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import itertools
 import json
 import time as clock
 import uuid
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import repeat
-from operator import add, attrgetter, floordiv, itemgetter, mod, mul, sub
-from typing import Protocol
+from operator import add, attrgetter, floordiv, itemgetter, mod, mul
+from typing import Protocol, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
@@ -44,6 +43,7 @@ from service.uow import UnitOfWork
 MAX_RANGE = timedelta(days=62)
 MAX_BUFFER = timedelta(hours=12)
 HOLDING = facts.HOLDING
+R = TypeVar("R")
 
 
 def rules_of(service_type: ServiceType) -> engine.SlotRules:
@@ -494,11 +494,111 @@ def candidates(session, service_type: ServiceType, *,  # type: ignore[no-untyped
     return providers, locations
 
 
+# The catalog rows a search considers, kept per process (issue 14). A computed search of
+# the slots resource reads the ``catalog`` and ``all`` versions before any row
+# (answers.py); its service type, and which providers and locations it considers (and their
+# zones, chairs, versions), change only with those versions (versions.py). So the rows read
+# under them are kept, per database, and given to the searches made later under the very
+# same versions: three statements (and their ORM work) fewer. The rows were read after the
+# versions, so never older than them; the records kept are copies in no session (nothing
+# expires, refreshes or flushes them). Nothing here is state another worker must see: each
+# reads its own, under the versions its request read.
+_CATALOG_KEPT = 256
+_catalog_rows: dict[tuple, object] = {}
+
+
+def _catalog_key(session, catalog: Mapping[str, int] | None, *what: object  # type: ignore[no-untyped-def]
+                 ) -> tuple | None:
+    if catalog is None:
+        return None
+    return (session.get_bind().engine.url, catalog[versions.CATALOG], catalog[versions.ALL],
+            *what)
+
+
+def _keep_catalog_rows(key: tuple, rows: object) -> None:
+    if len(_catalog_rows) >= _CATALOG_KEPT:
+        _catalog_rows.clear()
+    _catalog_rows[key] = rows
+
+
+def _unattached(record: R) -> R:
+    """A copy of a loaded record, in no session, with every column's value."""
+    mapper = sa_inspect(record).mapper
+    return mapper.class_(**{attr.key: getattr(record, attr.key)  # type: ignore[no-any-return]
+                            for attr in mapper.column_attrs})
+
+
+def _service_type(session, service_type_id: uuid.UUID,  # type: ignore[no-untyped-def]
+                  catalog: Mapping[str, int] | None) -> ServiceType | None:
+    key = _catalog_key(session, catalog, ServiceType, service_type_id)
+    if key is None:
+        return session.get(ServiceType, service_type_id)  # type: ignore[no-any-return]
+    found = _catalog_rows.get(key)
+    if found is None:
+        loaded = session.get(ServiceType, service_type_id)
+        if loaded is None:
+            return None
+        found = _unattached(loaded)
+        _keep_catalog_rows(key, found)
+    return found  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Considered:
+    """The providers and locations a search considers, in the order of their ids, and what
+    a search derives from them alone (kept with them, ``_considered``)."""
+
+    providers: list[Candidate]
+    locations: list[Location]
+    scopes: list[str]  # of the providers, and of the locations' chairs for a chair-bound service
+    rows: str  # the providers' and locations' ids and versions, for the cache key
+    pairs: list[tuple[uuid.UUID, uuid.UUID]]  # ``pairs_of``
+
+    @classmethod
+    def of(cls, service_type: ServiceType, providers: Iterable[Candidate],
+           locations: Iterable[Location]) -> Considered:
+        # Sorted as the ids compare, as integers (without a Python call per comparison).
+        providers = sorted(providers, key=_id_order)
+        locations = sorted(locations, key=_id_order)
+        scopes = [versions.provider_scope(p.id) for p in providers]
+        if service_type.needs_chair:
+            scopes += [versions.chairs_scope(loc.id) for loc in locations]
+        rows = json.dumps([[(str(p.id), p.version) for p in providers],
+                           [(str(loc.id), loc.version) for loc in locations]],
+                          separators=(",", ":"))
+        return cls(providers=providers, locations=locations, scopes=scopes, rows=rows,
+                   pairs=pairs_of(providers, locations))
+
+
+def _considered(session, service_type: ServiceType, *,  # type: ignore[no-untyped-def]
+                provider_ids: Sequence[uuid.UUID] | None, location_id: uuid.UUID | None,
+                catalog: Mapping[str, int] | None) -> Considered:
+    """``candidates``, kept under the catalog versions when they were read."""
+    key = _catalog_key(session, catalog, Location, service_type.id,
+                       tuple(provider_ids or ()), location_id)
+    if key is None:
+        return Considered.of(service_type, *candidates(
+            session, service_type, provider_ids=provider_ids, location_id=location_id))
+    found = _catalog_rows.get(key)
+    if found is None:
+        providers, locations = candidates(session, service_type, provider_ids=provider_ids,
+                                          location_id=location_id)
+        found = Considered.of(service_type, providers, map(_unattached, locations))
+        _keep_catalog_rows(key, found)
+    return found  # type: ignore[return-value]
+
+
 def search(session, *, service_type: ServiceType, start: datetime, end: datetime, now: datetime,  # type: ignore[no-untyped-def]
            provider_ids: Sequence[uuid.UUID] | None = None,
            location_id: uuid.UUID | None = None, patient_id: uuid.UUID | None = None,
-           patient_state: str | None = None, limit: int = 200) -> SlotSearch:
-    """Free starts in [start, end), every rule applied, earliest first."""
+           patient_state: str | None = None, limit: int = 200,
+           catalog: Mapping[str, int] | None = None) -> SlotSearch:
+    """Free starts in [start, end), every rule applied, earliest first.
+
+    ``catalog``: the ``catalog`` and ``all`` versions, read in this transaction before any
+    catalog row (answers.py): the catalog rows read under them are kept and reused; and
+    maybe, read in the same statement, the versions of the scopes the search depends on
+    (those it finds there are not read again)."""
     if end <= start:
         raise InvalidInput("The end of the range must come after its start.",
                            code="invalid_time_range")
@@ -508,8 +608,9 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     if not service_type.active:
         raise NotFound("No active service type with this id.", code="service_type_not_found")
     began = clock.perf_counter()
-    providers, locations = candidates(session, service_type, provider_ids=provider_ids,
-                                      location_id=location_id)
+    considered = _considered(session, service_type, provider_ids=provider_ids,
+                             location_id=location_id, catalog=catalog)
+    providers, locations = considered.providers, considered.locations
     earliest, latest = booking_window(service_type, now)
     earliest = max(earliest, start)
     latest = min(latest, end - timedelta(microseconds=1))
@@ -551,48 +652,50 @@ def search(session, *, service_type: ServiceType, start: datetime, end: datetime
     # and a few more starts than the limit.
     bounds = (max(start, _floor(earliest)), min(end - timedelta(microseconds=1),
                                                _floor(latest) + CACHE_BUCKET))
-    # In the order of their ids, compared as integers (as UUIDs compare, without a Python
-    # method call per comparison).
-    providers = sorted(providers, key=_id_order)
-    locations = sorted(locations, key=_id_order)
-    scopes = [versions.provider_scope(p.id) for p in providers]
+    scopes = considered.scopes
     if patient_id is not None:
-        scopes.append(versions.patient_scope(patient_id))
-    if service_type.needs_chair:
-        scopes += [versions.chairs_scope(loc.id) for loc in locations]
+        scopes = [*scopes, versions.patient_scope(patient_id)]
     # Read before the schedule is loaded: an answer is never stored under versions older
-    # than the data it was computed from.
-    read.update(versions.read(session, scopes))
-    key = _cache_key(service_type, providers, locations, read,
+    # than the data it was computed from. The caller may have read them already, with the
+    # catalog's (answers.py: in its one statement, before any row).
+    if catalog is not None and all(scope in catalog for scope in scopes):
+        read.update({scope: catalog[scope] for scope in sorted({*scopes, versions.ALL})})
+    else:
+        read.update(versions.read(session, scopes))
+    key = _cache_key(service_type, considered.rows, read,
                      start=start, end=end, bounds=bounds, patient_id=patient_id,
                      patient_state=patient_state, limit=limit + CACHE_SLACK)
     store = cache.store()
     cached = store.get(key)
+    # The wide answer as keys (``span_keys``: start in microseconds * pairs + the pair's
+    # rank), the starts' datetimes made only for the ones served.
+    pairs = considered.pairs
+    count = len(pairs)
+    low, high = engine.to_us(earliest), engine.to_us(latest)
     if cached is not None:
-        wide = _decode(cached, providers, locations)
-        served = _serve(wide, earliest, latest, limit)
+        wide = _decode(cached)
+        served = _serve(wide, low, high, limit, count)
         if served is not None:
             cache.REQUESTS.labels("hit").inc()
             cache.LATENCY.labels("hit").observe(clock.perf_counter() - began)
-            return answer(*served, latest_up_to=_latest_up_to(wide, latest, bounds))
+            return answer(_starts(served[0], pairs), served[1],
+                          latest_up_to=_latest_up_to(wide, latest, bounds, count))
     cache.REQUESTS.labels("miss").inc()
     # Only the busy time the range's starts can meet (``service_reach``).
     schedule = load_schedule(session, service_type=service_type, providers=providers,
                              locations=locations, start=start, end=end, patient_id=patient_id,
                              patient_state=patient_state, reach=service_reach(service_type))
-    merged = first_starts(schedule, providers, locations, earliest=bounds[0], latest=bounds[1],
-                          wanted=limit + CACHE_SLACK + 1)
-    wide = (list(itertools.islice(merged, limit + CACHE_SLACK)), next(merged, None) is not None)
-    store.set(key, _encode(wide, providers, locations))
-    served = _serve(wide, earliest, latest, limit)
-    latest_up_to = _latest_up_to(wide, latest, bounds)
+    wide = _first_keys(schedule, pairs, engine.to_us(bounds[0]), engine.to_us(bounds[1]),
+                       limit + CACHE_SLACK)
+    store.set(key, _encode(wide))
+    served = _serve(wide, low, high, limit, count)
+    latest_up_to = _latest_up_to(wide, latest, bounds, count)
     if served is None:  # the bounds' extra starts took the place of some this request needs
-        merged = first_starts(schedule, providers, locations, earliest=earliest, latest=latest,
-                              wanted=limit + 1)
-        served = list(itertools.islice(merged, limit)), next(merged, None) is not None
+        served = _first_keys(schedule, pairs, low, high, limit)
         latest_up_to = latest
     cache.LATENCY.labels("miss").observe(clock.perf_counter() - began)
-    return answer(*served, stale=schedule.stale_sources, latest_up_to=latest_up_to)
+    return answer(_starts(served[0], pairs), served[1], stale=schedule.stale_sources,
+                  latest_up_to=latest_up_to)
 
 
 CACHE_BUCKET = timedelta(minutes=5)
@@ -602,15 +705,18 @@ _MICROSECOND = timedelta(microseconds=1)
 Starts = list[tuple[datetime, uuid.UUID, uuid.UUID]]
 
 
-def _latest_up_to(wide: tuple[Starts, bool], latest: datetime,
-                  bounds: tuple[datetime, datetime]) -> datetime:
+Keys = tuple[list[int], bool]  # sorted keys (``span_keys``), and whether cut at a count
+
+
+def _latest_up_to(wide: Keys, latest: datetime, bounds: tuple[datetime, datetime],
+                  count: int) -> datetime:
     """How far ``latest`` may move with the answer unchanged (when it is not cut at the
     limit): to just before the next start the wide answer knows of, else to the end of its
     bounds when it was not cut, else nowhere."""
-    starts, cut = wide
-    following = bisect_right([s[0] for s in starts], latest)
-    if following < len(starts):
-        return starts[following][0] - _MICROSECOND
+    keys, cut = wide
+    following = bisect_right(keys, engine.to_us(latest) * count + count - 1)
+    if following < len(keys):
+        return engine.from_us(keys[following] // count) - _MICROSECOND
     return latest if cut else max(latest, bounds[1])
 
 
@@ -618,59 +724,51 @@ def _floor(instant: datetime) -> datetime:
     return instant - (instant - _EPOCH) % CACHE_BUCKET
 
 
-def _cache_key(service_type: ServiceType, providers: Sequence[Candidate],
-               locations: Sequence[Location], scope_versions: dict[str, int], *,
+def _cache_key(service_type: ServiceType, rows: str, scope_versions: dict[str, int], *,
                start: datetime, end: datetime, bounds: tuple[datetime, datetime],
                patient_id: uuid.UUID | None, patient_state: str | None, limit: int) -> str:
     """Everything the answer depends on: the query, the rows' own versions (providers,
-    locations and the service type carry one) and the schedule versions."""
-    parts = [str(service_type.id), service_type.version,
-             [(str(p.id), p.version) for p in providers],
-             [(str(loc.id), loc.version) for loc in locations],
+    locations and the service type carry one: ``Considered.rows``) and the schedule
+    versions."""
+    parts = [str(service_type.id), service_type.version, rows,
              sorted(scope_versions.items()), start.isoformat(), end.isoformat(),
              bounds[0].isoformat(), bounds[1].isoformat(),
              str(patient_id), patient_state, limit]
     digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
-    return f"slots:v2:{digest}"  # v2: the flat encoding
+    return f"slots:v3:{digest}"  # v3: the keys
 
 
-def _encode(found: tuple[Starts, bool], providers: Sequence[Candidate],
-            locations: Sequence[Location]) -> bytes:
-    """Starts as integer microseconds, parties as their index in the (keyed) sorted lists,
-    in one flat array ``[start, provider, location, start, ...]``: no list per start to
-    build (nor for the garbage collector to count)."""
-    provider_index = {p.id: n for n, p in enumerate(providers)}
-    location_index = {loc.id: n for n, loc in enumerate(locations)}
-    starts, truncated = found
-    return json.dumps({"t": truncated, "s": list(itertools.chain.from_iterable(zip(
-        map(floordiv, map(sub, map(_FIRST, starts), repeat(_EPOCH)), repeat(_MICROSECOND)),
-        map(provider_index.__getitem__, map(_SECOND, starts)),
-        map(location_index.__getitem__, map(_THIRD, starts)))))},
-        separators=(",", ":")).encode()
+def _encode(found: Keys) -> bytes:
+    """The keys as they are (the key of the cache names the providers and locations, so
+    the pairs' ranks): one flat array of integers."""
+    keys, truncated = found
+    return json.dumps({"t": truncated, "k": keys}, separators=(",", ":")).encode()
 
 
-def _decode(value: bytes, providers: Sequence[Candidate], locations: Sequence[Location]
-            ) -> tuple[Starts, bool]:
+def _decode(value: bytes) -> Keys:
     data = json.loads(value)
-    flat = data["s"]
-    provider_ids = [p.id for p in providers]
-    location_ids = [loc.id for loc in locations]
-    return list(zip(
-        map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND), flat[0::3])),
-        map(provider_ids.__getitem__, flat[1::3]),
-        map(location_ids.__getitem__, flat[2::3]))), data["t"]
+    return data["k"], data["t"]
 
 
-def _serve(found: tuple[Starts, bool], earliest: datetime, latest: datetime, limit: int
-           ) -> tuple[Starts, bool] | None:
+def _starts(keys: list[int], pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> Starts:
+    """The (start, provider id, location id) of each key."""
+    count = len(pairs)
+    chosen = list(map(pairs.__getitem__, map(mod, keys, repeat(count))))
+    return list(zip(map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND),
+                                                 map(floordiv, keys, repeat(count)))),
+                    map(_FIRST, chosen), map(_SECOND, chosen)))
+
+
+def _serve(found: Keys, earliest: int, latest: int, limit: int, count: int) -> Keys | None:
     """This request's answer out of a wider one (the earliest starts in ``bounds``, cut at
     some count), or None when the wider answer cannot tell (it was cut before ``latest``
-    and holds fewer than ``limit`` of this request's starts)."""
-    starts, cut = found
-    mine = [s for s in starts if earliest <= s[0] <= latest]
+    and holds fewer than ``limit`` of this request's starts). ``earliest`` and ``latest``
+    in microseconds; ``count`` pairs."""
+    keys, cut = found
+    mine = keys[bisect_left(keys, earliest * count):bisect_right(keys, latest * count + count - 1)]
     if len(mine) > limit:
         return mine[:limit], True
-    if cut and (not starts or starts[-1][0] <= latest):
+    if cut and (not keys or keys[-1] // count <= latest):
         return None
     return mine, False
 
@@ -695,20 +793,43 @@ def first_starts(schedule: Schedule, providers: Sequence[Candidate],
     A start is sorted as one integer, ``start * pairs + the pair's rank``: the runs of the
     slot grid become ranges of such keys (built in C), a span is one sort of integers, and
     its starts, provider and location ids are read off the keys by C-level maps."""
-    pairs = sorted([(provider.id, location.id) for location in locations
-                    for provider in providers], key=_pair_order)
+    pairs = pairs_of(providers, locations)
     count = len(pairs)
     if not count:
         return
-    low, high_end = engine.to_us(earliest), engine.to_us(latest)
-    span = day = FIRST_SPAN // engine.MICROSECOND
-    began, found = low, 0
-    keys_of = schedule.pair_keys
-    prepared = [schedule.pair(provider_id, location_id) for provider_id, location_id in pairs]
     if count == 1:
         provider_ids, location_ids = [pairs[0][0]], [pairs[0][1]]
     else:
         provider_ids, location_ids = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
+    for keys in span_keys(schedule, pairs, engine.to_us(earliest), engine.to_us(latest),
+                          wanted=wanted):
+        if count == 1:
+            yield from zip(map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND), keys)),
+                           repeat(provider_ids[0]), repeat(location_ids[0]))
+        else:
+            ranks = list(map(mod, keys, repeat(count)))
+            yield from zip(map(add, repeat(_EPOCH), map(
+                mul, repeat(_MICROSECOND), map(floordiv, keys, repeat(count)))),
+                map(provider_ids.__getitem__, ranks), map(location_ids.__getitem__, ranks))
+
+
+def pairs_of(providers: Sequence[Candidate], locations: Sequence[Location]
+             ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Every (provider id, location id), in the order of the ids: a pair's rank in this
+    list is the one in ``span_keys``' keys."""
+    return sorted([(provider.id, location.id) for location in locations
+                   for provider in providers], key=_pair_order)
+
+
+def span_keys(schedule: Schedule, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], low: int,
+              high_end: int, *, wanted: int | None = None) -> Iterator[list[int]]:
+    """``first_starts`` as keys (``start * len(pairs) + rank``, the start in integer
+    microseconds), one sorted list per span: every free start in ``[low, high_end]``."""
+    count = len(pairs)
+    span = day = FIRST_SPAN // engine.MICROSECOND
+    began, found = low, 0
+    keys_of = schedule.pair_keys
+    prepared = [schedule.pair(provider_id, location_id) for provider_id, location_id in pairs]
     while low <= high_end:
         high = min(high_end, low + span - 1)
         keys: list[int] = []
@@ -716,14 +837,7 @@ def first_starts(schedule: Schedule, providers: Sequence[Candidate],
             keys_of(pair, low, high, keys, rank, count)
         if keys:
             keys.sort()
-            if count == 1:
-                yield from zip(map(add, repeat(_EPOCH), map(mul, repeat(_MICROSECOND), keys)),
-                               repeat(provider_ids[0]), repeat(location_ids[0]))
-            else:
-                ranks = list(map(mod, keys, repeat(count)))
-                yield from zip(map(add, repeat(_EPOCH), map(
-                    mul, repeat(_MICROSECOND), map(floordiv, keys, repeat(count)))),
-                    map(provider_ids.__getitem__, ranks), map(location_ids.__getitem__, ranks))
+            yield keys
         found += len(keys)
         low = high + 1
         if wanted is not None and found:
@@ -734,6 +848,18 @@ def first_starts(schedule: Schedule, providers: Sequence[Candidate],
                 span = max(1, -(-(wanted - found) * (low - began) * 9 // (found * day * 8))) * day
         else:
             span *= 2
+
+
+def _first_keys(schedule: Schedule, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], low: int,
+                high: int, taken: int) -> tuple[list[int], bool]:
+    """The keys of the first ``taken`` free starts in ``[low, high]``, and whether there
+    are more."""
+    found: list[int] = []
+    for keys in span_keys(schedule, pairs, low, high, wanted=taken + 1):
+        found += keys
+        if len(found) > taken:
+            return found[:taken], True
+    return found, False
 
 
 _FIRST = itemgetter(0)
@@ -776,9 +902,11 @@ def open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
                start: date | datetime, end: date | datetime, now: datetime,
                default_zone: str, zone_name: str | None, provider_ids: Sequence[uuid.UUID] | None,
                location_id: uuid.UUID | None, patient_id: uuid.UUID | None,
-               patient_state: str | None, limit: int) -> SlotSearch:
-    """``find_open_slots`` inside its unit of work (``patient_id`` as the policy decided)."""
-    service_type = uow.session.get(ServiceType, service_type_id)
+               patient_state: str | None, limit: int,
+               catalog: Mapping[str, int] | None = None) -> SlotSearch:
+    """``find_open_slots`` inside its unit of work (``patient_id`` as the policy decided);
+    ``catalog`` as ``search`` takes it."""
+    service_type = _service_type(uow.session, service_type_id, catalog)
     if service_type is None:
         raise NotFound("No service type with this id.", code="service_type_not_found")
     if zone_name is None and location_id is not None:
@@ -795,7 +923,7 @@ def open_slots(uow: UnitOfWork, actor: Actor, *, service_type_id: uuid.UUID,
                    start=_instant(start, zone_name), end=_instant(end, zone_name, end=True),
                    now=now, provider_ids=provider_ids, location_id=location_id,
                    patient_id=patient_id,
-                   patient_state=patient_state, limit=limit)
+                   patient_state=patient_state, limit=limit, catalog=catalog)
     return dataclasses.replace(found, timezone=zone_name)
 
 
