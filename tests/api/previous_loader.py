@@ -103,7 +103,7 @@ def load_schedule(session, *, service_type: ServiceType, providers: Sequence[Pro
     holding = Booking.status.in_(HOLDING)
     not_excluded = Booking.id != exclude_booking_id if exclude_booking_id else True
     # The provider's bookings and (a patient's search or booking) the patient's own, in one
-    # statement; each filter is served by its index (ix_bookings_provider_ends,
+    # statement; each filter is served by its index (ix_bookings_provider_block,
     # ix_bookings_patient_hold_ends), so past bookings are never read.
     of_providers = and_(Booking.provider_id.in_(provider_ids),
                         Booking.provider_ends_at > lo, Booking.provider_starts_at < hi)

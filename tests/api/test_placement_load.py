@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
@@ -351,3 +351,17 @@ def test_the_search_reads_busy_time_as_far_as_its_service_reaches(api, app, seed
             assert list(search.first_starts(near, providers, locations, **bounds)) == starts
             found += len(starts)
     assert found  # some ranges had free starts
+
+
+def test_providers_bookings_index_holds_both_bounds_of_a_block(app):
+    """The statement's filter on a provider's block (end after the range's start, start
+    before its end) is served by one index whose keys hold both: the end bounds the scan
+    (the past is never read) and the start is checked in the index, so a week's search
+    fetches from the table only the blocks that overlap it, not every later booking (with
+    history, the table's largest read; issue 14)."""
+    database = app.extensions["clinic.database"]
+    indexes = {index["name"]: index["column_names"]
+               for index in inspect(database.writer).get_indexes("bookings")}
+    assert indexes["ix_bookings_provider_block"] == [
+        "provider_id", "provider_ends_at", "provider_starts_at"]
+    assert "ix_bookings_provider_ends" not in indexes  # its prefix: the new one serves it

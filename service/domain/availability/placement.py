@@ -222,7 +222,7 @@ def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-u
                or_(CalendarConnection.stale_since.is_not(None),
                    CalendarConnection.status == SyncStatus.PENDING)),
         # The provider's bookings and the patient's own, each served by its index
-        # (ix_bookings_provider_ends, ix_bookings_patient_hold_ends).
+        # (ix_bookings_provider_block, ix_bookings_patient_hold_ends).
         select(*row("provider_busy", at1=Booking.provider_starts_at,
                     at2=Booking.provider_ends_at))
         .where(holding, not_excluded, Booking.provider_id == provider_id,
