@@ -11,7 +11,7 @@
     p95 of the real endpoint <= 2x the p95 of the floor.
 (c) Where that request's time goes: the same GET served in-process by the Flask test
     client, one at a time, split into authentication, loading, computing (the engine:
-    first_starts, and search.py's glue) and the rest (parsing, serialising, JSON).
+    span_keys, and search.py's glue) and the rest (parsing, serialising, JSON).
 
 ``python -m bench.slots [--profile]``: ``--profile`` adds a cProfile of the computing part.
 """
@@ -177,7 +177,7 @@ class Timing:
     all_providers: bool
     load: list[float] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
-    engine: list[float] = field(default_factory=list)  # the part of compute in first_starts
+    engine: list[float] = field(default_factory=list)  # the part of compute in span_keys
     total: list[float] = field(default_factory=list)
     slots_found: int = 0
     truncated: bool = False
@@ -194,13 +194,14 @@ class Timing:
 
 
 # What search.search calls, by part: loading (queries, building the Schedule) and the
-# engine: ``first_starts``, a generator, timed while it is iterated (working windows, busy
-# ranges and free starts are all computed inside it). Whatever else search.search spends
+# engine: ``span_keys`` (what ``first_starts`` and the search's ``_first_keys`` iterate), a
+# generator, timed while it is iterated (working windows, busy ranges and free starts are
+# all computed inside it). Whatever else search.search spends
 # is its own glue.
 Parts = dict[str, tuple[ModuleType, tuple[str, ...]]]
 SEARCH_PARTS: Parts = {"load": (search, ("candidates", "load_schedule")),
                        "versions": (versions, ("read",)),  # loading too (one query)
-                       "engine": (search, ("first_starts",))}
+                       "engine": (search, ("span_keys",))}
 
 
 @contextmanager
@@ -469,7 +470,7 @@ def request_breakdown(url: str, path: str, authorization: str) -> Breakdown:
         "  authenticate (API key lookup)": auth,
         "  answer_open_slots (the use case)": use_case,
         "    load: candidates + load_schedule": load,
-        "    compute: the engine (first_starts)": in_engine,
+        "    compute: the engine (span_keys)": in_engine,
         "    compute: search.py glue, session": [u - lo - e for u, lo, e in
                                                  zip(use_case, load, in_engine, strict=True)],
         "  the rest: parsing, serialising 200 slots, JSON, Flask": [
@@ -499,7 +500,7 @@ class Result:
                  f"{self.bookings:,} existing bookings (seeded in {self.seed_seconds:.1f} s) ==",
                  "(a) in-process search.search(), ms p50 / p95: load = candidates() + "
                  "load_schedule() (queries, rows -> Schedule); compute = the rest, of which "
-                 "engine = first_starts (windows, busy ranges, free starts), timed as iterated",
+                 "engine = span_keys (windows, busy ranges, free starts), timed as iterated",
                  harness.table(["query", "service", "reps", "load", "compute", "engine",
                                 "total", "slots", "compute<=5ms"],
                                [t.row() for t in self.timings])]
