@@ -68,6 +68,17 @@ from service.domain.providers.models import License
 HOLDING = (BookingStatus.PENDING, BookingStatus.BOOKED, BookingStatus.CHECKED_IN,
            BookingStatus.FULFILLED, BookingStatus.NOSHOW)
 
+
+def is_holding():  # type: ignore[no-untyped-def]
+    """A booking holds its time (``HOLDING``), the statuses as literals of the statement's
+    text, not bound values: PostgreSQL then compares each booking with a constant list. As
+    parameters of a prepared statement's generic plan the list is an ARRAY[$8, ...] built
+    again for every booking the filter checks (a month of bookings: about a third of the
+    search statement's time), and an expanding list is rendered into the text again at
+    every execution."""
+    return Booking.status.in_([literal_column(f"'{status.value}'", String)
+                               for status in HOLDING])
+
 # The kinds of rows (the first column).
 WEEKLY, OVERRIDE, TIME_OFF, STALE, LICENSE, PROVIDER_BUSY, PATIENT_BUSY, CHAIR = range(8)
 
@@ -344,11 +355,7 @@ def _statement(postgres: bool, *, patient: bool, chairs: bool,  # type: ignore[n
         return dict(us1=func.array_agg(start + shift, type_=INSTANTS),
                     us2=func.array_agg(end + shift, type_=INSTANTS))
 
-    # The holding statuses as literals, not bound values: PostgreSQL then compares each
-    # booking with a constant list. As parameters of the prepared statement's generic plan,
-    # the list is an ARRAY[$8, ...] built again for every booking the filter checks (a
-    # month of bookings: about a third of the statement's time).
-    holding = Booking.status.in_([literal_column(f"'{status.value}'") for status in HOLDING])
+    holding = is_holding()
     not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
     of_pairs = (among(WeeklyHours.provider_id, "provider_ids"),
                 among(WeeklyHours.location_id, "location_ids"))

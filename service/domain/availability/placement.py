@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from service.db import UTCDateTime
-from service.domain.availability import search
+from service.domain.availability import facts, search
 from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking
@@ -192,10 +192,7 @@ def _facts(postgres: bool, *, chairs: bool, exclude: bool):  # type: ignore[no-u
                 instant(typed(at1, instant_type)).label("at1"),
                 instant(typed(at2, instant_type)).label("at2"))
 
-    # The holding statuses as constants of the statement's text (fixed enum values), not an
-    # expanding parameter list that is rendered into the text again at every execution.
-    holding = Booking.status.in_([literal_column(f"'{status.value}'", String)
-                                  for status in search.HOLDING])
+    holding = facts.is_holding()
     not_excluded = Booking.id != bindparam("exclude_booking_id") if exclude else true()
     branches = [
         select(*row("weekly", WeeklyHours.weekday, WeeklyHours.start_time,
