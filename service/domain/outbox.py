@@ -311,6 +311,15 @@ class OutboxRunner(Generic[ItemT]):
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self.database.write_sessions, dialect=self.database.dialect)
 
+    def _among(self, ids: list[uuid.UUID]) -> Any:
+        """The outbox row is one of ``ids``: on PostgreSQL one array parameter (``= ANY``),
+        the same statement text for any number of rows (no expanding ``IN`` of one
+        parameter per row to render, convert and send); elsewhere ``IN``."""
+        model = self.outbox.table.model
+        if self.database.dialect == "postgresql":
+            return model.id == any_(bindparam(None, ids, type_=ARRAY(model.id.type)))
+        return model.id.in_(ids)
+
     def request_stop(self) -> None:
         """Finish the send in flight, give the rest of the batch back, return."""
         self._stopping = True
@@ -364,7 +373,7 @@ class OutboxRunner(Generic[ItemT]):
                                 report=report if report is not None else Report())
             if items:
                 session.execute(
-                    update(model).where(model.id.in_([item.id for item in items]))
+                    update(model).where(self._among([item.id for item in items]))
                     .values(status=table.sending, claim_token=claim.token,
                             lease_until=lease_until, next_attempt_at=lease_until,
                             attempts=model.attempts + 1, updated_at=at)
@@ -601,7 +610,7 @@ class OutboxRunner(Generic[ItemT]):
         with self._uow() as uow:
             result = uow.session.execute(
                 update(model)
-                .where(model.id.in_([item.id for item in items]),
+                .where(self._among([item.id for item in items]),
                        model.claim_token == claim.token, model.status == table.sending)
                 .values(status=table.waiting, attempts=model.attempts - 1, claim_token=None,
                         lease_until=None, next_attempt_at=when)
