@@ -209,7 +209,7 @@ _CLAIMED = "clinic.claimed_key"  # the request's WSGI environ: the header read o
 def _claimed_key() -> tuple[str, str] | None:
     """The (role, public id) an ``Authorization: Bearer ck_...`` header names (unchecked).
     Read once per request (the key function and three limits' conditions ask for it)."""
-    environ = request.environ
+    environ = request._get_current_object().environ  # type: ignore[attr-defined]
     claimed: tuple[str, str] | None | bool = environ.get(_CLAIMED, False)
     if claimed is not False:
         return claimed  # type: ignore[return-value]

@@ -81,7 +81,7 @@ def render_in(zone_name: str | None) -> None:
 
 def rendering_zone() -> str | None:
     """The zone this request asked its instants in (``?timezone=``), if any."""
-    return g.get("render_zone") if has_request_context() else None
+    return g._get_current_object().get("render_zone") if has_request_context() else None  # type: ignore[attr-defined]
 
 
 def _zones() -> Zones:

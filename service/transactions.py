@@ -16,7 +16,8 @@ from service.uow import UnitOfWork
 
 
 def database() -> Database:
-    return current_app.extensions["clinic.database"]
+    # (the app behind its proxy: an attribute read through the proxy costs a failed lookup)
+    return current_app._get_current_object().extensions["clinic.database"]  # type: ignore[attr-defined]
 
 
 def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
@@ -24,7 +25,7 @@ def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
     a request that keeps one transaction (``share_request_transaction``) runs in it."""
     db = database()
     if read_only and g.get(_SHARES_TRANSACTION):
-        return request_unit_of_work()
+        return _request_unit_of_work(db)
     if not read_only and g.get(_HOLDS_TRANSACTION):
         return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
                           shared=_held_session(db), reads=db.read_only_sessions, hold=True)
@@ -100,20 +101,25 @@ def share_request_transaction() -> bool:
     return shared
 
 
-def request_session() -> Session:
+def request_session(db: Database | None = None) -> Session:
     """The request's own session (opened on first use, closed by
     ``end_request_transaction``)."""
-    session = g.get(_REQUEST_SESSION)
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    session = found.get(_REQUEST_SESSION)
     if session is None:
-        session = database().request_sessions()
-        setattr(g, _REQUEST_SESSION, session)
+        session = (db or database()).request_sessions()
+        setattr(found, _REQUEST_SESSION, session)
     return session
 
 
 def request_unit_of_work() -> UnitOfWork:
     """A unit of work in the request's own session."""
-    return UnitOfWork(None, dialect=database().dialect,
-                      bus=current_app.extensions["clinic.bus"], shared=request_session())
+    return _request_unit_of_work(database())
+
+
+def _request_unit_of_work(db: Database) -> UnitOfWork:
+    return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
+                      shared=request_session(db))
 
 
 def shares_request_transaction() -> bool:
@@ -122,7 +128,9 @@ def shares_request_transaction() -> bool:
 
 def end_request_transaction(_exc: BaseException | None = None) -> None:
     """After the request: end (roll back what was not committed) its own transaction."""
-    session = g.pop(_REQUEST_SESSION, None)
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    session = found.pop(_REQUEST_SESSION, None)
     if session is not None:
         session.close()
-    end_held_transaction()
+    if _HOLDS_TRANSACTION in found or _HELD_SESSION in found:
+        end_held_transaction()
