@@ -53,7 +53,8 @@ def request_id() -> str:
     found = g._get_current_object()  # type: ignore[attr-defined]
     chosen: str | None = found.get("request_id")
     if chosen is None:
-        sent = request.headers.get("X-Request-Id", "")
+        sent = request._get_current_object().headers.get(  # type: ignore[attr-defined]
+            "X-Request-Id", "")
         chosen = sent if SAFE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         found.request_id = chosen
     return chosen
@@ -72,8 +73,10 @@ def _authenticate() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>'.",
                               code="unauthenticated")
-    g.actor = keys.authenticate(_key_lookup, token.strip(), cache_seconds=(
-        current_app.config["SETTINGS"].api_key_cache_seconds))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    g._get_current_object().actor = keys.authenticate(  # type: ignore[attr-defined]
+        _key_lookup, token.strip(),
+        cache_seconds=app.config["SETTINGS"].api_key_cache_seconds)
 
 
 def _key_lookup() -> UnitOfWork:

@@ -243,7 +243,7 @@ def instrument_database(database: Database) -> None:
 
 
 def _started() -> None:
-    g.metrics_started = time.perf_counter()
+    g._get_current_object().metrics_started = time.perf_counter()  # type: ignore[attr-defined]
 
 
 def route_template() -> str:

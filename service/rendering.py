@@ -76,7 +76,7 @@ def _read() -> UnitOfWork:
 def render_in(zone_name: str | None) -> None:
     """Show this request's instants in ``zone_name`` (a read's ``?timezone=``); None: each
     in its own zone."""
-    g.render_zone = zone_name
+    g._get_current_object().render_zone = zone_name  # type: ignore[attr-defined]
 
 
 def rendering_zone() -> str | None:

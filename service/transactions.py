@@ -24,9 +24,10 @@ def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
     """A unit of work on the app's database, committing through its message bus. A read in
     a request that keeps one transaction (``share_request_transaction``) runs in it."""
     db = database()
-    if read_only and g.get(_SHARES_TRANSACTION):
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    if read_only and found.get(_SHARES_TRANSACTION):
         return _request_unit_of_work(db)
-    if not read_only and g.get(_HOLDS_TRANSACTION):
+    if not read_only and found.get(_HOLDS_TRANSACTION):
         return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
                           shared=_held_session(db), reads=db.read_only_sessions, hold=True)
     sessions = db.read_sessions if read_only else db.write_sessions
@@ -97,7 +98,7 @@ def share_request_transaction() -> bool:
     no replica; SQLite's reads have an engine of their own, whose deferred transactions
     could not take the write lock later without failing)."""
     shared = database().request_autocommit
-    g.setdefault(_SHARES_TRANSACTION, shared)
+    g._get_current_object().setdefault(_SHARES_TRANSACTION, shared)  # type: ignore[attr-defined]
     return shared
 
 
@@ -118,12 +119,13 @@ def request_unit_of_work() -> UnitOfWork:
 
 
 def _request_unit_of_work(db: Database) -> UnitOfWork:
-    return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
+    return UnitOfWork(None, dialect=db.dialect,
+                      bus=current_app._get_current_object().extensions["clinic.bus"],  # type: ignore[attr-defined]
                       shared=request_session(db))
 
 
 def shares_request_transaction() -> bool:
-    return bool(g.get(_SHARES_TRANSACTION))
+    return bool(g._get_current_object().get(_SHARES_TRANSACTION))  # type: ignore[attr-defined]
 
 
 def end_request_transaction(_exc: BaseException | None = None) -> None:

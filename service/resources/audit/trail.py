@@ -249,7 +249,7 @@ def begin() -> None:
     resource, action = classified
     if method in ("GET", "HEAD"):
         share_request_transaction()
-    g.audit = audit.AuditContext(
+    g._get_current_object().audit = audit.AuditContext(  # type: ignore[attr-defined]
         resource_type=resource, action=action, method=method, request_id=request_id(),
         client_address=(current_request.remote_addr or "")[:45] or None,
         path_ids=_path_ids(current_request), patient_hint=_patient_hint(current_request),
@@ -298,11 +298,12 @@ def finish(response: Response) -> Response:
     context = current()
     if context is None or context.recorded:
         return response
-    if g.get("database_unavailable"):
+    current_request: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if g._get_current_object().get("database_unavailable"):  # type: ignore[attr-defined]
         # The answer is a 503 that discloses nothing, and the database just failed this
         # request: waiting on it again for the row would only delay the answer.
         return response
-    if request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
+    if current_request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
         return response
     outcome, missing = _outcome(response)
     try:

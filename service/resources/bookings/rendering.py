@@ -97,7 +97,8 @@ def booking_body(row: Any) -> dict[str, Any]:
 
 def booking_response(row: Any, headers: dict[str, str], status: int = 200) -> Response:
     """The answer, as ``@blp.response(status, BookingSchema)`` would send it (jsonify)."""
-    response: Response = current_app.json.response(booking_body(row))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response: Response = app.json.response(booking_body(row))
     response.status_code = status
     response.headers.update(headers)
     return response
