@@ -48,27 +48,35 @@ SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 def request_id() -> str:
     """This request's id, chosen once: the client's X-Request-Id when it matches
     ``SAFE_REQUEST_ID`` (the whole value), else a fresh random one."""
-    chosen: str | None = g.get("request_id")
+    # (each object behind its proxy found once: every attribute read through a proxy
+    # looks it up again)
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    chosen: str | None = found.get("request_id")
     if chosen is None:
-        sent = request.headers.get("X-Request-Id", "")
+        sent = request._get_current_object().headers.get(  # type: ignore[attr-defined]
+            "X-Request-Id", "")
         chosen = sent if SAFE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-        g.request_id = chosen
+        found.request_id = chosen
     return chosen
 
 
 def _authenticate() -> None:
     request_id()
-    if not request.path.startswith(AUTHENTICATED_PREFIXES) or request.method == "OPTIONS":
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    path = current.path
+    if not path.startswith(AUTHENTICATED_PREFIXES) or current.method == "OPTIONS":
         return
-    if CALENDAR_FEED_PATH.fullmatch(request.path) or request.path in PUBLIC_PATHS:
+    if CALENDAR_FEED_PATH.fullmatch(path) or path in PUBLIC_PATHS:
         return  # the feed's token is its credential; other methods answer 405 as such
-    header = request.headers.get("Authorization", "")
+    header = current.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send an API key as 'Authorization: Bearer <key>'.",
                               code="unauthenticated")
-    g.actor = keys.authenticate(_key_lookup, token.strip(), cache_seconds=(
-        current_app.config["SETTINGS"].api_key_cache_seconds))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    g._get_current_object().actor = keys.authenticate(  # type: ignore[attr-defined]
+        _key_lookup, token.strip(),
+        cache_seconds=app.config["SETTINGS"].api_key_cache_seconds)
 
 
 def _key_lookup() -> UnitOfWork:

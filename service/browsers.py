@@ -37,8 +37,9 @@ CORS_RESOURCES = (r"/api/*", r"/fhir/*", r"/openapi.json")
 
 
 def _cache_control(response: Response) -> Response:
-    endpoint = request.endpoint or ""
-    if not request.path.startswith(NO_STORE_PREFIXES):
+    current = request._get_current_object()  # type: ignore[attr-defined] # found once
+    endpoint = current.endpoint or ""
+    if not current.path.startswith(NO_STORE_PREFIXES):
         return response
     if endpoint in OWN_POLICY and "Cache-Control" in response.headers:
         return response

@@ -363,6 +363,27 @@ def _configure_sqlite(engine: Engine, *, immediate: bool, busy_seconds: float) -
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _autocommit_off(dbapi_connection: Any) -> None:
+    if not dbapi_connection.closed:
+        dbapi_connection.autocommit = False
+
+
+def _in_autocommit(_session: Any, _transaction: Any, connection: Any) -> None:
+    """A request session's connection, once checked out (nothing sent on it yet: the
+    driver sends BEGIN with the first statement), in the driver's autocommit until it is
+    back in the pool. What ``isolation_level="AUTOCOMMIT"`` on the engine does, without
+    its per-checkout machinery (an ``engine_connect`` listener setting and resetting both
+    the driver's autocommit and its isolation level). Its reset is the same: a finalizer
+    of the pooled connection, run as it returns to the pool, after its rollback (nothing
+    to roll back in autocommit: the driver sends nothing), before anyone else gets it."""
+    pooled = connection.connection
+    dbapi_connection = pooled.dbapi_connection
+    if dbapi_connection.autocommit:
+        return
+    dbapi_connection.autocommit = True
+    pooled._connection_record.finalize_callback.append(_autocommit_off)
+
+
 @dataclass
 class Database:
     """The writer engine, an optional reader engine, the readiness probe's engine, and the
@@ -385,12 +406,13 @@ class Database:
         # A read request's reads and its audit row, where both go to the writer on
         # PostgreSQL (``service/transactions.py``): in autocommit, each statement its own
         # transaction, so no BEGIN and no COMMIT to wait for (or to ask for); the row's
-        # INSERT, the last statement, is committed when it returns.
+        # INSERT, the last statement, is committed when it returns (``_in_autocommit``).
         self.request_autocommit = (self.reader is self.writer
                                    and self.writer.dialect.name == "postgresql")
-        request_reads = (self.writer.execution_options(isolation_level="AUTOCOMMIT")
-                         if self.request_autocommit else self.reader)
-        self.request_sessions = sessionmaker(request_reads, expire_on_commit=False)
+        self.request_sessions = sessionmaker(
+            self.writer if self.request_autocommit else self.reader, expire_on_commit=False)
+        if self.request_autocommit:
+            event.listen(self.request_sessions, "after_begin", _in_autocommit)
         if self.probe is None:
             self.probe = self.reader
 

@@ -623,7 +623,7 @@ class PartialUpdate:
 
 
 def current_actor() -> Actor:
-    return g.actor
+    return g._get_current_object().actor  # type: ignore[attr-defined,no-any-return]
 
 
 def clinic_today() -> date:

@@ -243,7 +243,7 @@ def instrument_database(database: Database) -> None:
 
 
 def _started() -> None:
-    g.metrics_started = time.perf_counter()
+    g._get_current_object().metrics_started = time.perf_counter()  # type: ignore[attr-defined]
 
 
 def route_template() -> str:
@@ -253,15 +253,19 @@ def route_template() -> str:
 
 
 def _count(response: Response) -> Response:
-    started = g.get("metrics_started")
+    # (each object behind its proxy found once: every read through a proxy finds it again)
+    found, current = g._get_current_object(), request._get_current_object()  # type: ignore[attr-defined]
+    started = found.get("metrics_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
-    g.request_seconds = elapsed
-    route, method, status = route_template(), request.method, response.status_code
+    found.request_seconds = elapsed
+    rule = current.url_rule
+    route = rule.rule if rule is not None else "<unmatched>"  # as route_template()
+    method, status = current.method, response.status_code
     REQUESTS.labels(route, method, str(status)).inc()
     REQUEST_SECONDS.labels(route, method).observe(elapsed)
-    endpoint = request.endpoint
+    endpoint = current.endpoint
     if endpoint == BOOKING_ENDPOINT and method == "POST":
-        code = g.get("problem_code") or ""
+        code = found.get("problem_code") or ""
         if response.headers.get("Idempotent-Replayed") == "true":
             outcome = "replayed"
         elif status == 201:

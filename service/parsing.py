@@ -244,6 +244,8 @@ class RequestParser(FlaskParser):
             _refuse(error, "json")
 
     def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
+        # The request behind flask's proxy, found once (each read through it finds it again).
+        req = getattr(req, "_get_current_object", lambda: req)()
         try:
             check_urlencoded(req.query_string, "query string")
             check_pairs(req.args.items(multi=True))

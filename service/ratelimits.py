@@ -209,7 +209,7 @@ _CLAIMED = "clinic.claimed_key"  # the request's WSGI environ: the header read o
 def _claimed_key() -> tuple[str, str] | None:
     """The (role, public id) an ``Authorization: Bearer ck_...`` header names (unchecked).
     Read once per request (the key function and three limits' conditions ask for it)."""
-    environ = request.environ
+    environ = request._get_current_object().environ  # type: ignore[attr-defined]
     claimed: tuple[str, str] | None | bool = environ.get(_CLAIMED, False)
     if claimed is not False:
         return claimed  # type: ignore[return-value]
@@ -223,7 +223,7 @@ def _claimed_key() -> tuple[str, str] | None:
 
 
 def _address() -> str:
-    return f"addr:{request.remote_addr or '-'}"
+    return f"addr:{request._get_current_object().remote_addr or '-'}"  # type: ignore[attr-defined]
 
 
 def _key() -> str:
@@ -384,8 +384,10 @@ def _limits(settings: Settings) -> list[ApplicationLimit]:
         return roles.get(claimed[0], min(roles.values())) if claimed else "1/second"
 
     def anonymous_exempt() -> bool:  # a feed's token is its credential: its own limit
-        return (_claimed_key() is not None or request.path in PROBES
-                or CALENDAR_FEED_PATH.fullmatch(request.path) is not None)
+        if _claimed_key() is not None:
+            return True
+        path = request._get_current_object().path  # type: ignore[attr-defined]
+        return path in PROBES or CALENDAR_FEED_PATH.fullmatch(path) is not None
 
     return [
         ParsedLimit(role_limit, key_function=_key, scope="per-key",
@@ -396,7 +398,8 @@ def _limits(settings: Settings) -> list[ApplicationLimit]:
                     scope="anonymous", exempt_when=anonymous_exempt),
         ParsedLimit(settings.rate_limit_calendar_feeds, key_function=_address,
                     scope="calendar-feeds",
-                    exempt_when=lambda: not CALENDAR_FEED_PATH.fullmatch(request.path)),
+                    exempt_when=lambda: not CALENDAR_FEED_PATH.fullmatch(
+                        request._get_current_object().path)),  # type: ignore[attr-defined]
     ]
 
 
@@ -472,7 +475,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         storage.planner = functools.partial(_plan, limits)
         storage.stop_on_breach = bool(limiter._fail_on_first_breach)
 
-    limiter.request_filter(lambda: request.path in PROBES)
+    limiter.request_filter(
+        lambda: request._get_current_object().path in PROBES)  # type: ignore[attr-defined]
 
     def refused(exc: RateLimitExceeded) -> Response:
         """The 429 that ``_refused`` built (problem+json, Retry-After)."""

@@ -76,12 +76,12 @@ def _read() -> UnitOfWork:
 def render_in(zone_name: str | None) -> None:
     """Show this request's instants in ``zone_name`` (a read's ``?timezone=``); None: each
     in its own zone."""
-    g.render_zone = zone_name
+    g._get_current_object().render_zone = zone_name  # type: ignore[attr-defined]
 
 
 def rendering_zone() -> str | None:
     """The zone this request asked its instants in (``?timezone=``), if any."""
-    return g.get("render_zone") if has_request_context() else None
+    return g._get_current_object().get("render_zone") if has_request_context() else None  # type: ignore[attr-defined]
 
 
 def _zones() -> Zones:

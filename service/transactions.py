@@ -16,16 +16,18 @@ from service.uow import UnitOfWork
 
 
 def database() -> Database:
-    return current_app.extensions["clinic.database"]
+    # (the app behind its proxy: an attribute read through the proxy costs a failed lookup)
+    return current_app._get_current_object().extensions["clinic.database"]  # type: ignore[attr-defined]
 
 
 def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
     """A unit of work on the app's database, committing through its message bus. A read in
     a request that keeps one transaction (``share_request_transaction``) runs in it."""
     db = database()
-    if read_only and g.get(_SHARES_TRANSACTION):
-        return request_unit_of_work()
-    if not read_only and g.get(_HOLDS_TRANSACTION):
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    if read_only and found.get(_SHARES_TRANSACTION):
+        return _request_unit_of_work(db)
+    if not read_only and found.get(_HOLDS_TRANSACTION):
         return UnitOfWork(None, dialect=db.dialect, bus=current_app.extensions["clinic.bus"],
                           shared=_held_session(db), reads=db.read_only_sessions, hold=True)
     sessions = db.read_sessions if read_only else db.write_sessions
@@ -96,33 +98,41 @@ def share_request_transaction() -> bool:
     no replica; SQLite's reads have an engine of their own, whose deferred transactions
     could not take the write lock later without failing)."""
     shared = database().request_autocommit
-    g.setdefault(_SHARES_TRANSACTION, shared)
+    g._get_current_object().setdefault(_SHARES_TRANSACTION, shared)  # type: ignore[attr-defined]
     return shared
 
 
-def request_session() -> Session:
+def request_session(db: Database | None = None) -> Session:
     """The request's own session (opened on first use, closed by
     ``end_request_transaction``)."""
-    session = g.get(_REQUEST_SESSION)
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    session = found.get(_REQUEST_SESSION)
     if session is None:
-        session = database().request_sessions()
-        setattr(g, _REQUEST_SESSION, session)
+        session = (db or database()).request_sessions()
+        setattr(found, _REQUEST_SESSION, session)
     return session
 
 
 def request_unit_of_work() -> UnitOfWork:
     """A unit of work in the request's own session."""
-    return UnitOfWork(None, dialect=database().dialect,
-                      bus=current_app.extensions["clinic.bus"], shared=request_session())
+    return _request_unit_of_work(database())
+
+
+def _request_unit_of_work(db: Database) -> UnitOfWork:
+    return UnitOfWork(None, dialect=db.dialect,
+                      bus=current_app._get_current_object().extensions["clinic.bus"],  # type: ignore[attr-defined]
+                      shared=request_session(db))
 
 
 def shares_request_transaction() -> bool:
-    return bool(g.get(_SHARES_TRANSACTION))
+    return bool(g._get_current_object().get(_SHARES_TRANSACTION))  # type: ignore[attr-defined]
 
 
 def end_request_transaction(_exc: BaseException | None = None) -> None:
     """After the request: end (roll back what was not committed) its own transaction."""
-    session = g.pop(_REQUEST_SESSION, None)
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    session = found.pop(_REQUEST_SESSION, None)
     if session is not None:
         session.close()
-    end_held_transaction()
+    if _HOLDS_TRANSACTION in found or _HELD_SESSION in found:
+        end_held_transaction()

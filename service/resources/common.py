@@ -144,8 +144,10 @@ def not_modified(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         response = view(*args, **kwargs)
         if isinstance(response, Response) and response.status_code == 200 and (
-                "ETag" in response.headers and request.if_none_match):
-            response.make_conditional(request)
+                "ETag" in response.headers):
+            current = request._get_current_object()  # type: ignore[attr-defined]
+            if current.if_none_match:
+                response.make_conditional(current)
         return response
 
     apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))

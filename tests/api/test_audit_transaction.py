@@ -101,3 +101,25 @@ def test_a_row_the_database_refuses_withholds_the_answer(app, api, clinic, monke
     # The request's transaction ended: the next read answers and leaves its row.
     assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
     assert [r.outcome for r in rows_after(app, before)] == [AuditOutcome.SUCCESS]
+
+
+def test_a_reads_connection_goes_back_to_the_pool_out_of_autocommit(app, api, clinic):  # noqa: F811
+    """The request session's autocommit ends with its checkout: the pool hands the same
+    connection to a writer next, whose statements must run in a transaction again."""
+    database = app.extensions["clinic.database"]
+    booking_id = _booking(clinic)
+    returned: list[object] = []
+
+    def checkin(dbapi_connection, _record):
+        returned.append(getattr(dbapi_connection, "autocommit", None))
+
+    event.listen(database.writer.pool, "checkin", checkin)
+    try:
+        response = api.get(f"/api/v1/bookings/{booking_id}")
+    finally:
+        event.remove(database.writer.pool, "checkin", checkin)
+    assert response.status_code == 200
+    if database.request_autocommit:  # PostgreSQL without a replica: it was in autocommit
+        assert returned and not any(returned)
+        with database.write_sessions() as session:
+            assert session.connection().connection.dbapi_connection.autocommit is False

@@ -27,7 +27,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Request, Response, g, has_request_context, request
 from flask.blueprints import BlueprintSetupState
 
 from service.auth import request_id
@@ -197,7 +197,7 @@ def _uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-def _path_ids() -> dict[str, uuid.UUID]:
+def _path_ids(request: Request) -> dict[str, uuid.UUID]:
     """The uuid path parameters, in the order the path names them."""
     rule = request.url_rule.rule if request.url_rule else ""
     ids = {name: value for name, value in (request.view_args or {}).items()
@@ -210,7 +210,7 @@ def _reference(value: str | None) -> uuid.UUID | None:
     return _uuid(value.rstrip("/").rpartition("/")[2]) if value else None
 
 
-def _patient_hint() -> uuid.UUID | None:
+def _patient_hint(request: Request) -> uuid.UUID | None:
     hint = _uuid(request.args.get("patient_id")) or _reference(request.args.get("patient"))
     if hint is None and request.method in ("POST", "PUT", "PATCH") and request.is_json:
         body = request.get_json(silent=True)
@@ -219,7 +219,7 @@ def _patient_hint() -> uuid.UUID | None:
     return hint
 
 
-def _feed_token_hash() -> str | None:
+def _feed_token_hash(request: Request) -> str | None:
     """The hash of a calendar feed token in the path (the row names the token's record,
     never the token)."""
     token = (request.view_args or {}).get("token")
@@ -231,25 +231,29 @@ def current() -> audit.AuditContext | None:
     (None outside an audited request)."""
     if not has_request_context():
         return None
-    context: audit.AuditContext | None = g.get("audit")
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    context: audit.AuditContext | None = found.get("audit")
     if context is not None and context.actor is None:
-        context.actor = g.get("actor")
+        context.actor = found.get("actor")
     return context
 
 
 def begin() -> None:
     """Before the view (and before authentication): open the context of an audited request."""
-    classified = classify(request.endpoint, request.method)
+    # (the request behind its proxy found once: each read through the proxy finds it again)
+    current_request: Request = request._get_current_object()  # type: ignore[attr-defined]
+    method = current_request.method
+    classified = classify(current_request.endpoint, method)
     if classified is None:
         return
     resource, action = classified
-    if request.method in ("GET", "HEAD"):
+    if method in ("GET", "HEAD"):
         share_request_transaction()
-    g.audit = audit.AuditContext(
-        resource_type=resource, action=action, method=request.method,
-        request_id=request_id(), client_address=(request.remote_addr or "")[:45] or None,
-        path_ids=_path_ids(), patient_hint=_patient_hint(),
-        feed_token_hash=_feed_token_hash())
+    g._get_current_object().audit = audit.AuditContext(  # type: ignore[attr-defined]
+        resource_type=resource, action=action, method=method, request_id=request_id(),
+        client_address=(current_request.remote_addr or "")[:45] or None,
+        path_ids=_path_ids(current_request), patient_hint=_patient_hint(current_request),
+        feed_token_hash=_feed_token_hash(current_request))
 
 
 def _problem_code(response: Response) -> str | None:
@@ -294,11 +298,12 @@ def finish(response: Response) -> Response:
     context = current()
     if context is None or context.recorded:
         return response
-    if g.get("database_unavailable"):
+    current_request: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if g._get_current_object().get("database_unavailable"):  # type: ignore[attr-defined]
         # The answer is a 503 that discloses nothing, and the database just failed this
         # request: waiting on it again for the row would only delay the answer.
         return response
-    if request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
+    if current_request.endpoint in ONLY_FOR_A_PATIENT and not _concerns_a_patient(context):
         return response
     outcome, missing = _outcome(response)
     try:

@@ -9,7 +9,7 @@ booking and the roles that read them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from flask import Response, current_app
@@ -18,12 +18,13 @@ from service.db import utcnow
 from service.domain.bookings import instructions
 from service.domain.clinic.cancellation import CancellationTerms
 from service.domain.providers.licensing import Modality
-from service.domain.time import in_zone
+from service.domain.time import require_aware, zone
 from service.rendering import location_zone, rendering_zone
 
 
-def _instant(value: datetime | None, zone: str) -> str | None:
-    return None if value is None else in_zone(value, zone).isoformat()
+def _instant(value: datetime | None, shown_in: tzinfo) -> str | None:
+    """``in_zone(value, name).isoformat()``, the zone (``zone(name)``) found once per body."""
+    return None if value is None else require_aware(value).astimezone(shown_in).isoformat()
 
 
 def _text(value: Any) -> str | None:
@@ -41,30 +42,30 @@ def _uuid(value: Any) -> str | None:
 def booking_body(row: Any) -> dict[str, Any]:
     """The answer's body: ``BookingSchema().dump(booking)`` of the booking this row is."""
     own_zone = location_zone(row)
-    zone = rendering_zone() or own_zone
+    shown_in = zone(rendering_zone() or own_zone)
     starts_at = row.starts_at
     terms = CancellationTerms.of(row).for_visit(starts_at, utcnow())
     patient_zone = row.zone_of_patient if row.modality == Modality.TELEHEALTH else None
     return {
         "id": str(row.id),
-        "created_at": _instant(row.created_at, zone),
-        "updated_at": _instant(row.updated_at, zone),
+        "created_at": _instant(row.created_at, shown_in),
+        "updated_at": _instant(row.updated_at, shown_in),
         "version": int(row.version),
         "patient_id": str(row.patient_id),
         "provider_id": str(row.provider_id),
         "service_type_id": str(row.service_type_id),
         "location_id": str(row.location_id),
         "status": row.status.value,
-        "start": _instant(starts_at, zone),
-        "end": _instant(row.ends_at, zone),
-        "hold_until": _instant(row.hold_ends_at, zone),
-        "leaves_at": _instant(row.hold_ends_at, zone),
+        "start": _instant(starts_at, shown_in),
+        "end": _instant(row.ends_at, shown_in),
+        "hold_until": _instant(row.hold_ends_at, shown_in),
+        "leaves_at": _instant(row.hold_ends_at, shown_in),
         "chair_number": _int(row.chair_number),
         "patient_state": _text(row.patient_state),
         "ride_home_confirmed": bool(row.ride_home_confirmed),
         "note": _text(row.note),
         "cancel_reason": _text(row.cancel_reason),
-        "cancelled_at": _instant(row.cancelled_at, zone),
+        "cancelled_at": _instant(row.cancelled_at, shown_in),
         "late_cancellation": bool(row.late_cancellation),
         "fee_cents": _int(row.fee_cents),
         "preparation": instructions.advice(row),
@@ -75,27 +76,29 @@ def booking_body(row: Any) -> dict[str, Any]:
             "late_cancel_fee_cents": int(terms["late_cancel_fee_cents"]),
             "no_show_outcome": terms["no_show_outcome"].value,
             "no_show_fee_cents": int(terms["no_show_fee_cents"]),
-            "late_from": _instant(terms["late_from"], zone),
-            "patient_changes_until": _instant(terms["patient_changes_until"], zone),
+            "late_from": _instant(terms["late_from"], shown_in),
+            "patient_changes_until": _instant(terms["patient_changes_until"], shown_in),
             "late_if_cancelled_now": bool(terms["late_if_cancelled_now"]),
             "fee_if_cancelled_now_cents": _int(terms["fee_if_cancelled_now_cents"]),
         },
-        "checked_in_at": _instant(row.checked_in_at, zone),
+        "checked_in_at": _instant(row.checked_in_at, shown_in),
         "series_id": _uuid(row.series_id),
         "attention": _text(row.attention),
-        "attention_since": _instant(row.attention_since, zone),
+        "attention_since": _instant(row.attention_since, shown_in),
         "attention_resolution": _text(row.attention_resolution),
-        "attention_resolved_at": _instant(row.attention_resolved_at, zone),
-        "vitals_alert_at": _instant(row.vitals_alert_at, zone),
+        "attention_resolved_at": _instant(row.attention_resolved_at, shown_in),
+        "vitals_alert_at": _instant(row.vitals_alert_at, shown_in),
         "timezone": own_zone,
         "patient_timezone": patient_zone,
-        "patient_local_start": _instant(starts_at, patient_zone) if patient_zone else None,
+        "patient_local_start": (_instant(starts_at, zone(patient_zone)) if patient_zone
+                                else None),
     }
 
 
 def booking_response(row: Any, headers: dict[str, str], status: int = 200) -> Response:
     """The answer, as ``@blp.response(status, BookingSchema)`` would send it (jsonify)."""
-    response: Response = current_app.json.response(booking_body(row))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response: Response = app.json.response(booking_body(row))
     response.status_code = status
     response.headers.update(headers)
     return response
