@@ -9,7 +9,10 @@ statements per POST; the parent prints each round and the medians.
 
 ``python -m bench.post_ab --base /path/to/other/checkout`` (``--profile``: then one more
 child per checkout under cProfile: its Python calls per POST, deterministic, and its top
-functions by cumulative CPU time on stderr)
+functions by cumulative CPU time on stderr; ``--instructions``: instead of timing, the
+instructions a POST costs each checkout's process (user space, the database server aside),
+unmoved by the machine's load: valgrind's cachegrind over two children of different lengths
+(``COUNTED`` POSTs), the difference over the difference in POSTs, as bench/read_ab.py does)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import statistics
 import subprocess
@@ -38,6 +42,7 @@ from service.app import create_app  # the checkout's own: a child runs in its di
 from service.db import Database
 
 WARM_UP = 30
+COUNTED = (50, 250)  # POSTs of the two children whose instructions are counted
 
 
 def child(url: str, bodies_file: str, first: int, count: int, profile: bool) -> None:
@@ -95,6 +100,35 @@ def run_child(checkout: Path, url: str, bodies_file: str, first: int, count: int
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def instructions(checkouts: dict[str, Path], url: str, bodies_file: str, first: int
+                 ) -> dict[str, float]:
+    """Instructions per POST of each checkout (see the module's docstring); the children go
+    side by side (their counts do not depend on the load)."""
+    runs = {}
+    for name, checkout in checkouts.items():
+        for count in COUNTED:
+            runs[name, count] = subprocess.Popen(
+                ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                 "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.post_ab",
+                 "--child", url, bodies_file, str(first), str(count)],
+                cwd=checkout, env={**os.environ, **harness.BENCH_RATE_LIMITS,
+                                   "PYTHONMALLOC": "malloc"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            first += WARM_UP + count
+    counted: dict[tuple[str, int], int] = {}
+    for run, process in runs.items():
+        _, errors = process.communicate()
+        found = re.search(r"I\s+refs:\s+([\d,]+)", errors)
+        if process.returncode or found is None:
+            raise RuntimeError(f"no instruction count from valgrind:\n{errors[-3000:]}")
+        counted[run] = int(found.group(1).replace(",", ""))
+    per_post = {name: (counted[name, COUNTED[1]] - counted[name, COUNTED[0]])
+                / (COUNTED[1] - COUNTED[0]) for name in checkouts}
+    for name, value in per_post.items():
+        print(f"{name}: {value / 1e6:.3f}M instructions per POST")
+    return per_post
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.post_ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="POSTs per child")
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args(argv)
     if args.child:
         url, bodies_file, first, count = args.child
@@ -119,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     checkouts = {"A (base)": args.base.resolve(), "B (this)": here}
     per_child = WARM_UP + args.requests
     total = per_child * 2 * args.rounds + (2 * per_child if args.profile else 0)
+    if args.instructions:
+        total = 2 * (2 * WARM_UP + sum(COUNTED))
     harness.exit_on_sigterm()
     with harness.fresh_database(args.database) as url:
         database = Database.connect(url)
@@ -133,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"authorization": authorization, "bodies": bodies}, handle)
         figures: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
         first = 0
+        if args.instructions:
+            try:
+                counted = instructions(checkouts, url, handle.name, first)
+            finally:
+                Path(handle.name).unlink()
+            base, this = counted.values()
+            print(f"B / A instructions per POST: {this / base:.3f}")
+            return 0
         try:
             for index in range(args.rounds):
                 order = list(checkouts.items())
