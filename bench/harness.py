@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,10 +19,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import create_engine, text
 
@@ -300,3 +302,23 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: str =
 
 def statuses_text(statuses: Counter[int]) -> str:
     return ", ".join(f"{code or 'error'} x{n}" for code, n in sorted(statuses.items()))
+
+
+# Instruction counts (valgrind) ---------------------------------------------------------------
+
+K = TypeVar("K")
+CACHEGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+"""The prefix of a command whose user-space instructions are counted: unmoved by the load
+of a shared machine (run it with ``PYTHONMALLOC=malloc``)."""
+
+
+def counted_instructions(runs: Mapping[K, subprocess.Popen[str]]) -> dict[K, int]:
+    """Each ``CACHEGRIND`` run's instruction count, from its stderr (a pipe), once it ends."""
+    counted: dict[K, int] = {}
+    for run, process in runs.items():
+        _, errors = process.communicate()
+        found = re.search(r"I\s+refs:\s+([\d,]+)", errors)
+        if process.returncode or found is None:
+            raise RuntimeError(f"no instruction count from valgrind:\n{errors[-3000:]}")
+        counted[run] = int(found.group(1).replace(",", ""))
+    return counted

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import pstats
-import re
 import shutil
 import statistics
 import subprocess
@@ -108,20 +107,13 @@ def instructions(checkouts: dict[str, Path], url: str, bodies_file: str, first: 
     for name, checkout in checkouts.items():
         for count in COUNTED:
             runs[name, count] = subprocess.Popen(
-                ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                 "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.post_ab",
+                [*harness.CACHEGRIND, sys.executable, "-m", "bench.post_ab",
                  "--child", url, bodies_file, str(first), str(count)],
                 cwd=checkout, env={**os.environ, **harness.BENCH_RATE_LIMITS,
                                    "PYTHONMALLOC": "malloc"},
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             first += WARM_UP + count
-    counted: dict[tuple[str, int], int] = {}
-    for run, process in runs.items():
-        _, errors = process.communicate()
-        found = re.search(r"I\s+refs:\s+([\d,]+)", errors)
-        if process.returncode or found is None:
-            raise RuntimeError(f"no instruction count from valgrind:\n{errors[-3000:]}")
-        counted[run] = int(found.group(1).replace(",", ""))
+    counted = harness.counted_instructions(runs)
     per_post = {name: (counted[name, COUNTED[1]] - counted[name, COUNTED[0]])
                 / (COUNTED[1] - COUNTED[0]) for name in checkouts}
     for name, value in per_post.items():

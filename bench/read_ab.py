@@ -24,7 +24,6 @@ import cProfile
 import json
 import os
 import pstats
-import re
 import statistics
 import subprocess
 import sys
@@ -166,20 +165,13 @@ def _instructions(trees: dict[str, Path], job_file: str) -> dict[str, float]:
     """Instructions per request of each tree's process (see the module's docstring); the
     runs go side by side (their counts do not depend on the load)."""
     runs = {(name, count): subprocess.Popen(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, str(Path(__file__).resolve()), "--worker", job_file,
+        [*harness.CACHEGRIND, sys.executable, str(Path(__file__).resolve()), "--worker", job_file,
          "--count", str(count)],
         env={**_worker_environment(tree), "PYTHONMALLOC": "malloc",
              "API_KEY_CACHE_SECONDS": "100000"},
         cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for name, tree in trees.items() for count in COUNTED}
-    counted: dict[tuple[str, int], int] = {}
-    for run, process in runs.items():
-        _, errors = process.communicate()
-        found = re.search(r"I\s+refs:\s+([\d,]+)", errors)
-        if process.returncode or found is None:
-            raise RuntimeError(f"no instruction count from valgrind:\n{errors[-3000:]}")
-        counted[run] = int(found.group(1).replace(",", ""))
+    counted = harness.counted_instructions(runs)
     per_request = {}
     for name in trees:
         per_request[name] = ((counted[name, COUNTED[1]] - counted[name, COUNTED[0]])
