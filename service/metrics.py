@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -246,9 +246,10 @@ def _started() -> None:
     g._get_current_object().metrics_started = time.perf_counter()  # type: ignore[attr-defined]
 
 
-def route_template() -> str:
-    """The matched rule (``/api/v1/bookings/<uuid:booking_id>``), never the path itself."""
-    rule = request.url_rule
+def route_template(current: Request | None = None) -> str:
+    """The matched rule (``/api/v1/bookings/<uuid:booking_id>``), never the path itself;
+    of ``current`` (the request behind flask's proxy) when the caller has it already."""
+    rule = (current if current is not None else request).url_rule
     return rule.rule if rule is not None else "<unmatched>"
 
 
@@ -258,9 +259,7 @@ def _count(response: Response) -> Response:
     started = found.get("metrics_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
     found.request_seconds = elapsed
-    rule = current.url_rule
-    route = rule.rule if rule is not None else "<unmatched>"  # as route_template()
-    method, status = current.method, response.status_code
+    route, method, status = route_template(current), current.method, response.status_code
     REQUESTS.labels(route, method, str(status)).inc()
     REQUEST_SECONDS.labels(route, method).observe(elapsed)
     endpoint = current.endpoint
