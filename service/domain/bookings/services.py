@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, true
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -27,7 +29,7 @@ from service.domain import recipients
 from service.domain.access.actor import Actor, Role
 from service.domain.availability import placement, search, versions
 from service.domain.availability.placement import SlotUnavailable
-from service.domain.bookings import events, history, zones
+from service.domain.bookings import events, fresh, history, zones
 from service.domain.bookings.history import BookingEvent
 from service.domain.bookings.models import (
     CHAIR_OVERLAP,
@@ -52,7 +54,7 @@ from service.domain.patients.models import Patient
 from service.domain.patients.policy import policy as patient_policy
 from service.domain.patients.services import find_patient
 from service.domain.providers.licensing import Modality
-from service.domain.providers.models import Provider
+from service.domain.providers.models import License, Provider
 from service.domain.records import Page, paginate
 from service.domain.series import adherence
 from service.uow import UnitOfWork
@@ -112,18 +114,26 @@ def _parties_query(postgres: bool) -> Select[Any]:
                    Location.id == bindparam("location_id")))
 
 
-def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties:
+def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
+             plain: bool = False) -> _Parties:
+    """The booking's parties, checked (they exist, the actor may see the patient, all are
+    active, the location offers the service). ``plain``: as plain rows (``_plain_parties``),
+    for a caller that only reads them; else ORM instances kept in the session."""
     session = uow.session
     # The patient (as the actor may see them), the provider with its licenses, the service
     # type and the location in one query (one row per license). When one of them does not
     # exist or cannot be seen, no row comes back and each is looked up (and refused) in turn.
     # On PostgreSQL the same query reads who will hear of the change (recipients.COLUMNS).
     postgres = uow.dialect == "postgresql"
-    found = session.execute(
-        patient_policy.visible(actor, _parties_query(postgres)),
-        {"patient_id": request.patient_id, "provider_id": request.provider_id,
-         "service_type_id": request.service_type_id,
-         "location_id": request.location_id}).unique().first()
+    ids = {"patient_id": request.patient_id, "provider_id": request.provider_id,
+           "service_type_id": request.service_type_id, "location_id": request.location_id}
+    found: Any
+    if plain:
+        found = _plain_parties(session, patient_policy.visible(
+            actor, _plain_parties_query(postgres)), ids)
+    else:
+        found = session.execute(patient_policy.visible(actor, _parties_query(postgres)),
+                                ids).unique().first()
     patient = find_patient(uow, actor, request.patient_id) if found is None else found[0]
     if found is not None and postgres:
         recipients.remember(uow, request.provider_id, found[4], found[5])
@@ -131,9 +141,11 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
         raise NotFound("No provider with this id.", code="provider_not_found")
     provider, service_type, location = (_others(session, request) if found is None
                                         else found[1:4])
-    # The session's identity map holds loaded rows by weak reference: kept here for the
-    # transaction, the handlers (reminder planning...) find them without a query.
-    uow.session.info.setdefault("loaded", []).extend((patient, provider, service_type, location))
+    if not plain:
+        # The session's identity map holds loaded rows by weak reference: kept here for the
+        # transaction, the handlers (reminder planning...) find them without a query.
+        session.info.setdefault("loaded", []).extend(
+            (patient, provider, service_type, location))
     inactive = [name for name, record in (("patient", patient), ("provider", provider),
                                           ("service_type", service_type),
                                           ("location", location)) if not record.active]
@@ -144,6 +156,84 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> _Parties
         raise InvalidInput("This location does not offer this kind of visit.",
                            code="location_mismatch")
     return _Parties(patient, provider, service_type, location)
+
+
+class PlainRow(SimpleNamespace):
+    """A model's row as plain attributes (its column attributes' names), for code that
+    only reads it: no identity map, no instance state."""
+
+
+class PlainServiceType(PlainRow):
+    """A service type's row; its derived attributes as the model computes them."""
+
+    needs_ride_home = ServiceType.needs_ride_home
+
+
+class PlainProvider(PlainRow):
+    """A provider's row, with ``licenses``: its licenses' rows."""
+
+    licenses: list[PlainRow]
+
+
+# The parties' models, in the order of their columns in ``_plain_parties_query``, with the
+# class their plain rows take.
+_PLAIN_MODELS: tuple[tuple[type, type[PlainRow]], ...] = (
+    (Patient, PlainRow), (Provider, PlainProvider), (ServiceType, PlainServiceType),
+    (Location, PlainRow), (License, PlainRow))
+
+
+@functools.cache
+def _plain_columns() -> tuple[tuple[tuple[str, ...], type[PlainRow], Any], ...]:
+    """Per model of ``_PLAIN_MODELS``: its column attributes' names, its plain class and
+    its columns (in that order)."""
+    described = []
+    for model, plain_class in _PLAIN_MODELS:
+        attributes = sa_inspect(model).column_attrs
+        described.append((tuple(attribute.key for attribute in attributes), plain_class,
+                          tuple(attribute.columns[0] for attribute in attributes)))
+    return tuple(described)
+
+
+@functools.cache
+def _plain_parties_query(postgres: bool) -> Select[Any]:
+    """``_parties_query`` as a Core select of the same rows (every column of the patient,
+    the provider, the service type, the location and the license, then the recipients on
+    PostgreSQL): plain tuples, not ORM instances. Built once."""
+    patients, providers = Patient.__table__, Provider.__table__
+    service_types, locations = ServiceType.__table__, Location.__table__
+    licenses = License.__table__
+    columns = [column for _, _, model_columns in _plain_columns() for column in model_columns]
+    return (select(*columns, *(recipients.COLUMNS if postgres else ()))
+            .select_from(patients)
+            .join(providers, true()).join(service_types, true()).join(locations, true())
+            .outerjoin(licenses, licenses.c.provider_id == providers.c.id)
+            .where(patients.c.id == bindparam("patient_id"),
+                   providers.c.id == bindparam("provider_id"),
+                   service_types.c.id == bindparam("service_type_id"),
+                   locations.c.id == bindparam("location_id")))
+
+
+def _plain_parties(session: Session, query: Select[Any], ids: dict[str, uuid.UUID]
+                   ) -> tuple[Any, ...] | None:
+    """The patient, the provider (its ``licenses`` attached), the service type, the
+    location as plain rows, then the recipients' two columns (PostgreSQL), as
+    ``_parties_query``'s first unique row gives them; None without a row. Run on the
+    session's connection (in its transaction): the ORM has no instance to make."""
+    rows = session.connection().execute(query, ids).all()
+    if not rows:
+        return None
+    first, parties, at = rows[0], [], 0
+    described = _plain_columns()
+    for keys, plain_class, _ in described[:4]:
+        parties.append(plain_class(**dict(zip(keys, first[at:at + len(keys)], strict=True))))
+        at += len(keys)
+    license_keys, license_class, _ = described[4]
+    end = at + len(license_keys)
+    license_id = at + license_keys.index("id")
+    parties[1].licenses = [
+        license_class(**dict(zip(license_keys, row[at:end], strict=True)))
+        for row in rows if row[license_id] is not None]
+    return (*parties, *first[end:])
 
 
 def _others(session: Session, request: BookingRequest
@@ -246,9 +336,11 @@ class Prepared:
     patient_state: str
 
 
-def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest) -> Prepared:
-    """Check everything but the start: who and what is booked, and the clinical gates."""
-    parties = _parties(uow, actor, request)
+def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
+            plain: bool = False) -> Prepared:
+    """Check everything but the start: who and what is booked, and the clinical gates
+    (``plain``: the parties as plain rows, see ``_parties``)."""
+    parties = _parties(uow, actor, request, plain=plain)
     gates.check_booking(uow.session, patient=parties.patient, provider=parties.provider,
                         location=parties.location, service_type=parties.service_type,
                         ride_home_confirmed=request.ride_home_confirmed)
@@ -270,7 +362,57 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
     prepared = prepare(uow, actor, request)
     placed = check_start(uow, prepared, request.start, now=now)
     parties = prepared.parties
-    booking = _insert(uow, {
+    booking = _insert(uow, _new_booking(actor, request, prepared, placed, series_id))
+    # The zones its answer is shown in, known from the parties (as a read ``WITH_ZONES``
+    # has them), and its service type (loaded with the parties), as loading the booking
+    # would attach it: the answer asks no more questions.
+    set_committed_value(booking, "zone_of_location", parties.location.timezone)
+    set_committed_value(booking, "zone_of_patient", parties.patient.timezone)
+    set_committed_value(booking, "service_type", parties.service_type)
+    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
+    return booking
+
+
+class NewBooking(SimpleNamespace):
+    """A booking just written by ``book_plain``: its columns, its ``service_type`` (a plain
+    row) and its zones as attributes; what the model derives from them, derived the same
+    way (so ``BookingSchema`` dumps it as it dumps the model's instance)."""
+
+    cancellation = Booking.cancellation
+    leaves_at = Booking.leaves_at
+
+
+def book_plain(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
+               now: datetime) -> NewBooking:
+    """``book`` for a caller that only reads the new booking (``create_booking``): the same
+    rules, the same rows and events, the parties read as plain rows and the booking written
+    by one Core INSERT with no ORM instance at all. It answers the booking's columns as
+    attributes, with its ``service_type`` (a plain row) and the zones its answer is shown in
+    (``zone_of_location``, ``zone_of_patient``), as ``book``'s booking has them. The
+    handlers of its ``BookingCreated`` find it with its service type and patient in the
+    unit of work (``fresh.py``), not in the session."""
+    prepared = prepare(uow, actor, request, plain=True)
+    placed = check_start(uow, prepared, request.start, now=now)
+    parties = prepared.parties
+    values = _new_booking(actor, request, prepared, placed, None)
+    booking = NewBooking(**values, service_type=parties.service_type,
+                         zone_of_location=parties.location.timezone,
+                         zone_of_patient=parties.patient.timezone)
+    session = uow.session
+    session.flush()  # what is pending goes first (nothing, unless a caller added some)
+    # Through the session, so its hooks see the INSERT (versions.insert_after_bump).
+    versions.insert_after_bump(session, Booking.__table__, values,
+                               versions.scopes_of_new_booking(booking))  # type: ignore[arg-type]
+    fresh.remember(uow.memo, fresh.Fresh(booking, parties.service_type, parties.patient))
+    _record(uow, booking, events.BookingCreated, actor=actor, now=now)  # type: ignore[arg-type]
+    return booking
+
+
+def _new_booking(actor: Actor, request: BookingRequest, prepared: Prepared,
+                 placed: placement.Placement, series_id: uuid.UUID | None) -> dict[str, Any]:
+    """Every column of the new booking."""
+    parties = prepared.parties
+    return {
         **_NEW_BOOKING,
         "patient_id": parties.patient.id, "provider_id": parties.provider.id,
         "service_type_id": parties.service_type.id, "location_id": parties.location.id,
@@ -281,15 +423,7 @@ def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetim
         "patient_state": prepared.patient_state,
         "ride_home_confirmed": request.ride_home_confirmed, "note": request.note,
         "created_by_key_id": actor.key_id, "series_id": series_id,
-        "id": uuid.uuid4(), "created_at": utcnow(), "updated_at": utcnow(), "version": 1})
-    # The zones its answer is shown in, known from the parties (as a read ``WITH_ZONES``
-    # has them), and its service type (loaded with the parties), as loading the booking
-    # would attach it: the answer asks no more questions.
-    set_committed_value(booking, "zone_of_location", parties.location.timezone)
-    set_committed_value(booking, "zone_of_patient", parties.patient.timezone)
-    set_committed_value(booking, "service_type", parties.service_type)
-    _record(uow, booking, events.BookingCreated, actor=actor, now=now)
-    return booking
+        "id": uuid.uuid4(), "created_at": utcnow(), "updated_at": utcnow(), "version": 1}
 
 
 # A new booking's columns that no request sets (their defaults, as the ORM would insert).
@@ -323,10 +457,12 @@ _BOOKING_MANAGER = Booking._sa_class_manager  # type: ignore[attr-defined]
 
 
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
-                   now: datetime) -> Booking:
+                   now: datetime) -> NewBooking:
+    """Book a visit (``book_plain``): the new booking's columns as attributes, with its
+    service type and the zones its answer is shown in."""
     with offering_alternatives(uow, now=now) as asked:
         asked.wanted = wanted(request)
-        return uow.run(lambda: book(uow, actor, request, now=now))
+        return uow.run(lambda: book_plain(uow, actor, request, now=now))
 
 
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.domain import recipients
+from service.domain.bookings import fresh
 from service.domain.bookings.events import BookingChanged, BookingCreated
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar import ics
@@ -66,7 +67,9 @@ def enqueue_writes(uow: UnitOfWork, event: BookingChanged) -> None:
     """Queue the visit for every write-back calendar of its provider (and again for any
     calendar it was written to before, so a move to another provider cancels that copy)."""
     session = uow.session
-    booking = session.get(Booking, event.booking_id)
+    # Written without an ORM instance (``POST /bookings``): kept on the unit of work.
+    created = fresh.find(uow.memo, event.booking_id)
+    booking = session.get(Booking, event.booking_id) if created is None else created.booking
     if booking is None:
         return
     # Read with the webhook subscriptions, once per transaction (domain/recipients.py).

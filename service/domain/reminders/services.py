@@ -16,12 +16,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.domain.access.actor import Actor
+from service.domain.bookings import fresh
 from service.domain.bookings.events import (
     BookingCancelled,
     BookingCheckedIn,
@@ -55,10 +57,15 @@ def quiet_hours(settings: Settings) -> planning.QuietHours:
 
 def plan_new_booking(uow: UnitOfWork, event: BookingCreated, *,
                      quiet: planning.QuietHours) -> None:
-    booking = uow.session.get(Booking, event.booking_id)
+    # Written without an ORM instance (``POST /bookings``): it, its service type and its
+    # patient are kept on the unit of work; else they are in the session.
+    created = fresh.find(uow.memo, event.booking_id)
+    booking = (uow.session.get(Booking, event.booking_id) if created is None
+               else created.booking)
     # A booking just created has no reminders yet: its plan is the first.
     _plan(uow, booking, version=1, now=event.occurred_at, quiet=quiet,
-          confirmation=event.status is BookingStatus.BOOKED)
+          confirmation=event.status is BookingStatus.BOOKED,
+          parties=None if created is None else (created.service_type, created.patient))
 
 
 def replan_rescheduled(uow: UnitOfWork, event: BookingRescheduled, *,
@@ -145,10 +152,15 @@ def _written(uow: UnitOfWork) -> Session:
 
 def _plan(uow: UnitOfWork, booking: Booking, *, version: int, now: datetime,
           quiet: planning.QuietHours, confirmation: bool = True,
-          only: list[str] | None = None) -> None:
+          only: list[str] | None = None, parties: tuple[Any, Any] | None = None) -> None:
+    """Plan the booking's reminders (``parties``: its service type and patient, when the
+    caller has them; else read from the session)."""
     session = uow.session
-    service_type = session.get(ServiceType, booking.service_type_id)
-    patient = session.get(Patient, booking.patient_id)
+    if parties is None:
+        service_type = session.get(ServiceType, booking.service_type_id)
+        patient = session.get(Patient, booking.patient_id)
+    else:
+        service_type, patient = parties
     assert service_type is not None and patient is not None
     plan = planning.ReminderPlan.from_json(service_type.reminder_plan)
     if not confirmation:

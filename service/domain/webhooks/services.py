@@ -47,6 +47,7 @@ from sqlalchemy.orm.util import identity_key
 
 from service.domain import recipients
 from service.domain.access.actor import Actor
+from service.domain.bookings import fresh
 from service.domain.bookings.events import BookingChanged, BookingNeedsAttention
 from service.domain.bookings.models import Booking, BookingStatus
 from service.domain.calendar.models import (
@@ -259,9 +260,12 @@ def enqueue_booking_change(uow: UnitOfWork, event: BookingChanged) -> None:
     data = booking_data(event.booking_id, event.starts_at, event.ends_at, event.status)
     # The booking's provider, when the transaction loaded it: its write-back calendars are
     # read with the subscriptions (the calendars' handler comes next, bootstrap.py).
-    booking = uow.session.identity_map.get(identity_key(Booking, event.booking_id))
+    created = fresh.find(uow.memo, event.booking_id)  # written without an ORM instance
+    booking = (created.booking if created is not None
+               else uow.session.identity_map.get(identity_key(Booking, event.booking_id)))
     _enqueue(uow, kind, data, event.occurred_at,
-             provider_id=booking.provider_id if isinstance(booking, Booking) else None)
+             provider_id=booking.provider_id if created is not None
+             or isinstance(booking, Booking) else None)
 
 
 def enqueue_booking_attention(uow: UnitOfWork, event: BookingNeedsAttention) -> None:
