@@ -30,6 +30,7 @@ from urllib.parse import unquote_to_bytes
 
 import marshmallow as ma
 from flask import Request
+from flask import request as current_request
 from flask.json.provider import DefaultJSONProvider
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
@@ -222,6 +223,19 @@ class RequestParser(FlaskParser):
                 schema = self._schemas.setdefault(argmap, argmap())
             return schema
         return super()._get_schema(argmap, req)
+
+    def parse(self, argmap: Any, req: Request | None = None, *, location: str | None = None,
+              validate: Any = None, **kwargs: Any) -> Any:
+        # A query schema that says itself what a request without a query string parses as
+        # (``without_query``, defined on that very class: a subclass may add fields with
+        # defaults) answers that for one, without webargs' and marshmallow's machinery
+        # (most reads of one record are asked without a query: ``GET /bookings/{id}``).
+        if location == "query" and validate is None:
+            without_query = (argmap if isinstance(argmap, type) else type(argmap)
+                             ).__dict__.get("without_query")
+            if without_query is not None and not (req or current_request).query_string:
+                return without_query.__func__()
+        return super().parse(argmap, req, location=location, validate=validate, **kwargs)
 
     def load_json(self, req: Request, schema: ma.Schema) -> Any:
         body = req.get_data(cache=True)

@@ -161,3 +161,11 @@ class ZoneQueryArgsSchema(ma.Schema):
     def _render(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         render_in(data.pop("timezone", None))
         return data
+
+    @staticmethod
+    def without_query() -> dict[str, Any]:
+        """What ``load({})`` gives and does (``_render``), for a request without a query
+        string: ``RequestParser.parse`` answers it without loading
+        (``tests/api/test_edges.py`` checks that both agree)."""
+        render_in(None)
+        return {}

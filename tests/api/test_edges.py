@@ -30,16 +30,19 @@ from urllib.parse import unquote
 
 import marshmallow as ma
 import pytest
+from flask import g
 from gunicorn.config import Config as GunicornConfig
 from sqlalchemy import func, select
 
 from service.access_log import AccessLogger, redact
 from service.app import create_app
 from service.errors import CODES
-from service.extensions import MAX_PAGE
+from service.extensions import MAX_PAGE, Blueprint
 from service.models import Base
 from service.parsing import MAX_JSON_DEPTH, Integer
-from service.resources.fields import JURISDICTION, STATE, Date, Instant
+from service.rendering import rendering_zone
+from service.resources.bookings.schemas import BookingQueryArgsSchema
+from service.resources.fields import JURISDICTION, STATE, Date, Instant, ZoneQueryArgsSchema
 from service.resources.slots.schemas import DateOrInstant
 from tests.api.test_directory import assert_problem
 from tests.factories import clinic_payload, patient_payload
@@ -549,6 +552,26 @@ def test_actions_without_a_body_still_work_without_one(api):
     with_type = api.post(f"/api/v1/providers/{clinic.doctor['id']}/calendar-tokens",
                          data="", headers={"Content-Type": "application/json"})
     assert with_type.status_code == 201, with_type.get_json()
+
+
+def test_a_query_schema_without_a_query_answers_what_loading_nothing_gives(app):
+    """``RequestParser.parse`` answers a request without a query string from the schema's
+    own ``without_query`` (not its subclasses'): the same arguments and the same rendering
+    zone as loading an empty query would leave."""
+    parser = Blueprint.ARGUMENTS_PARSER
+    for query in ("", "?timezone=Europe/Paris"):
+        with app.test_request_context(f"/api/v1/bookings/x{query}"):
+            g.render_zone = "America/Denver"
+            loaded = ZoneQueryArgsSchema().load({} if not query else
+                                                {"timezone": "Europe/Paris"})
+            zone = rendering_zone()
+            g.render_zone = "America/Denver"
+            assert parser.parse(ZoneQueryArgsSchema, location="query") == loaded == {}
+            assert rendering_zone() == zone == (None if not query else "Europe/Paris")
+    assert "without_query" not in BookingQueryArgsSchema.__dict__  # a subclass loads
+    with app.test_request_context("/api/v1/bookings"):
+        assert parser.parse(BookingQueryArgsSchema, location="query") == (
+            BookingQueryArgsSchema().load({}))
 
 
 def test_a_path_id_that_is_not_a_uuid_is_404(api):

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import utcnow
+from service.db import DirectStatement, utcnow
 from service.domain.access.actor import Actor
 from service.domain.access.models import ApiKey
 from service.domain.audit.models import (
@@ -286,6 +286,9 @@ _AUDIT_COLUMNS = frozenset(column.key for column in AuditEvent.__table__.columns
 # Inline: nothing reads the row's generated id back, so no RETURNING (and no result to set
 # up) on databases that would otherwise add one to fetch it.
 _INSERT_ROW = insert(AuditEvent.__table__).inline()
+# The same INSERT, every column but the generated id given (``build_event``), compiled once
+# and run without SQLAlchemy's per-execution machinery (``DirectStatement``): a read's row.
+_INSERT_ROW_DIRECT = DirectStatement(_INSERT_ROW, columns=sorted(_AUDIT_COLUMNS - {"id"}))
 
 
 def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
@@ -303,8 +306,8 @@ def write(session: Session, context: AuditContext, outcome: AuditOutcome, *,
     the session is in autocommit, where the row has committed when this returns (a read
     request's own session: ``service.transactions.share_request_transaction``)."""
     context.recorded = True
-    session.connection().execute(
-        _INSERT_ROW, build_event(session, context, outcome, missing=missing).values())
+    _INSERT_ROW_DIRECT.execute(
+        session.connection(), build_event(session, context, outcome, missing=missing).values())
 
 
 # Writing the row with the change ---------------------------------------------------------

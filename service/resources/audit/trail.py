@@ -211,7 +211,9 @@ def _reference(value: str | None) -> uuid.UUID | None:
 
 
 def _patient_hint(request: Request) -> uuid.UUID | None:
-    hint = _uuid(request.args.get("patient_id")) or _reference(request.args.get("patient"))
+    # (no query string: nothing for ``request.args`` to parse)
+    hint = (_uuid(request.args.get("patient_id")) or _reference(request.args.get("patient"))
+            if request.query_string else None)
     if hint is None and request.method in ("POST", "PUT", "PATCH") and request.is_json:
         body = request.get_json(silent=True)
         if isinstance(body, dict):
