@@ -12,14 +12,22 @@ from collections.abc import Iterator
 import pytest
 import redis.connection
 from flask import Flask
+from limits.storage import MemoryStorage
 
+from service import ratelimits
 from service.app import create_app
 from service.config import Settings
 from service.domain.access import services as keys
 from service.domain.access.actor import Role
 from service.extensions import unit_of_work
 from service.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
-from service.ratelimits import OneTripRedisStorage, RouteLimitManager
+from service.ratelimits import (
+    MemoryCounters,
+    OneTripRedisStorage,
+    RouteLimitManager,
+    parsed,
+    take_each,
+)
 from tests import processes
 
 LIMITS = {"RATE_LIMIT_ROLES": "staff=3/minute,patient=2/minute",
@@ -283,3 +291,79 @@ def test_an_exemption_declared_after_requests_applies(limited):
     answer = client.get(path, headers=bearer(token))
     assert answer.status_code == 200
     assert "RateLimit" not in answer.headers
+
+
+# The extension's own parts --------------------------------------------------------------
+
+
+def test_the_counters_keep_their_redis_keys(app, monkeypatch, redis_server):
+    """The keys (and fixed-window counters) flask-limiter kept, which instances of the
+    version before this extension still count during a rolling deploy."""
+    _, url = redis_server
+    instance = limited_app(app, monkeypatch, REDIS_URL=url)
+    client = instance.test_client()
+    token = issue(instance, Role.STAFF)
+    public_id = token.split("_")[2]
+    assert client.get("/api/v1/providers", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/providers", headers=bearer(
+        "ck_patient_guessed0000_x")).status_code == 401
+    anonymous = {"REMOTE_ADDR": "192.0.2.9"}
+    assert client.get("/openapi.json", environ_base=anonymous).status_code == 200
+    assert client.get("/api/v1/calendars/x.ics", environ_base=anonymous).status_code == 404
+    storage = next(iter(instance.extensions["limiter"])).storage
+    connection = storage.get_connection()
+    found = {key.decode(): int(connection.get(key)) for key in connection.keys("*")}
+    prefix = "LIMITS:LIMITER/clinic-ratelimit"
+    assert found == {
+        f"{prefix}/key:{public_id}/per-key/3/1/minute": 1,
+        f"{prefix}/key:guessed0000/per-key/2/1/minute": 1,
+        f"{prefix}/addr:127.0.0.1/key-checks/2/1/minute": 1,  # the 401, counted after it
+        f"{prefix}/addr:192.0.2.9/anonymous/2/1/minute": 1,
+        f"{prefix}/addr:192.0.2.9/calendar-feeds/2/1/minute": 1,
+    }
+    assert all(0 < connection.ttl(key) <= 60 for key in found)
+    instance.extensions["clinic.database"].dispose()
+
+
+def test_rate_limits_can_be_turned_off(app, monkeypatch):
+    for name, setting in LIMITS.items():
+        monkeypatch.setenv(name, setting)
+    instance = create_app({"DATABASE_URL": app.config["DATABASE_URL"], "TESTING": True,
+                           "RATELIMIT_ENABLED": False})
+    client = instance.test_client()
+    answers = [client.get("/openapi.json") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert not [answer for answer in answers if "RateLimit" in answer.headers]
+    instance.extensions["clinic.database"].dispose()
+
+
+def test_a_blueprint_declared_exempt_is_not_limited(limited):
+    limiter = next(iter(limited.extensions["limiter"]))
+    client = limited.test_client()
+    token = issue(limited, Role.STAFF)
+    assert client.get("/api/v1/providers", headers=bearer(token)).status_code == 200
+    limiter.exempt(limited.blueprints["providers"])
+    answers = [client.get("/api/v1/providers", headers=bearer(token)) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert not [answer for answer in answers if "RateLimit" in answer.headers]
+
+
+def test_memory_counters_count_as_limits_storages_do(monkeypatch):
+    """The memory counters' one pass (``take``) gives what the calls of any limits storage
+    give (``take_each``), stopping at the first limit used up; expired windows restart and
+    are swept."""
+    counted = parsed("anonymous", "2/minute")[0]
+    read = parsed(ratelimits.KEY_CHECKS, "1/minute", counted=False)[0]
+    checks = [(counted, counted.key("addr:x")), (read, read.key("addr:x"))]
+    now = [1000.0]
+    monkeypatch.setattr(ratelimits.time, "time", lambda: now[0])
+    ours, theirs = MemoryCounters(), MemoryStorage()
+    for expected in ([(1, 1060.0), (0, 1000.0)], [(2, 1060.0), (0, 1000.0)], [(3, 1060.0)]):
+        assert ours.take(checks) == expected
+        assert take_each(theirs, checks) == expected
+    assert ours.incr(read.key("addr:x"), read.expiry) == 1  # a refused key, counted after
+    assert ours.take(checks[1:]) == [(1, 1060.0)]  # now used up
+    now[0] = 1061.0
+    assert ours.take(checks) == [(1, 1121.0), (0, 1061.0)]
+    assert ours.get(read.key("addr:x")) == 0 and ours.get_expiry("no/such/key") == 1061.0
+    assert len(ours._counters) == 1  # the expired key-checks counter swept
