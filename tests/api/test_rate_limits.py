@@ -182,7 +182,7 @@ def test_limits_fail_open_when_redis_stops(app, monkeypatch, redis_server, caplo
     lines = [r.getMessage() for r in caplog.records if r.name == "service.ratelimits"]
     assert lines and all("failing open" in line or "skipped" in line for line in lines)
     assert all(r.exc_info is None for r in caplog.records if r.name == "service.ratelimits")
-    assert not [r for r in caplog.records if r.name == "flask-limiter"]
+    assert not [r for r in caplog.records if r.exc_info]  # one line each, no traceback
     instance.extensions["clinic.database"].dispose()
 
 
