@@ -107,8 +107,9 @@ def _breached(checks: Sequence[Check], windows: Sequence[Window]) -> bool:
     return len(windows) > 0 and checks[len(windows) - 1][0].used_up(windows[-1][0])
 
 
-def take_each(storage: Storage, checks: Sequence[Check]) -> list[Window]:
-    """Count (or read) ``checks`` in order through a ``limits`` storage's public calls,
+def take_each(storage: Storage | MemoryCounters, checks: Sequence[Check]) -> list[Window]:
+    """Count (or read) ``checks`` in order through a storage's ``incr``, ``get`` and
+    ``get_expiry`` (``limits'`` own storages, ``MemoryCounters``),
     stopping at the first limit used up: the counters' figures."""
     windows: list[Window] = []
     for limit, key in checks:
@@ -129,31 +130,20 @@ class MemoryCounters:
 
     def __init__(self) -> None:
         self._counters: dict[str, list[Any]] = {}  # key -> [count, window end]
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (take holds it across incr's and the reads)
         self._next_sweep = 0.0
 
     def take(self, checks: Sequence[Check]) -> list[Window]:
+        """``take_each`` under the lock (a request's counts and reads seen together), after
+        dropping expired counters if a sweep is due."""
         now = time.time()
-        windows: list[Window] = []
-        counters = self._counters
         with self._lock:
             if now >= self._next_sweep:
                 self._next_sweep = now + self.SWEEP_SECONDS
+                counters = self._counters
                 for key in [key for key, (_, ends) in counters.items() if ends <= now]:
                     del counters[key]
-            for limit, key in checks:
-                counter = counters.get(key)
-                if counter is not None and counter[1] <= now:
-                    counter = None  # its window is over
-                if limit.counted:
-                    if counter is None:
-                        counter = counters[key] = [0, now + limit.expiry]
-                    counter[0] += 1
-                window = (counter[0], counter[1]) if counter is not None else (0, now)
-                windows.append(window)
-                if limit.used_up(window[0]):
-                    break
-        return windows
+            return take_each(self, checks)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
