@@ -61,7 +61,7 @@ class BookingChange(Base):
     booking_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # shown, never searched
 
 
 class SyncCounter(Base):
