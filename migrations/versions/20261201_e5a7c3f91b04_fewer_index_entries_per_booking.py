@@ -10,7 +10,8 @@ an audit row; every index on these tables is one more entry written (and WAL) pe
 - ix_bookings_series_id becomes partial (series_id IS NOT NULL): every query looks for one
   series (and the foreign key's ON DELETE SET NULL for one value), which implies NOT NULL;
   a booking outside a series, nearly all of them, writes no entry.
-- ix_booking_changes_changed_at: nothing reads the change feed by time (it is read by seq).
+- (ix_booking_changes_changed_at stays: clients read the feed by seq, but the retention
+  purge, calendar/history.py, deletes the rows older than the window by changed_at.)
 - uq_reminders_dedupe_key and ix_reminders_booking (booking_id, plan_version) become one
   unique index, uq_reminders_booking_plan_kind (booking_id, plan_version, kind): the dedupe
   key is made of exactly these (``<booking>.<kind>.v<version>``, reminders/models.py), so
@@ -22,8 +23,7 @@ an index builds. Run them by hand instead, then ``alembic stamp e5a7c3f91b04``:
 plan_version, kind)``; ``CREATE INDEX CONCURRENTLY ix_bookings_series_id_partial ON bookings
 (series_id) WHERE series_id IS NOT NULL``, ``DROP INDEX CONCURRENTLY ix_bookings_series_id``,
 ``ALTER INDEX ix_bookings_series_id_partial RENAME TO ix_bookings_series_id``; ``DROP INDEX
-CONCURRENTLY`` of ix_bookings_location_starts, ix_booking_changes_changed_at and
-ix_reminders_booking; ``ALTER TABLE reminders DROP CONSTRAINT uq_reminders_dedupe_key``
+CONCURRENTLY`` of ix_bookings_location_starts and ix_reminders_booking; ``ALTER TABLE reminders DROP CONSTRAINT uq_reminders_dedupe_key``
 (quick: it only removes the index).
 
 Revision ID: e5a7c3f91b04
@@ -47,7 +47,6 @@ def upgrade() -> None:
     op.drop_index('ix_bookings_series_id', table_name='bookings')
     op.create_index('ix_bookings_series_id', 'bookings', ['series_id'],
                     postgresql_where=WITH_SERIES, sqlite_where=WITH_SERIES)
-    op.drop_index('ix_booking_changes_changed_at', table_name='booking_changes')
     op.create_index('uq_reminders_booking_plan_kind', 'reminders',
                     ['booking_id', 'plan_version', 'kind'], unique=True)
     op.drop_index('ix_reminders_booking', table_name='reminders')
@@ -60,7 +59,6 @@ def downgrade() -> None:
         batch_op.create_unique_constraint('uq_reminders_dedupe_key', ['dedupe_key'])
     op.create_index('ix_reminders_booking', 'reminders', ['booking_id', 'plan_version'])
     op.drop_index('uq_reminders_booking_plan_kind', table_name='reminders')
-    op.create_index('ix_booking_changes_changed_at', 'booking_changes', ['changed_at'])
     op.drop_index('ix_bookings_series_id', table_name='bookings')
     op.create_index('ix_bookings_series_id', 'bookings', ['series_id'])
     op.create_index('ix_bookings_location_starts', 'bookings', ['location_id', 'starts_at'])
