@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from service.db import Base, UTCDateTime, enum_column, utcnow
@@ -54,9 +54,17 @@ class Booking(Record, Base):
         CheckConstraint("status <> 'cancelled' OR cancel_reason IS NOT NULL",
                         name="cancel_reason"),
         Index("ix_bookings_provider_starts", "provider_id", "starts_at"),
+        # A patient's bookings in time order (lists, feeds, FHIR, the last clearance): kept,
+        # though ix_bookings_patient_hold_ends shares its prefix: without it a patient's
+        # page reads all of the patient's bookings (measured: 207 buffers for 9, at 200).
         Index("ix_bookings_patient_starts", "patient_id", "starts_at"),
-        Index("ix_bookings_location_starts", "location_id", "starts_at"),
         Index("ix_bookings_updated_at", "updated_at"),
+        # Only a series' sessions have a series_id; every query and the foreign key's
+        # ON DELETE SET NULL look for one value (which implies NOT NULL): a booking without a
+        # series writes no entry here.
+        Index("ix_bookings_series_id", "series_id",
+              postgresql_where=text("series_id IS NOT NULL"),
+              sqlite_where=text("series_id IS NOT NULL")),
         # The slot search's time filters (block end after the range start): served by
         # these, so years of past bookings do not slow a search (issue 14). The providers'
         # also holds the block's start, checked in the index: of the bookings ending after
@@ -92,7 +100,7 @@ class Booking(Record, Base):
     fee_cents: Mapped[int | None]
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     series_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("treatment_series.id", ondelete="SET NULL"), index=True)
+        ForeignKey("treatment_series.id", ondelete="SET NULL"))
     created_by_key_id: Mapped[uuid.UUID | None]
     # A rule the booking passed when made and no longer passes (its error code: clearance
     # withdrawn, license lapsed, ...), found when an input of the gates changed; it blocks

@@ -61,6 +61,7 @@ class BookingChange(Base):
     booking_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
+    # Shown to clients (who read the feed by seq); the retention purge deletes by it.
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
