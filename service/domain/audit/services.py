@@ -287,7 +287,8 @@ _AUDIT_COLUMNS = frozenset(column.key for column in AuditEvent.__table__.columns
 # up) on databases that would otherwise add one to fetch it.
 _INSERT_ROW = insert(AuditEvent.__table__).inline()
 # The same INSERT, every column but the generated id given (``build_event``), compiled once
-# and run without SQLAlchemy's per-execution machinery (``DirectStatement``): a read's row.
+# and run without SQLAlchemy's per-execution machinery (``DirectStatement``): a read's row,
+# and a change's.
 _INSERT_ROW_DIRECT = DirectStatement(_INSERT_ROW, columns=sorted(_AUDIT_COLUMNS - {"id"}))
 
 
@@ -404,9 +405,10 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
             return
         session.flush()  # ids of what this request created
         # The row as one INSERT statement, as ``record`` writes it: no object for the
-        # commit's flush to process (nothing reads it back in this transaction).
-        session.connection().execute(
-            _INSERT_ROW, build_event(session, context, AuditOutcome.SUCCESS).values())
+        # commit's flush to process (nothing reads it back in this transaction), and no
+        # per-execution machinery (``DirectStatement``).
+        _INSERT_ROW_DIRECT.execute(session.connection(), build_event(
+            session, context, AuditOutcome.SUCCESS).values())
         session.info[_PENDING] = True
 
     @event.listens_for(sessions, "after_commit")
