@@ -35,12 +35,13 @@ from sqlalchemy import (
     Enum,
     Executable,
     MetaData,
+    Table,
     create_engine,
     event,
     make_url,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
@@ -601,6 +602,27 @@ class _DirectForm:
         if not self.results:  # nothing to decode: the driver's tuples as they are
             return found  # type: ignore[return-value]
         return [self.values(row) for row in found]
+
+
+InsertHook = Callable[[Session, Table, Mapping[str, Any]], None]
+_INSERT_HOOK = "db.insert_hook"  # ``Session.info`` key of the hook (``hear_direct_inserts``)
+
+
+def hear_direct_inserts(sessions: sessionmaker[Session], hook: InsertHook) -> None:
+    """Have ``hook`` told of each row that ``announce_insert`` announces in a session of
+    ``sessions`` (one hook per session factory: it is given to its sessions through their
+    ``info``, ``sessionmaker.configure``)."""
+    sessions.configure(info={_INSERT_HOOK: hook})
+
+
+def announce_insert(session: Session, table: Table, values: Mapping[str, Any]) -> None:
+    """Tell the session's hook (``hear_direct_inserts``) of a row about to be inserted by a
+    ``DirectStatement`` on the session's connection, as its ``do_orm_execute`` listeners
+    are told of an INSERT run through ``Session.execute`` (before it runs): the statement
+    skips the session's execution, not what listens to it."""
+    hook = session.info.get(_INSERT_HOOK)
+    if hook is not None:
+        hook(session, table, values)
 
 
 def _failed(connection: Connection, cursor: Any, error: Exception, sql: str,

@@ -414,7 +414,7 @@ def book_plain(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                          zone_of_patient=parties.patient.timezone)
     session = uow.session
     session.flush()  # what is pending goes first (nothing, unless a caller added some)
-    # Through the session, so its hooks see the INSERT (versions.insert_after_bump).
+    # Its hooks hear of the INSERT (versions.insert_after_bump).
     versions.insert_after_bump(session, Booking.__table__, values,
                                versions.scopes_of_new_booking(booking))  # type: ignore[arg-type]
     fresh.remember(uow.memo, fresh.Fresh(booking, parties.service_type, parties.patient))
