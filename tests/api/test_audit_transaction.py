@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy import event
 
-from service.domain.audit import services as audit_services
 from service import db
+from service.domain.audit import services as audit_services
 from service.domain.audit.models import AuditEvent, AuditOutcome
 from tests.api.test_audit import clinic, last_row_id, rows_after  # noqa: F401 - fixture
 from tests.api.test_directory import assert_problem
