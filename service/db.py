@@ -35,12 +35,13 @@ from sqlalchemy import (
     Enum,
     Executable,
     MetaData,
+    Table,
     create_engine,
     event,
     make_url,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
@@ -473,8 +474,10 @@ class DirectStatement:
     first. Not kept: ``echo`` logging and ``handle_error`` listeners.
 
     Parameters are the statement's named ``bindparam``s (an INSERT: the ``columns`` given,
-    every one each time); bound literals keep their compiled value. A row comes back as a
-    named tuple of the selected columns' keys.
+    every one each time); bound literals keep their compiled value. ``first`` answers a row
+    as a named tuple of the selected columns' keys; ``all`` answers the rows as tuples of
+    the selected columns' values, in their order (as ``Row`` is read by position: for a
+    statement selecting several columns of one name, which a named tuple cannot hold).
     """
 
     def __init__(self, statement: Executable, *, columns: Sequence[str] | None = None
@@ -492,13 +495,18 @@ class DirectStatement:
 
     def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> None:
         """Run it (a statement returning no rows)."""
-        self._run(connection, parameters, fetch=False)
+        self._run(connection, parameters, _NOTHING)
 
     def first(self, connection: Connection, parameters: Mapping[str, Any]) -> Any:
         """Its first row (named by the selected columns' keys), or None."""
-        return self._run(connection, parameters, fetch=True)
+        return self._run(connection, parameters, _FIRST)
 
-    def _run(self, connection: Connection, parameters: Mapping[str, Any], *, fetch: bool
+    def all(self, connection: Connection, parameters: Mapping[str, Any]
+            ) -> list[tuple[Any, ...]]:
+        """Its rows, each a tuple of the selected columns' values in their order."""
+        return self._run(connection, parameters, _ALL)  # type: ignore[no-any-return]
+
+    def _run(self, connection: Connection, parameters: Mapping[str, Any], fetch: str
              ) -> Any:
         form = self._form(connection.dialect)
         sql, bound = form.sql, form.bind(parameters)
@@ -515,12 +523,17 @@ class DirectStatement:
             except Exception as error:
                 raise _failed(connection, cursor, error, sql, bound) from error
             dispatch.after_cursor_execute(connection, cursor, sql, bound, None, False)
-            if not fetch:
+            if fetch is _NOTHING:
                 return None
+            if fetch is _ALL:
+                return form.rows(cursor.fetchall())
             found = cursor.fetchone()
             return None if found is None else form.row(found)
         finally:
             cursor.close()
+
+
+_NOTHING, _FIRST, _ALL = "nothing", "first", "all"  # what ``DirectStatement._run`` fetches
 
 
 class _DirectForm:
@@ -552,7 +565,9 @@ class _DirectForm:
         selected = getattr(statement, "selected_columns", None)
         if selected is not None and getattr(statement, "is_select", False):
             keys = [column.key for column in selected]
-            self.row_type = namedtuple("Row", keys)  # type: ignore[misc]
+            # Several columns of one name (``all`` only): no named tuple can hold them.
+            self.row_type = (namedtuple("Row", keys)  # type: ignore[misc]
+                             if len(set(keys)) == len(keys) else None)
             self.results = [(index, processor) for index, processor in (
                 (index, column.type.dialect_impl(dialect).result_processor(dialect, None))
                 for index, column in enumerate(selected)) if processor is not None]
@@ -570,10 +585,44 @@ class _DirectForm:
         return tuple(values[name] for name in self.names) if self.positional else values
 
     def row(self, found: Sequence[Any]) -> Any:
+        if self.row_type is None:
+            raise TypeError("Columns of one name: read the rows with DirectStatement.all.")
+        return self.row_type._make(self.values(found))
+
+    def values(self, found: Sequence[Any]) -> tuple[Any, ...]:
+        """A row's values, through the columns' result processors."""
+        if not self.results:
+            return tuple(found)
         values = list(found)
         for index, processor in self.results:
             values[index] = processor(values[index])
-        return self.row_type._make(values)
+        return tuple(values)
+
+    def rows(self, found: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        if not self.results:  # nothing to decode: the driver's tuples as they are
+            return found  # type: ignore[return-value]
+        return [self.values(row) for row in found]
+
+
+InsertHook = Callable[[Session, Table, Mapping[str, Any]], None]
+_INSERT_HOOK = "db.insert_hook"  # ``Session.info`` key of the hook (``hear_direct_inserts``)
+
+
+def hear_direct_inserts(sessions: sessionmaker[Session], hook: InsertHook) -> None:
+    """Have ``hook`` told of each row that ``announce_insert`` announces in a session of
+    ``sessions`` (one hook per session factory: it is given to its sessions through their
+    ``info``, ``sessionmaker.configure``)."""
+    sessions.configure(info={_INSERT_HOOK: hook})
+
+
+def announce_insert(session: Session, table: Table, values: Mapping[str, Any]) -> None:
+    """Tell the session's hook (``hear_direct_inserts``) of a row about to be inserted by a
+    ``DirectStatement`` on the session's connection, as its ``do_orm_execute`` listeners
+    are told of an INSERT run through ``Session.execute`` (before it runs): the statement
+    skips the session's execution, not what listens to it."""
+    hook = session.info.get(_INSERT_HOOK)
+    if hook is not None:
+        hook(session, table, values)
 
 
 def _failed(connection: Connection, cursor: Any, error: Exception, sql: str,

@@ -8,8 +8,9 @@ import uuid
 import pytest
 from sqlalchemy import event
 
+from service import db
 from service.domain.audit import services as audit_services
-from service.domain.audit.models import AuditOutcome
+from service.domain.audit.models import AuditEvent, AuditOutcome
 from tests.api.test_audit import clinic, last_row_id, rows_after  # noqa: F401 - fixture
 from tests.api.test_directory import assert_problem
 
@@ -123,3 +124,40 @@ def test_a_reads_connection_goes_back_to_the_pool_out_of_autocommit(app, api, cl
         assert returned and not any(returned)
         with database.write_sessions() as session:
             assert session.connection().connection.dbapi_connection.autocommit is False
+
+
+def test_a_booking_inserted_directly_is_the_created_record_of_its_row(app, api, clinic):  # noqa: F811
+    """``POST /bookings`` inserts the booking with a DirectStatement, not through
+    ``Session.execute``: the audit still hears of it (``service.db.announce_insert``), so
+    its request's row names the booking and its patient as for any created record."""
+    before = last_row_id(app)
+    booking = _booking(clinic)
+    rows = [row for row in rows_after(app, before) if row.method == "POST"]
+    assert [(row.action.value, row.resource_type, row.resource_id, str(row.patient_id),
+             row.outcome) for row in rows] == [
+        ("create", "booking", booking, clinic.patient["id"], AuditOutcome.SUCCESS)]
+
+
+def test_the_write_sessions_hear_a_direct_insert_before_it_runs(app):
+    """``announce_insert`` tells the write sessions' hook (the audit's) of a row, and a
+    session with no hook (the read sessions') is told nothing."""
+    database = app.extensions["clinic.database"]
+    heard = []
+    session = database.write_sessions()
+    try:
+        session.info[db._INSERT_HOOK] = lambda *told: heard.append(told)
+        db.announce_insert(session, AuditEvent.__table__, {"id": 1})
+    finally:
+        session.close()
+    assert heard == [(session, AuditEvent.__table__, {"id": 1})]
+    reader = database.read_sessions()
+    try:
+        assert db._INSERT_HOOK not in reader.info
+        db.announce_insert(reader, AuditEvent.__table__, {"id": 1})
+    finally:
+        reader.close()
+    fresh = database.write_sessions()
+    try:
+        assert callable(fresh.info[db._INSERT_HOOK])  # the audit's, installed with the app
+    finally:
+        fresh.close()

@@ -12,8 +12,10 @@ from sqlalchemy import event, exc, func, insert, select
 
 from service.db import DirectStatement, utcnow
 from service.domain.audit.models import AuditAction, AuditEvent, AuditOutcome
+from service.domain.availability import placement
 from service.domain.bookings import reading
 from service.domain.bookings.models import Booking
+from service.domain.patients.models import Patient
 from tests.api.test_audit import clinic  # noqa: F401 - fixture
 
 
@@ -90,3 +92,48 @@ def test_cursor_listeners_see_it_and_errors_are_sqlalchemys(app):
         assert written.occurred_at == row["occurred_at"]
         assert connection.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.request_id == "direct")) == 1
+
+
+def test_all_reads_rows_as_connection_execute_does_by_position(app, clinic):  # noqa: F811
+    """``all``: every row, each value (and its type) where ``Row`` has it by position,
+    several columns of one name included (the booking's parties' read)."""
+    clinic.book("consultation", clinic.at(14))
+    clinic.book("consultation", clinic.at(15))
+    query = (select(Booking.id, Booking.status, Booking.starts_at, Booking.late_cancellation,
+                    Patient.id, Patient.active, Patient.timezone)
+             .join(Patient, Patient.id == Booking.patient_id).order_by(Booking.starts_at))
+    with app.extensions["clinic.database"].writer.connect() as connection:
+        direct = DirectStatement(query).all(connection, {})
+        executed = connection.execute(query).all()
+        with pytest.raises(TypeError):  # no named tuple holds two "id"s
+            DirectStatement(query).first(connection, {})
+    assert len(direct) >= 2 and len(direct) == len(executed)
+    for got, expected in zip(direct, executed, strict=True):
+        assert got == tuple(expected)
+        assert [type(value) for value in got] == [type(value) for value in expected]
+
+
+@pytest.mark.parametrize("chairs", [False, True])
+@pytest.mark.parametrize("exclude", [False, True])
+def test_a_visits_facts_are_what_connection_execute_reads(app, clinic, chairs, exclude):  # noqa: F811
+    """The booking's check reads its schedule (``placement._facts``) directly: the same
+    rows, of the same types, as ``Connection.execute`` gives."""
+    booking = clinic.book("consultation", clinic.at(14)).get_json()
+    start = clinic.at(14)
+    parameters = {"provider_id": uuid.UUID(clinic.doctor["id"]),
+                  "location_id": uuid.UUID(clinic.virtual["id"]),
+                  "patient_id": uuid.UUID(clinic.patient["id"]),
+                  "lo": start - timedelta(days=3), "hi": start + timedelta(days=3),
+                  "first_day": (start - timedelta(days=3)).date(),
+                  "last_day": (start + timedelta(days=3)).date(),
+                  "exclude_booking_id": uuid.UUID(booking["id"]) if exclude else None}
+    database = app.extensions["clinic.database"]
+    postgres = database.dialect == "postgresql"
+    with database.writer.connect() as connection:
+        direct = placement._facts_direct(postgres, chairs=chairs, exclude=exclude).all(
+            connection, parameters)
+        executed = connection.execute(placement._facts(postgres, chairs=chairs,
+                                                       exclude=exclude), parameters).all()
+    assert sorted(map(repr, direct)) == sorted(repr(tuple(row)) for row in executed)
+    kinds = {row[0] for row in direct}
+    assert "weekly" in kinds and ("provider_busy" in kinds) is not exclude

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from service import bootstrap
 from service.config import Settings
 from service.db import utcnow
-from service.domain.access.actor import SYSTEM
+from service.domain.access.actor import SYSTEM, Actor, Role
 from service.domain.bookings import services
 from service.domain.bookings.models import Booking
 from service.extensions import database
@@ -36,7 +36,15 @@ def test_plain_rows_derive_what_the_models_derive():
     assert _properties(Booking) <= set(dir(services.NewBooking))
 
 
-def test_plain_parties_hold_what_the_orm_loads(app, clinic):
+def _patient(clinic) -> Actor:
+    return Actor(key_id=None, role=Role.PATIENT, patient_id=uuid.UUID(clinic.patient["id"]))
+
+
+@pytest.mark.parametrize("actor", [
+    pytest.param(lambda _clinic: SYSTEM, id="sees-every-patient"),  # a DirectStatement
+    pytest.param(_patient, id="the-patient")])  # the policy's query, executed
+def test_plain_parties_hold_what_the_orm_loads(app, clinic, actor):
+    actor = actor(clinic)
     with app.app_context():
         db = database()
     for service in clinic.services.values():
@@ -48,7 +56,7 @@ def test_plain_parties_hold_what_the_orm_loads(app, clinic):
         uow = UnitOfWork(db.write_sessions, dialect=db.dialect)
         with uow:
             postgres = db.dialect == "postgresql"
-            plain = services._plain_parties(uow.session, services._plain_parties_query(postgres),
+            plain = services._plain_parties(uow.session, actor, postgres,
                                             {"patient_id": request.patient_id,
                                              "provider_id": request.provider_id,
                                              "service_type_id": request.service_type_id,
@@ -63,6 +71,8 @@ def test_plain_parties_hold_what_the_orm_loads(app, clinic):
                 attributes = inspect(type(instance)).column_attrs
                 assert {a.key: getattr(row, a.key) for a in attributes} == {
                     a.key: getattr(instance, a.key) for a in attributes}
+                assert {a.key: type(getattr(row, a.key)) for a in attributes} == {
+                    a.key: type(getattr(instance, a.key)) for a in attributes}
             licenses = loaded[1].licenses
             assert licenses, "the doctor holds a license"
             attributes = inspect(type(licenses[0])).column_attrs
@@ -90,3 +100,18 @@ def test_a_booking_made_finds_its_handlers_rows_without_the_session(app, clinic)
         for column in Booking.__table__.columns:
             assert getattr(stored, column.key) == getattr(booking, column.key), column.key
         assert stored.leaves_at == booking.leaves_at
+
+
+def test_an_actor_who_does_not_see_the_patient_finds_no_parties(app, clinic):
+    """The direct statement serves only actors who see every patient: another patient's
+    key finds no row (and the booking then answers ``patient_not_found``)."""
+    with app.app_context():
+        db = database()
+    stranger = Actor(key_id=None, role=Role.PATIENT, patient_id=uuid.uuid4())
+    uow = UnitOfWork(db.write_sessions, dialect=db.dialect)
+    with uow:
+        assert services._plain_parties(uow.session, stranger, db.dialect == "postgresql", {
+            "patient_id": uuid.UUID(clinic.patient["id"]),
+            "provider_id": uuid.UUID(clinic.doctor["id"]),
+            "service_type_id": uuid.UUID(clinic.services["consultation"]["id"]),
+            "location_id": uuid.UUID(clinic.virtual["id"])}) is None

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import DirectStatement, utcnow
+from service.db import DirectStatement, hear_direct_inserts, utcnow
 from service.domain.access.actor import Actor
 from service.domain.access.models import ApiKey
 from service.domain.audit.models import (
@@ -287,7 +287,8 @@ _AUDIT_COLUMNS = frozenset(column.key for column in AuditEvent.__table__.columns
 # up) on databases that would otherwise add one to fetch it.
 _INSERT_ROW = insert(AuditEvent.__table__).inline()
 # The same INSERT, every column but the generated id given (``build_event``), compiled once
-# and run without SQLAlchemy's per-execution machinery (``DirectStatement``): a read's row.
+# and run without SQLAlchemy's per-execution machinery (``DirectStatement``): a read's row,
+# and a change's.
 _INSERT_ROW_DIRECT = DirectStatement(_INSERT_ROW, columns=sorted(_AUDIT_COLUMNS - {"id"}))
 
 
@@ -374,18 +375,26 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
                     context.created = (obj.id, patient)
                     break
 
-    @event.listens_for(sessions, "do_orm_execute")
-    def _bulk_write(state) -> None:  # type: ignore[no-untyped-def]
-        if not (state.is_insert or state.is_update or state.is_delete):
-            return
+    def _wrote(session: Session, table: object, parameters: object, *, inserted: bool
+               ) -> None:
         context = current()
         if context is None:
             return
-        table = getattr(state.statement, "table", None)
         if getattr(table, "name", None) not in BOOKKEEPING:
-            state.session.info[_CHANGED] = True
-        if state.is_insert and not context.recorded:
-            _created_by_insert(context, table, state.parameters)
+            session.info[_CHANGED] = True
+        if inserted and not context.recorded:
+            _created_by_insert(context, table, parameters)
+
+    @event.listens_for(sessions, "do_orm_execute")
+    def _bulk_write(state) -> None:  # type: ignore[no-untyped-def]
+        if state.is_insert or state.is_update or state.is_delete:
+            _wrote(state.session, getattr(state.statement, "table", None), state.parameters,
+                   inserted=state.is_insert)
+
+    # A row written by a DirectStatement (``bookings.services.book_plain``'s booking) is
+    # heard as one INSERT run through the session.
+    hear_direct_inserts(sessions, lambda session, table, values: _wrote(
+        session, table, values, inserted=True))
 
     @event.listens_for(sessions, "before_commit")
     def _before_commit(session: Session) -> None:
@@ -404,9 +413,10 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
             return
         session.flush()  # ids of what this request created
         # The row as one INSERT statement, as ``record`` writes it: no object for the
-        # commit's flush to process (nothing reads it back in this transaction).
-        session.connection().execute(
-            _INSERT_ROW, build_event(session, context, AuditOutcome.SUCCESS).values())
+        # commit's flush to process (nothing reads it back in this transaction), and no
+        # per-execution machinery (``DirectStatement``).
+        _INSERT_ROW_DIRECT.execute(session.connection(), build_event(
+            session, context, AuditOutcome.SUCCESS).values())
         session.info[_PENDING] = True
 
     @event.listens_for(sessions, "after_commit")

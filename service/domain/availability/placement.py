@@ -36,7 +36,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from service.db import UTCDateTime
+from service.db import DirectStatement, UTCDateTime
 from service.domain.availability import facts, search
 from service.domain.availability import slots as engine
 from service.domain.availability.models import DateOverride, TimeOff, WeeklyHours
@@ -154,18 +154,26 @@ def load_visit_schedule(session, visit: Visit, *, start: datetime, end: datetime
     connection = session.connection()
     lo = start - search.MAX_BUFFER - timedelta(days=1)
     hi = end + search.MAX_BUFFER + timedelta(days=1)
-    statement = _facts(connection.dialect.name == "postgresql", chairs=service_type.needs_chair,
-                       exclude=exclude_booking_id is not None)
+    statement = _facts_direct(connection.dialect.name == "postgresql",
+                              chairs=service_type.needs_chair,
+                              exclude=exclude_booking_id is not None)
     facts: dict[str, list[Any]] = {}
-    for row in connection.execute(statement, {
+    for row in statement.all(connection, {
             "provider_id": provider.id, "location_id": location.id,
             "patient_id": visit.patient_id, "lo": lo, "hi": hi,
             "first_day": (start - timedelta(days=2)).date(),
             "last_day": (end + timedelta(days=2)).date(),
-            "exclude_booking_id": exclude_booking_id}).fetchall():
+            "exclude_booking_id": exclude_booking_id}):
         facts.setdefault(row[0], []).append(row)
     _fill(schedule, facts, provider.id, location.id)
     return schedule
+
+
+@functools.cache
+def _facts_direct(postgres: bool, *, chairs: bool, exclude: bool) -> DirectStatement:
+    """``_facts`` compiled once and run without SQLAlchemy's per-execution machinery
+    (``DirectStatement``): the statement of every booking's check and of every reschedule."""
+    return DirectStatement(_facts(postgres, chairs=chairs, exclude=exclude))
 
 
 @functools.cache

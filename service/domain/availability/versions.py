@@ -55,6 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from service.db import DirectStatement, announce_insert
 from service.domain.availability.models import DateOverride, ScheduleVersion, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking
 from service.domain.clinic.models import Location, ServiceType
@@ -171,19 +172,32 @@ def insert_after_bump(session: Session, table: Table, values: dict[str, object],
     without the ``before_flush`` hook), e.g. a new booking (``scopes_of_new_booking``).
     On PostgreSQL the bump rides the INSERT (one statement, its upsert a data-modifying
     WITH that the inserted row waits for: the version rows are locked, in sorted order,
-    before the row is written, as with the flush's bump). It runs through the session, so
-    its ``do_orm_execute`` hooks see the INSERT (the audit row learns the record created)."""
+    before the row is written, as with the flush's bump). The INSERT is a ``DirectStatement``
+    on the session's connection (a booking's costliest statement through SQLAlchemy's
+    execution), announced to the session's hook first (``service.db.announce_insert``: the
+    audit row learns the record created, as from ``Session.execute``'s ``do_orm_execute``;
+    this module's own listener there reacts only to bulk UPDATEs and DELETEs)."""
     ordered = sorted(set(scopes))
-    if ordered and session.get_bind().dialect.name == "postgresql":
-        session.execute(_insert_after_bump(table), {**values, "scopes": ordered})
-        return
-    bump(session, ordered)
-    session.execute(_insert_row(table), values)
+    connection = session.connection()
+    after_bump = bool(ordered) and connection.dialect.name == "postgresql"
+    if not after_bump:
+        bump(session, ordered)
+    announce_insert(session, table, values)
+    if after_bump:
+        _insert_after_bump_direct(table).execute(connection, {**values, "scopes": ordered})
+    else:
+        _insert_row_direct(table).execute(connection, values)
 
 
 @functools.cache
-def _insert_row(table: Table):  # type: ignore[no-untyped-def]
-    return insert(table)
+def _insert_row_direct(table: Table) -> DirectStatement:
+    """One row of ``table``, every column given."""
+    return DirectStatement(insert(table), columns=[column.key for column in table.columns])
+
+
+@functools.cache
+def _insert_after_bump_direct(table: Table) -> DirectStatement:
+    return DirectStatement(_insert_after_bump(table))
 
 
 @functools.cache

@@ -41,6 +41,7 @@ from sqlalchemy import BigInteger, Insert, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.db import DirectStatement
 from service.domain import json_rows
 from service.domain.access.actor import Actor
 from service.domain.bookings import history as booking_history
@@ -80,7 +81,7 @@ def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
     session = uow.session
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_numbered_in_one_statement(), {
+        _NUMBERED_DIRECT.execute(session.connection(), {
             "count": len(changes), "changes": json_rows.parameter([
                 {"booking_id": c.booking_id, "kind": c.kind.value, "changed_at": c.occurred_at}
                 for c in changes]),
@@ -116,6 +117,13 @@ def _numbered_in_one_statement() -> Insert:
                rows.c.kind, rows.c.changed_at).select_from(counter).join(rows, true())).add_cte(
         counter, booking_history.written_with_the_feed(),
         planned_reminders.written_with_the_feed())
+
+
+# Run on the session's connection without SQLAlchemy's per-execution machinery
+# (``DirectStatement``): the last statement of every booking change. The session's
+# ``do_orm_execute`` hooks do not see it, and need not: it writes only rows that follow a
+# booking change this transaction already flushed or inserted (which the audit saw).
+_NUMBERED_DIRECT = DirectStatement(_numbered_in_one_statement())
 
 
 # Tokens -----------------------------------------------------------------------------------
