@@ -238,3 +238,16 @@ def test_the_scheduler_refuses_to_start_with_a_forbidden_clinic_alias(tmp_path):
                          "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "content check failed" in result.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stay", [{}, {"in_person": False},
+                                  {"leaves_at": datetime(2026, 7, 14, 19, 0, tzinfo=UTC),
+                                   "with_driver": True, "advice": ("Eat lightly",),
+                                   "after_care": ("Rest",)}])
+def test_one_channel_renders_what_all_three_render(kind, stay):
+    # Each channel's render computes only its own fields (an SMS skips the email's stay).
+    both = render(kind, facts(**stay))
+    sms, email = (render(kind, facts(**stay), channel=c) for c in ("sms", "email"))
+    assert (sms.sms, sms.email, sms.subject) == (both.sms, "", "")
+    assert (email.subject, email.email, email.sms) == (both.subject, both.email, "")

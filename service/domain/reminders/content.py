@@ -287,21 +287,25 @@ def _sms_preparations(facts: MessageFacts, generic: str) -> list[str]:
     return options
 
 
-def _values(facts: MessageFacts) -> dict[str, str]:
+def _values(facts: MessageFacts, *, email: bool = True) -> dict[str, str]:
+    """The templates' fields; the email's ``preparation`` (the stay and the advice, a dozen
+    clock readings) only with ``email``: an SMS words its own (``_sms_preparations``)."""
     local = in_zone(facts.starts_at, facts.zone)
     hour = local.strftime("%I:%M %p").lstrip("0")
     zone_abbr = local.strftime("%Z")
     preparation = PREPARATION["in_person" if facts.in_person else "telehealth"]
-    return {
+    values = {
         "first_name": facts.first_name.strip(),
         "clinic": facts.clinic_name,
         "phone": display_phone(facts.clinic_phone),
         "date": f"{local:%A, %B} {local.day}",
         "when": f"{local:%a %b} {local.day}, {hour} {zone_abbr}",
         "when_long": f"{local:%A, %B} {local.day}, {local.year} at {hour} {zone_abbr}",
-        "preparation": _email_preparation(facts, preparation[0]),
         "sms_preparation": preparation[1],
     }
+    if email:
+        values["preparation"] = _email_preparation(facts, preparation[0])
+    return values
 
 
 def _fit_sms(template: str, values: dict[str, str], options: list[str] | None = None) -> str:
@@ -327,8 +331,8 @@ def render(kind: str, facts: MessageFacts, templates: Mapping[str, Template] = T
     """The texts of a reminder, checked (raises ContentRefused): for ``channel`` "sms" only
     the SMS, for "email" only the subject and the email, by default all three."""
     template = templates[template_key(kind)]
-    values = _values(facts)
     email = channel in (None, "email")
+    values = _values(facts, email=email)
     message = Message(subject=template.subject.format(**values) if email else "",
                       email=template.email.format(**values) if email else "",
                       sms=_fit_sms(template.sms, values, _sms_preparations(
