@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from service import bootstrap
 from service.config import Settings
@@ -523,6 +523,29 @@ def test_two_dispatchers_in_threads_never_send_the_same_reminder_twice(app, api,
 
     assert sorted(sinks.sms.keys()) == sorted(expected)  # each once, none missing
     assert statuses(app) == Counter({"sent": len(expected)})
+
+
+def test_every_claim_and_guard_reuses_the_outboxs_built_reads(app, api, clinic, sinks):
+    # The reads are built once (their cache keys kept), not again at each claim and guard.
+    set_plan(api, clinic, "consultation", {**CONFIRMATION_ONLY, "confirmation": False})
+    bookings = [book(clinic, patient(clinic), hour) for hour in (13, 14, 15)]
+    now = utcnow()
+    expected = add_due_rows(app, bookings, 4, now)
+    executed: list[Any] = []
+    engine = app.extensions["clinic.database"].writer
+    listener = lambda _conn, statement, *_: executed.append(statement)  # noqa: E731
+    event.listen(engine, "before_execute", listener)
+    try:
+        dispatcher(app, live_settings(sinks, reminder_batch_size=3)).run_once(
+            now=now + timedelta(seconds=1))
+    finally:
+        event.remove(engine, "before_execute", listener)
+
+    assert sorted(sinks.sms.keys()) == sorted(expected)
+    locking = [s for s in executed if getattr(s, "_for_update_arg", None) is not None
+               and s._for_update_arg.read]  # the guards' FOR SHARE reads
+    assert len(locking) >= 2 * 4  # a guard per claim of 3, at least, locks twice
+    assert len({id(s) for s in locking}) == 2  # the bookings' read and the patients'
 
 
 # The scheduler process ----------------------------------------------------------------------

@@ -4,8 +4,10 @@ GSM-7 characters with the opt-out text."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from service.domain.reminders import content
 from service.domain.reminders.content import (
+    FORBIDDEN_WORDS,
     OPT_OUT_TEXT,
     SMS_LIMIT,
     TEMPLATES,
@@ -89,6 +92,40 @@ def test_whole_words_only_and_case_insensitive():
                                                                      "infusion"]
     assert forbidden_words("Ivy drives to Riverside with Divya; dosimeter, therapist") == []
     assert forbidden_words("Mental-Health and self harm") == ["mental health", "self harm"]
+
+
+def test_letters_that_ignorecase_takes_for_ascii_are_folded():
+    # Dotless i, dotted capital I, long s, Kelvin sign, full-width letters.
+    assert forbidden_words("ketam\u0131ne KETAM\u0130NE \u017fedation \u212aetalar") == [
+        "ketamine", "sedation", "ketalar"]
+    assert forbidden_words("\uff29\uff36 drip") == ["iv", "drip"]
+    assert forbidden_words("Ketamine\u0130 DRIPS xiv") == ["drips"]
+
+
+def _ignorecase_words(text: str) -> list[tuple[int, int]]:
+    """Where the word list matches ``text`` with ``re.IGNORECASE`` on the NFKC text (how the
+    check read it before it folded the text itself)."""
+    def one(word: str) -> str:
+        return "".join(r"[\s\-]+" if t == " " else r"[\s\-]*" if t == "-" else re.escape(t)
+                       for t in re.split(r"([ \-])", word))
+    alternatives = sorted((one(w) for w in FORBIDDEN_WORDS), key=len, reverse=True)
+    pattern = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(alternatives)
+                         + r")s?(?![A-Za-z0-9])", re.IGNORECASE)
+    return [m.span() for m in pattern.finditer(unicodedata.normalize("NFKC", text))]
+
+
+tricky = st.sampled_from(list(FORBIDDEN_WORDS) + [
+    " ", "-", ".", "s", "S", "x", "7", "\u0131", "\u0130", "\u017f", "\u212a", "\uff49",
+    "\u00e9", "\n", "I", "V", "K", "DOSE", "Self", "HARM", "mental", "Health"])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.one_of(tricky, st.text(max_size=3)), max_size=12).map("".join))
+def test_the_folded_check_finds_what_a_case_insensitive_match_finds(text):
+    # Folding keeps every character in place (no letter becomes two), so the spans compare.
+    spans = [m.span() for m in content._FORBIDDEN.finditer(content._fold(text))]
+    assert spans == _ignorecase_words(text)
+    assert (forbidden_words(text) == []) == (spans == [])
 
 
 def test_a_rendered_message_is_checked_again_at_send_time():
@@ -201,3 +238,16 @@ def test_the_scheduler_refuses_to_start_with_a_forbidden_clinic_alias(tmp_path):
                          "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "content check failed" in result.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stay", [{}, {"in_person": False},
+                                  {"leaves_at": datetime(2026, 7, 14, 19, 0, tzinfo=UTC),
+                                   "with_driver": True, "advice": ("Eat lightly",),
+                                   "after_care": ("Rest",)}])
+def test_one_channel_renders_what_all_three_render(kind, stay):
+    # Each channel's render computes only its own fields (an SMS skips the email's stay).
+    both = render(kind, facts(**stay))
+    sms, email = (render(kind, facts(**stay), channel=c) for c in ("sms", "email"))
+    assert (sms.sms, sms.email, sms.subject) == (both.sms, "", "")
+    assert (email.subject, email.email, email.sms) == (both.subject, both.email, "")

@@ -50,8 +50,14 @@ FORBIDDEN_WORDS: tuple[str, ...] = (
 
 
 def _word_pattern(words: Iterable[str]) -> re.Pattern[str]:
-    """Whole words (an optional plural s), case-insensitive; a space in a phrase matches any
-    run of spaces or hyphens, a hyphen also matches nothing (self-harm, selfharm)."""
+    """Whole words (an optional plural s) in a text folded by ``_fold``; a space in a phrase
+    matches any run of spaces or hyphens, a hyphen also matches nothing (self-harm,
+    selfharm).
+
+    Case-sensitive, on lower-cased words and text, rather than ``re.IGNORECASE``: the regex
+    engine skips an alternative whose first character differs at once only for a plain
+    literal, so this is 3-5 times faster on a whole message (every reminder is checked
+    before it is sent) and finds the same words."""
 
     def one(word: str) -> str:
         pattern = ""
@@ -64,9 +70,20 @@ def _word_pattern(words: Iterable[str]) -> re.Pattern[str]:
                 pattern += re.escape(token)
         return pattern
 
-    alternatives = sorted((one(w) for w in words), key=len, reverse=True)
-    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(alternatives) + r")s?(?![A-Za-z0-9])",
-                      re.IGNORECASE)
+    alternatives = sorted((one(w.lower()) for w in words), key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alternatives) + r")s?(?![a-z0-9])")
+
+
+# The characters that ``re.IGNORECASE`` takes for an ASCII letter while ``str.lower`` keeps
+# them apart (or, for the dotted capital I, makes two characters of): dotless i, dotted
+# capital I, long s, Kelvin sign.
+_CASE_FOLDS = str.maketrans({"\u0131": "i", "\u0130": "i", "\u017f": "s", "\u212a": "k"})
+
+
+def _fold(text: str) -> str:
+    """``text`` as the forbidden-word pattern reads it: NFKC (full-width letters, ligatures),
+    then lower case, with the letters ``re.IGNORECASE`` would match an ASCII letter with."""
+    return unicodedata.normalize("NFKC", text).translate(_CASE_FOLDS).lower()
 
 
 _FORBIDDEN = _word_pattern(FORBIDDEN_WORDS)
@@ -84,8 +101,8 @@ class ContentRefused(ValueError):
 def forbidden_words(text: str) -> list[str]:
     """The forbidden words in ``text`` (lower-cased, in order of appearance, unique)."""
     found: list[str] = []
-    for match in _FORBIDDEN.finditer(unicodedata.normalize("NFKC", text)):
-        word = re.sub(r"[\s\-]+", " ", match.group(0).lower())
+    for match in _FORBIDDEN.finditer(_fold(text)):
+        word = re.sub(r"[\s\-]+", " ", match.group(0))
         if word not in found:
             found.append(word)
     return found
@@ -270,21 +287,25 @@ def _sms_preparations(facts: MessageFacts, generic: str) -> list[str]:
     return options
 
 
-def _values(facts: MessageFacts) -> dict[str, str]:
+def _values(facts: MessageFacts, *, email: bool = True) -> dict[str, str]:
+    """The templates' fields; the email's ``preparation`` (the stay and the advice, a dozen
+    clock readings) only with ``email``: an SMS words its own (``_sms_preparations``)."""
     local = in_zone(facts.starts_at, facts.zone)
     hour = local.strftime("%I:%M %p").lstrip("0")
     zone_abbr = local.strftime("%Z")
     preparation = PREPARATION["in_person" if facts.in_person else "telehealth"]
-    return {
+    values = {
         "first_name": facts.first_name.strip(),
         "clinic": facts.clinic_name,
         "phone": display_phone(facts.clinic_phone),
         "date": f"{local:%A, %B} {local.day}",
         "when": f"{local:%a %b} {local.day}, {hour} {zone_abbr}",
         "when_long": f"{local:%A, %B} {local.day}, {local.year} at {hour} {zone_abbr}",
-        "preparation": _email_preparation(facts, preparation[0]),
         "sms_preparation": preparation[1],
     }
+    if email:
+        values["preparation"] = _email_preparation(facts, preparation[0])
+    return values
 
 
 def _fit_sms(template: str, values: dict[str, str], options: list[str] | None = None) -> str:
@@ -310,8 +331,8 @@ def render(kind: str, facts: MessageFacts, templates: Mapping[str, Template] = T
     """The texts of a reminder, checked (raises ContentRefused): for ``channel`` "sms" only
     the SMS, for "email" only the subject and the email, by default all three."""
     template = templates[template_key(kind)]
-    values = _values(facts)
     email = channel in (None, "email")
+    values = _values(facts, email=email)
     message = Message(subject=template.subject.format(**values) if email else "",
                       email=template.email.format(**values) if email else "",
                       sms=_fit_sms(template.sms, values, _sms_preparations(
