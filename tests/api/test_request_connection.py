@@ -16,8 +16,9 @@ from service.transactions import (
 
 
 def _checked_out(app) -> int:
-    database = app.extensions["clinic.database"]
-    return database.request_sessions.kw["bind"].pool.checkedout()
+    database = app.extensions["clinic.database"]  # the request sessions' engine
+    engine = database.writer if database.request_autocommit else database.reader
+    return engine.pool.checkedout()
 
 
 def _driver_connection(connection):
