@@ -382,13 +382,18 @@ def _autocommit_off(dbapi_connection: Any) -> None:
 
 
 def _in_autocommit(_session: Any, _transaction: Any, connection: Any) -> None:
-    """A request session's connection, once checked out (nothing sent on it yet: the
-    driver sends BEGIN with the first statement), in the driver's autocommit until it is
-    back in the pool. What ``isolation_level="AUTOCOMMIT"`` on the engine does, without
-    its per-checkout machinery (an ``engine_connect`` listener setting and resetting both
-    the driver's autocommit and its isolation level). Its reset is the same: a finalizer
-    of the pooled connection, run as it returns to the pool, after its rollback (nothing
-    to roll back in autocommit: the driver sends nothing), before anyone else gets it."""
+    """A request session's connection, once checked out: ``autocommit_until_returned``."""
+    autocommit_until_returned(connection)
+
+
+def autocommit_until_returned(connection: Connection) -> None:
+    """A connection just checked out (nothing sent on it yet: the driver sends BEGIN with
+    the first statement), in the driver's autocommit until it is back in the pool. What
+    ``isolation_level="AUTOCOMMIT"`` on the engine does, without its per-checkout
+    machinery (an ``engine_connect`` listener setting and resetting both the driver's
+    autocommit and its isolation level). Its reset is the same: a finalizer of the pooled
+    connection, run as it returns to the pool, after its rollback (nothing to roll back in
+    autocommit: the driver sends nothing), before anyone else gets it."""
     pooled = connection.connection
     dbapi_connection = pooled.dbapi_connection
     if dbapi_connection.autocommit:
@@ -428,6 +433,17 @@ class Database:
             event.listen(self.request_sessions, "after_begin", _in_autocommit)
         if self.probe is None:
             self.probe = self.reader
+
+    def request_connection(self) -> Connection:
+        """A connection for a read request's own session and statements (``request_sessions``
+        bound to it: ``service.transactions.request_connection``), from the same engine as
+        those sessions' and, where they are (``request_autocommit``), in autocommit until
+        it is back in the pool."""
+        if not self.request_autocommit:
+            return self.reader.connect()
+        connection = self.writer.connect()
+        autocommit_until_returned(connection)
+        return connection
 
     @classmethod
     def connect(cls, url: str, replica_url: str | None = None, *, echo: bool = False,

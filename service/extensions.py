@@ -29,6 +29,7 @@ from service.transactions import (  # noqa: F401 - the resources' one import of 
     end_held_transaction,
     end_request_transaction,
     hold_request_transaction,
+    request_connection,
     request_session,
     settle_held_transaction,
     share_request_transaction,

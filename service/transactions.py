@@ -9,6 +9,7 @@ former imports) read in the same transaction.
 from __future__ import annotations
 
 from flask import current_app, g
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.db import Database
@@ -50,6 +51,7 @@ def statement_reads() -> UnitOfWork:
 
 _SHARES_TRANSACTION = "clinic.shares_transaction"
 _REQUEST_SESSION = "clinic.request_session"
+_REQUEST_CONNECTION = "clinic.request_connection"
 _HOLDS_TRANSACTION = "clinic.holds_transaction"
 _HELD_SESSION = "clinic.held_session"
 
@@ -102,6 +104,31 @@ def share_request_transaction() -> bool:
     return shared
 
 
+def request_connection(db: Database | None = None) -> Connection:
+    """The connection of the request's own session (``request_session``), for Core
+    statements to run on directly (``UnitOfWork.connection``: the booking's read, the
+    read's audit row): through the session, each would begin or join a session
+    transaction (its bookkeeping and events) only to be handed this same connection.
+
+    While the session reads in a transaction of its own, its connection. Otherwise one of
+    the session's engine (``Database.request_connection``, in autocommit as the session's
+    would be), opened once and kept until ``end_request_transaction``, which the session
+    is then bound to (its ``bind``): whatever it reads afterwards runs on it too, one
+    connection per request as before."""
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    connection = found.get(_REQUEST_CONNECTION)
+    if connection is not None:
+        return connection
+    db = db or database()
+    session = request_session(db)
+    if session.in_transaction():  # (not kept: a rollback gives it back to the pool)
+        return session.connection()
+    connection = db.request_connection()
+    session.bind = connection
+    setattr(found, _REQUEST_CONNECTION, connection)
+    return connection
+
+
 def request_session(db: Database | None = None) -> Session:
     """The request's own session (opened on first use, closed by
     ``end_request_transaction``)."""
@@ -114,14 +141,14 @@ def request_session(db: Database | None = None) -> Session:
 
 
 def request_unit_of_work() -> UnitOfWork:
-    """A unit of work in the request's own session."""
+    """A unit of work in the request's own session and connection."""
     return _request_unit_of_work(database())
 
 
 def _request_unit_of_work(db: Database) -> UnitOfWork:
     return UnitOfWork(None, dialect=db.dialect,
                       bus=current_app._get_current_object().extensions["clinic.bus"],  # type: ignore[attr-defined]
-                      shared=request_session(db))
+                      shared=request_session(db), connection=lambda: request_connection(db))
 
 
 def shares_request_transaction() -> bool:
@@ -129,10 +156,14 @@ def shares_request_transaction() -> bool:
 
 
 def end_request_transaction(_exc: BaseException | None = None) -> None:
-    """After the request: end (roll back what was not committed) its own transaction."""
+    """After the request: end (roll back what was not committed) its own transaction, and
+    give its connection back to the pool."""
     found = g._get_current_object()  # type: ignore[attr-defined]
     session = found.pop(_REQUEST_SESSION, None)
     if session is not None:
         session.close()
+    connection = found.pop(_REQUEST_CONNECTION, None)
+    if connection is not None:
+        connection.close()
     if _HOLDS_TRANSACTION in found or _HELD_SESSION in found:
         end_held_transaction()

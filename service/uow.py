@@ -29,6 +29,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -63,11 +64,15 @@ class UnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session] | None, *, dialect: str = "",
                  bus: MessageBus | None = None, shared: Session | None = None,
-                 reads: sessionmaker[Session] | None = None, hold: bool = False) -> None:
+                 reads: sessionmaker[Session] | None = None, hold: bool = False,
+                 connection: Callable[[], Connection] | None = None) -> None:
         if (sessions is None) == (shared is None):
             raise ValueError("Give either a session factory or a shared session.")
         if hold and shared is None:
             raise ValueError("Only a shared session's transaction can be held.")
+        if connection is not None and shared is None:
+            raise ValueError("Only a shared session's connection can be given.")
+        self._connection = connection
         self._hold = hold
         self._savepoint: SessionTransaction | None = None
         self._held = False
@@ -145,6 +150,15 @@ class UnitOfWork:
                 if attempt == RETRIES:
                     raise
         raise AssertionError("unreachable")
+
+    def connection(self) -> Connection:
+        """The connection of this unit of work's transaction, for Core statements: its
+        shared session's as given (``connection``: a read request's own, without a session
+        transaction begun around it, ``service.transactions.request_connection``), else
+        its session's."""
+        if self._connection is not None:
+            return self._connection()
+        return self.session.connection()
 
     def reading(self) -> UnitOfWork:
         """A unit of work for reads only, on read-only transactions where the database has

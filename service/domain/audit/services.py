@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, event, insert, null, select
+from sqlalchemy import Connection, Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import DirectStatement, hear_direct_inserts, utcnow
@@ -300,15 +300,17 @@ def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
 
 
 def write(session: Session, context: AuditContext, outcome: AuditOutcome, *,
-          missing: str | None = None) -> None:
+          missing: str | None = None, connection: Connection | None = None) -> None:
     """Write the request's row: one INSERT, as a statement on ``session``'s connection (not
     through the ORM's execution, which has nothing to do for it: nothing to flush or to
     read back), in its transaction; committing that is the caller's (``record``), unless
     the session is in autocommit, where the row has committed when this returns (a read
-    request's own session: ``service.transactions.share_request_transaction``)."""
+    request's own session: ``service.transactions.share_request_transaction``).
+    ``connection``: the one ``session`` is bound to, when the caller has it (a read
+    request's own), taken directly instead of through a session transaction."""
     context.recorded = True
-    _INSERT_ROW_DIRECT.execute(
-        session.connection(), build_event(session, context, outcome, missing=missing).values())
+    row = build_event(session, context, outcome, missing=missing)
+    _INSERT_ROW_DIRECT.execute(connection or session.connection(), row.values())
 
 
 # Writing the row with the change ---------------------------------------------------------

@@ -72,9 +72,9 @@ def read_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Any:
     """The booking as its answer shows it, if the actor may see it (else "not found"): a
     row with the columns of ``SHOWN``, the service type's and the zones, by name."""
     with uow:
-        # On the session's connection (in its transaction), not through the ORM's execution,
-        # which has no instance to make of plain columns.
-        connection = uow.session.connection()
+        # On the unit of work's connection (in its transaction), not through the ORM's
+        # execution, which has no instance to make of plain columns.
+        connection = uow.connection()
         visible = policy.visible(actor, _BY_ID)
         parameters = {"record_id": booking_id}
         row = (_BY_ID_DIRECT.first(connection, parameters) if visible is _BY_ID

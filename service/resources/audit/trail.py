@@ -38,6 +38,7 @@ from service.domain.calendar.services import hash_token
 from service.errors import database_unavailable, problem
 from service.extensions import (
     end_request_transaction,
+    request_connection,
     request_session,
     share_request_transaction,
     shares_request_transaction,
@@ -310,7 +311,8 @@ def finish(response: Response) -> Response:
     outcome, missing = _outcome(response)
     try:
         if shares_request_transaction():  # in autocommit: committed once it returns
-            audit.write(request_session(), context, outcome, missing=missing)
+            audit.write(request_session(), context, outcome, missing=missing,
+                        connection=request_connection())
         else:
             audit.record(unit_of_work(), context, outcome, missing=missing)
     except Exception as exc:  # noqa: BLE001 - fail closed: no unaudited answer goes out
