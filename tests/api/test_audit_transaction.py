@@ -165,8 +165,17 @@ def test_the_write_sessions_hear_a_direct_insert_before_it_runs(app):
         fresh.close()
 
 
-def _counting_request_sessions(app, monkeypatch) -> list:  # noqa: F811
-    """Count the request sessions opened (``Database.request_sessions`` called)."""
+def _sessions_of_a_read(app, api, clinic, monkeypatch, *, noted: bool = True) -> list:  # noqa: F811
+    """Read a booking, its key cached (as a worker does; the suite's app looks it up at
+    every request), and check its row names the patient; the request sessions it opened
+    (``Database.request_sessions`` called). ``noted``: the read notes what it read
+    (``audit.note_read``)."""
+    booking_id = _booking(clinic)
+    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(
+        app.config["SETTINGS"], api_key_cache_seconds=60))
+    api.get(f"/api/v1/bookings/{booking_id}")  # the key is looked up (and cached) once
+    if not noted:
+        monkeypatch.setattr(reading, "note_read", lambda *args: None)
     database = app.extensions["clinic.database"]
     sessions, opened = database.request_sessions, []
 
@@ -175,6 +184,10 @@ def _counting_request_sessions(app, monkeypatch) -> list:  # noqa: F811
         return sessions(**kwargs)
 
     monkeypatch.setattr(database, "request_sessions", counted)
+    before = last_row_id(app)
+    assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
+    [row] = rows_after(app, before)
+    assert row.patient_id == uuid.UUID(clinic.patient["id"])
     return opened
 
 
@@ -182,16 +195,7 @@ def test_a_bookings_read_and_its_row_open_no_session(app, api, clinic, monkeypat
     """``GET /bookings/{id}`` runs both its statements on the request's connection and its
     row names the patient from what the read noted (``UnitOfWork.seen``): no ORM session is
     made, cleared or closed for it (``UnitOfWork.session``, opened on use)."""
-    booking_id = _booking(clinic)
-    # The key cached, as a worker does (the suite's app looks it up at every request).
-    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(
-        app.config["SETTINGS"], api_key_cache_seconds=60))
-    api.get(f"/api/v1/bookings/{booking_id}")  # the key is looked up (and cached) once
-    opened = _counting_request_sessions(app, monkeypatch)
-    before = last_row_id(app)
-    assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
-    [row] = rows_after(app, before)
-    assert row.patient_id == uuid.UUID(clinic.patient["id"])
+    opened = _sessions_of_a_read(app, api, clinic, monkeypatch)
     if app.extensions["clinic.database"].request_autocommit:
         assert opened == []
 
@@ -200,15 +204,6 @@ def test_a_row_whose_records_were_not_noted_reads_them_in_a_session(app, api, cl
                                                                     monkeypatch):
     """Without the read's notes, the row still names the booking's patient: the session is
     opened then, for the query (``build_event``'s session, given as a callable)."""
-    booking_id = _booking(clinic)
-    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(
-        app.config["SETTINGS"], api_key_cache_seconds=60))
-    api.get(f"/api/v1/bookings/{booking_id}")
-    monkeypatch.setattr(reading, "note_read", lambda *args: None)
-    opened = _counting_request_sessions(app, monkeypatch)
-    before = last_row_id(app)
-    assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
-    [row] = rows_after(app, before)
-    assert row.patient_id == uuid.UUID(clinic.patient["id"])
+    opened = _sessions_of_a_read(app, api, clinic, monkeypatch, noted=False)
     if app.extensions["clinic.database"].request_autocommit:
         assert opened == [True]
