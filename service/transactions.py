@@ -114,8 +114,9 @@ def request_connection(db: Database | None = None) -> Connection:
     While the session reads in a transaction of its own, its connection. Otherwise one of
     the session's engine (``Database.request_connection``, in autocommit as the session's
     would be), opened once and kept until ``end_request_transaction``, which the session
-    is then bound to (its ``bind``): whatever it reads afterwards runs on it too, one
-    connection per request as before."""
+    is bound to (its ``bind``; when made later, ``request_session``): whatever it reads
+    afterwards runs on it too, one connection per request as before. No session is made
+    for this: a read that needs none (``GET /bookings/{id}``) never has one."""
     found = g._get_current_object()  # type: ignore[attr-defined]
     connection = found.get(_REQUEST_CONNECTION)
     if connection is not None:
