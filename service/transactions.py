@@ -54,6 +54,7 @@ _REQUEST_SESSION = "clinic.request_session"
 _REQUEST_CONNECTION = "clinic.request_connection"
 _HOLDS_TRANSACTION = "clinic.holds_transaction"
 _HELD_SESSION = "clinic.held_session"
+_REQUEST_READS = "clinic.request_reads"
 
 
 def hold_request_transaction() -> None:
@@ -113,31 +114,48 @@ def request_connection(db: Database | None = None) -> Connection:
     While the session reads in a transaction of its own, its connection. Otherwise one of
     the session's engine (``Database.request_connection``, in autocommit as the session's
     would be), opened once and kept until ``end_request_transaction``, which the session
-    is then bound to (its ``bind``): whatever it reads afterwards runs on it too, one
-    connection per request as before."""
+    is bound to (its ``bind``; when made later, ``request_session``): whatever it reads
+    afterwards runs on it too, one connection per request as before. No session is made
+    for this: a read that needs none (``GET /bookings/{id}``) never has one."""
     found = g._get_current_object()  # type: ignore[attr-defined]
     connection = found.get(_REQUEST_CONNECTION)
     if connection is not None:
         return connection
     db = db or database()
-    session = request_session(db)
-    if session.in_transaction():  # (not kept: a rollback gives it back to the pool)
-        return session.connection()
+    session = found.get(_REQUEST_SESSION)  # (none yet: none is opened for this)
+    if session is not None and session.in_transaction():
+        return session.connection()  # (not kept: a rollback gives it back to the pool)
     connection = db.request_connection()
-    session.bind = connection
+    if session is not None:
+        session.bind = connection
     setattr(found, _REQUEST_CONNECTION, connection)
     return connection
 
 
 def request_session(db: Database | None = None) -> Session:
     """The request's own session (opened on first use, closed by
-    ``end_request_transaction``)."""
+    ``end_request_transaction``), bound to the request's connection if it has one."""
     found = g._get_current_object()  # type: ignore[attr-defined]
     session = found.get(_REQUEST_SESSION)
     if session is None:
-        session = (db or database()).request_sessions()
+        sessions = (db or database()).request_sessions
+        connection = found.get(_REQUEST_CONNECTION)
+        session = sessions() if connection is None else sessions(bind=connection)
         setattr(found, _REQUEST_SESSION, session)
     return session
+
+
+def request_reads() -> dict[object, object]:
+    """What this request read of the records its audit row names
+    (``UnitOfWork.seen``; ``audit.note_read``, ``audit.remember_reads``): kept with the
+    request rather than in its session's ``info``, so that a read whose statements all run
+    on the request's connection opens no session at all."""
+    found = g._get_current_object()  # type: ignore[attr-defined]
+    seen = found.get(_REQUEST_READS)
+    if seen is None:
+        seen = {}
+        setattr(found, _REQUEST_READS, seen)
+    return seen
 
 
 def request_unit_of_work() -> UnitOfWork:
@@ -146,9 +164,13 @@ def request_unit_of_work() -> UnitOfWork:
 
 
 def _request_unit_of_work(db: Database) -> UnitOfWork:
+    """The request's own session is opened only if something asks the unit of work for it
+    (``UnitOfWork.session``): ``GET /bookings/{id}``'s read and its audit row need only
+    the connection and ``request_reads``."""
     return UnitOfWork(None, dialect=db.dialect,
                       bus=current_app._get_current_object().extensions["clinic.bus"],  # type: ignore[attr-defined]
-                      shared=request_session(db), connection=lambda: request_connection(db))
+                      shared_on_use=lambda: request_session(db),
+                      connection=lambda: request_connection(db), seen=request_reads())
 
 
 def shares_request_transaction() -> bool:
@@ -165,5 +187,6 @@ def end_request_transaction(_exc: BaseException | None = None) -> None:
     connection = found.pop(_REQUEST_CONNECTION, None)
     if connection is not None:
         connection.close()
+    found.pop(_REQUEST_READS, None)  # (``g`` outlives the request where a test keeps it)
     if _HOLDS_TRANSACTION in found or _HELD_SESSION in found:
         end_held_transaction()

@@ -60,19 +60,25 @@ def _is_contention(exc: OperationalError) -> bool:
 
 
 class UnitOfWork:
-    session: Session
-
     def __init__(self, sessions: sessionmaker[Session] | None, *, dialect: str = "",
                  bus: MessageBus | None = None, shared: Session | None = None,
                  reads: sessionmaker[Session] | None = None, hold: bool = False,
-                 connection: Callable[[], Connection] | None = None) -> None:
-        if (sessions is None) == (shared is None):
+                 connection: Callable[[], Connection] | None = None,
+                 shared_on_use: Callable[[], Session] | None = None,
+                 seen: dict[object, object] | None = None) -> None:
+        if (sessions is None) == (shared is None and shared_on_use is None):
             raise ValueError("Give either a session factory or a shared session.")
         if hold and shared is None:
             raise ValueError("Only a shared session's transaction can be held.")
-        if connection is not None and shared is None:
+        if connection is not None and shared is None and shared_on_use is None:
             raise ValueError("Only a shared session's connection can be given.")
         self._connection = connection
+        self._shared_on_use = shared_on_use
+        self._session: Session | None = None
+        # What the request read of the records its audit row names (``audit.note_read``),
+        # kept as long as the request: where it is given, the row names them without reading
+        # them again, and no session has to be opened to hold the notes.
+        self.seen = seen
         self._hold = hold
         self._savepoint: SessionTransaction | None = None
         self._held = False
@@ -91,12 +97,11 @@ class UnitOfWork:
         if self._open:
             raise RuntimeError("This unit of work is already open: one transaction at a time.")
         if self._shared is not None:
-            self.session = self._shared
-            if self._hold and self.session.info.get(HELD_WORK):
-                self._savepoint = self.session.begin_nested()
-        else:
-            assert self._sessions is not None
-            self.session = self._sessions()
+            self._session = self._shared
+            if self._hold and self._shared.info.get(HELD_WORK):
+                self._savepoint = self._shared.begin_nested()
+        elif self._sessions is not None:
+            self._session = self._sessions()
         self._events = []
         self.memo = {}
         self._open = True
@@ -111,7 +116,7 @@ class UnitOfWork:
         self.memo = {}
         savepoint, self._savepoint = self._savepoint, None
         held, self._held = self._held, False
-        if self._shared is None:
+        if self._sessions is not None:
             self.session.close()
         elif self._hold:
             # Kept if it committed (as a commit would have kept it), else nothing of it, as a
@@ -121,6 +126,8 @@ class UnitOfWork:
             elif not held and savepoint is None:
                 self.session.rollback()
             self.session.expunge_all()
+        elif self._session is None:
+            pass  # a shared session never opened (``shared_on_use``): nothing to end
         elif exc is not None:
             self.session.rollback()  # the transaction goes on, fresh, for what follows
         else:
@@ -135,6 +142,19 @@ class UnitOfWork:
             raise PreconditionFailed(
                 "Someone else changed this record at the same time; read it again."
             ) from exc
+
+    @property
+    def session(self) -> Session:
+        """This unit of work's session. Given as ``shared_on_use`` (the request's own), it
+        is opened only here, when something first asks for it: a read whose statements
+        all run on the connection (``connection``; ``GET /bookings/{id}``) and whose notes
+        are kept in ``seen`` needs none, and saves making, clearing and closing one."""
+        session = self._session
+        if session is None:
+            if self._shared_on_use is None:
+                raise AttributeError("session: this unit of work has not been entered")
+            session = self._session = self._shared_on_use()
+        return session
 
     def run(self, work: Callable[[], T]) -> T:
         """Run ``work`` in a transaction and commit; when the database rolled it back to

@@ -3,6 +3,7 @@ the answer still withheld when that row cannot be written."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import event
 from service import db
 from service.domain.audit import services as audit_services
 from service.domain.audit.models import AuditEvent, AuditOutcome
+from service.domain.bookings import reading
 from tests.api.test_audit import clinic, last_row_id, rows_after  # noqa: F401 - fixture
 from tests.api.test_directory import assert_problem
 
@@ -161,3 +163,47 @@ def test_the_write_sessions_hear_a_direct_insert_before_it_runs(app):
         assert callable(fresh.info[db._INSERT_HOOK])  # the audit's, installed with the app
     finally:
         fresh.close()
+
+
+def _sessions_of_a_read(app, api, clinic, monkeypatch, *, noted: bool = True) -> list:  # noqa: F811
+    """Read a booking, its key cached (as a worker does; the suite's app looks it up at
+    every request), and check its row names the patient; the request sessions it opened
+    (``Database.request_sessions`` called). ``noted``: the read notes what it read
+    (``audit.note_read``)."""
+    booking_id = _booking(clinic)
+    monkeypatch.setitem(app.config, "SETTINGS", dataclasses.replace(
+        app.config["SETTINGS"], api_key_cache_seconds=60))
+    api.get(f"/api/v1/bookings/{booking_id}")  # the key is looked up (and cached) once
+    if not noted:
+        monkeypatch.setattr(reading, "note_read", lambda *args: None)
+    database = app.extensions["clinic.database"]
+    sessions, opened = database.request_sessions, []
+
+    def counted(**kwargs):
+        opened.append(True)
+        return sessions(**kwargs)
+
+    monkeypatch.setattr(database, "request_sessions", counted)
+    before = last_row_id(app)
+    assert api.get(f"/api/v1/bookings/{booking_id}").status_code == 200
+    [row] = rows_after(app, before)
+    assert row.patient_id == uuid.UUID(clinic.patient["id"])
+    return opened
+
+
+def test_a_bookings_read_and_its_row_open_no_session(app, api, clinic, monkeypatch):  # noqa: F811
+    """``GET /bookings/{id}`` runs both its statements on the request's connection and its
+    row names the patient from what the read noted (``UnitOfWork.seen``): no ORM session is
+    made, cleared or closed for it (``UnitOfWork.session``, opened on use)."""
+    opened = _sessions_of_a_read(app, api, clinic, monkeypatch)
+    if app.extensions["clinic.database"].request_autocommit:
+        assert opened == []
+
+
+def test_a_row_whose_records_were_not_noted_reads_them_in_a_session(app, api, clinic,  # noqa: F811
+                                                                    monkeypatch):
+    """Without the read's notes, the row still names the booking's patient: the session is
+    opened then, for the query (``build_event``'s session, given as a callable)."""
+    opened = _sessions_of_a_read(app, api, clinic, monkeypatch, noted=False)
+    if app.extensions["clinic.database"].request_autocommit:
+        assert opened == [True]

@@ -4,6 +4,7 @@ whichever comes first, as when every statement went through the session."""
 
 from __future__ import annotations
 
+from flask import g
 from sqlalchemy import select, text
 
 from service.domain.access.models import ApiKey
@@ -64,4 +65,19 @@ def test_a_unit_of_work_in_the_request_runs_its_statements_on_that_connection(ap
             assert connection is request_connection()
             assert connection.execute(text("SELECT 1")).scalar() == 1
             assert uow.session.connection() is connection
+        end_request_transaction()
+
+
+def test_the_request_unit_of_work_opens_its_session_only_when_asked(app):
+    """``UnitOfWork.session`` of the request's unit of work is made on first use: a unit of
+    work that only runs statements on the connection leaves no session behind; one that
+    asks gets the request's, bound to that connection."""
+    with app.test_request_context("/"):
+        with request_unit_of_work() as uow:
+            assert uow.connection().execute(text("SELECT 1")).scalar() == 1
+        assert g.get("clinic.request_session") is None
+        with request_unit_of_work() as uow:
+            session = uow.session
+            assert session is request_session()
+            assert session.connection() is request_connection()
         end_request_transaction()

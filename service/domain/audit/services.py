@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Select, event, insert, null, select
+from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import DirectStatement, hear_direct_inserts, utcnow
@@ -90,37 +90,40 @@ CREATED_MODELS: dict[str, type] = {
     "api_key": ApiKey, "waitlist_entry": WaitlistEntry,
 }
 
-# What a path parameter names: (does the record exist, the patient it concerns).
-Resolver = Callable[[Session, uuid.UUID], tuple[bool, uuid.UUID | None]]
+# The request's reads that its row may name without reading them again (``remember_reads``,
+# ``note_read``): the records of the ``_owned`` models it read, by (model, id), with the
+# patient each belongs to. None where the row is not written with the reads.
+Seen = dict[object, object] | None
+# What a path parameter names: (does the record exist, the patient it concerns), from a
+# session opened only if a query is needed (``SessionOf``) and what the request read.
+SessionOf = Callable[[], Session]
+Resolver = Callable[[SessionOf, uuid.UUID, Seen], tuple[bool, uuid.UUID | None]]
 
 
 def _patient_of(query: Callable[[uuid.UUID], Select]) -> Resolver:
     """A resolver from a query selecting (record id, its patient's id)."""
-    def resolve(session: Session, record_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
-        row = session.execute(query(record_id)).first()
+    def resolve(session: SessionOf, record_id: uuid.UUID, _seen: Seen
+                ) -> tuple[bool, uuid.UUID | None]:
+        row = session().execute(query(record_id)).first()
         return (False, None) if row is None else (True, row[1])
     return resolve
 
 
-# A request's reads and its row may share a transaction (``remember_reads``): the records of
-# these models it read there, by (model, id), with the patient each belongs to, so that its
-# row names them without reading them again.
-_SEEN = "audit.seen"
 _ABSENT = object()
 
 
 def _owned(model: type, patient: str) -> Resolver:
     """A resolver for the records of ``model`` (its patient: the ``patient`` attribute):
-    what the transaction already read of it, else a query selecting (id, patient)."""
+    what the request already read of it, else a query selecting (id, patient)."""
     column = getattr(model, patient)
 
-    def resolve(session: Session, record_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
-        seen = session.info.get(_SEEN)
+    def resolve(session: SessionOf, record_id: uuid.UUID, seen: Seen
+                ) -> tuple[bool, uuid.UUID | None]:
         if seen is not None:
             known = seen.get((model, record_id), _ABSENT)
             if known is not _ABSENT:
                 return True, known  # type: ignore[return-value]
-        row = session.execute(select(model.id, column).where(model.id == record_id)).first()
+        row = session().execute(select(model.id, column).where(model.id == record_id)).first()
         return (False, None) if row is None else (True, row[1])
 
     _OWNED[model] = patient
@@ -130,10 +133,11 @@ def _owned(model: type, patient: str) -> Resolver:
 _OWNED: dict[type, str] = {}  # model -> its patient attribute (filled by _owned)
 
 
-def remember_reads(sessions: sessionmaker) -> None:
-    """Make the sessions of ``sessions`` note the owned records they load (``_owned``): a
-    read's row, written in the read's own transaction, then needs no query to name them.
-    Only for sessions that never delete them (reads): a record read there still exists."""
+def remember_reads(sessions: sessionmaker, seen: Callable[[], dict[object, object]]) -> None:
+    """Make the sessions of ``sessions`` note the owned records they load (``_owned``) in
+    ``seen()`` (the request's: ``UnitOfWork.seen``): a read's row, written in the read's
+    own session, then needs no query to name them. Only for sessions that never delete
+    them (reads): a record read there still exists."""
 
     @event.listens_for(sessions, "loaded_as_persistent")
     def _loaded(session: Session, instance: object) -> None:
@@ -143,20 +147,22 @@ def remember_reads(sessions: sessionmaker) -> None:
         loaded = instance.__dict__
         value = loaded.get(patient, _ABSENT)  # never a lazy load
         if value is not _ABSENT:
-            session.info.setdefault(_SEEN, {})[(type(instance), loaded["id"])] = value
+            seen()[(type(instance), loaded["id"])] = value
 
 
-def note_read(session: Session, model: type, record_id: uuid.UUID,
+def note_read(uow: UnitOfWork, model: type, record_id: uuid.UUID,
               patient_id: uuid.UUID | None) -> None:
     """As ``remember_reads`` does for a record loaded as an instance: a read that selected
-    an owned record's columns as a plain row (its id and its patient) names it here."""
-    if model in _OWNED:
-        session.info.setdefault(_SEEN, {})[(model, record_id)] = patient_id
+    an owned record's columns as a plain row (its id and its patient) names it here, in
+    the unit of work's notes (``UnitOfWork.seen``; none: its row is written elsewhere)."""
+    if uow.seen is not None and model in _OWNED:
+        uow.seen[(model, record_id)] = patient_id
 
 
-def _delivery_patient(session: Session, delivery_id: uuid.UUID
+def _delivery_patient(session_of: SessionOf, delivery_id: uuid.UUID, _seen: Seen
                       ) -> tuple[bool, uuid.UUID | None]:
     """A webhook delivery's patient: its payload names a booking or a series, by id."""
+    session = session_of()
     payload = session.scalar(select(WebhookDelivery.payload).where(
         WebhookDelivery.id == delivery_id))
     if payload is None:
@@ -219,18 +225,18 @@ class _Owners:
     resource_id: uuid.UUID | None = None  # a record the path names without its id
 
 
-def _owners(session: Session, context: AuditContext) -> _Owners:
+def _owners(session: SessionOf, context: AuditContext, seen: Seen) -> _Owners:
     patient_id: uuid.UUID | None = None
     existing: set[str] = set()
     for name, missing_code, resolve in OWNERS:
         if name in context.path_ids:
-            exists, patient = resolve(session, context.path_ids[name])
+            exists, patient = resolve(session, context.path_ids[name], seen)
             if exists:
                 existing.add(missing_code)
             patient_id = patient_id or patient
     if context.feed_token_hash is None:
         return _Owners(patient_id, frozenset(existing))
-    token = session.execute(select(CalendarFeedToken.id, CalendarFeedToken.patient_id).where(
+    token = session().execute(select(CalendarFeedToken.id, CalendarFeedToken.patient_id).where(
         CalendarFeedToken.token_hash == context.feed_token_hash)).first()
     if token is None:
         return _Owners(patient_id, frozenset(existing))
@@ -250,16 +256,18 @@ class AuditRow:
         return {key: value for key, value in self.__dict__.items() if key in _AUDIT_COLUMNS}
 
 
-def build_event(session: Session, context: AuditContext, outcome: AuditOutcome, *,
-                missing: str | None = None) -> AuditRow:
+def build_event(session: SessionOf, context: AuditContext, outcome: AuditOutcome, *,
+                missing: str | None = None, seen: Seen = None) -> AuditRow:
     """The row for this request. ``missing``: the code of a 404 answer; when it names a
     record of the path (or its patient, or a revoked feed token) that exists, the caller
-    asked for someone else's record: the outcome becomes "not_visible" (denied)."""
-    owners = _owners(session, context)
+    asked for someone else's record: the outcome becomes "not_visible" (denied).
+    ``session``: gives the session its queries run on, opened only if one is needed;
+    ``seen``: what the request read of the path's records (``UnitOfWork.seen``)."""
+    owners = _owners(session, context, seen)
     if outcome is AuditOutcome.NOT_FOUND and missing is not None:
         if missing in owners.existing or (missing == "patient_not_found" and (
                 owners.patient_id is not None or (context.patient_hint is not None and
-                                                  session.get(Patient, context.patient_hint)
+                                                  session().get(Patient, context.patient_hint)
                                                   is not None))):
             outcome = AuditOutcome.NOT_VISIBLE
     actor = context.actor
@@ -296,21 +304,21 @@ def record(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
            missing: str | None = None) -> None:
     """Write the request's row in a transaction of its own (once the answer is known),
     committed before this returns (``write`` in ``uow``'s transaction)."""
-    uow.run(lambda: write(uow.session, context, outcome, missing=missing))
+    uow.run(lambda: write(uow, context, outcome, missing=missing))
 
 
-def write(session: Session, context: AuditContext, outcome: AuditOutcome, *,
-          missing: str | None = None, connection: Connection | None = None) -> None:
-    """Write the request's row: one INSERT, as a statement on ``session``'s connection (not
+def write(uow: UnitOfWork, context: AuditContext, outcome: AuditOutcome, *,
+          missing: str | None = None) -> None:
+    """Write the request's row: one INSERT, as a statement on ``uow``'s connection (not
     through the ORM's execution, which has nothing to do for it: nothing to flush or to
     read back), in its transaction; committing that is the caller's (``record``), unless
-    the session is in autocommit, where the row has committed when this returns (a read
-    request's own session: ``service.transactions.share_request_transaction``).
-    ``connection``: the one ``session`` is bound to, when the caller has it (a read
-    request's own), taken directly instead of through a session transaction."""
+    the connection is in autocommit, where the row has committed when this returns (a
+    read request's own: ``service.transactions.share_request_transaction``). Its session
+    is asked for only if naming the records needs a query (``build_event``): not when the
+    request read them (``uow.seen``)."""
     context.recorded = True
-    row = build_event(session, context, outcome, missing=missing)
-    _INSERT_ROW_DIRECT.execute(connection or session.connection(), row.values())
+    row = build_event(lambda: uow.session, context, outcome, missing=missing, seen=uow.seen)
+    _INSERT_ROW_DIRECT.execute(uow.connection(), row.values())
 
 
 # Writing the row with the change ---------------------------------------------------------
@@ -418,7 +426,7 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
         # commit's flush to process (nothing reads it back in this transaction), and no
         # per-execution machinery (``DirectStatement``).
         _INSERT_ROW_DIRECT.execute(session.connection(), build_event(
-            session, context, AuditOutcome.SUCCESS).values())
+            lambda: session, context, AuditOutcome.SUCCESS).values())
         session.info[_PENDING] = True
 
     @event.listens_for(sessions, "after_commit")

@@ -81,5 +81,5 @@ def read_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID) -> Any:
                else connection.execute(visible, parameters).first())
         if row is None:
             raise policy.missing.error()
-        note_read(uow.session, Booking, row.id, row.patient_id)
+        note_read(uow, Booking, row.id, row.patient_id)
         return row

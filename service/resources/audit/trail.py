@@ -38,8 +38,8 @@ from service.domain.calendar.services import hash_token
 from service.errors import database_unavailable, problem
 from service.extensions import (
     end_request_transaction,
-    request_connection,
-    request_session,
+    request_reads,
+    request_unit_of_work,
     share_request_transaction,
     shares_request_transaction,
     unit_of_work,
@@ -311,8 +311,7 @@ def finish(response: Response) -> Response:
     outcome, missing = _outcome(response)
     try:
         if shares_request_transaction():  # in autocommit: committed once it returns
-            audit.write(request_session(), context, outcome, missing=missing,
-                        connection=request_connection())
+            audit.write(request_unit_of_work(), context, outcome, missing=missing)
         else:
             audit.record(unit_of_work(), context, outcome, missing=missing)
     except Exception as exc:  # noqa: BLE001 - fail closed: no unaudited answer goes out
@@ -330,7 +329,7 @@ def install(state: BlueprintSetupState) -> None:
     app: Flask = state.app
     database = app.extensions["clinic.database"]
     audit.attach(database.write_sessions, current)
-    audit.remember_reads(database.request_sessions)
+    audit.remember_reads(database.request_sessions, request_reads)
     app.before_request(begin)
     app.after_request(finish)
     app.teardown_request(end_request_transaction)
