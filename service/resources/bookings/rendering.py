@@ -9,10 +9,12 @@ booking and the roles that read them.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, tzinfo
 from typing import Any
 
 from flask import Response, current_app
+from flask.json.provider import DefaultJSONProvider
 
 from service.db import utcnow
 from service.domain.bookings import instructions
@@ -24,7 +26,11 @@ from service.rendering import location_zone, rendering_zone
 
 def _instant(value: datetime | None, shown_in: tzinfo) -> str | None:
     """``in_zone(value, name).isoformat()``, the zone (``zone(name)``) found once per body."""
-    return None if value is None else require_aware(value).astimezone(shown_in).isoformat()
+    if value is None:
+        return None
+    if value.__class__ is not datetime or value.utcoffset() is None:
+        require_aware(value)  # (refuses it: not a datetime, or naive)
+    return value.astimezone(shown_in).isoformat()
 
 
 def _text(value: Any) -> str | None:
@@ -58,8 +64,8 @@ def booking_body(row: Any) -> dict[str, Any]:
         "status": row.status.value,
         "start": _instant(starts_at, shown_in),
         "end": _instant(row.ends_at, shown_in),
-        "hold_until": _instant(row.hold_ends_at, shown_in),
-        "leaves_at": _instant(row.hold_ends_at, shown_in),
+        "hold_until": (leaves_at := _instant(row.hold_ends_at, shown_in)),
+        "leaves_at": leaves_at,  # (the same instant: formatted once)
         "chair_number": _int(row.chair_number),
         "patient_state": _text(row.patient_state),
         "ride_home_confirmed": bool(row.ride_home_confirmed),
@@ -95,10 +101,31 @@ def booking_body(row: Any) -> dict[str, Any]:
     }
 
 
+def _encoder(app: Any) -> json.JSONEncoder | None:
+    """The encoder ``app.json.response`` makes anew for each answer (``json.dumps`` with the
+    provider's ``default``, ``ensure_ascii``, ``sort_keys`` and compact separators), made
+    once per provider; None when the provider encodes otherwise (a ``dumps`` of its own,
+    or indented output: ``compact`` false, or debug mode), where its ``response`` is used.
+    No check for circular references: the body is made of plain values, here."""
+    provider = app.json
+    if type(provider).dumps is not DefaultJSONProvider.dumps or (
+            provider.compact is False or (provider.compact is None and app.debug)):
+        return None
+    found: json.JSONEncoder | None = provider.__dict__.get("_clinic_encoder")
+    if found is None:
+        found = provider.__dict__["_clinic_encoder"] = json.JSONEncoder(
+            default=provider.default, ensure_ascii=provider.ensure_ascii,
+            sort_keys=provider.sort_keys, separators=(",", ":"), check_circular=False)
+    return found
+
+
 def booking_response(row: Any, headers: dict[str, str], status: int = 200) -> Response:
     """The answer, as ``@blp.response(status, BookingSchema)`` would send it (jsonify)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    response: Response = app.json.response(booking_body(row))
+    encoder = _encoder(app)
+    response: Response = (app.json.response(booking_body(row)) if encoder is None else
+                          app.response_class(f"{encoder.encode(booking_body(row))}\n",
+                                             mimetype=app.json.mimetype))
     response.status_code = status
     response.headers.update(headers)
     return response
