@@ -45,12 +45,31 @@ def _uuid(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+# The service types' cancellation terms (few, and the same for every booking of one),
+# made once per worker instead of for each answer: ``CancellationTerms`` is immutable.
+_terms: dict[tuple[Any, ...], CancellationTerms] = {}
+TERMS_KEPT = 256  # then forgotten at once
+
+
+def _terms_of(row: Any) -> CancellationTerms:
+    """``CancellationTerms.of(row)``."""
+    key = (row.patient_notice_hours, row.late_cancel_hours, row.late_cancel_outcome,
+           row.late_cancel_fee_cents, row.no_show_outcome, row.no_show_fee_cents)
+    found = _terms.get(key)
+    if found is None:
+        found = CancellationTerms.of(row)
+        if len(_terms) >= TERMS_KEPT:
+            _terms.clear()
+        _terms[key] = found
+    return found
+
+
 def booking_body(row: Any) -> dict[str, Any]:
     """The answer's body: ``BookingSchema().dump(booking)`` of the booking this row is."""
     own_zone = location_zone(row)
     shown_in = zone(rendering_zone() or own_zone)
     starts_at = row.starts_at
-    terms = CancellationTerms.of(row).for_visit(starts_at, utcnow())
+    terms = _terms_of(row).for_visit(starts_at, utcnow())
     patient_zone = row.zone_of_patient if row.modality == Modality.TELEHEALTH else None
     return {
         "id": str(row.id),
