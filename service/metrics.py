@@ -253,6 +253,22 @@ def route_template(current: Request | None = None) -> str:
     return rule.rule if rule is not None else "<unmatched>"
 
 
+# A request's series (``labels`` of each route, method and status), found once per worker:
+# ``labels`` checks and converts its values and takes a lock on every call, to give back the
+# same child each time. Bounded as the labels are: route templates, methods, statuses.
+_request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The ``REQUESTS`` child and the ``REQUEST_SECONDS`` child of a request."""
+    key = (route, method, status)
+    found = _request_series.get(key)
+    if found is None:
+        found = _request_series[key] = (REQUESTS.labels(route, method, str(status)),
+                                        REQUEST_SECONDS.labels(route, method))
+    return found
+
+
 def _count(response: Response) -> Response:
     # (each object behind its proxy found once: every read through a proxy finds it again)
     found, current = g._get_current_object(), request._get_current_object()  # type: ignore[attr-defined]
@@ -260,8 +276,9 @@ def _count(response: Response) -> Response:
     elapsed = time.perf_counter() - started if started is not None else 0.0
     found.request_seconds = elapsed
     route, method, status = route_template(current), current.method, response.status_code
-    REQUESTS.labels(route, method, str(status)).inc()
-    REQUEST_SECONDS.labels(route, method).observe(elapsed)
+    requests, seconds = _series(route, method, status)
+    requests.inc()
+    seconds.observe(elapsed)
     endpoint = current.endpoint
     if endpoint == BOOKING_ENDPOINT and method == "POST":
         code = found.get("problem_code") or ""

@@ -80,10 +80,12 @@ class Limit:
     counted: bool = True
     amount: int = dataclasses.field(init=False)
     expiry: int = dataclasses.field(init=False)  # the window, seconds
+    policy: str = dataclasses.field(init=False)  # its RateLimit-Policy header
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amount", self.item.amount)
         object.__setattr__(self, "expiry", self.item.get_expiry())
+        object.__setattr__(self, "policy", f'"{self.scope}";q={self.amount};w={self.expiry}')
 
     def key(self, client: str) -> str:
         """The counter's storage key (unprefixed): limits' own, as flask-limiter built it."""
@@ -366,13 +368,11 @@ class RateLimiter:
         if checked is None:
             return response
         checks, windows = checked
-        shown = len(windows) - 1 if _breached(checks, windows) else next(
-            (index for index, (limit, _) in enumerate(checks[:len(windows)])
-             if limit.scope != KEY_CHECKS), 0)
+        shown = len(windows) - 1 if _breached(checks, windows) else _spent(checks, windows)
         limit = checks[shown][0]
         count, ends = windows[shown]
         headers = response.headers  # (no view sets these: added, not replaced)
-        headers.add("RateLimit-Policy", f'"{limit.scope}";q={limit.amount};w={limit.expiry}')
+        headers.add("RateLimit-Policy", limit.policy)
         headers.add("RateLimit", f'"{limit.scope}";r={max(0, limit.amount - count)};'
                     f't={max(0, int(_reset_at(ends) - time.time()))}')
         if response.status_code == 401:
@@ -383,6 +383,15 @@ class RateLimiter:
                     except Exception as exc:  # noqa: BLE001 - fail open
                         _storage_error("refused key not counted (failing open)", exc)
         return response
+
+
+def _spent(checks: Sequence[Check], windows: Sequence[Window]) -> int:
+    """The index of the limit this kind of caller spends, of those counted (or read): the
+    first that is not the refused-key count; else the first."""
+    for index in range(len(windows)):
+        if checks[index][0].scope != KEY_CHECKS:
+            return index
+    return 0
 
 
 def _in_order(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:

@@ -9,10 +9,12 @@ booking and the roles that read them.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, tzinfo
 from typing import Any
 
 from flask import Response, current_app
+from flask.json.provider import DefaultJSONProvider
 
 from service.db import utcnow
 from service.domain.bookings import instructions
@@ -24,7 +26,11 @@ from service.rendering import location_zone, rendering_zone
 
 def _instant(value: datetime | None, shown_in: tzinfo) -> str | None:
     """``in_zone(value, name).isoformat()``, the zone (``zone(name)``) found once per body."""
-    return None if value is None else require_aware(value).astimezone(shown_in).isoformat()
+    if value is None:
+        return None
+    if value.__class__ is not datetime or value.utcoffset() is None:
+        require_aware(value)  # (refuses it: not a datetime, or naive)
+    return value.astimezone(shown_in).isoformat()
 
 
 def _text(value: Any) -> str | None:
@@ -39,12 +45,31 @@ def _uuid(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+# The service types' cancellation terms (few, and the same for every booking of one),
+# made once per worker instead of for each answer: ``CancellationTerms`` is immutable.
+_terms: dict[tuple[Any, ...], CancellationTerms] = {}
+TERMS_KEPT = 256  # then forgotten at once
+
+
+def _terms_of(row: Any) -> CancellationTerms:
+    """``CancellationTerms.of(row)``."""
+    key = (row.patient_notice_hours, row.late_cancel_hours, row.late_cancel_outcome,
+           row.late_cancel_fee_cents, row.no_show_outcome, row.no_show_fee_cents)
+    found = _terms.get(key)
+    if found is None:
+        found = CancellationTerms.of(row)
+        if len(_terms) >= TERMS_KEPT:
+            _terms.clear()
+        _terms[key] = found
+    return found
+
+
 def booking_body(row: Any) -> dict[str, Any]:
     """The answer's body: ``BookingSchema().dump(booking)`` of the booking this row is."""
     own_zone = location_zone(row)
     shown_in = zone(rendering_zone() or own_zone)
     starts_at = row.starts_at
-    terms = CancellationTerms.of(row).for_visit(starts_at, utcnow())
+    terms = _terms_of(row).for_visit(starts_at, utcnow())
     patient_zone = row.zone_of_patient if row.modality == Modality.TELEHEALTH else None
     return {
         "id": str(row.id),
@@ -58,8 +83,8 @@ def booking_body(row: Any) -> dict[str, Any]:
         "status": row.status.value,
         "start": _instant(starts_at, shown_in),
         "end": _instant(row.ends_at, shown_in),
-        "hold_until": _instant(row.hold_ends_at, shown_in),
-        "leaves_at": _instant(row.hold_ends_at, shown_in),
+        "hold_until": (leaves_at := _instant(row.hold_ends_at, shown_in)),
+        "leaves_at": leaves_at,  # (the same instant: formatted once)
         "chair_number": _int(row.chair_number),
         "patient_state": _text(row.patient_state),
         "ride_home_confirmed": bool(row.ride_home_confirmed),
@@ -95,10 +120,31 @@ def booking_body(row: Any) -> dict[str, Any]:
     }
 
 
+def _encoder(app: Any) -> json.JSONEncoder | None:
+    """The encoder ``app.json.response`` makes anew for each answer (``json.dumps`` with the
+    provider's ``default``, ``ensure_ascii``, ``sort_keys`` and compact separators), made
+    once per provider; None when the provider encodes otherwise (a ``dumps`` of its own,
+    or indented output: ``compact`` false, or debug mode), where its ``response`` is used.
+    No check for circular references: the body is made of plain values, here."""
+    provider = app.json
+    if type(provider).dumps is not DefaultJSONProvider.dumps or (
+            provider.compact is False or (provider.compact is None and app.debug)):
+        return None
+    found: json.JSONEncoder | None = provider.__dict__.get("_clinic_encoder")
+    if found is None:
+        found = provider.__dict__["_clinic_encoder"] = json.JSONEncoder(
+            default=provider.default, ensure_ascii=provider.ensure_ascii,
+            sort_keys=provider.sort_keys, separators=(",", ":"), check_circular=False)
+    return found
+
+
 def booking_response(row: Any, headers: dict[str, str], status: int = 200) -> Response:
     """The answer, as ``@blp.response(status, BookingSchema)`` would send it (jsonify)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    response: Response = app.json.response(booking_body(row))
+    encoder = _encoder(app)
+    response: Response = (app.json.response(booking_body(row)) if encoder is None else
+                          app.response_class(f"{encoder.encode(booking_body(row))}\n",
+                                             mimetype=app.json.mimetype))
     response.status_code = status
     response.headers.update(headers)
     return response
