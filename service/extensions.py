@@ -534,6 +534,53 @@ class Schema(ma.Schema):
             self.__dict__["_clinic_dump_plan"] = plan
         return plan
 
+    def _load_plan(self) -> tuple[frozenset[str], list[tuple[str, str, ma.fields.Field]]] | None:
+        """(the input's known keys, (input key, answer key, field) per field) when a load
+        of one dict is marshmallow's field by field and nothing else (no hooks, no dotted
+        keys, not partial, not many); None otherwise."""
+        plan = self.__dict__.get("_clinic_load_plan", False)
+        if plan is False:
+            hooks = self._hooks
+            plain = not (self.many or self.partial or hooks[ma.decorators.PRE_LOAD]
+                         or hooks[ma.decorators.POST_LOAD] or hooks[ma.decorators.VALIDATES]
+                         or hooks[ma.decorators.VALIDATES_SCHEMA])
+            fields = [(field.data_key if field.data_key is not None else name,
+                       field.attribute or name, field)
+                      for name, field in self.load_fields.items()]
+            if any("." in key for _, key, _ in fields):
+                plain = False
+            plan = (frozenset(key for key, _, _ in fields), fields) if plain else None
+            self.__dict__["_clinic_load_plan"] = plan
+        return plan
+
+    def _do_load(self, data: Any, *, many: bool | None = None, partial: Any = None,
+                 unknown: str | None = None, postprocess: bool = True) -> Any:
+        """marshmallow's load; for one valid dict given to a plain schema (``_load_plan``),
+        each field's own ``deserialize`` called directly, without marshmallow's
+        per-field and per-load bookkeeping (the same answer: the same fields, values and
+        order). Anything else, and any input it refuses, goes through marshmallow's own
+        load (which then raises the very errors it gathers)."""
+        plan = self._load_plan()
+        if (plan is not None and type(data) is dict and not many and partial is None
+                and (unknown if unknown is not None else self.unknown) in (ma.RAISE,
+                                                                          ma.EXCLUDE)):
+            known, fields = plan
+            if (unknown if unknown is not None else self.unknown) == ma.EXCLUDE or \
+                    known.issuperset(data):
+                answer = self.dict_class()
+                missing = ma.missing
+                try:
+                    for key, attribute, field in fields:
+                        value = field.deserialize(data.get(key, missing), key, data)
+                        if value is not missing:
+                            answer[attribute] = value
+                except ma.ValidationError:
+                    pass  # marshmallow's load below gathers every error, as always
+                else:
+                    return answer
+        return super()._do_load(data, many=many, partial=partial, unknown=unknown,
+                                postprocess=postprocess)
+
     def _serialize(self, obj: Any, *, many: bool = False) -> Any:
         if many and obj is not None:
             return [self._serialize(item, many=False) for item in obj]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import PreconditionRequired
 
 from service.auth import authorize
@@ -48,6 +49,36 @@ ETAG_HEADER = {"ETag": {"description": "Version tag; send it back in If-Match.",
 
 LOCATION_HEADER = {"Location": {"description": "URL of the new resource",
                                 "schema": {"type": "string"}}}
+
+# A Location that ``iri_to_uri`` answers as it is: a path of unreserved characters.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
+
+
+class CreatedResponse(Response):
+    """A 201 whose ``Location`` is a plain path (a new record's URL, ``/api/v1/...``):
+    werkzeug's ``get_wsgi_headers`` converts a Location with ``iri_to_uri``, which parses
+    it as a URL and gives such a path back unchanged, and otherwise copies the headers (a
+    201 whose length is known). Here they are copied without the parsing; any other case
+    (another status, no length, a Content-Location, a Location of other characters, or
+    twice) goes through werkzeug's own. Make one with ``CreatedResponse.force_type``."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        locations, length = [], False
+        for key, value in self.headers:  # as werkzeug's reads them
+            ikey = key.lower()
+            if ikey == "location":
+                locations.append(value)
+            elif ikey == "content-length":
+                length = True
+            elif ikey == "content-location":
+                length = False
+                break
+        if (self.status_code != 201 or not length or self.autocorrect_location_header
+                or len(locations) != 1
+                or not _PLAIN_PATH.fullmatch(locations[0])):
+            return super().get_wsgi_headers(environ)
+        return Headers(self.headers)
+
 
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 _OUR_TAG = re.compile(r"v([0-9]{1,18})(?:@[A-Za-z0-9_+/-]{1,64})?")

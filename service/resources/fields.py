@@ -77,6 +77,9 @@ class Date(ma.fields.Date):
         return supported(super()._deserialize(value, attr, data, **kwargs))
 
 
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")  # an instant's text ends with its offset
+
+
 class Instant(LocalInstant):
     """An RFC 3339 time with an offset, in the years 1900 to 2200; naive times are
     refused. Shown with the offset of the zone it belongs to (``LocalInstant``)."""
@@ -86,7 +89,7 @@ class Instant(LocalInstant):
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if isinstance(value, str) and not re.search(r"(Z|[+-]\d{2}:?\d{2})$", value.strip()):
+        if isinstance(value, str) and not _OFFSET.search(value.strip()):
             raise coded_error("Give the time with an offset, e.g. 2026-12-01T10:00:00-07:00.",
                         "naive_datetime")
         moment = super()._deserialize(value, attr, data, **kwargs)

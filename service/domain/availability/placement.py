@@ -46,7 +46,7 @@ from service.domain.connections.models import CalendarConnection, ExternalBusy, 
 from service.domain.errors import Conflict, InvalidInput
 from service.domain.providers.licensing import ARIZONA, Credential, state_jurisdiction
 from service.domain.providers.models import Provider
-from service.domain.time import in_zone
+from service.domain.time import in_zone, to_utc
 from service.uow import UnitOfWork
 
 ALTERNATIVES = 3
@@ -112,7 +112,10 @@ def place(session, visit: Visit, start: datetime, *, now: datetime,  # type: ign
         raise Conflict("No active Arizona license or telehealth registration of the provider "
                        "covers that date.", code="provider_not_licensed")
     rules = schedule.rules
-    block = engine.visit_block(start, rules)
+    # The engine's instants are UTC: blocks made of the start in UTC are stored as they
+    # are (of another offset, each of their ends is checked and converted).
+    at = to_utc(start)
+    block = engine.visit_block(at, rules)
     window = next((w for w in schedule.windows(provider.id, location.id) if w.contains(block)),
                   None)
     if window is None:
@@ -121,16 +124,16 @@ def place(session, visit: Visit, start: datetime, *, now: datetime,  # type: ign
     if (start - window.start) % rules.step:
         raise InvalidInput(f"Starts follow a {service_type.slot_interval_minutes}-minute grid "
                            f"from {window.start.isoformat()}.", code="misaligned_start")
-    if schedule.find(provider.id, location.id, earliest=start, latest=start) != [start]:
+    if schedule.find(provider.id, location.id, earliest=at, latest=at) != [start]:
         taken = SlotUnavailable("The provider, the patient or every chair is taken then.")
         taken.blocked_by = _blocked_by(schedule, provider.id, location.id, start)
         raise taken
     chairs = schedule.chairs(location.id)
-    chair = None if chairs is None else engine.first_free_chair(start, rules, chairs)
-    provider_block = engine.provider_block(start, rules)
+    chair = None if chairs is None else engine.first_free_chair(at, rules, chairs)
+    provider_block = engine.provider_block(at, rules)
     return Placement(start=start, end=start + rules.duration,
                      provider_start=provider_block.start, provider_end=provider_block.end,
-                     hold_end=engine.chair_block(start, rules).end,
+                     hold_end=engine.chair_block(at, rules).end,
                      chair=None if chair is None else chair + 1)
 
 

@@ -47,14 +47,20 @@ R = TypeVar("R")
 
 
 def rules_of(service_type: ServiceType) -> engine.SlotRules:
+    return _rules(service_type.duration_minutes, service_type.buffer_before_minutes,
+                  service_type.buffer_after_minutes, service_type.recovery_minutes,
+                  service_type.slot_interval_minutes, service_type.needs_chair)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _rules(duration: int, before: int, after: int, recovery: int, step: int,
+           needs_chair: bool) -> engine.SlotRules:
+    """The rules of these minutes, made once (they are frozen: every booking and search
+    of a service type shares them)."""
     return engine.SlotRules(
-        duration=timedelta(minutes=service_type.duration_minutes),
-        buffer_before=timedelta(minutes=service_type.buffer_before_minutes),
-        buffer_after=timedelta(minutes=service_type.buffer_after_minutes),
-        recovery=timedelta(minutes=service_type.recovery_minutes),
-        step=timedelta(minutes=service_type.slot_interval_minutes),
-        needs_chair=service_type.needs_chair,
-    )
+        duration=timedelta(minutes=duration), buffer_before=timedelta(minutes=before),
+        buffer_after=timedelta(minutes=after), recovery=timedelta(minutes=recovery),
+        step=timedelta(minutes=step), needs_chair=needs_chair)
 
 
 def booking_window(service_type: ServiceType, now: datetime) -> tuple[datetime, datetime]:

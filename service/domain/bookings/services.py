@@ -326,9 +326,14 @@ def offering_alternatives(uow: UnitOfWork, *, now: datetime) -> Iterator[_Asked]
         yield asked
     except SlotUnavailable as taken:
         if asked.wanted is not None:
-            taken.extras["alternatives"] = placement.alternatives(uow.reading(), asked.wanted,
-                                                                   now=now)
+            _offer_alternatives(taken, uow, asked.wanted, now=now)
         raise
+
+
+def _offer_alternatives(taken: SlotUnavailable, uow: UnitOfWork, asked: placement.Wanted, *,
+                        now: datetime) -> None:
+    """The next free slots for what was asked, on a read-only connection."""
+    taken.extras["alternatives"] = placement.alternatives(uow.reading(), asked, now=now)
 
 
 def wanted(request: BookingRequest) -> placement.Wanted:
@@ -473,10 +478,13 @@ _BOOKING_MANAGER = Booking._sa_class_manager  # type: ignore[attr-defined]
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> NewBooking:
     """Book a visit (``book_plain``): the new booking's columns as attributes, with its
-    service type and the zones its answer is shown in."""
-    with offering_alternatives(uow, now=now) as asked:
-        asked.wanted = wanted(request)
+    service type and the zones its answer is shown in. A ``slot_unavailable`` carries the
+    next free slots, as ``offering_alternatives`` adds them (what was asked made only then)."""
+    try:
         return uow.run(lambda: book_plain(uow, actor, request, now=now))
+    except SlotUnavailable as taken:
+        _offer_alternatives(taken, uow, wanted(request), now=now)
+        raise
 
 
 def reschedule_booking(uow: UnitOfWork, actor: Actor, booking_id: uuid.UUID, *,

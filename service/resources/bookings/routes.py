@@ -25,6 +25,7 @@ from service.resources.common import (
     ETAG_HEADER,
     IF_MATCH,
     LOCATION_HEADER,
+    CreatedResponse,
     check_in_opens,
     etag,
     expected_version,
@@ -72,8 +73,8 @@ class Bookings(MethodView):
                                           services.BookingRequest(**data), now=utcnow())
         # Rendered directly, as GET does: the body BookingSchema would dump, byte for byte
         # (tests/api/test_schema_dump.py).
-        return booking_response(reading.as_read(booking), {
-            **etag(booking), "Location": f"/api/v1/bookings/{booking.id}"}, 201)
+        return CreatedResponse.force_type(booking_response(reading.as_read(booking), {
+            **etag(booking), "Location": f"/api/v1/bookings/{booking.id}"}, 201))
 
 
 @blp.route("/bookings/<uuid:booking_id>")
