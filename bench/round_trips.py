@@ -25,10 +25,8 @@ import psycopg
 from psycopg import pq
 
 from bench import harness
-from bench.clinic import issue_key, seed_clinic
-from bench.writes import PROVIDERS, booking_bodies, video_hours
+from bench.post_database import seeded
 from service.app import create_app
-from service.db import Database
 
 WARM_UP = 30  # past psycopg's prepare threshold (5) and PostgreSQL's generic plans (5)
 
@@ -55,15 +53,7 @@ def turns(trace: str) -> Counter[str]:
 
 
 def measure(url: str, requests: int) -> dict[str, Counter[str]]:
-    database = Database.connect(url)
-    try:
-        clinic = seed_clinic(database, providers=PROVIDERS, patients=WARM_UP + requests,
-                             chairs=0, hours=video_hours)
-        authorization = f"Bearer {issue_key(database)}"
-        bodies = booking_bodies(clinic, WARM_UP + requests)
-    finally:
-        database.dispose()
-    headers = {"Authorization": authorization, "Content-Type": "application/json"}
+    headers, bodies = seeded(url, WARM_UP + requests)
     app = create_app({"DATABASE_URL": url})
     database = app.extensions["clinic.database"]
     client = app.test_client()
