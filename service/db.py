@@ -348,13 +348,11 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
             self.autocommit = False  # nothing is sent: the connection is idle
 
     def _queue(self, command: bytes) -> None:
-        """Send a command without parameters into the pipeline (never prepared)."""
-        cursor = self.cursor()
-        cursor.queues = True  # type: ignore[attr-defined]
-        try:
-            cursor.execute(command, prepare=False)
-        finally:
-            cursor.close()
+        """Queue a command without parameters in the pipeline, sent with what follows it
+        (psycopg's own way for its BEGIN and COMMIT: no cursor, its result checked as it
+        is read)."""
+        with self.lock:
+            self.wait(self._exec_command(command))
 
 
 def _leave_quietly(scope: AbstractContextManager[Any]) -> None:
