@@ -180,17 +180,7 @@ _DESCRIBED = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, ExecStatu
 
 
 class DescribedLazily(psycopg.Cursor):  # type: ignore[type-arg]
-    """psycopg's cursor, whose ``description`` makes its columns only when read.
-
-    On a connection in a pipelined transaction (``BoundedConnection.begin_pipelined``),
-    only a cursor that ``queues`` (a ``DirectStatement``'s, BEGIN's, COMMIT's) sends its
-    statement into the pipeline; any other statement (SQLAlchemy's own execution, which
-    reads its result's description and row count as soon as it is sent) ends the pipeline
-    first (``end_pipeline``: an error of a statement sent before it is raised here, where
-    the caller's error handling expects the driver's errors) and runs as it would without.
-    """
-
-    queues = False
+    """psycopg's cursor, whose ``description`` makes its columns only when read."""
 
     @property
     def description(self) -> Sequence[psycopg.Column] | None:  # type: ignore[override]
@@ -198,6 +188,18 @@ class DescribedLazily(psycopg.Cursor):  # type: ignore[type-arg]
         if result and (result.nfields or result.status in _DESCRIBED):
             return _Description(self, result)
         return None
+
+
+class EndsPipeline(DescribedLazily):
+    """The cursor of a connection in a pipelined transaction (``BoundedConnection.
+    begin_pipelined``; its cursors are plain ``DescribedLazily`` otherwise, at no cost):
+    only one that ``queues`` (a ``DirectStatement``'s) sends its statement into the
+    pipeline; any other statement (SQLAlchemy's own execution, which reads its result's
+    description and row count as soon as it is sent) ends the pipeline first
+    (``end_pipeline``: an error of a statement sent before it is raised here, where the
+    caller's error handling expects the driver's errors) and runs as it would without."""
+
+    queues = False
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
         self._leave_pipeline()
@@ -269,6 +271,7 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
         scope = self.pipeline()
         scope.__enter__()
         self._pipeline_scope = scope
+        self.cursor_factory = EndsPipeline
         try:
             self._queue(b"BEGIN")
         except BaseException:
@@ -289,6 +292,7 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
         scope, self._pipeline_scope = self._pipeline_scope, None
         if scope is None:
             return
+        self.cursor_factory = DescribedLazily
         try:
             if finish is not None:
                 self._queue(finish)
@@ -305,6 +309,7 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
         raised already: what follows it was skipped by the server)."""
         scope, self._pipeline_scope = self._pipeline_scope, None
         if scope is not None:
+            self.cursor_factory = DescribedLazily
             _leave_quietly(scope)
 
     def commit(self) -> None:
@@ -703,7 +708,7 @@ class DirectStatement:
         # test_audit_transaction.py counts this read's statements through it).
         dispatch = connection.dispatch
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
-        if isinstance(dbapi_connection, BoundedConnection) and dbapi_connection.pipelined:
+        if isinstance(cursor, EndsPipeline):
             # In a pipelined transaction: sent without waiting; its rows, if read, are
             # answered with everything sent before them (``BoundedConnection``).
             cursor.queues = True
