@@ -105,16 +105,22 @@ def scale(database: Database, pid: int) -> tuple[float, float]:
     return trivial, empty
 
 
-def measure(url: str, posts: int) -> None:
+def seeded(url: str, count: int) -> tuple[dict[str, str], list[bytes]]:
+    """bench/writes.py's calendar in the database at ``url``: a staff key's request
+    headers, and ``count`` bookings' bodies (distinct slots, distinct patients)."""
     database = Database.connect(url)
     try:
-        clinic = seed_clinic(database, providers=PROVIDERS, patients=WARM_UP + posts,
+        clinic = seed_clinic(database, providers=PROVIDERS, patients=count,
                              chairs=0, hours=video_hours)
         authorization = f"Bearer {issue_key(database)}"
-        bodies = booking_bodies(clinic, WARM_UP + posts)
+        bodies = booking_bodies(clinic, count)
     finally:
         database.dispose()
-    headers = {"Authorization": authorization, "Content-Type": "application/json"}
+    return {"Authorization": authorization, "Content-Type": "application/json"}, bodies
+
+
+def measure(url: str, posts: int) -> None:
+    headers, bodies = seeded(url, WARM_UP + posts)
     app = create_app({"DATABASE_URL": url})
     gc.collect()  # as gunicorn.conf.py's post_worker_init does in a worker
     gc.freeze()

@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import ExecStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -189,6 +190,32 @@ class DescribedLazily(psycopg.Cursor):  # type: ignore[type-arg]
         return None
 
 
+class EndsPipeline(DescribedLazily):
+    """The cursor of a connection in a pipelined transaction (``BoundedConnection.
+    begin_pipelined``; its cursors are plain ``DescribedLazily`` otherwise, at no cost):
+    only one that ``queues`` (a ``DirectStatement``'s) sends its statement into the
+    pipeline; any other statement (SQLAlchemy's own execution, which reads its result's
+    description and row count as soon as it is sent) ends the pipeline first
+    (``end_pipeline``: an error of a statement sent before it is raised here, where the
+    caller's error handling expects the driver's errors) and runs as it would without."""
+
+    queues = False
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._leave_pipeline()
+        return super().execute(query, params, **kwargs)
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self._leave_pipeline()
+        super().executemany(query, params_seq, **kwargs)
+
+    def _leave_pipeline(self) -> None:
+        connection = self._conn
+        if (not self.queues and isinstance(connection, BoundedConnection)
+                and connection.pipelined):
+            connection.end_pipeline()
+
+
 class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
     """A psycopg connection that waits at most ``answer_timeout`` seconds for the server.
 
@@ -200,6 +227,10 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
 
     answer_timeout: float | None = None
     returned_at: float | None = None  # time.monotonic() when last returned to the pool
+    # A pipelined transaction (``begin_pipelined``): psycopg's pipeline, while it is open,
+    # and whether this connection is in the driver's autocommit for that transaction only.
+    _pipeline_scope: AbstractContextManager[Any] | None = None
+    _autocommit_for_transaction = False
 
     def wait(self, gen, interval=None, timeout=None):  # type: ignore[no-untyped-def,override]
         limit = timeout if timeout is not None else self.answer_timeout
@@ -211,6 +242,142 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
             raise DatabaseNotAnswering(
                 f"the database did not answer within {limit:g} s; connection closed"
             ) from None
+
+    # A pipelined transaction ------------------------------------------------------------
+    #
+    # Without it, every statement waits for the server's answer before the next is sent,
+    # and psycopg sends the transaction's BEGIN on its own first: a round trip each. In
+    # one, the statements whose answer nobody reads (``DirectStatement.execute``: a
+    # booking's INSERT, its change feed, its audit row) are sent without waiting, BEGIN
+    # goes with the first statement, and the COMMIT (or ROLLBACK) with the last: the
+    # server answers them all at once, at the next statement whose rows are read, or at
+    # the commit (psycopg's pipeline mode, https://www.psycopg.org/psycopg3/docs/advanced/
+    # pipeline.html). The statements run in the same order, in one transaction, as
+    # before; what changes is where an error shows: at the first statement after it whose
+    # answer is read, or at the commit, never later (the statements after it are skipped
+    # by the server, and the first error is the one raised).
+
+    def begin_pipelined(self) -> bool:
+        """Begin a pipelined transaction on this connection, if no transaction has begun
+        yet (nothing sent since its last one ended): the driver in autocommit (psycopg
+        would otherwise send its BEGIN and wait for it), in pipeline mode, with an explicit
+        BEGIN queued. ``commit`` or ``rollback`` ends it, as any transaction; the driver is
+        out of autocommit again once it has. Whether it began one."""
+        if (self._pipeline_scope is not None or self.autocommit or self.closed
+                or self.pgconn.transaction_status != TransactionStatus.IDLE):
+            return False
+        self.autocommit = True  # nothing is sent: the connection is idle
+        self._autocommit_for_transaction = True
+        scope = self.pipeline()
+        scope.__enter__()
+        self._pipeline_scope = scope
+        self.cursor_factory = EndsPipeline
+        try:
+            self._queue(b"BEGIN")
+        except BaseException:
+            self.leave_pipeline()
+            raise
+        return True
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether statements of this connection are queued in its pipeline."""
+        return self._pipeline_scope is not None
+
+    def end_pipeline(self, finish: bytes | None = None) -> None:
+        """Send what the pipeline holds (and then ``finish``: COMMIT, ROLLBACK) with one
+        Sync, read every answer, leave pipeline mode. Raises the first error among them
+        (the statements after it were skipped), the connection out of pipeline mode
+        either way (its transaction, if begun, in the state the server left it)."""
+        scope, self._pipeline_scope = self._pipeline_scope, None
+        if scope is None:
+            return
+        self.cursor_factory = DescribedLazily
+        try:
+            if finish is not None:
+                self._queue(finish)
+        except psycopg.Error as error:
+            _leave_quietly(scope)
+            raise _first_error(error) from None
+        try:
+            scope.__exit__(None, None, None)
+        except psycopg.Error as error:
+            raise _first_error(error) from None
+
+    def leave_pipeline(self) -> None:
+        """Leave pipeline mode, if in it, whatever the answers (after an error that was
+        raised already: what follows it was skipped by the server)."""
+        scope, self._pipeline_scope = self._pipeline_scope, None
+        if scope is not None:
+            self.cursor_factory = DescribedLazily
+            _leave_quietly(scope)
+
+    def commit(self) -> None:
+        try:
+            if self._pipeline_scope is None:
+                super().commit()
+                return
+            try:
+                self.end_pipeline(b"COMMIT")
+            except psycopg.Error:
+                # A statement before the COMMIT failed, so the server skipped it: the
+                # transaction ends here all the same, rolled back, as a COMMIT of a failed
+                # transaction ends it (SQLAlchemy takes a failed commit for an ended
+                # transaction, and returns the connection to the pool as it is).
+                try:
+                    super().rollback()
+                except psycopg.Error:
+                    pass  # lost: the first error says so
+                raise
+        finally:
+            self._transaction_ended()
+
+    def rollback(self) -> None:
+        try:
+            if self._pipeline_scope is not None:
+                try:
+                    self.end_pipeline(b"ROLLBACK")
+                except psycopg.Error:
+                    # A statement before it failed (so the ROLLBACK was skipped: sent
+                    # again below), or the connection is lost (psycopg's rollback says so
+                    # below).
+                    pass
+            super().rollback()  # sends ROLLBACK only while a transaction is still open
+        finally:
+            self._transaction_ended()
+
+    def _transaction_ended(self) -> None:
+        if (self._autocommit_for_transaction and not self.closed
+                and self.pgconn.transaction_status == TransactionStatus.IDLE):
+            self._autocommit_for_transaction = False
+            self.autocommit = False  # nothing is sent: the connection is idle
+
+    def _queue(self, command: bytes) -> None:
+        """Queue a command without parameters in the pipeline, sent with what follows it
+        (psycopg's own way for its BEGIN and COMMIT: no cursor, its result checked as it
+        is read)."""
+        with self.lock:
+            self.wait(self._exec_command(command))
+
+
+def _leave_quietly(scope: AbstractContextManager[Any]) -> None:
+    """Leave psycopg's pipeline mode, ignoring the answers (a failed statement's error
+    was raised already; those after it were skipped) and a lost connection (what used it
+    says so)."""
+    try:
+        scope.__exit__(None, None, None)
+    except psycopg.Error:
+        pass
+
+
+def _first_error(error: psycopg.Error) -> psycopg.Error:
+    """The error a pipeline's failure is about: the failed statement's own, not the
+    ``PipelineAborted`` of a statement the server skipped after it (psycopg raises the
+    latter when the former was read while it was still sending)."""
+    cause: BaseException | None = error
+    while isinstance(cause, pg_errors.PipelineAborted):
+        cause = cause.__context__
+    return cause if isinstance(cause, psycopg.Error) else error
 
 
 def make_engine(url: str, *, echo: bool = False, immediate: bool = True,
@@ -386,6 +553,15 @@ def _in_autocommit(_session: Any, _transaction: Any, connection: Any) -> None:
     autocommit_until_returned(connection)
 
 
+def begin_pipelined(connection: Connection) -> bool:
+    """Begin ``connection``'s transaction as a pipelined one (``BoundedConnection.
+    begin_pipelined``: PostgreSQL, the service's engines), if nothing was sent in it yet.
+    Whether it did."""
+    dbapi_connection = connection.connection.dbapi_connection
+    return (isinstance(dbapi_connection, BoundedConnection)
+            and dbapi_connection.begin_pipelined())
+
+
 def autocommit_until_returned(connection: Connection) -> None:
     """A connection just checked out (nothing sent on it yet: the driver sends BEGIN with
     the first statement), in the driver's autocommit until it is back in the pool. What
@@ -532,6 +708,10 @@ class DirectStatement:
         # test_audit_transaction.py counts this read's statements through it).
         dispatch = connection.dispatch
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+        if isinstance(cursor, EndsPipeline):
+            # In a pipelined transaction: sent without waiting; its rows, if read, are
+            # answered with everything sent before them (``BoundedConnection``).
+            cursor.queues = True
         try:
             dispatch.before_cursor_execute(connection, cursor, sql, bound, None, False)
             try:
@@ -541,9 +721,12 @@ class DirectStatement:
             dispatch.after_cursor_execute(connection, cursor, sql, bound, None, False)
             if fetch is _NOTHING:
                 return None
-            if fetch is _ALL:
-                return form.rows(cursor.fetchall())
-            found = cursor.fetchone()
+            try:  # (in a pipeline, the first error of what was sent before shows here)
+                if fetch is _ALL:
+                    return form.rows(cursor.fetchall())
+                found = cursor.fetchone()
+            except Exception as error:
+                raise _failed(connection, cursor, error, sql, bound) from error
             return None if found is None else form.row(found)
         finally:
             cursor.close()
@@ -644,13 +827,16 @@ def announce_insert(session: Session, table: Table, values: Mapping[str, Any]) -
 def _failed(connection: Connection, cursor: Any, error: Exception, sql: str,
             parameters: Any) -> Exception:
     """What ``Connection.execute`` raises for a DBAPI error (a disconnect invalidates the
-    connection, so the pool does not hand it out again)."""
+    connection, so the pool does not hand it out again). A connection in a pipelined
+    transaction leaves pipeline mode first (what was sent after the error was skipped)."""
     dialect = connection.dialect
     dbapi_error = dialect.loaded_dbapi.Error
     if not isinstance(error, dbapi_error):
         return error
-    invalidated = dialect.is_disconnect(error, connection.connection.dbapi_connection,
-                                        cursor)
+    dbapi_connection = connection.connection.dbapi_connection
+    if isinstance(dbapi_connection, BoundedConnection):
+        dbapi_connection.leave_pipeline()
+    invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
     if invalidated:
         connection.invalidate(error)
     return sa_exc.DBAPIError.instance(sql, parameters, error, dbapi_error,

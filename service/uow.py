@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.db import Base
+from service.db import Base, begin_pipelined
 from service.domain.errors import Conflict, DomainError, PreconditionFailed, constraint_error
 from service.domain.events import Event
 from service.messagebus import MessageBus
@@ -179,6 +179,18 @@ class UnitOfWork:
         if self._connection is not None:
             return self._connection()
         return self.session.connection()
+
+    def pipeline(self) -> None:
+        """Have this transaction's statements that answer nothing sent without waiting for
+        the server, its BEGIN with its first statement and its COMMIT with its last
+        (``service.db.BoundedConnection.begin_pipelined``): on PostgreSQL, for a
+        transaction of this unit of work's own (not a shared one, whose errors its holder
+        may expect at once), from its start (call it before any statement). A statement's
+        error then shows at the next statement whose rows are read or at the commit,
+        within ``run`` all the same: for use cases that leave every database error to the
+        unit of work (``__exit__``'s translation, ``run``'s retries)."""
+        if self.dialect == "postgresql" and self._sessions is not None:
+            begin_pipelined(self.session.connection())
 
     def reading(self) -> UnitOfWork:
         """A unit of work for reads only, on read-only transactions where the database has

@@ -409,7 +409,12 @@ def book_plain(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
     attributes, with its ``service_type`` (a plain row) and the zones its answer is shown in
     (``zone_of_location``, ``zone_of_patient``), as ``book``'s booking has them. The
     handlers of its ``BookingCreated`` find it with its service type and patient in the
-    unit of work (``fresh.py``), not in the session."""
+    unit of work (``fresh.py``), not in the session. In a transaction of the unit of
+    work's own, its statements are pipelined (``UnitOfWork.pipeline``): BEGIN goes with
+    the parties' read, and the INSERT, the handlers' change feed, the audit row and the
+    COMMIT together; a taken slot the database refuses shows at the commit, as the same
+    ``slot_unavailable``."""
+    uow.pipeline()
     prepared = prepare(uow, actor, request, plain=True)
     placed = check_start(uow, prepared, request.start, now=now)
     parties = prepared.parties
