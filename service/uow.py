@@ -36,7 +36,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -218,7 +218,8 @@ class UnitOfWork:
         transaction on a connection of its own, a session made only if asked for (see the
         module's doc; for a unit of work with a session factory whose sessions are bound
         to one engine, else as without)."""
-        direct = direct and self._sessions is not None and "bind" in self._sessions.kw
+        direct = (direct and self._sessions is not None
+                  and isinstance(self._sessions.kw.get("bind"), Engine))
         for attempt in range(1, RETRIES + 1):
             self._direct = direct
             try:
