@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -803,25 +803,61 @@ class _DirectForm:
         return [self.values(row) for row in found]
 
 
-InsertHook = Callable[[Session, Table, Mapping[str, Any]], None]
+InsertHook = Callable[[Any, Table, Mapping[str, Any]], None]  # (a ``Transactional``, ...)
 _INSERT_HOOK = "db.insert_hook"  # ``Session.info`` key of the hook (``hear_direct_inserts``)
+
+
+class Transactional(Protocol):
+    """What runs a transaction's statements: a ``Session``, or a unit of work whose
+    transaction runs on a connection of its own (``service.uow.UnitOfWork.run(direct=
+    True)``): the transaction's connection, and the ``info`` its hooks keep notes in (a
+    session's own, or what its session factory gives a session)."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+    def connection(self) -> Connection: ...
+
+
+CommitHook = Callable[[Any], None]  # (the ``Transactional`` committing) -> None
+_COMMIT_HOOKS = "db.commit_hooks"  # ``Session.info`` key (``hear_direct_commits``)
+
+
+def _give_info(sessions: sessionmaker[Session], key: str, value: object) -> None:
+    """Add ``key`` to what ``sessions`` gives its sessions' ``info``."""
+    sessions.configure(info={**(sessions.kw.get("info") or {}), key: value})
 
 
 def hear_direct_inserts(sessions: sessionmaker[Session], hook: InsertHook) -> None:
     """Have ``hook`` told of each row that ``announce_insert`` announces in a session of
     ``sessions`` (one hook per session factory: it is given to its sessions through their
-    ``info``, ``sessionmaker.configure``)."""
-    sessions.configure(info={_INSERT_HOOK: hook})
+    ``info``, ``sessionmaker.configure``), or in a transaction run without one."""
+    _give_info(sessions, _INSERT_HOOK, hook)
 
 
-def announce_insert(session: Session, table: Table, values: Mapping[str, Any]) -> None:
+def announce_insert(transaction: Transactional, table: Table, values: Mapping[str, Any]
+                    ) -> None:
     """Tell the session's hook (``hear_direct_inserts``) of a row about to be inserted by a
-    ``DirectStatement`` on the session's connection, as its ``do_orm_execute`` listeners
-    are told of an INSERT run through ``Session.execute`` (before it runs): the statement
-    skips the session's execution, not what listens to it."""
-    hook = session.info.get(_INSERT_HOOK)
+    ``DirectStatement`` on the transaction's connection, as its ``do_orm_execute``
+    listeners are told of an INSERT run through ``Session.execute`` (before it runs): the
+    statement skips the session's execution, not what listens to it."""
+    hook = transaction.info.get(_INSERT_HOOK)
     if hook is not None:
-        hook(session, table, values)
+        hook(transaction, table, values)
+
+
+def hear_direct_commits(sessions: sessionmaker[Session], *, before: CommitHook,
+                        after: CommitHook) -> None:
+    """Have ``before`` and ``after`` called around the commit of a transaction that the
+    factory's sessions would have run but that ran on a connection without one (``UnitOfWork.
+    run(direct=True)``), as the factory's ``before_commit`` and ``after_commit`` listeners
+    are called around a session's; each is given the ``Transactional`` committing."""
+    _give_info(sessions, _COMMIT_HOOKS, (before, after))
+
+
+def commit_hooks(info: Mapping[Any, Any]) -> tuple[CommitHook, CommitHook] | None:
+    """The hooks ``hear_direct_commits`` gave (to a transaction with this ``info``)."""
+    return info.get(_COMMIT_HOOKS)
 
 
 def _failed(connection: Connection, cursor: Any, error: Exception, sql: str,

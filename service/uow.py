@@ -18,6 +18,13 @@ Use cases record domain events on the unit of work (``record``); ``commit`` hand
 the message bus first, so their handlers write the consequences (reminders, the change feed,
 webhook deliveries) in the same transaction (``service/messagebus.py``).
 
+``run(work, direct=True)``: the transaction runs on a connection of its own (for use cases
+whose statements run on ``connection()``: ``POST /bookings``), and a session is made, joined
+to that transaction, only if something asks for one (``session``); committed without one,
+the hooks the session factory's ``before_commit`` and ``after_commit`` listeners would have
+run are called around the commit (``service.db.hear_direct_commits``: the audit row). The
+same statements, in the same transaction, without the session's per-transaction machinery.
+
 A database constraint violation (a race the Python checks could not see) is translated into
 the domain error registered for that constraint, so callers get the same answer either way.
 """
@@ -27,14 +34,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.db import Base, begin_pipelined
+from service.db import Base, begin_pipelined, commit_hooks
 from service.domain.errors import Conflict, DomainError, PreconditionFailed, constraint_error
 from service.domain.events import Event
 from service.messagebus import MessageBus
@@ -75,6 +82,11 @@ class UnitOfWork:
         self._connection = connection
         self._shared_on_use = shared_on_use
         self._session: Session | None = None
+        # ``run(direct=True)``: the transaction's own connection (opened by ``connection``)
+        # and, while no session is made, the notes a session's ``info`` would hold.
+        self._direct = False
+        self._own: Connection | None = None
+        self._info: dict[Any, Any] | None = None
         # What the request read of the records its audit row names (``audit.note_read``),
         # kept as long as the request: where it is given, the row names them without reading
         # them again, and no session has to be opened to hold the notes.
@@ -100,6 +112,9 @@ class UnitOfWork:
             self._session = self._shared
             if self._hold and self._shared.info.get(HELD_WORK):
                 self._savepoint = self._shared.begin_nested()
+        elif self._direct:
+            self._session = None  # made if asked for (``session``), joined to ``_own``
+            self._info = dict(self._sessions.kw.get("info") or {})  # type: ignore[union-attr]
         elif self._sessions is not None:
             self._session = self._sessions()
         self._events = []
@@ -116,7 +131,13 @@ class UnitOfWork:
         self.memo = {}
         savepoint, self._savepoint = self._savepoint, None
         held, self._held = self._held, False
-        if self._sessions is not None:
+        if self._direct:
+            own, self._own, self._info = self._own, None, None
+            if self._session is not None:
+                self._session.close()  # rolls back what was not committed
+            if own is not None:
+                own.close()  # (rolls back what was not committed) back to the pool
+        elif self._sessions is not None:
             self.session.close()
         elif self._hold:
             # Kept if it committed (as a commit would have kept it), else nothing of it, as a
@@ -151,16 +172,56 @@ class UnitOfWork:
         are kept in ``seen`` needs none, and saves making, clearing and closing one."""
         session = self._session
         if session is None:
+            if self._direct and self._open:
+                return self._joined_session()
+            if self._sessions is not None:  # (after a transaction of ``run(direct=True)``)
+                session = self._session = self._sessions()
+                return session
             if self._shared_on_use is None:
                 raise AttributeError("session: this unit of work has not been entered")
             session = self._session = self._shared_on_use()
         return session
 
-    def run(self, work: Callable[[], T]) -> T:
+    def _joined_session(self) -> Session:
+        """A session of the factory in the transaction of ``run(direct=True)``: bound to
+        its connection, in control of its transaction (its commit commits it), joined at
+        once (so its commit is the transaction's whatever it ran), with the notes kept so
+        far in its ``info``, which keeps them from now on."""
+        connection = self.connection()
+        session = self._sessions(  # type: ignore[misc]
+            bind=connection, join_transaction_mode="control_fully")
+        session.connection()
+        session.info.update(self._info or {})
+        self._info = None
+        self._session = session
+        return session
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        """What the transaction's hooks note (``service.db.Transactional``): its session's
+        ``info``, or, in a transaction of ``run(direct=True)`` without a session yet, what
+        its factory gives a session's."""
+        if self._info is not None:
+            return self._info
+        return self.session.info
+
+    def flush(self) -> None:
+        """Flush what the session holds, if this transaction has a session (without one
+        nothing is pending)."""
+        if self._session is not None:
+            self._session.flush()
+
+    def run(self, work: Callable[[], T], *, direct: bool = False) -> T:
         """Run ``work`` in a transaction and commit; when the database rolled it back to
         break a deadlock or a serialization conflict, run all of it again in a fresh
-        transaction. After RETRIES attempts the ``Contention`` goes out."""
+        transaction. After RETRIES attempts the ``Contention`` goes out. ``direct``: in a
+        transaction on a connection of its own, a session made only if asked for (see the
+        module's doc; for a unit of work with a session factory whose sessions are bound
+        to one engine, else as without)."""
+        direct = (direct and self._sessions is not None
+                  and isinstance(self._sessions.kw.get("bind"), Engine))
         for attempt in range(1, RETRIES + 1):
+            self._direct = direct
             try:
                 with self:
                     result = work()
@@ -169,6 +230,8 @@ class UnitOfWork:
             except Contention:
                 if attempt == RETRIES:
                     raise
+            finally:
+                self._direct = False
         raise AssertionError("unreachable")
 
     def connection(self) -> Connection:
@@ -178,6 +241,17 @@ class UnitOfWork:
         its session's."""
         if self._connection is not None:
             return self._connection()
+        if self._direct:
+            own = self._own
+            if own is None:
+                own = self._sessions.kw["bind"].connect()  # type: ignore[union-attr]
+                try:
+                    own.begin()
+                except BaseException:
+                    own.close()
+                    raise
+                self._own = own
+            return own
         return self.session.connection()
 
     def pipeline(self) -> None:
@@ -190,7 +264,7 @@ class UnitOfWork:
         within ``run`` all the same: for use cases that leave every database error to the
         unit of work (``__exit__``'s translation, ``run``'s retries)."""
         if self.dialect == "postgresql" and self._sessions is not None:
-            begin_pipelined(self.session.connection())
+            begin_pipelined(self.connection())
 
     def reading(self) -> UnitOfWork:
         """A unit of work for reads only, on read-only transactions where the database has
@@ -225,12 +299,28 @@ class UnitOfWork:
             self.session.info[HELD_WORK] = True
             self._held = True
             return
+        if self._direct and self._info is not None:
+            self._commit_direct(self._info)
+            return
         self.session.commit()
+
+    def _commit_direct(self, info: dict[Any, Any]) -> None:
+        """Commit a transaction of ``run(direct=True)`` that made no session: its hooks
+        (``service.db.hear_direct_commits``) around its connection's commit. (A session a
+        hook asks for, to read, joins it; it is not the one committing.)"""
+        hooks = commit_hooks(info)
+        if hooks is not None:
+            hooks[0](self)
+        transaction = self.connection().get_transaction()
+        assert transaction is not None
+        transaction.commit()
+        if hooks is not None:
+            hooks[1](self)
 
     def rollback(self) -> None:
         self._events = []
         self.memo = {}
-        self.session.rollback()
+        self.session.rollback()  # (``run(direct=True)``: a session made for it rolls back)
 
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<cols>[\w., ]+)")

@@ -101,7 +101,8 @@ def _load(uow: UnitOfWork, provider_id: uuid.UUID | None) -> None:
     statement = parts[0] if len(parts) == 1 else union_all(*parts)
     subscribers: list[Subscriber] = []
     calendars: set[uuid.UUID] = set()
-    for row in uow.session.execute(statement):
+    uow.flush()  # (as the session's autoflush would before its query)
+    for row in uow.connection().execute(statement):
         if row.kind == "webhook":
             subscribers.append(Subscriber(id=row.id, events=tuple(row.events or ())))
         else:

@@ -56,7 +56,7 @@ def test_plain_parties_hold_what_the_orm_loads(app, clinic, actor):
         uow = UnitOfWork(db.write_sessions, dialect=db.dialect)
         with uow:
             postgres = db.dialect == "postgresql"
-            plain = services._plain_parties(uow.session, actor, postgres,
+            plain = services._plain_parties(uow.connection(), actor, postgres,
                                             {"patient_id": request.patient_id,
                                              "provider_id": request.provider_id,
                                              "service_type_id": request.service_type_id,
@@ -110,7 +110,7 @@ def test_an_actor_who_does_not_see_the_patient_finds_no_parties(app, clinic):
     stranger = Actor(key_id=None, role=Role.PATIENT, patient_id=uuid.uuid4())
     uow = UnitOfWork(db.write_sessions, dialect=db.dialect)
     with uow:
-        assert services._plain_parties(uow.session, stranger, db.dialect == "postgresql", {
+        assert services._plain_parties(uow.connection(), stranger, db.dialect == "postgresql", {
             "patient_id": uuid.UUID(clinic.patient["id"]),
             "provider_id": uuid.UUID(clinic.doctor["id"]),
             "service_type_id": uuid.UUID(clinic.services["consultation"]["id"]),

@@ -28,7 +28,13 @@ from datetime import datetime
 from sqlalchemy import Select, event, insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import DirectStatement, hear_direct_inserts, utcnow
+from service.db import (
+    DirectStatement,
+    Transactional,
+    hear_direct_commits,
+    hear_direct_inserts,
+    utcnow,
+)
 from service.domain.access.actor import Actor
 from service.domain.access.models import ApiKey
 from service.domain.audit.models import (
@@ -385,13 +391,13 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
                     context.created = (obj.id, patient)
                     break
 
-    def _wrote(session: Session, table: object, parameters: object, *, inserted: bool
-               ) -> None:
+    def _wrote(transaction: Transactional, table: object, parameters: object, *,
+               inserted: bool) -> None:
         context = current()
         if context is None:
             return
         if getattr(table, "name", None) not in BOOKKEEPING:
-            session.info[_CHANGED] = True
+            transaction.info[_CHANGED] = True
         if inserted and not context.recorded:
             _created_by_insert(context, table, parameters)
 
@@ -403,8 +409,8 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
 
     # A row written by a DirectStatement (``bookings.services.book_plain``'s booking) is
     # heard as one INSERT run through the session.
-    hear_direct_inserts(sessions, lambda session, table, values: _wrote(
-        session, table, values, inserted=True))
+    hear_direct_inserts(sessions, lambda transaction, table, values: _wrote(
+        transaction, table, values, inserted=True))
 
     @event.listens_for(sessions, "before_commit")
     def _before_commit(session: Session) -> None:
@@ -422,20 +428,34 @@ def attach(sessions: sessionmaker, current: Callable[[], AuditContext | None]) -
         if not (session.info.get(_CHANGED) or _touches_clinic_data(pending)):
             return
         session.flush()  # ids of what this request created
+        _write_with_change(session, lambda: session, context)
+
+    def _before_direct_commit(transaction: UnitOfWork) -> None:
+        """``_before_commit`` for a transaction run without a session (``UnitOfWork.
+        run(direct=True)``): nothing pending, no protocol override (none was flushed)."""
+        context = current()
+        if context is None or context.recorded or not transaction.info.get(_CHANGED):
+            return
+        _write_with_change(transaction, lambda: transaction.session, context)
+
+    def _write_with_change(transaction: Transactional, session_of: SessionOf,
+                           context: AuditContext) -> None:
         # The row as one INSERT statement, as ``record`` writes it: no object for the
         # commit's flush to process (nothing reads it back in this transaction), and no
         # per-execution machinery (``DirectStatement``).
-        _INSERT_ROW_DIRECT.execute(session.connection(), build_event(
-            lambda: session, context, AuditOutcome.SUCCESS).values())
-        session.info[_PENDING] = True
+        _INSERT_ROW_DIRECT.execute(transaction.connection(), build_event(
+            session_of, context, AuditOutcome.SUCCESS).values())
+        transaction.info[_PENDING] = True
 
-    @event.listens_for(sessions, "after_commit")
-    def _after_commit(session: Session) -> None:
-        session.info.pop(_CHANGED, None)
-        if session.info.pop(_PENDING, False):
+    def _committed(transaction: Transactional) -> None:
+        transaction.info.pop(_CHANGED, None)
+        if transaction.info.pop(_PENDING, False):
             context = current()
             if context is not None:
                 context.recorded = True
+
+    event.listen(sessions, "after_commit", _committed)
+    hear_direct_commits(sessions, before=_before_direct_commit, after=_committed)
 
     @event.listens_for(sessions, "after_rollback")
     def _after_rollback(session: Session) -> None:

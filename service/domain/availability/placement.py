@@ -93,7 +93,9 @@ class Placement:
 def place(session, visit: Visit, start: datetime, *, now: datetime,  # type: ignore[no-untyped-def]
           exclude_booking_id: uuid.UUID | None = None) -> Placement:
     """Can the visit start at ``start``? Every slot rule, checked inside the caller's
-    transaction (``exclude_booking_id``: the booking being moved does not block itself)."""
+    transaction (``session``: a session or a unit of work, whose ``connection()`` the
+    facts are read on; ``exclude_booking_id``: the booking being moved does not block
+    itself)."""
     service_type, provider, location = visit.service_type, visit.provider, visit.location
     earliest, latest = search.booking_window(service_type, now)
     if not earliest <= start <= latest:

@@ -55,7 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from service.db import DirectStatement, announce_insert
+from service.db import DirectStatement, Transactional, announce_insert
 from service.domain.availability.models import DateOverride, ScheduleVersion, TimeOff, WeeklyHours
 from service.domain.bookings.models import Booking
 from service.domain.clinic.models import Location, ServiceType
@@ -146,10 +146,10 @@ def _stale_source(obj: CalendarConnection, *, previous: bool) -> bool | None:
     return bool(active) and (stale_since is not None or status == SyncStatus.PENDING)
 
 
-def bump(session: Session, scopes: Iterable[str]) -> None:
-    """Add one to each scope's version (creating it), in this session's transaction. The
-    rows are taken in sorted order, so two transactions never wait for each other in a
-    circle."""
+def bump(session: Transactional, scopes: Iterable[str]) -> None:
+    """Add one to each scope's version (creating it), in this session's transaction (or a
+    unit of work's, ``Transactional``). The rows are taken in sorted order, so two
+    transactions never wait for each other in a circle."""
     ordered = sorted(set(scopes))
     if not ordered:
         return
@@ -165,18 +165,20 @@ def bump(session: Session, scopes: Iterable[str]) -> None:
                        [{"scope": s, "version": 1} for s in ordered])
 
 
-def insert_after_bump(session: Session, table: Table, values: dict[str, object],
+def insert_after_bump(session: Transactional, table: Table, values: dict[str, object],
                       scopes: Iterable[str]) -> None:
     """Insert one row of ``table`` (every column's value given) with a Core INSERT, after
     bumping ``scopes`` as ``bump`` does: for a row written without the ORM's flush (so
     without the ``before_flush`` hook), e.g. a new booking (``scopes_of_new_booking``).
     On PostgreSQL the bump rides the INSERT (one statement, its upsert a data-modifying
     WITH that the inserted row waits for: the version rows are locked, in sorted order,
-    before the row is written, as with the flush's bump). The INSERT is a ``DirectStatement``
-    on the session's connection (a booking's costliest statement through SQLAlchemy's
-    execution), announced to the session's hook first (``service.db.announce_insert``: the
-    audit row learns the record created, as from ``Session.execute``'s ``do_orm_execute``;
-    this module's own listener there reacts only to bulk UPDATEs and DELETEs)."""
+    before the row is written, as with the flush's bump). ``session``: a session, or a
+    unit of work running its transaction without one (``Transactional``). The INSERT is a
+    ``DirectStatement`` on its connection (a booking's costliest statement through
+    SQLAlchemy's execution), announced to the session's hook first (``service.db.
+    announce_insert``: the audit row learns the record created, as from ``Session.
+    execute``'s ``do_orm_execute``; this module's own listener there reacts only to bulk
+    UPDATEs and DELETEs)."""
     ordered = sorted(set(scopes))
     connection = session.connection()
     after_bump = bool(ordered) and connection.dialect.name == "postgresql"

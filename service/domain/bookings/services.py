@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, true
+from sqlalchemy import Connection, Select, bindparam, insert, select, true
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -118,8 +118,8 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
              plain: bool = False) -> _Parties:
     """The booking's parties, checked (they exist, the actor may see the patient, all are
     active, the location offers the service). ``plain``: as plain rows (``_plain_parties``),
-    for a caller that only reads them; else ORM instances kept in the session."""
-    session = uow.session
+    for a caller that only reads them, on the unit of work's connection (no session asked
+    for); else ORM instances kept in the session."""
     # The patient (as the actor may see them), the provider with its licenses, the service
     # type and the location in one query (one row per license). When one of them does not
     # exist or cannot be seen, no row comes back and each is looked up (and refused) in turn.
@@ -129,21 +129,21 @@ def _parties(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
            "service_type_id": request.service_type_id, "location_id": request.location_id}
     found: Any
     if plain:
-        found = _plain_parties(session, actor, postgres, ids)
+        found = _plain_parties(uow.connection(), actor, postgres, ids)
     else:
-        found = session.execute(patient_policy.visible(actor, _parties_query(postgres)),
-                                ids).unique().first()
+        found = uow.session.execute(patient_policy.visible(actor, _parties_query(postgres)),
+                                    ids).unique().first()
     patient = find_patient(uow, actor, request.patient_id) if found is None else found[0]
     if found is not None and postgres:
         recipients.remember(uow, request.provider_id, found[4], found[5])
     if not policy.may_book_with(actor, request.provider_id):
         raise NotFound("No provider with this id.", code="provider_not_found")
-    provider, service_type, location = (_others(session, request) if found is None
+    provider, service_type, location = (_others(uow.session, request) if found is None
                                         else found[1:4])
     if not plain:
         # The session's identity map holds loaded rows by weak reference: kept here for the
         # transaction, the handlers (reminder planning...) find them without a query.
-        session.info.setdefault("loaded", []).extend(
+        uow.session.info.setdefault("loaded", []).extend(
             (patient, provider, service_type, location))
     inactive = [name for name, record in (("patient", patient), ("provider", provider),
                                           ("service_type", service_type),
@@ -220,15 +220,14 @@ def _plain_parties_direct(postgres: bool) -> DirectStatement:
     return DirectStatement(_plain_parties_query(postgres))
 
 
-def _plain_parties(session: Session, actor: Actor, postgres: bool,
+def _plain_parties(connection: Connection, actor: Actor, postgres: bool,
                    ids: dict[str, uuid.UUID]) -> tuple[Any, ...] | None:
     """The patient, the provider (its ``licenses`` attached), the service type, the
     location as plain rows, then the recipients' two columns (PostgreSQL), as
     ``_parties_query``'s first unique row gives them, for what the actor may see; None
-    without a row. Run on the session's connection (in its transaction): the ORM has no
-    instance to make. The patients' policy narrows the query for an actor who does not see
-    every patient (with values of the actor's own: run as an ordinary statement)."""
-    connection = session.connection()
+    without a row. Run on the transaction's connection: the ORM has no instance to make.
+    The patients' policy narrows the query for an actor who does not see every patient
+    (with values of the actor's own: run as an ordinary statement)."""
     if patient_policy.sees_every_patient(actor):
         rows: Sequence[Any] = _plain_parties_direct(postgres).all(connection, ids)
     else:
@@ -294,13 +293,13 @@ def _record(uow: UnitOfWork, booking: Booking, event: type[events.BookingChanged
             actor: Actor, now: datetime, **extra: Any) -> None:
     """The change joins the booking's history, and its event is recorded for the handlers
     (call after the booking's change, before commit)."""
-    uow.session.flush()  # the booking's id, and the database's constraints checked now
+    uow.flush()  # the booking's id, and the database's constraints checked now
     if uow.dialect == "postgresql":  # written by the change feed's statement (history.py)
         history.defer(uow.memo, booking.id, event.kind, actor.key_id)
     else:
         # Its history row written at once, without the ORM's unit of work (nothing reads
         # the row back in this transaction; a flush of one more object cost more).
-        uow.session.connection().execute(_HISTORY_ROW, {
+        uow.connection().execute(_HISTORY_ROW, {
             "booking_id": booking.id, "kind": event.kind, "occurred_at": utcnow(),
             "actor_key_id": actor.key_id})
     uow.record(event.of(booking, occurred_at=now, actor_key_id=actor.key_id, **extra))
@@ -360,8 +359,9 @@ def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
     """Check everything but the start: who and what is booked, and the clinical gates
     (``plain``: the parties as plain rows, see ``_parties``)."""
     parties = _parties(uow, actor, request, plain=plain)
-    gates.check_booking(uow.session, patient=parties.patient, provider=parties.provider,
-                        location=parties.location, service_type=parties.service_type,
+    gates.check_booking(lambda: uow.session, patient=parties.patient,
+                        provider=parties.provider, location=parties.location,
+                        service_type=parties.service_type,
                         ride_home_confirmed=request.ride_home_confirmed)
     return Prepared(request, parties, _patient_state(parties, request))
 
@@ -369,9 +369,9 @@ def prepare(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
 def check_start(uow: UnitOfWork, prepared: Prepared, start: datetime, *,
                 now: datetime) -> placement.Placement:
     """Check every slot rule for this start (raises the booking's errors); where the visit
-    goes (its blocks and chair)."""
-    return placement.place(uow.session, _visit(prepared.parties, prepared.patient_state),
-                           start, now=now)
+    goes (its blocks and chair). Read on the unit of work's connection."""
+    return placement.place(uow, _visit(prepared.parties, prepared.patient_state), start,
+                           now=now)
 
 
 def book(uow: UnitOfWork, actor: Actor, request: BookingRequest, *, now: datetime,
@@ -422,10 +422,9 @@ def book_plain(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
     booking = NewBooking(**values, service_type=parties.service_type,
                          zone_of_location=parties.location.timezone,
                          zone_of_patient=parties.patient.timezone)
-    session = uow.session
-    session.flush()  # what is pending goes first (nothing, unless a caller added some)
+    uow.flush()  # what is pending goes first (nothing, unless a caller added some)
     # Its hooks hear of the INSERT (versions.insert_after_bump).
-    versions.insert_after_bump(session, Booking.__table__, values,
+    versions.insert_after_bump(uow, Booking.__table__, values,
                                versions.scopes_of_new_booking(booking))  # type: ignore[arg-type]
     fresh.remember(uow.memo, fresh.Fresh(booking, parties.service_type, parties.patient))
     _record(uow, booking, events.BookingCreated, actor=actor, now=now)  # type: ignore[arg-type]
@@ -483,10 +482,13 @@ _BOOKING_MANAGER = Booking._sa_class_manager  # type: ignore[attr-defined]
 def create_booking(uow: UnitOfWork, actor: Actor, request: BookingRequest, *,
                    now: datetime) -> NewBooking:
     """Book a visit (``book_plain``): the new booking's columns as attributes, with its
-    service type and the zones its answer is shown in. A ``slot_unavailable`` carries the
-    next free slots, as ``offering_alternatives`` adds them (what was asked made only then)."""
+    service type and the zones its answer is shown in. Its transaction runs on a connection
+    of the unit of work's own, with no session unless something asks for one (a handler
+    adding an outbox row as an ORM instance: ``UnitOfWork.run(direct=True)``). A
+    ``slot_unavailable`` carries the next free slots, as ``offering_alternatives`` adds
+    them (what was asked made only then)."""
     try:
-        return uow.run(lambda: book_plain(uow, actor, request, now=now))
+        return uow.run(lambda: book_plain(uow, actor, request, now=now), direct=True)
     except SlotUnavailable as taken:
         _offer_alternatives(taken, uow, wanted(request), now=now)
         raise

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Insert, bindparam, func, insert, select, true
+from sqlalchemy import BigInteger, Connection, Insert, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -61,36 +61,38 @@ MAX_TOKEN_LENGTH = 512
 # Writing: number the changes of a transaction right before it commits --------------------
 
 
-def _advance(session: Session, count: int) -> int:
+def _advance(connection: Connection, count: int) -> int:
     """Add ``count`` to the counter (creating it), returning the new last number. The row
     stays locked (PostgreSQL) until this transaction ends."""
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     table = SyncCounter.__table__
     module = postgresql if dialect == "postgresql" else sqlite
     statement = (module.insert(table).values(name=SEQUENCE, value=count)
                  .on_conflict_do_update(index_elements=[table.c.name],
                                         set_={"value": table.c.value + count})
                  .returning(table.c.value))
-    return int(session.execute(statement).scalar_one())
+    return int(connection.execute(statement).scalar_one())
 
 
 def number_changes(uow: UnitOfWork, changes: Sequence[BookingChanged]) -> None:
     """Number the transaction's booking changes, in the order they happened, and add them to
     the change feed. The bus runs this last, once, right before the commit: everything else
-    is flushed first, so the counter lock is the last lock the transaction takes."""
-    session = uow.session
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        _NUMBERED_DIRECT.execute(session.connection(), {
+    is flushed first, so the counter lock is the last lock the transaction takes. Its
+    statements run on the transaction's connection (``UnitOfWork.connection``: a booking
+    made without a session asks for none)."""
+    uow.flush()
+    connection = uow.connection()
+    if connection.dialect.name == "postgresql":
+        _NUMBERED_DIRECT.execute(connection, {
             "count": len(changes), "changes": json_rows.parameter([
                 {"booking_id": c.booking_id, "kind": c.kind.value, "changed_at": c.occurred_at}
                 for c in changes]),
             **booking_history.take_deferred(uow.memo),
             **planned_reminders.take_deferred(uow.memo)})
         return
-    last = _advance(session, len(changes))
+    last = _advance(connection, len(changes))
     first = last - len(changes) + 1
-    session.execute(insert(BookingChange), [
+    connection.execute(insert(BookingChange.__table__), [
         {"seq": first + index, "booking_id": change.booking_id, "kind": change.kind.value,
          "changed_at": change.occurred_at}
         for index, change in enumerate(changes)])

@@ -66,18 +66,21 @@ WRITTEN_STATUSES = (BookingStatus.PENDING, BookingStatus.BOOKED, BookingStatus.C
 def enqueue_writes(uow: UnitOfWork, event: BookingChanged) -> None:
     """Queue the visit for every write-back calendar of its provider (and again for any
     calendar it was written to before, so a move to another provider cancels that copy)."""
-    session = uow.session
     # Written without an ORM instance (``POST /bookings``): kept on the unit of work.
     created = fresh.find(uow.memo, event.booking_id)
-    booking = session.get(Booking, event.booking_id) if created is None else created.booking
+    booking = (uow.session.get(Booking, event.booking_id) if created is None
+               else created.booking)
     if booking is None:
         return
     # Read with the webhook subscriptions, once per transaction (domain/recipients.py).
     targets = set(recipients.write_back_calendars(uow, booking.provider_id))
     # A booking just created was written to no calendar yet (one statement fewer a booking).
     existing = {} if isinstance(event, BookingCreated) else {
-        row.connection_id: row for row in session.scalars(
+        row.connection_id: row for row in uow.session.scalars(
             select(CalendarWrite).where(CalendarWrite.booking_id == booking.id))}
+    if not (targets or existing):
+        return  # (no session asked for: ``POST /bookings`` may have none)
+    session = uow.session
     for connection_id in targets | set(existing):
         row = existing.get(connection_id)
         if row is None:

@@ -22,6 +22,7 @@ decisions, holds, vital signs, telehealth visits) are written by ``services.py``
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -75,10 +76,12 @@ def active_hold(session: Session, booking_id: uuid.UUID) -> SessionHold | None:
                           .limit(1))
 
 
-def check_booking(session: Session, *, patient: Patient, provider: Provider,
+def check_booking(session_of: Callable[[], Session], *, patient: Patient, provider: Provider,
                   location: Location, service_type: ServiceType,
                   ride_home_confirmed: bool) -> None:
-    """May the patient be booked for this kind of visit with this provider, here?"""
+    """May the patient be booked for this kind of visit with this provider, here?
+    ``session_of``: gives the session the records on file are read in, asked for only
+    when the kind of visit has a rule that reads them."""
     if service_type.requires_rems:
         missing = [name for name, ok in (
             ("rems_certified_location", location.rems_certified),
@@ -90,25 +93,26 @@ def check_booking(session: Session, *, patient: Patient, provider: Provider,
             raise Conflict("Esketamine needs a REMS-certified site, a REMS-enrolled patient, a "
                            "REMS prescriber and at least 120 minutes of monitoring.",
                            code="rems_requirements_not_met", missing=missing)
-    if service_type.requires_rems and esketamine_contraindicated(session, patient.id):
+    if service_type.requires_rems and esketamine_contraindicated(session_of(), patient.id):
         raise Conflict("A screening on record names a hard contraindication to esketamine "
                        "(see the patient's consultation).", code="esketamine_contraindicated")
     declared = set(service_type.contraindications or ())
     # Read the screenings only when the service type declares a contraindication to match.
-    named = sorted(declared & contraindications_on_record(session, patient.id)) if declared \
-        else []
+    named = (sorted(declared & contraindications_on_record(session_of(), patient.id))
+             if declared else [])
     if named:
         raise Conflict("A screening on record names a contraindication to this kind of visit "
                        "(see the patient's consultation).", code="contraindicated",
                        contraindications=named)
     if service_type.needs_clearance:
         # The clinician's decision, not a flag anyone may set, clears a patient for treatment.
-        decision = latest_decision(session, patient.id)
+        decision = latest_decision(session_of(), patient.id)
         if decision is None or decision.decision is not ClearanceStatus.CLEARED:
             raise Conflict("The patient needs a cleared consultation before treatment.",
                            code="clearance_required",
                            clearance=decision.decision.value if decision else "none")
-    if service_type.at_home and not first_dose_in_clinic(session, patient.id, service_type):
+    if service_type.at_home and not first_dose_in_clinic(session_of(), patient.id,
+                                                         service_type):
         raise Conflict("The pill is taken at home only after a first dose in the clinic, "
                        "under monitoring: the patient has no completed in-clinic "
                        f"{service_type.route} dose.", code="first_dose_in_clinic_required",
@@ -214,7 +218,7 @@ def check_standing(session: Session, booking: Booking) -> None:
     provider = session.get(Provider, booking.provider_id)
     location = session.get(Location, booking.location_id)
     service_type = session.get(ServiceType, booking.service_type_id)
-    check_booking(session, patient=patient, provider=provider, location=location,
+    check_booking(lambda: session, patient=patient, provider=provider, location=location,
                   service_type=service_type, ride_home_confirmed=booking.ride_home_confirmed)
     check_license(provider=provider, location=location, service_type=service_type,
                   start=booking.starts_at, patient_state=booking.patient_state)

@@ -155,8 +155,8 @@ def _plan(uow: UnitOfWork, booking: Booking, *, version: int, now: datetime,
           only: list[str] | None = None, parties: tuple[Any, Any] | None = None) -> None:
     """Plan the booking's reminders (``parties``: its service type and patient, when the
     caller has them; else read from the session)."""
-    session = uow.session
     if parties is None:
+        session = uow.session
         service_type = session.get(ServiceType, booking.service_type_id)
         patient = session.get(Patient, booking.patient_id)
     else:
@@ -184,7 +184,7 @@ def _plan(uow: UnitOfWork, booking: Booking, *, version: int, now: datetime,
     # The booking is flushed (its event was recorded after its flush): the rows go in at
     # once, in one INSERT, without the ORM's unit of work (nothing reads them back as
     # objects in this transaction).
-    session.connection().execute(_PLANNED_ROWS, rows)
+    uow.connection().execute(_PLANNED_ROWS, rows)
 
 
 # Reads and the retry ---------------------------------------------------------------------

@@ -236,11 +236,11 @@ def _enqueue(uow: UnitOfWork, event_type: str, data: dict[str, Any],
     """Outbox rows for every active subscription that asked for ``event_type``; the
     subscriptions are read once per transaction (``service/domain/recipients.py``), with the
     write-back calendars of ``provider_id`` when given."""
-    session = uow.session
     subscriptions = [s for s in recipients.subscribers(uow, provider_id=provider_id)
                      if s.wants(event_type)]
     if not subscriptions:
         return 0
+    session = uow.session
     event_id = uuid.uuid4()
     body = payload(event_id, event_type, occurred_at, data)
     for subscription in subscriptions:
