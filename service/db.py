@@ -342,6 +342,17 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
                     # again below), or the connection is lost (psycopg's rollback says so
                     # below).
                     pass
+            elif (self.read_only
+                    and self.pgconn.transaction_status == TransactionStatus.INTRANS):
+                # A READ ONLY transaction (psycopg began it so: ``read_only`` cannot change
+                # inside one) in good standing ends with COMMIT, the same end for a
+                # transaction that can write nothing (this code base sets no session
+                # setting in one). A ROLLBACK would also make psycopg forget the
+                # connection's prepared statements (and send DEALLOCATE ALL): every read
+                # (a slot search, a list, the API key lookup) ending on a pooled connection
+                # would have the next requests' statements parsed and planned again.
+                super().commit()
+                return
             super().rollback()  # sends ROLLBACK only while a transaction is still open
         finally:
             self._transaction_ended()
