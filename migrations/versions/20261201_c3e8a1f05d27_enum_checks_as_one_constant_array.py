@@ -27,6 +27,8 @@ Revision ID: c3e8a1f05d27
 Revises: e5a7c3f91b04
 Create Date: 2026-12-01 19:00:00.000000+00:00
 """
+from collections.abc import Callable
+
 from alembic import op
 
 
@@ -54,26 +56,28 @@ CHECKS = (
 )
 
 
-def _on_postgresql() -> bool:
-    return op.get_bind().dialect.name == 'postgresql'
+def _one_array(column: str, values: tuple[str, ...]) -> str:
+    array = ','.join(f'"{value}"' for value in values)
+    return f"{column}::text = ANY ('{{{array}}}'::text[])"
 
 
-def _replace(table: str, name: str, check: str) -> None:
-    op.execute(f'ALTER TABLE {table} DROP CONSTRAINT {name}, '
-               f'ADD CONSTRAINT {name} CHECK ({check})')
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    listed = ', '.join(f"'{value}'" for value in values)
+    return f'{column} IN ({listed})'
+
+
+def _write(check: Callable[[str, tuple[str, ...]], str]) -> None:
+    """Each constraint dropped and added again, in ``check``'s form (PostgreSQL only)."""
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    for table, name, column, values in CHECKS:
+        op.execute(f'ALTER TABLE {table} DROP CONSTRAINT {name}, '
+                   f'ADD CONSTRAINT {name} CHECK ({check(column, values)})')
 
 
 def upgrade() -> None:
-    if not _on_postgresql():
-        return
-    for table, name, column, values in CHECKS:
-        array = ','.join(f'"{value}"' for value in values)
-        _replace(table, name, f"{column}::text = ANY ('{{{array}}}'::text[])")
+    _write(_one_array)
 
 
 def downgrade() -> None:
-    if not _on_postgresql():
-        return
-    for table, name, column, values in CHECKS:
-        listed = ', '.join(f"'{value}'" for value in values)
-        _replace(table, name, f'{column} IN ({listed})')
+    _write(_in_list)
