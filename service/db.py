@@ -895,7 +895,10 @@ def utcnow() -> datetime:
 
 
 def enum_column(enum_cls, name: str):  # type: ignore[no-untyped-def]
-    """A portable enum column: stored as its string value, checked by a named constraint."""
+    """A portable enum column: stored as its string value, checked by a named constraint.
+    (On PostgreSQL, the checks of the tables a booking writes are stored as one constant
+    array, ``column::text = ANY ('{...}'::text[])``, the same values: cheaper to compile at
+    each statement than this IN list; migration c3e8a1f05d27.)"""
     return Enum(
         enum_cls,
         name=name,

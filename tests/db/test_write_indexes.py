@@ -13,7 +13,9 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from service.db import utcnow
+from service.domain.availability.models import ScheduleVersion
 from service.domain.bookings.models import Booking
+from service.domain.calendar.models import SyncCounter
 from service.domain.reminders.models import Reminder, ReminderStatus, dedupe_key
 from tests.scenario import build_clinic
 
@@ -99,3 +101,19 @@ def test_the_partial_series_index_serves_a_series_lookup_and_its_foreign_key(app
             text(f"EXPLAIN EXECUTE unlink('{series_id}')")).scalars())
         connection.execute(text("DEALLOCATE unlink"))
         assert "ix_bookings_series_id" in plan, plan
+
+
+def test_the_counters_every_booking_bumps_keep_room_for_short_update_chains(app):
+    """sync_counters and schedule_versions (migration d7f2b4e91a36): the fillfactor their
+    models declare is the database's, so their pages are pruned before chains grow long."""
+    engine = app.extensions["clinic.database"].writer
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    for model in (SyncCounter, ScheduleVersion):
+        table = model.__table__
+        declared = table.dialect_options["postgresql"]["with"]
+        with engine.connect() as connection:
+            options = connection.scalar(text(
+                "SELECT reloptions FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+                {"table": table.name})
+        assert options == [f"fillfactor={declared['fillfactor']}"], (table.name, options)
